@@ -1,0 +1,282 @@
+//! Acknowledgements coming back from receivers, and the SLA that turns silence into `overdue`.
+//!
+//! File-drop receivers write `acks/<delivery id>.ack` into their drop folder:
+//!
+//! ```json
+//! {"status": "accepted"}
+//! {"status": "rejected", "code": "30002", "reason": "Patient not known here"}
+//! {"status": "delivered"}
+//! ```
+//!
+//! `delivered` is an infrastructure acknowledgement (the receiving system has it); `accepted`
+//! and `rejected` are business answers (filed, or refused). An ack file is consumed (deleted)
+//! only after the state change it caused is on disk. A file that cannot be read, names no
+//! delivery, belongs to another endpoint or contradicts the delivery's state is moved to
+//! `acks/rejected/` with a `.error` note beside it, recorded for ops, and logged — never
+//! silently deleted.
+
+use crate::hub::Hub;
+use crate::shutdown::Shutdown;
+use crate::store::{Change, StoreError, UnmatchedAck};
+use crate::track::{now_ms, DeliveryEvent, DeliveryState};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Subfolder of a drop folder where receivers write acks.
+pub const ACK_DIR: &str = "acks";
+/// Subfolder of `acks/` where unusable acks are kept.
+pub const SET_ASIDE_DIR: &str = "rejected";
+
+/// The content of an ack file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckFile {
+    pub status: AckStatus,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckStatus {
+    Delivered,
+    Accepted,
+    Rejected,
+}
+
+impl AckStatus {
+    fn event(self) -> DeliveryEvent {
+        match self {
+            Self::Delivered => DeliveryEvent::InfrastructureAck,
+            Self::Accepted => DeliveryEvent::BusinessAccept,
+            Self::Rejected => DeliveryEvent::ReceiverReject,
+        }
+    }
+
+    fn target(self) -> DeliveryState {
+        match self {
+            Self::Delivered => DeliveryState::Delivered,
+            Self::Accepted => DeliveryState::Accepted,
+            Self::Rejected => DeliveryState::Rejected,
+        }
+    }
+}
+
+/// Parses ack file bytes, naming what is wrong.
+pub fn parse_ack(bytes: &[u8]) -> Result<AckFile, String> {
+    let ack: AckFile = serde_json::from_slice(bytes).map_err(|e| {
+        format!("not a valid ack (expected JSON like {{\"status\":\"accepted\"}}): {e}")
+    })?;
+    if ack.status == AckStatus::Rejected && ack.reason.as_deref().unwrap_or("").trim().is_empty() {
+        return Err("a rejected ack must say why in \"reason\"".into());
+    }
+    Ok(ack)
+}
+
+enum Outcome {
+    /// Applied (or a repeat of what is already recorded): delete after the flush.
+    Consumed,
+    /// Unusable: set aside with this problem.
+    SetAside(String),
+}
+
+/// Reads every endpoint's `acks/` folder once. Returns (consumed, set aside).
+pub async fn scan_file_acks(hub: &Hub) -> (usize, usize) {
+    let loaded = hub.directory.get();
+    let mut consumed = Vec::new();
+    let mut set_aside = 0;
+    for endpoint in loaded.directory.endpoints() {
+        let folder = loaded.folder(endpoint).join(ACK_DIR);
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') || !name.ends_with(".ack") || !path.is_file() {
+                continue;
+            }
+            match process(hub, &endpoint.id, &path, &name) {
+                Ok(Outcome::Consumed) => consumed.push(path),
+                Ok(Outcome::SetAside(problem)) => {
+                    set_aside_file(hub, &folder, &path, &name, &problem);
+                    set_aside += 1;
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "ack not processed; will retry")
+                }
+            }
+        }
+    }
+    if consumed.is_empty() {
+        return (0, set_aside);
+    }
+    if let Err(e) = hub.store.flush().await {
+        tracing::error!(error = %e, "flush failed; ack files kept for the next pass");
+        return (0, set_aside);
+    }
+    for p in &consumed {
+        if let Err(e) = std::fs::remove_file(p) {
+            tracing::warn!(file = %p.display(), error = %e, "could not remove consumed ack");
+        }
+    }
+    metrics::counter!("edthub_acks_total", "outcome" => "applied").increment(consumed.len() as u64);
+    (consumed.len(), set_aside)
+}
+
+fn process(hub: &Hub, endpoint: &str, path: &Path, name: &str) -> Result<Outcome, StoreError> {
+    let stem = name.trim_end_matches(".ack");
+    let Ok(id) = Uuid::parse_str(stem) else {
+        return Ok(Outcome::SetAside(format!(
+            "file name must be <delivery id>.ack; {stem:?} is not a delivery id"
+        )));
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Ok(Outcome::SetAside(format!("cannot read: {e}"))),
+    };
+    let ack = match parse_ack(&bytes) {
+        Ok(a) => a,
+        Err(problem) => return Ok(Outcome::SetAside(problem)),
+    };
+    let Some(d) = hub.store.delivery(id)? else {
+        return Ok(Outcome::SetAside(format!(
+            "no delivery {id} is known to this hub"
+        )));
+    };
+    if d.endpoint.as_deref() != Some(endpoint) {
+        return Ok(Outcome::SetAside(format!(
+            "delivery {id} was not sent to endpoint {endpoint}"
+        )));
+    }
+    let code = ack.code.clone().unwrap_or_default();
+    let reason = ack.reason.clone().unwrap_or_default();
+    let mut change = Change::new(
+        ack.status.event(),
+        "ack-file",
+        match (code.is_empty(), reason.is_empty()) {
+            (true, true) => format!("{} ack file", ack.status.target()),
+            _ => format!("{} ack file: {code} {reason}", ack.status.target())
+                .trim()
+                .to_string(),
+        },
+    );
+    if ack.code.is_some() || ack.reason.is_some() {
+        change.ack = Some((code, reason));
+    }
+    match hub.store.apply(id, change) {
+        Ok(_) => Ok(Outcome::Consumed),
+        Err(StoreError::InvalidTransition(_)) if d.state == ack.status.target() => {
+            Ok(Outcome::Consumed)
+        }
+        Err(StoreError::InvalidTransition(t)) => Ok(Outcome::SetAside(format!(
+            "conflicts with the delivery's state: {t}"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+fn set_aside_file(hub: &Hub, ack_dir: &Path, path: &Path, name: &str, problem: &str) {
+    let aside = ack_dir.join(SET_ASIDE_DIR);
+    let target: PathBuf = aside.join(name);
+    let moved = std::fs::create_dir_all(&aside)
+        .and_then(|_| std::fs::rename(path, &target))
+        .and_then(|_| std::fs::write(aside.join(format!("{name}.error")), format!("{problem}\n")));
+    let kept_at = match moved {
+        Ok(()) => target.display().to_string(),
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "could not move unusable ack aside; left in place");
+            path.display().to_string()
+        }
+    };
+    tracing::warn!(file = %path.display(), kept_at = %kept_at, problem, "unusable ack file set aside");
+    metrics::counter!("edthub_acks_total", "outcome" => "set-aside").increment(1);
+    if let Err(e) = hub.store.record_unmatched_ack(UnmatchedAck {
+        at_ms: now_ms(),
+        source: path.display().to_string(),
+        problem: problem.to_string(),
+        kept_at,
+    }) {
+        tracing::error!(error = %e, "could not record unmatched ack");
+    }
+}
+
+/// Marks sent or delivered deliveries with no acknowledgement within the SLA as `overdue`.
+pub async fn check_sla(hub: &Hub) -> Result<usize, StoreError> {
+    let sla_ms = hub.config.acks.sla_secs.saturating_mul(1000);
+    let before = now_ms().saturating_sub(sla_ms);
+    let mut n = 0;
+    for state in [DeliveryState::Sent, DeliveryState::Delivered] {
+        for id in hub.store.deliveries_in_state(state, before, 10_000)? {
+            let change = Change::new(
+                DeliveryEvent::SlaExpired,
+                "hub",
+                format!("no acknowledgement within {} s", hub.config.acks.sla_secs),
+            );
+            match hub.store.apply(id, change) {
+                Ok(_) => n += 1,
+                Err(StoreError::InvalidTransition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if n > 0 {
+        hub.store.flush().await?;
+        metrics::counter!("edthub_overdue_total").increment(n as u64);
+        tracing::warn!(count = n, "deliveries overdue");
+    }
+    Ok(n)
+}
+
+/// Runs the ack-folder poller and the SLA checker until shutdown.
+pub fn spawn(hub: Arc<Hub>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut shutdown = shutdown;
+        let mut poll = tokio::time::interval(Duration::from_millis(hub.config.acks.poll_ms));
+        let mut sla =
+            tokio::time::interval(Duration::from_secs(hub.config.acks.sla_check_secs.max(1)));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sla.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                _ = poll.tick() => { scan_file_acks(&hub).await; }
+                _ = sla.tick() => {
+                    if let Err(e) = check_sla(&hub).await {
+                        tracing::error!(error = %e, "SLA check failed");
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_parsing_names_the_problem() {
+        assert_eq!(
+            parse_ack(br#"{"status":"accepted"}"#).unwrap().status,
+            AckStatus::Accepted
+        );
+        let r =
+            parse_ack(br#"{"status":"rejected","code":"30002","reason":"Patient not known here"}"#)
+                .unwrap();
+        assert_eq!(r.code.as_deref(), Some("30002"));
+        assert!(parse_ack(br#"{"status":"rejected"}"#)
+            .unwrap_err()
+            .contains("reason"));
+        assert!(parse_ack(b"accepted").unwrap_err().contains("JSON"));
+        assert!(parse_ack(br#"{"status":"filed"}"#)
+            .unwrap_err()
+            .contains("filed"));
+        assert!(parse_ack(br#"{"status":"accepted","extra":1}"#).is_err());
+    }
+}

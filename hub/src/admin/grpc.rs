@@ -1,0 +1,328 @@
+//! `edt.hub.v1.Tracking` (for senders) and `edt.hub.v1.Admin` (for ops and the CLI).
+
+use super::convert;
+use crate::hub::Hub;
+use crate::store::{ListQuery, StoreError};
+use edt_proto::v1::{self, admin_server::Admin, tracking_server::Tracking};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::Stream;
+use uuid::Uuid;
+
+use tonic::{Request, Response, Status};
+
+fn parse_id(field: &str, s: &str) -> Result<Uuid, Status> {
+    Uuid::parse_str(s.trim())
+        .map_err(|_| Status::invalid_argument(format!("{field}: {s:?} is not a message id (UUID)")))
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::NoSuchMessage(id) => Status::not_found(format!("no message {id}")),
+        StoreError::NoSuchDelivery(id) => Status::not_found(format!("no delivery {id}")),
+        StoreError::InvalidTransition(t) => Status::failed_precondition(t.to_string()),
+        StoreError::AlreadyReplayed(a, b) => {
+            Status::failed_precondition(format!("delivery {a} was already replayed as {b}"))
+        }
+        other => {
+            tracing::error!(error = %other, "store failure");
+            Status::unavailable(other.to_string())
+        }
+    }
+}
+
+fn status_of(hub: &Hub, id: Uuid) -> Result<v1::MessageStatus, Status> {
+    hub.view(id)
+        .map_err(store_status)?
+        .map(|v| convert::status(&v))
+        .ok_or_else(|| Status::not_found(format!("no message {id}")))
+}
+
+pub struct TrackingService {
+    pub hub: Arc<Hub>,
+}
+
+type StatusStream = Pin<Box<dyn Stream<Item = Result<v1::MessageStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Tracking for TrackingService {
+    async fn get_message(
+        &self,
+        request: Request<v1::GetMessageRequest>,
+    ) -> Result<Response<v1::MessageStatus>, Status> {
+        let id = parse_id("message_id", &request.get_ref().message_id)?;
+        Ok(Response::new(status_of(&self.hub, id)?))
+    }
+
+    type WatchMessageStream = StatusStream;
+
+    async fn watch_message(
+        &self,
+        request: Request<v1::GetMessageRequest>,
+    ) -> Result<Response<Self::WatchMessageStream>, Status> {
+        let id = parse_id("message_id", &request.get_ref().message_id)?;
+        let mut changes = self.hub.store.changes();
+        let first = status_of(&self.hub, id)?;
+        let hub = self.hub.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut last = first.clone();
+            let mut done = first.complete;
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            while !done {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tick.tick() => {}
+                    changed = changes.recv() => match changed {
+                        Ok(m) if m != id => continue,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+                let now = match status_of(&hub, id) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                if now != last {
+                    done = now.complete;
+                    last = now.clone();
+                    if tx.send(Ok(now)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+pub struct AdminService {
+    pub hub: Arc<Hub>,
+}
+
+/// Who is acting, for the audit trail: `ops:<x-edthub-user>` or `ops`.
+fn actor<T>(r: &Request<T>) -> String {
+    match r
+        .metadata()
+        .get("x-edthub-user")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(u) if !u.trim().is_empty() => format!("ops:{}", u.trim()),
+        _ => "ops".to_string(),
+    }
+}
+
+fn query(f: &v1::ListMessagesRequest) -> Result<ListQuery, Status> {
+    let state = match f.state {
+        0 => None,
+        v => Some(convert::state_from_wire(v).ok_or_else(|| {
+            Status::invalid_argument(format!("state: {v} is not a delivery state"))
+        })?),
+    };
+    let ods = |s: &str, field: &str| -> Result<Option<String>, Status> {
+        if s.trim().is_empty() {
+            return Ok(None);
+        }
+        edt_transforms::OdsCode::parse(s)
+            .map(|c| Some(c.to_string()))
+            .map_err(|e| Status::invalid_argument(format!("{field}: ODS code {e}")))
+    };
+    Ok(ListQuery {
+        state,
+        recipient_ods: ods(&f.recipient_ods, "recipient_ods")?,
+        sender_ods: ods(&f.sender_ods, "sender_ods")?,
+        since_ms: f.since.as_ref().map(convert::ms),
+        limit: f.limit as usize,
+    })
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn list_messages(
+        &self,
+        request: Request<v1::ListMessagesRequest>,
+    ) -> Result<Response<v1::ListMessagesResponse>, Status> {
+        let q = query(request.get_ref())?;
+        let (ids, truncated) = self.hub.store.list(&q).map_err(store_status)?;
+        let mut messages = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(v) = self.hub.view(id).map_err(store_status)? {
+                messages.push(convert::status(&v));
+            }
+        }
+        Ok(Response::new(v1::ListMessagesResponse {
+            messages,
+            truncated,
+        }))
+    }
+
+    async fn get_message(
+        &self,
+        request: Request<v1::GetMessageRequest>,
+    ) -> Result<Response<v1::MessageDetail>, Status> {
+        let id = parse_id("message_id", &request.get_ref().message_id)?;
+        let status = status_of(&self.hub, id)?;
+        let all = self.hub.store.deliveries_of(id).map_err(store_status)?;
+        let timeline = self.hub.store.audit_of(id).map_err(store_status)?;
+        Ok(Response::new(v1::MessageDetail {
+            status: Some(status),
+            all_deliveries: all.iter().map(convert::delivery).collect(),
+            timeline: timeline.iter().map(convert::audit).collect(),
+        }))
+    }
+
+    async fn replay_messages(
+        &self,
+        request: Request<v1::ReplayMessagesRequest>,
+    ) -> Result<Response<v1::ReplayMessagesResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let ids: Vec<Uuid> = if !req.message_ids.is_empty() {
+            req.message_ids
+                .iter()
+                .map(|s| parse_id("message_ids", s))
+                .collect::<Result<_, _>>()?
+        } else {
+            let Some(f) = &req.filter else {
+                return Err(Status::invalid_argument(
+                    "give message_ids or a filter (e.g. state = failed)",
+                ));
+            };
+            let mut q = query(f)?;
+            if q.state.is_none() {
+                return Err(Status::invalid_argument(
+                    "filter.state: a replay by filter must name a state (failed, rejected, unroutable, cancelled or overdue)",
+                ));
+            }
+            if q.limit == 0 {
+                q.limit = 10_000;
+            }
+            self.hub.store.list(&q).map_err(store_status)?.0
+        };
+        let reason = if req.reason.trim().is_empty() {
+            "replayed by ops".to_string()
+        } else {
+            req.reason.clone()
+        };
+        let mut resp = v1::ReplayMessagesResponse {
+            dry_run: req.dry_run,
+            ..Default::default()
+        };
+        for id in ids {
+            let r = self
+                .hub
+                .replay(id, req.dry_run, &actor, &reason)
+                .await
+                .map_err(store_status)?;
+            if r.new_deliveries.is_empty() {
+                resp.skipped += 1;
+            } else {
+                resp.replayed += 1;
+            }
+            resp.outcomes.push(v1::ReplayOutcome {
+                message_id: id.to_string(),
+                new_deliveries: r.new_deliveries.iter().map(convert::delivery).collect(),
+                skipped_reason: r.skipped.join("; "),
+            });
+        }
+        if !req.dry_run {
+            tracing::info!(
+                actor,
+                replayed = resp.replayed,
+                skipped = resp.skipped,
+                "replay"
+            );
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn cancel_delivery(
+        &self,
+        request: Request<v1::CancelDeliveryRequest>,
+    ) -> Result<Response<v1::CancelDeliveryResponse>, Status> {
+        let actor = actor(&request);
+        let req = request.into_inner();
+        let id = Uuid::parse_str(req.delivery_id.trim()).map_err(|_| {
+            Status::invalid_argument(format!("delivery_id: {:?} is not a UUID", req.delivery_id))
+        })?;
+        let reason = if req.reason.trim().is_empty() {
+            "cancelled by ops".to_string()
+        } else {
+            req.reason
+        };
+        let d = self
+            .hub
+            .cancel(id, &actor, &reason)
+            .await
+            .map_err(store_status)?;
+        tracing::info!(actor, delivery = %id, "delivery cancelled");
+        Ok(Response::new(v1::CancelDeliveryResponse {
+            delivery: Some(convert::delivery(&d)),
+        }))
+    }
+
+    async fn get_stats(
+        &self,
+        _request: Request<v1::GetStatsRequest>,
+    ) -> Result<Response<v1::Stats>, Status> {
+        let hub = &self.hub;
+        let counts = hub.store.count_by_state().map_err(store_status)?;
+        let q = crate::bus::DELIVER_QUEUE;
+        let bus_err = |e: crate::bus::BusError| Status::unavailable(e.to_string());
+        Ok(Response::new(v1::Stats {
+            messages: hub.store.message_count().map_err(store_status)?,
+            deliveries_by_state: counts
+                .into_iter()
+                .map(|(s, count)| v1::StateCount {
+                    state: convert::state(s),
+                    count,
+                })
+                .collect(),
+            queue_depth: hub.bus.depth(q).await.map_err(bus_err)?,
+            dead_letters: hub.bus.dead_letters(q).await.map_err(bus_err)?.len() as u64,
+            unmatched_acks: hub
+                .store
+                .unmatched_acks(usize::MAX)
+                .map_err(store_status)?
+                .len() as u64,
+            started_at: Some(convert::ts(hub.started_ms)),
+            node: hub.node.clone(),
+        }))
+    }
+}
+
+/// Checks the admin bearer token, when one is configured.
+pub fn check_token(
+    expected: Option<String>,
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |req: Request<()>| {
+        let Some(token) = &expected else {
+            return Ok(req);
+        };
+        let given = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(req),
+            Some(_) => Err(Status::permission_denied("admin token is not valid")),
+            None => Err(Status::unauthenticated(
+                "admin API needs a bearer token (set EDTHUB_TOKEN)",
+            )),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,430 @@
+//! The embedded bus: queues in the node's own sled database.
+//!
+//! Trees:
+//! - `bus_ready`: `[queue len][queue][due ms][seq] → [deliveries][body]`, so the first key of a
+//!   queue's prefix is the next item due. The store writes here inside its transactions.
+//! - `bus_inflight`: `[queue len][queue][seq] → [deliveries][body]`: handed out, not settled.
+//!   On open every in-flight item goes back to `bus_ready`: that is the redelivery after a
+//!   crash or restart.
+//! - `bus_dead`: `[queue len][queue][seq] → [deliveries][reason len][reason][body]`.
+//!
+//! Moves between trees are sled transactions, so an item is always in exactly one of them.
+//! Consumers wait on an in-process [`Signals`] wake-up, or until the next delayed item is due.
+
+use super::{Bus, BusError, BusItem, DeadLetter, Requeued};
+use crate::store::flush::GroupCommit;
+use crate::track::now_ms;
+use futures::future::BoxFuture;
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
+use sled::Transactional;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+pub const READY_TREE: &str = "bus_ready";
+const INFLIGHT_TREE: &str = "bus_inflight";
+const DEAD_TREE: &str = "bus_dead";
+
+/// Per-queue wake-ups for waiting consumers.
+#[derive(Default)]
+pub struct Signals {
+    queues: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Signals {
+    fn get(&self, queue: &str) -> Arc<Notify> {
+        let mut q = self.queues.lock().expect("signals lock");
+        q.entry(queue.to_string()).or_default().clone()
+    }
+
+    /// Wakes every consumer waiting on `queue`.
+    pub fn notify(&self, queue: &str) {
+        self.get(queue).notify_waiters();
+    }
+}
+
+fn queue_prefix(queue: &str) -> Vec<u8> {
+    let len = u8::try_from(queue.len()).expect("queue names are short");
+    [&[len][..], queue.as_bytes()].concat()
+}
+
+fn ready_key(queue: &str, due_ms: u64, seq: u64) -> Vec<u8> {
+    [
+        queue_prefix(queue).as_slice(),
+        &due_ms.to_be_bytes(),
+        &seq.to_be_bytes(),
+    ]
+    .concat()
+}
+
+fn tag_key(queue: &str, seq: u64) -> Vec<u8> {
+    [queue_prefix(queue).as_slice(), &seq.to_be_bytes()].concat()
+}
+
+fn encode(deliveries: u32, body: &[u8]) -> Vec<u8> {
+    [&deliveries.to_be_bytes()[..], body].concat()
+}
+
+fn decode(v: &[u8]) -> Result<(u32, Vec<u8>), BusError> {
+    if v.len() < 4 {
+        return Err(BusError::Corrupt("item shorter than its header".into()));
+    }
+    let d = u32::from_be_bytes(v[..4].try_into().expect("4 bytes"));
+    Ok((d, v[4..].to_vec()))
+}
+
+fn tail_u64(k: &[u8]) -> u64 {
+    u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes"))
+}
+
+/// Enqueues inside a store transaction on the `bus_ready` tree.
+pub fn enqueue_in(
+    ready: &TransactionalTree,
+    queue: &str,
+    body: &[u8],
+    due_ms: u64,
+) -> Result<(), sled::transaction::UnabortableTransactionError> {
+    let seq = ready.generate_id()?;
+    ready.insert(ready_key(queue, due_ms, seq), encode(0, body))?;
+    Ok(())
+}
+
+enum Claim {
+    Item(BusItem),
+    WaitUntil(u64),
+    Empty,
+}
+
+type TxErr = ConflictableTransactionError<BusError>;
+
+/// The sled-backed bus.
+pub struct EmbeddedBus {
+    db: sled::Db,
+    ready: sled::Tree,
+    inflight: sled::Tree,
+    dead: sled::Tree,
+    signals: Arc<Signals>,
+    commit: GroupCommit,
+    claim_lock: Mutex<()>,
+    max_deliveries: u32,
+}
+
+impl EmbeddedBus {
+    /// Opens the bus in `db`, returning every in-flight item to its queue (they were handed out
+    /// before a restart and never settled). Items handed out `max_deliveries` times are
+    /// dead-lettered instead of being handed out again.
+    pub fn open(
+        db: &sled::Db,
+        signals: Arc<Signals>,
+        max_deliveries: u32,
+    ) -> Result<Self, BusError> {
+        let bus = Self {
+            ready: db.open_tree(READY_TREE)?,
+            inflight: db.open_tree(INFLIGHT_TREE)?,
+            dead: db.open_tree(DEAD_TREE)?,
+            commit: GroupCommit::start(db.clone()),
+            db: db.clone(),
+            signals,
+            claim_lock: Mutex::new(()),
+            max_deliveries: max_deliveries.max(1),
+        };
+        bus.requeue_inflight()?;
+        Ok(bus)
+    }
+
+    fn requeue_inflight(&self) -> Result<(), BusError> {
+        let now = now_ms();
+        for kv in self.inflight.iter() {
+            let (k, v) = kv?;
+            let queue_len = usize::from(k[0]);
+            let queue = String::from_utf8_lossy(&k[1..1 + queue_len]).to_string();
+            let seq = tail_u64(&k);
+            let rk = ready_key(&queue, now, seq);
+            (&self.ready, &self.inflight)
+                .transaction(|(r, i)| {
+                    r.insert(rk.as_slice(), v.clone())?;
+                    i.remove(k.clone())?;
+                    Ok::<_, TxErr>(())
+                })
+                .map_err(tx_err)?;
+        }
+        Ok(())
+    }
+
+    fn try_claim(&self, queue: &str) -> Result<Claim, BusError> {
+        let _guard = self.claim_lock.lock().expect("claim lock");
+        let prefix = queue_prefix(queue);
+        loop {
+            let Some(kv) = self.ready.scan_prefix(&prefix).next() else {
+                return Ok(Claim::Empty);
+            };
+            let (k, v) = kv?;
+            let due = u64::from_be_bytes(
+                k[prefix.len()..prefix.len() + 8]
+                    .try_into()
+                    .map_err(|_| BusError::Corrupt("ready key".into()))?,
+            );
+            if due > now_ms() {
+                return Ok(Claim::WaitUntil(due));
+            }
+            let seq = tail_u64(&k);
+            let (deliveries, body) = decode(&v)?;
+            let deliveries = deliveries + 1;
+            let tk = tag_key(queue, seq);
+            if deliveries > self.max_deliveries {
+                let dv = dead_value(deliveries - 1, "delivery limit reached", &body);
+                (&self.ready, &self.dead)
+                    .transaction(|(r, d)| {
+                        r.remove(k.clone())?;
+                        d.insert(tk.as_slice(), dv.as_slice())?;
+                        Ok::<_, TxErr>(())
+                    })
+                    .map_err(tx_err)?;
+                metrics::counter!("edthub_bus_dead_letters_total", "queue" => queue.to_string())
+                    .increment(1);
+                continue;
+            }
+            let iv = encode(deliveries, &body);
+            (&self.ready, &self.inflight)
+                .transaction(|(r, i)| {
+                    r.remove(k.clone())?;
+                    i.insert(tk.as_slice(), iv.as_slice())?;
+                    Ok::<_, TxErr>(())
+                })
+                .map_err(tx_err)?;
+            return Ok(Claim::Item(BusItem {
+                queue: queue.to_string(),
+                tag: seq,
+                body,
+                deliveries,
+            }));
+        }
+    }
+
+    fn take_inflight(&self, item: &BusItem) -> Result<Option<(u32, Vec<u8>)>, BusError> {
+        self.inflight
+            .get(tag_key(&item.queue, item.tag))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+}
+
+fn dead_value(deliveries: u32, reason: &str, body: &[u8]) -> Vec<u8> {
+    [
+        &deliveries.to_be_bytes()[..],
+        &(reason.len() as u32).to_be_bytes(),
+        reason.as_bytes(),
+        body,
+    ]
+    .concat()
+}
+
+fn tx_err(e: sled::transaction::TransactionError<BusError>) -> BusError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => e.into(),
+    }
+}
+
+impl Bus for EmbeddedBus {
+    fn publish<'a>(
+        &'a self,
+        queue: &'a str,
+        body: Vec<u8>,
+        delay: Duration,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            let seq = self.db.generate_id()?;
+            let due = now_ms() + delay.as_millis() as u64;
+            self.ready
+                .insert(ready_key(queue, due, seq), encode(0, &body))?;
+            self.signals.notify(queue);
+            self.commit.flush().await.map_err(BusError::Storage)
+        })
+    }
+
+    fn receive<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<BusItem, BusError>> {
+        Box::pin(async move {
+            let signal = self.signals.get(queue);
+            loop {
+                let notified = signal.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                match self.try_claim(queue)? {
+                    Claim::Item(item) => return Ok(item),
+                    Claim::WaitUntil(due) => {
+                        let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+                        tokio::select! {
+                            _ = notified => {}
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                    Claim::Empty => notified.await,
+                }
+            }
+        })
+    }
+
+    fn ack<'a>(&'a self, item: &'a BusItem) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            self.inflight.remove(tag_key(&item.queue, item.tag))?;
+            Ok(())
+        })
+    }
+
+    fn retry_later<'a>(
+        &'a self,
+        item: &'a BusItem,
+        delay: Duration,
+    ) -> BoxFuture<'a, Result<Requeued, BusError>> {
+        Box::pin(async move {
+            let Some((deliveries, body)) = self.take_inflight(item)? else {
+                return Err(BusError::Corrupt(format!(
+                    "item {} is not in flight",
+                    item.tag
+                )));
+            };
+            if deliveries >= self.max_deliveries {
+                self.dead_letter(item, "delivery limit reached").await?;
+                return Ok(Requeued::DeadLettered);
+            }
+            let tk = tag_key(&item.queue, item.tag);
+            let rk = ready_key(&item.queue, now_ms() + delay.as_millis() as u64, item.tag);
+            let v = encode(deliveries, &body);
+            (&self.ready, &self.inflight)
+                .transaction(|(r, i)| {
+                    i.remove(tk.as_slice())?;
+                    r.insert(rk.as_slice(), v.as_slice())?;
+                    Ok::<_, TxErr>(())
+                })
+                .map_err(tx_err)?;
+            self.signals.notify(&item.queue);
+            Ok(Requeued::Later)
+        })
+    }
+
+    fn dead_letter<'a>(
+        &'a self,
+        item: &'a BusItem,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            let Some((deliveries, body)) = self.take_inflight(item)? else {
+                return Err(BusError::Corrupt(format!(
+                    "item {} is not in flight",
+                    item.tag
+                )));
+            };
+            let tk = tag_key(&item.queue, item.tag);
+            let dv = dead_value(deliveries, reason, &body);
+            (&self.inflight, &self.dead)
+                .transaction(|(i, d)| {
+                    i.remove(tk.as_slice())?;
+                    d.insert(tk.as_slice(), dv.as_slice())?;
+                    Ok::<_, TxErr>(())
+                })
+                .map_err(tx_err)?;
+            metrics::counter!("edthub_bus_dead_letters_total", "queue" => item.queue.clone())
+                .increment(1);
+            self.commit.flush().await.map_err(BusError::Storage)
+        })
+    }
+
+    fn dead_letters<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, BusError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for kv in self.dead.scan_prefix(queue_prefix(queue)) {
+                let (_, v) = kv?;
+                if v.len() < 8 {
+                    return Err(BusError::Corrupt("dead letter header".into()));
+                }
+                let deliveries = u32::from_be_bytes(v[..4].try_into().expect("4"));
+                let rlen = u32::from_be_bytes(v[4..8].try_into().expect("4")) as usize;
+                let reason = v
+                    .get(8..8 + rlen)
+                    .ok_or_else(|| BusError::Corrupt("dead letter reason".into()))?;
+                out.push(DeadLetter {
+                    queue: queue.to_string(),
+                    deliveries,
+                    reason: String::from_utf8_lossy(reason).to_string(),
+                    body: v[8 + rlen..].to_vec(),
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    fn queued<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::collections::HashSet<Vec<u8>>>, BusError>> {
+        Box::pin(async move {
+            let p = queue_prefix(queue);
+            let mut out = std::collections::HashSet::new();
+            for kv in self
+                .ready
+                .scan_prefix(&p)
+                .chain(self.inflight.scan_prefix(&p))
+            {
+                let (_, v) = kv?;
+                out.insert(decode(&v)?.1);
+            }
+            Ok(Some(out))
+        })
+    }
+
+    fn depth<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64, BusError>> {
+        Box::pin(async move {
+            let p = queue_prefix(queue);
+            let n = self.ready.scan_prefix(&p).keys().count()
+                + self.inflight.scan_prefix(&p).keys().count();
+            Ok(n as u64)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::conformance::{self, BusFactory};
+    use std::path::PathBuf;
+
+    struct Factory(PathBuf);
+
+    impl BusFactory for Factory {
+        fn open(&self) -> BoxFuture<'_, Arc<dyn Bus>> {
+            Box::pin(async move {
+                // A previous handle may still be closing: retry the file lock briefly.
+                let mut tries = 0;
+                let db = loop {
+                    match sled::open(&self.0) {
+                        Ok(db) => break db,
+                        Err(e) if tries < 100 => {
+                            tries += 1;
+                            let _ = e;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("cannot reopen {}: {e}", self.0.display()),
+                    }
+                };
+                let bus = EmbeddedBus::open(
+                    &db,
+                    Arc::new(Signals::default()),
+                    conformance::MAX_DELIVERIES,
+                )
+                .expect("open bus");
+                Arc::new(bus) as Arc<dyn Bus>
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_bus_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::run_all(&Factory(dir.path().join("bus"))).await;
+    }
+}

@@ -1,0 +1,262 @@
+//! `edthub bench`: submits a realistic mix of documents to a running hub, waits until every
+//! delivery has reached its file drop, and prints exactly one line:
+//!
+//! ```text
+//! bench docs=2000 secs=1.23 docs_per_s=1626.0 p50_ms=3.1 p99_ms=12.0 e2e_p50_ms=40.2 e2e_p99_ms=95.0 ...
+//! ```
+//!
+//! `docs_per_s` is documents per second durable end to end (first submit to last delivery
+//! sent); `p50_ms`/`p99_ms` are receipt latencies (submit call to durable receipt);
+//! `e2e_*` are submit to the hub's recorded `sent` time. A benchmark, not a test: it asserts
+//! nothing.
+
+use super::client;
+use crate::admin::convert;
+use clap::Args;
+use edt_proto::v1;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    hub: super::HubArgs,
+    /// Documents to submit.
+    #[arg(long, default_value_t = 2000)]
+    docs: usize,
+    /// Submissions in flight at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Payload file (default: generated 20 KB PDF-like documents).
+    #[arg(long)]
+    payload: Option<PathBuf>,
+    /// Payload size in bytes when generating.
+    #[arg(long, default_value_t = 20 * 1024)]
+    payload_bytes: usize,
+    /// Submit at this many documents per second overall (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Sender ODS code (must be a registered sender).
+    #[arg(long, default_value = "RX1")]
+    sender: String,
+    /// Recipient ODS codes, used in turn.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "A81001,A81002,A81003,A81004,A81005"
+    )]
+    recipients: Vec<String>,
+    /// Give up waiting for deliveries after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+}
+
+/// (content type, document type, file extension) in the proportions a trust sends.
+const MIX: [(&str, v1::DocumentType, &str); 5] = [
+    ("application/pdf", v1::DocumentType::DischargeSummary, "pdf"),
+    ("application/pdf", v1::DocumentType::OutpatientLetter, "pdf"),
+    (
+        "application/fhir+xml",
+        v1::DocumentType::DischargeSummary,
+        "xml",
+    ),
+    ("application/pdf", v1::DocumentType::OutpatientLetter, "pdf"),
+    ("application/hl7-v2", v1::DocumentType::OrderResult, "hl7"),
+];
+
+/// Valid NHS numbers (Modulus 11) for the mix.
+const NHS_NUMBERS: [&str; 4] = ["9434765919", "4010232137", "9990000018", "9876543210"];
+
+fn generated_payload(n: usize, seed: usize) -> Vec<u8> {
+    let mut v = b"%PDF-1.4\n% edthub bench document\n".to_vec();
+    let mut x = seed as u64 | 1;
+    while v.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(n.max(16));
+    v
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn wall_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
+pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    let payloads: Vec<Vec<u8>> =
+        match &a.payload {
+            Some(p) => vec![std::fs::read(p)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?],
+            None => (0..8)
+                .map(|s| generated_payload(a.payload_bytes, s + 1))
+                .collect(),
+        };
+    let payload_bytes = payloads[0].len();
+    let payloads = Arc::new(payloads);
+    let channel = client::channel(&a.hub.hub).await?;
+    let run_id = crate::track::new_id().simple().to_string();
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let concurrency = a.concurrency.max(1);
+    let interval = (a.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / a.rate));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let mut c = v1::document_submission_client::DocumentSubmissionClient::new(channel.clone())
+            .max_encoding_message_size(256 * 1024 * 1024);
+        let (next, payloads, run_id) = (next.clone(), payloads.clone(), run_id.clone());
+        let (sender, recipients, docs) = (a.sender.clone(), a.recipients.clone(), a.docs);
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut errors = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= docs {
+                    break;
+                }
+                if let Some(iv) = interval {
+                    let due = start + iv * i as u32;
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let (ct, dt, ext) = MIX[i % MIX.len()];
+                let req = v1::SubmitDocumentRequest {
+                    sender_ods: sender.clone(),
+                    recipient_ods: vec![recipients[i % recipients.len()].clone()],
+                    document_type: dt as i32,
+                    content_type: ct.to_string(),
+                    payload: payloads[i % payloads.len()].clone(),
+                    local_id: format!("bench-{run_id}-{i}"),
+                    nhs_number: NHS_NUMBERS[i % NHS_NUMBERS.len()].to_string(),
+                    file_name: format!("document-{i}.{ext}"),
+                    title: String::new(),
+                };
+                let sent_wall = wall_ms();
+                let t = Instant::now();
+                match c.submit_document(req).await {
+                    Ok(r) => out.push((
+                        r.into_inner().message_id,
+                        t.elapsed().as_secs_f64() * 1000.0,
+                        sent_wall,
+                    )),
+                    Err(e) => errors.push(e.message().to_string()),
+                }
+            }
+            (out, errors)
+        }));
+    }
+    let mut receipts = Vec::new();
+    let mut errors = Vec::new();
+    for t in tasks {
+        let (r, e) = t.await?;
+        receipts.extend(r);
+        errors.extend(e);
+    }
+    let submit_secs = start.elapsed().as_secs_f64();
+
+    // Wait for every delivery to reach its transport.
+    let deadline = Instant::now() + Duration::from_secs(a.timeout_secs);
+    let mut waiting: Vec<(String, f64)> =
+        receipts.iter().map(|(id, _, w)| (id.clone(), *w)).collect();
+    let mut e2e = Vec::with_capacity(waiting.len());
+    let mut last_sent_ms = 0f64;
+    let mut undelivered = 0usize;
+    while !waiting.is_empty() {
+        let mut still = Vec::new();
+        for batch in waiting.chunks(concurrency * 4) {
+            let mut checks = Vec::new();
+            for (id, w) in batch.iter().cloned() {
+                let mut t = v1::tracking_client::TrackingClient::new(channel.clone());
+                checks.push(tokio::spawn(async move {
+                    let r = t
+                        .get_message(v1::GetMessageRequest {
+                            message_id: id.clone(),
+                        })
+                        .await;
+                    (id, w, r)
+                }));
+            }
+            for c in checks {
+                let (id, w, r) = c.await?;
+                let s = match r {
+                    Ok(s) => s.into_inner(),
+                    Err(_) => {
+                        still.push((id, w));
+                        continue;
+                    }
+                };
+                let sent: Vec<f64> = s
+                    .deliveries
+                    .iter()
+                    .filter_map(|d| d.sent_at.as_ref().map(|t| convert::ms(t) as f64))
+                    .collect();
+                if !s.deliveries.is_empty() && sent.len() == s.deliveries.len() {
+                    let done = sent.iter().cloned().fold(0.0, f64::max);
+                    e2e.push(done - w);
+                    last_sent_ms = last_sent_ms.max(done);
+                } else if s.complete {
+                    undelivered += 1;
+                } else {
+                    still.push((id, w));
+                }
+            }
+        }
+        waiting = still;
+        if Instant::now() > deadline {
+            undelivered += waiting.len();
+            break;
+        }
+        if !waiting.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let start_wall = receipts.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
+    let secs = if last_sent_ms > 0.0 && start_wall.is_finite() {
+        ((last_sent_ms - start_wall) / 1000.0).max(submit_secs)
+    } else {
+        submit_secs
+    };
+    let mut lat: Vec<f64> = receipts.iter().map(|r| r.1).collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    e2e.sort_by(|a, b| a.total_cmp(b));
+    let delivered = e2e.len();
+    println!(
+        "bench docs={} secs={:.3} docs_per_s={:.1} p50_ms={:.2} p99_ms={:.2} e2e_p50_ms={:.1} e2e_p99_ms={:.1} submit_docs_per_s={:.1} delivered={} undelivered={} errors={} concurrency={} payload_bytes={} rate={}",
+        a.docs,
+        secs,
+        delivered as f64 / secs,
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        percentile(&e2e, 0.50),
+        percentile(&e2e, 0.99),
+        receipts.len() as f64 / submit_secs,
+        delivered,
+        undelivered,
+        errors.len(),
+        concurrency,
+        payload_bytes,
+        a.rate,
+    );
+    if let Some(e) = errors.first() {
+        eprintln!("first submit error: {e}");
+    }
+    Ok(if errors.is_empty() && undelivered == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,180 @@
+//! Connecting to a hub, and what its errors mean for the exit code.
+
+use edt_proto::v1::{
+    admin_client::AdminClient, document_submission_client::DocumentSubmissionClient,
+    tracking_client::TrackingClient,
+};
+use tonic::codegen::InterceptedService;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+/// Adds the admin token (`EDTHUB_TOKEN`) and the operator's name (`USER`) to each call.
+#[derive(Clone)]
+pub struct Auth {
+    token: Option<MetadataValue<tonic::metadata::Ascii>>,
+    user: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Auth {
+    fn from_env() -> Self {
+        let token = std::env::var("EDTHUB_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .and_then(|t| format!("Bearer {t}").parse().ok());
+        let user = std::env::var("USER").ok().and_then(|u| u.parse().ok());
+        Self { token, user }
+    }
+}
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(t) = &self.token {
+            req.metadata_mut().insert("authorization", t.clone());
+        }
+        if let Some(u) = &self.user {
+            req.metadata_mut().insert("x-edthub-user", u.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub type Admin = AdminClient<InterceptedService<Channel, Auth>>;
+
+/// A hub that could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach the hub at {addr}: {reason}")]
+pub struct Unreachable {
+    addr: String,
+    reason: String,
+}
+
+fn normalise(addr: &str) -> String {
+    if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+pub async fn channel(addr: &str) -> anyhow::Result<Channel> {
+    let url = normalise(addr);
+    let ep = Endpoint::from_shared(url.clone())
+        .map_err(|e| anyhow::anyhow!("--hub {addr:?} is not a valid address: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(5));
+    ep.connect().await.map_err(|e| {
+        anyhow::Error::new(Unreachable {
+            addr: url,
+            reason: source_chain(&e),
+        })
+    })
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+pub async fn admin(addr: &str) -> anyhow::Result<Admin> {
+    Ok(AdminClient::with_interceptor(
+        channel(addr).await?,
+        Auth::from_env(),
+    ))
+}
+
+pub async fn tracking(addr: &str) -> anyhow::Result<TrackingClient<Channel>> {
+    Ok(TrackingClient::new(channel(addr).await?))
+}
+
+pub async fn submission(addr: &str) -> anyhow::Result<DocumentSubmissionClient<Channel>> {
+    Ok(DocumentSubmissionClient::new(channel(addr).await?)
+        .max_encoding_message_size(256 * 1024 * 1024))
+}
+
+/// A gRPC error as a readable message.
+pub fn status_error(s: Status) -> anyhow::Error {
+    anyhow::Error::new(HubError(s))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the hub said {}: {}", code_name(.0.code()), .0.message())]
+pub struct HubError(pub Status);
+
+fn code_name(c: Code) -> &'static str {
+    match c {
+        Code::InvalidArgument => "invalid argument",
+        Code::NotFound => "not found",
+        Code::FailedPrecondition => "not possible now",
+        Code::Unauthenticated => "unauthenticated",
+        Code::PermissionDenied => "permission denied",
+        Code::Unavailable => "unavailable",
+        _ => "error",
+    }
+}
+
+/// The exit code for an error (see the module docs of `cli`).
+pub fn exit_code_for(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Unreachable>().is_some() {
+        return 3;
+    }
+    match e.downcast_ref::<HubError>().map(|h| h.0.code()) {
+        Some(Code::Unavailable) | Some(Code::DeadlineExceeded) => 3,
+        Some(Code::Unauthenticated) | Some(Code::PermissionDenied) => 4,
+        _ => 1,
+    }
+}
+
+/// Parses `90s`, `30m`, `2h`, `7d` (meaning "that long ago") or an RFC 3339 time, to ms since
+/// the epoch.
+pub fn parse_since(s: &str, now_ms: u64) -> anyhow::Result<u64> {
+    let s = s.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok((t.unix_timestamp_nanos() / 1_000_000).max(0) as u64);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| {
+        anyhow::anyhow!("--since {s:?}: expected e.g. 90s, 30m, 2h, 7d or an RFC 3339 time")
+    })?;
+    let unit_ms = match unit {
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => anyhow::bail!("--since {s:?}: unit must be s, m, h or d"),
+    };
+    Ok(now_ms.saturating_sub(n.saturating_mul(unit_ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_forms() {
+        assert_eq!(
+            parse_since("2h", 10_000_000).unwrap(),
+            10_000_000 - 7_200_000
+        );
+        assert_eq!(parse_since("90s", 100_000).unwrap(), 10_000);
+        assert_eq!(parse_since("1970-01-01T00:00:01Z", 0).unwrap(), 1000);
+        assert!(parse_since("2 weeks", 0).is_err());
+        assert!(parse_since("h", 0).is_err());
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(exit_code_for(&status_error(Status::not_found("x"))), 1);
+        assert_eq!(exit_code_for(&status_error(Status::unavailable("x"))), 3);
+        assert_eq!(
+            exit_code_for(&status_error(Status::unauthenticated("x"))),
+            4
+        );
+        assert_eq!(exit_code_for(&anyhow::anyhow!("other")), 1);
+    }
+}

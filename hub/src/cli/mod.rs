@@ -1,0 +1,342 @@
+//! The `edthub` command line: `serve` runs a node; every other subcommand is an ops tool that
+//! talks to a running hub over its gRPC admin API (`--hub` / `EDTHUB_ADDR`, bearer token from
+//! `EDTHUB_TOKEN`).
+//!
+//! Exit codes: 0 success; 1 the hub refused or could not do what was asked (not found, invalid
+//! argument, nothing replayed); 2 usage error; 3 the hub could not be reached or is
+//! unavailable; 4 authentication or permission failure.
+
+mod bench;
+mod client;
+mod ops;
+
+use crate::config::Config;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "edthub",
+    version,
+    about = "Electronic document transfer hub for NHS organisations"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a hub node.
+    Serve(ServeArgs),
+    /// Find and inspect messages.
+    #[command(subcommand)]
+    Messages(MessagesCmd),
+    /// Replay failed, rejected, unroutable, cancelled or overdue deliveries: by message id, or
+    /// every message matching a filter.
+    Replay(ReplayArgs),
+    /// Cancel a delivery that has not reached a final state.
+    Cancel(CancelArgs),
+    /// Counts of messages and deliveries by state, queue depth, dead letters.
+    Stats(StatsArgs),
+    /// Submit a document from a file (for trying the hub out and for scripts).
+    Submit(SubmitArgs),
+    /// Drive a running hub with a realistic document mix and print one `bench ...` line.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Config file (TOML). Without one the hub runs on defaults with a sample directory.
+    #[arg(long, env = "EDTHUB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (database; sample directory and drop folders when no directory file).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address (port 0 picks a free port).
+    #[arg(long)]
+    grpc_addr: Option<SocketAddr>,
+    /// HTTP listen address for /healthz, /readyz and /metrics.
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    /// Directory file (TOML) to route with.
+    #[arg(long)]
+    directory: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the hub is and how to talk to it.
+#[derive(Args, Debug, Clone)]
+pub struct HubArgs {
+    /// Address of a running hub's gRPC port.
+    #[arg(long, env = "EDTHUB_ADDR", default_value = "http://127.0.0.1:50051")]
+    pub hub: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum MessagesCmd {
+    /// List messages, newest first.
+    List(ListArgs),
+    /// Show one message: its deliveries and full timeline.
+    Show(ShowArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct Filter {
+    /// Only messages with a delivery in this state (pending, sent, delivered, accepted,
+    /// retrying, failed, rejected, overdue, cancelled, unroutable).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Only messages to this ODS code.
+    #[arg(long)]
+    pub recipient: Option<String>,
+    /// Only messages from this ODS code.
+    #[arg(long)]
+    pub sender: Option<String>,
+    /// Only messages changed (with --state) or received within this long (e.g. 90s, 30m, 2h,
+    /// 7d), or since an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    #[command(flatten)]
+    filter: Filter,
+    /// At most this many messages.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ShowArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// Message id.
+    id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// Message ids to replay.
+    ids: Vec<String>,
+    #[command(flatten)]
+    filter: Filter,
+    /// Show what would be replayed without changing anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// Why, for the audit trail.
+    #[arg(long, default_value = "")]
+    reason: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct CancelArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// Delivery id.
+    delivery_id: String,
+    #[arg(long, default_value = "")]
+    reason: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct StatsArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct SubmitArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// Sender ODS code.
+    #[arg(long = "from")]
+    from: String,
+    /// Recipient ODS code (repeat for several).
+    #[arg(long = "to", required = true)]
+    to: Vec<String>,
+    /// Document type (discharge-summary, outpatient-letter, emergency-care-discharge,
+    /// mental-health-discharge, order-result, generic-document).
+    #[arg(long = "type", default_value = "discharge-summary")]
+    doc_type: String,
+    /// The document file.
+    #[arg(long)]
+    file: PathBuf,
+    /// MIME type; guessed from the file extension when not given.
+    #[arg(long)]
+    content_type: Option<String>,
+    /// The sender's id for this document (default: a new one).
+    #[arg(long)]
+    local_id: Option<String>,
+    #[arg(long)]
+    nhs_number: Option<String>,
+    #[arg(long)]
+    title: Option<String>,
+    /// Follow the message until every delivery is final.
+    #[arg(long)]
+    watch: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edthub: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => serve(a).await,
+            Command::Messages(MessagesCmd::List(a)) => {
+                ops::list(&a.hub, &a.filter, a.limit, a.json).await
+            }
+            Command::Messages(MessagesCmd::Show(a)) => ops::show(&a.hub, &a.id, a.json).await,
+            Command::Replay(a) => {
+                ops::replay(&a.hub, &a.ids, &a.filter, a.dry_run, &a.reason, a.json).await
+            }
+            Command::Cancel(a) => ops::cancel(&a.hub, &a.delivery_id, &a.reason, a.json).await,
+            Command::Stats(a) => ops::stats(&a.hub, a.json).await,
+            Command::Submit(a) => {
+                ops::submit(ops::SubmitOpts {
+                    hub: &a.hub,
+                    from: &a.from,
+                    to: &a.to,
+                    doc_type: &a.doc_type,
+                    file: &a.file,
+                    content_type: a.content_type.as_deref(),
+                    local_id: a.local_id.as_deref(),
+                    nhs_number: a.nhs_number.as_deref(),
+                    title: a.title.as_deref(),
+                    watch: a.watch,
+                    json: a.json,
+                })
+                .await
+            }
+            Command::Bench(a) => bench::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("edthub: {e:#}");
+            ExitCode::from(client::exit_code_for(&e))
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sled=warn,h2=warn,tower=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging(a.log_format);
+    let mut config = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = a.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(g) = a.grpc_addr {
+        config.grpc_addr = g;
+    }
+    if let Some(h) = a.http_addr {
+        config.http_addr = h;
+    }
+    if let Some(d) = a.directory {
+        config.directory = Some(d);
+    }
+    if config.admin_token.is_none() {
+        config.admin_token = std::env::var("EDTHUB_TOKEN").ok().filter(|t| !t.is_empty());
+    }
+    config.validate()?;
+    let data_dir = config.data_dir.clone();
+    let (trigger, shutdown) = crate::shutdown::channel();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        trigger.fire();
+    });
+    crate::server::run(config, shutdown, |hub, bound| {
+        use std::io::Write;
+        let loaded = hub.directory.get();
+        println!(
+            "edthub {} listening grpc={} http={} node={} data_dir={} directory={} bus=embedded",
+            env!("CARGO_PKG_VERSION"),
+            bound.grpc,
+            bound.http,
+            hub.node,
+            data_dir.display(),
+            loaded.file.display()
+        );
+        let _ = std::io::stdout().flush();
+        tracing::info!(grpc = %bound.grpc, http = %bound.http, "hub ready");
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,531 @@
+//! The ops subcommands: tables for people, `--json` for scripts.
+
+use super::client::{self, parse_since, status_error};
+use super::{Filter, HubArgs};
+use crate::admin::convert;
+use crate::track::{now_ms, rfc3339, DeliveryState};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use edt_proto::v1;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::ExitCode;
+
+fn state_name(v: i32) -> String {
+    convert::state_from_wire(v)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn time_of(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .map(|t| rfc3339(convert::ms(t)))
+        .unwrap_or_default()
+}
+
+fn doc_type_name(v: i32) -> String {
+    crate::ingest::document_type(v)
+        .map(|t| t.as_str().to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
+    t
+}
+
+pub fn delivery_json(d: &v1::Delivery) -> Value {
+    json!({
+        "delivery_id": d.delivery_id,
+        "message_id": d.message_id,
+        "recipient_ods": d.recipient_ods,
+        "recipient_type": d.recipient_type,
+        "endpoint": d.endpoint,
+        "state": state_name(d.state),
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "created_at": time_of(&d.created_at),
+        "updated_at": time_of(&d.updated_at),
+        "next_attempt_at": time_of(&d.next_attempt_at),
+        "sent_at": time_of(&d.sent_at),
+        "replay_of": d.replay_of,
+        "superseded_by": d.superseded_by,
+        "ack_code": d.ack_code,
+        "ack_reason": d.ack_reason,
+    })
+}
+
+pub fn status_json(s: &v1::MessageStatus) -> Value {
+    let m = s.message.clone().unwrap_or_default();
+    json!({
+        "message_id": m.message_id,
+        "sender_ods": m.sender_ods,
+        "document_type": doc_type_name(m.document_type),
+        "content_type": m.content_type,
+        "local_id": m.local_id,
+        "nhs_number": m.nhs_number,
+        "file_name": m.file_name,
+        "title": m.title,
+        "payload_size": m.payload_size,
+        "payload_sha256": m.payload_sha256,
+        "channel": m.channel,
+        "received_at": time_of(&m.received_at),
+        "recipients": m.recipient_ods,
+        "state": state_name(s.state),
+        "complete": s.complete,
+        "deliveries": s.deliveries.iter().map(delivery_json).collect::<Vec<_>>(),
+    })
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+}
+
+fn to_request(f: &Filter, limit: u32) -> anyhow::Result<v1::ListMessagesRequest> {
+    let state = match &f.state {
+        Some(s) => convert::state(
+            s.parse::<DeliveryState>()
+                .map_err(|e| anyhow::anyhow!("--state: {e}"))?,
+        ),
+        None => 0,
+    };
+    let since = match &f.since {
+        Some(s) => Some(convert::ts(parse_since(s, now_ms())?)),
+        None => None,
+    };
+    Ok(v1::ListMessagesRequest {
+        state,
+        recipient_ods: f.recipient.clone().unwrap_or_default(),
+        sender_ods: f.sender.clone().unwrap_or_default(),
+        since,
+        limit,
+    })
+}
+
+fn deliveries_summary(s: &v1::MessageStatus) -> String {
+    s.deliveries
+        .iter()
+        .map(|d| {
+            let mut x = format!("{} {}", d.recipient_ods, state_name(d.state));
+            if d.attempts > 1 {
+                x.push_str(&format!(" ({} attempts)", d.attempts));
+            }
+            x
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::Result<ExitCode> {
+    let req = to_request(f, limit)?;
+    let mut admin = client::admin(&hub.hub).await?;
+    let resp = admin
+        .list_messages(req)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if json {
+        print_json(&json!({
+            "messages": resp.messages.iter().map(status_json).collect::<Vec<_>>(),
+            "truncated": resp.truncated,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if resp.messages.is_empty() {
+        println!("No messages match.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = table(&["MESSAGE", "RECEIVED", "FROM", "TYPE", "STATE", "DELIVERIES"]);
+    for s in &resp.messages {
+        let m = s.message.clone().unwrap_or_default();
+        t.add_row(vec![
+            m.message_id.clone(),
+            time_of(&m.received_at),
+            m.sender_ods.clone(),
+            doc_type_name(m.document_type),
+            state_name(s.state),
+            deliveries_summary(s),
+        ]);
+    }
+    println!("{t}");
+    if resp.truncated {
+        println!("(more messages match: raise --limit or narrow the filter)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn show(hub: &HubArgs, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let mut admin = client::admin(&hub.hub).await?;
+    let d = admin
+        .get_message(v1::GetMessageRequest {
+            message_id: id.to_string(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let status = d.status.clone().unwrap_or_default();
+    if json {
+        let mut v = status_json(&status);
+        v["all_deliveries"] = d.all_deliveries.iter().map(delivery_json).collect();
+        v["timeline"] = d
+            .timeline
+            .iter()
+            .map(|e| {
+                json!({
+                    "at": time_of(&e.at),
+                    "delivery_id": e.delivery_id,
+                    "event": e.event,
+                    "from": state_name(e.from_state),
+                    "to": state_name(e.to_state),
+                    "actor": e.actor,
+                    "reason": e.reason,
+                })
+            })
+            .collect();
+        print_json(&v);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let m = status.message.clone().unwrap_or_default();
+    println!("Message   {}", m.message_id);
+    println!(
+        "State     {}{}",
+        state_name(status.state),
+        if status.complete { " (complete)" } else { "" }
+    );
+    println!("From      {}  local id {}", m.sender_ods, m.local_id);
+    println!(
+        "Type      {}  {}  {} bytes  sha256 {}",
+        doc_type_name(m.document_type),
+        m.content_type,
+        m.payload_size,
+        m.payload_sha256
+    );
+    if !m.nhs_number.is_empty() {
+        println!("Patient   NHS number {}", m.nhs_number);
+    }
+    println!("Received  {} over {}", time_of(&m.received_at), m.channel);
+    let mut t = table(&["DELIVERY", "TO", "ENDPOINT", "STATE", "ATTEMPTS", "DETAIL"]);
+    for x in &d.all_deliveries {
+        let mut detail = Vec::new();
+        if !x.last_error.is_empty() {
+            detail.push(format!("last error: {}", x.last_error));
+        }
+        if !x.ack_code.is_empty() || !x.ack_reason.is_empty() {
+            detail.push(format!("ack: {} {}", x.ack_code, x.ack_reason));
+        }
+        if !x.superseded_by.is_empty() {
+            detail.push(format!("replayed as {}", x.superseded_by));
+        }
+        if !x.replay_of.is_empty() {
+            detail.push(format!("replay of {}", x.replay_of));
+        }
+        t.add_row(vec![
+            x.delivery_id.clone(),
+            format!("{} ({})", x.recipient_ods, x.recipient_type),
+            x.endpoint.clone(),
+            state_name(x.state),
+            x.attempts.to_string(),
+            detail.join("; "),
+        ]);
+    }
+    println!("{t}");
+    let mut t = table(&["AT", "DELIVERY", "EVENT", "CHANGE", "BY", "WHY"]);
+    for e in &d.timeline {
+        let change = match (e.from_state, e.to_state) {
+            (0, 0) => String::new(),
+            (0, to) => format!("→ {}", state_name(to)),
+            (from, 0) => state_name(from),
+            (from, to) => format!("{} → {}", state_name(from), state_name(to)),
+        };
+        t.add_row(vec![
+            time_of(&e.at),
+            e.delivery_id.chars().take(8).collect(),
+            e.event.clone(),
+            change,
+            e.actor.clone(),
+            e.reason.clone(),
+        ]);
+    }
+    println!("Timeline\n{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn replay(
+    hub: &HubArgs,
+    ids: &[String],
+    f: &Filter,
+    dry_run: bool,
+    reason: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let filtered =
+        f.state.is_some() || f.recipient.is_some() || f.sender.is_some() || f.since.is_some();
+    if ids.is_empty() && !filtered {
+        anyhow::bail!("give message ids, or a filter such as --state failed");
+    }
+    if !ids.is_empty() && filtered {
+        anyhow::bail!("give message ids or a filter, not both");
+    }
+    let mut admin = client::admin(&hub.hub).await?;
+    // Find the messages first, so that a long replay can show progress.
+    let targets: Vec<String> = if ids.is_empty() {
+        let plan = admin
+            .replay_messages(v1::ReplayMessagesRequest {
+                message_ids: vec![],
+                filter: Some(to_request(f, 10_000)?),
+                dry_run: true,
+                reason: reason.to_string(),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        plan.outcomes.into_iter().map(|o| o.message_id).collect()
+    } else {
+        ids.to_vec()
+    };
+    let bar = indicatif::ProgressBar::new(targets.len() as u64);
+    if json || targets.len() < 10 {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(if dry_run { "checking" } else { "replaying" });
+    let mut outcomes = Vec::new();
+    let (mut replayed, mut skipped) = (0u32, 0u32);
+    for chunk in targets.chunks(25) {
+        let r = admin
+            .replay_messages(v1::ReplayMessagesRequest {
+                message_ids: chunk.to_vec(),
+                filter: None,
+                dry_run,
+                reason: reason.to_string(),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        replayed += r.replayed;
+        skipped += r.skipped;
+        outcomes.extend(r.outcomes);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    if json {
+        print_json(&json!({
+            "dry_run": dry_run,
+            "replayed": replayed,
+            "skipped": skipped,
+            "outcomes": outcomes.iter().map(|o| json!({
+                "message_id": o.message_id,
+                "new_deliveries": o.new_deliveries.iter().map(delivery_json).collect::<Vec<_>>(),
+                "skipped_reason": o.skipped_reason,
+            })).collect::<Vec<_>>(),
+        }));
+    } else {
+        let verb = if dry_run { "would replay" } else { "replayed" };
+        for o in &outcomes {
+            for d in &o.new_deliveries {
+                println!(
+                    "{} {verb}: {} → {} as delivery {}",
+                    o.message_id, d.recipient_ods, d.endpoint, d.delivery_id
+                );
+            }
+            if !o.skipped_reason.is_empty() {
+                println!("{} skipped: {}", o.message_id, o.skipped_reason);
+            }
+        }
+        println!(
+            "{} {verb}, {} skipped{}",
+            replayed,
+            skipped,
+            if dry_run {
+                " (dry run: nothing changed)"
+            } else {
+                ""
+            }
+        );
+    }
+    // Asked to replay something and nothing could be: that is a failure for scripts.
+    Ok(if !dry_run && replayed == 0 && !targets.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub async fn cancel(hub: &HubArgs, id: &str, reason: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let mut admin = client::admin(&hub.hub).await?;
+    let r = admin
+        .cancel_delivery(v1::CancelDeliveryRequest {
+            delivery_id: id.to_string(),
+            reason: reason.to_string(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let d = r.delivery.unwrap_or_default();
+    if json {
+        print_json(&delivery_json(&d));
+    } else {
+        println!(
+            "delivery {} to {} is {}",
+            d.delivery_id,
+            d.recipient_ods,
+            state_name(d.state)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn stats(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let mut admin = client::admin(&hub.hub).await?;
+    let s = admin
+        .get_stats(v1::GetStatsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if json {
+        let by_state: serde_json::Map<String, Value> = s
+            .deliveries_by_state
+            .iter()
+            .map(|c| (state_name(c.state), json!(c.count)))
+            .collect();
+        print_json(&json!({
+            "node": s.node,
+            "started_at": time_of(&s.started_at),
+            "messages": s.messages,
+            "deliveries_by_state": by_state,
+            "queue_depth": s.queue_depth,
+            "dead_letters": s.dead_letters,
+            "unmatched_acks": s.unmatched_acks,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Node {} (up since {})", s.node, time_of(&s.started_at));
+    let mut t = table(&["", "COUNT"]);
+    t.add_row(vec!["messages".to_string(), s.messages.to_string()]);
+    for c in &s.deliveries_by_state {
+        t.add_row(vec![
+            format!("deliveries {}", state_name(c.state)),
+            c.count.to_string(),
+        ]);
+    }
+    t.add_row(vec!["work queued".to_string(), s.queue_depth.to_string()]);
+    t.add_row(vec!["dead letters".to_string(), s.dead_letters.to_string()]);
+    t.add_row(vec![
+        "unmatched acks".to_string(),
+        s.unmatched_acks.to_string(),
+    ]);
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub struct SubmitOpts<'a> {
+    pub hub: &'a HubArgs,
+    pub from: &'a str,
+    pub to: &'a [String],
+    pub doc_type: &'a str,
+    pub file: &'a Path,
+    pub content_type: Option<&'a str>,
+    pub local_id: Option<&'a str>,
+    pub nhs_number: Option<&'a str>,
+    pub title: Option<&'a str>,
+    pub watch: bool,
+    pub json: bool,
+}
+
+fn guess_content_type(p: &Path) -> &'static str {
+    match p
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("pdf") => "application/pdf",
+        Some("xml") => "application/fhir+xml",
+        Some("json") => "application/fhir+json",
+        Some("hl7") => "application/hl7-v2",
+        Some("txt") => "text/plain",
+        Some("html" | "htm") => "text/html",
+        Some("rtf") => "application/rtf",
+        _ => "application/octet-stream",
+    }
+}
+
+pub async fn submit(o: SubmitOpts<'_>) -> anyhow::Result<ExitCode> {
+    let doc_type: edt_transforms::DocumentType = o.doc_type.parse()?;
+    let payload = std::fs::read(o.file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", o.file.display()))?;
+    let mut client = client::submission(&o.hub.hub).await?;
+    let r = client
+        .submit_document(v1::SubmitDocumentRequest {
+            sender_ods: o.from.to_string(),
+            recipient_ods: o.to.to_vec(),
+            document_type: crate::ingest::document_type_wire(doc_type) as i32,
+            content_type: o
+                .content_type
+                .unwrap_or_else(|| guess_content_type(o.file))
+                .to_string(),
+            payload,
+            local_id: o
+                .local_id
+                .map(str::to_string)
+                .unwrap_or_else(|| crate::track::new_id().to_string()),
+            nhs_number: o.nhs_number.unwrap_or_default().to_string(),
+            file_name: o
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            title: o.title.unwrap_or_default().to_string(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if o.json && !o.watch {
+        print_json(&json!({
+            "message_id": r.message_id,
+            "duplicate": r.duplicate,
+            "received_at": time_of(&r.received_at),
+            "deliveries": r.deliveries.iter().map(delivery_json).collect::<Vec<_>>(),
+        }));
+    } else if !o.json {
+        println!(
+            "{} message {}",
+            if r.duplicate {
+                "duplicate of"
+            } else {
+                "accepted as"
+            },
+            r.message_id
+        );
+        for d in &r.deliveries {
+            println!(
+                "  {} → {} {}",
+                d.recipient_ods,
+                d.endpoint,
+                state_name(d.state)
+            );
+        }
+    }
+    if o.watch {
+        let mut tracking = client::tracking(&o.hub.hub).await?;
+        let mut stream = tracking
+            .watch_message(v1::GetMessageRequest {
+                message_id: r.message_id.clone(),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        while let Some(s) = stream.message().await.map_err(status_error)? {
+            if o.json {
+                println!("{}", status_json(&s));
+            } else {
+                println!("  {}: {}", state_name(s.state), deliveries_summary(&s));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

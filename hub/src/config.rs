@@ -1,0 +1,253 @@
+//! Configuration: a TOML file (`edthub serve --config FILE`), overridden by command-line flags.
+//! Every field has a safe default, so `edthub serve` with no file runs a complete hub on the
+//! embedded bus with a sample directory and drop folders under the data directory.
+//!
+//! The doc comments on these structs are the reference for the file; `deploy/edthub.toml`
+//! shows every setting.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the node keeps its database (and, with no directory file, the sample directory and
+    /// drop folders). Default `./edthub-data`.
+    pub data_dir: PathBuf,
+    /// gRPC listener (submission, tracking, admin, health, reflection). Default
+    /// `127.0.0.1:50051`; port 0 picks a free port.
+    pub grpc_addr: SocketAddr,
+    /// HTTP listener for `/healthz`, `/readyz` and `/metrics`. Default `127.0.0.1:9090`.
+    pub http_addr: SocketAddr,
+    /// The directory file (TOML). Relative paths inside it are resolved against its folder.
+    /// Default: `<data_dir>/directory.toml`, created with sample content when missing.
+    pub directory: Option<PathBuf>,
+    /// This node's name, reported in stats and logs. Default: the host name, else "edthub".
+    pub node: Option<String>,
+    /// Bearer token the Admin service requires (`EDTHUB_TOKEN` on the CLI side). When unset,
+    /// the admin API is open to whoever can reach the gRPC port.
+    pub admin_token: Option<String>,
+    pub limits: Limits,
+    pub delivery: DeliveryConfig,
+    pub acks: AckConfig,
+}
+
+/// Limits on what a sender may submit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest payload accepted, in bytes. Default 20 MiB.
+    pub max_payload_bytes: usize,
+    /// Most recipients on one submission. Default 50.
+    pub max_recipients: usize,
+    /// Longest sender local id, in bytes. Default 255.
+    pub max_local_id_len: usize,
+}
+
+/// How deliveries are attempted and retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Attempts before a delivery is `failed`. Default 8.
+    pub max_attempts: u32,
+    /// Delay before the first retry, in milliseconds; it doubles each attempt. Default 2000.
+    pub initial_backoff_ms: u64,
+    /// Longest delay between attempts, in milliseconds. Default 600000 (10 minutes).
+    pub max_backoff_ms: u64,
+    /// Concurrent delivery workers. Default 16.
+    pub workers: usize,
+    /// Times a bus item may be handed out before it is dead-lettered. Default 20.
+    pub max_bus_deliveries: u32,
+}
+
+/// How acknowledgements are collected and when silence becomes `overdue`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AckConfig {
+    /// How often drop folders' `acks/` subfolders are read, in milliseconds. Default 500.
+    pub poll_ms: u64,
+    /// A delivery sent (or delivered) this many seconds ago with no acknowledgement becomes
+    /// `overdue`. Default 86400 (24 hours).
+    pub sla_secs: u64,
+    /// How often the SLA is checked, in seconds. Default 30.
+    pub sla_check_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("edthub-data"),
+            grpc_addr: "127.0.0.1:50051".parse().expect("addr"),
+            http_addr: "127.0.0.1:9090".parse().expect("addr"),
+            directory: None,
+            node: None,
+            admin_token: None,
+            limits: Limits::default(),
+            delivery: DeliveryConfig::default(),
+            acks: AckConfig::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: 20 * 1024 * 1024,
+            max_recipients: 50,
+            max_local_id_len: 255,
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            initial_backoff_ms: 2000,
+            max_backoff_ms: 600_000,
+            workers: 16,
+            max_bus_deliveries: 20,
+        }
+    }
+}
+
+impl Default for AckConfig {
+    fn default() -> Self {
+        Self {
+            poll_ms: 500,
+            sla_secs: 86_400,
+            sla_check_secs: 30,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("config file {0}: {1}")]
+    Parse(String, String),
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read(path.display().to_string(), e))?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| {
+            ConfigError::Parse(path.display().to_string(), e.to_string().trim_end().into())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.delivery;
+        if d.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "delivery.max_attempts must be at least 1".into(),
+            ));
+        }
+        if d.workers == 0 {
+            return Err(ConfigError::Invalid(
+                "delivery.workers must be at least 1".into(),
+            ));
+        }
+        if d.initial_backoff_ms > d.max_backoff_ms {
+            return Err(ConfigError::Invalid(
+                "delivery.initial_backoff_ms must not exceed delivery.max_backoff_ms".into(),
+            ));
+        }
+        if self.limits.max_payload_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_payload_bytes must be at least 1".into(),
+            ));
+        }
+        if self.acks.poll_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "acks.poll_ms must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The directory file in use.
+    pub fn directory_path(&self) -> PathBuf {
+        self.directory
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("directory.toml"))
+    }
+
+    pub fn node_name(&self) -> String {
+        self.node.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "edthub".into())
+        })
+    }
+}
+
+impl DeliveryConfig {
+    /// Delay before the attempt after `attempts_made` failed ones: exponential from
+    /// `initial_backoff_ms`, capped at `max_backoff_ms`, with "equal jitter" (half fixed, half
+    /// random) so a folder coming back is not hit by every retry at once.
+    pub fn backoff(&self, attempts_made: u32) -> Duration {
+        let exp = attempts_made.saturating_sub(1).min(32);
+        let base = self
+            .initial_backoff_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.max_backoff_ms);
+        let half = base / 2;
+        Duration::from_millis(half + fastrand::u64(0..=half.max(1)).min(base - half))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let d = DeliveryConfig {
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+            ..Default::default()
+        };
+        for _ in 0..200 {
+            let b1 = d.backoff(1).as_millis() as u64;
+            assert!((50..=100).contains(&b1), "{b1}");
+            let b3 = d.backoff(3).as_millis() as u64;
+            assert!((200..=400).contains(&b3), "{b3}");
+            let b20 = d.backoff(20).as_millis() as u64;
+            assert!((500..=1000).contains(&b20), "{b20}");
+        }
+        let spread: std::collections::BTreeSet<_> = (0..50).map(|_| d.backoff(3)).collect();
+        assert!(spread.len() > 5, "jitter varies the delay");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused() {
+        let e = toml::from_str::<Config>("grpc_adr = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grpc_adr"), "{e}");
+        let c: Config = toml::from_str("[delivery]\nmax_attempts = 0\n").unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_attempts"));
+        let c: Config = toml::from_str("[delivery]\nmax_attempts = 3\n").unwrap();
+        assert_eq!(c.delivery.workers, 16, "unset fields keep defaults");
+        c.validate().unwrap();
+    }
+}

@@ -1,0 +1,186 @@
+//! File drop: each endpoint is a folder. A delivery writes the document as
+//! `<delivery id>.<ext>` and then its index `<delivery id>.json`; each is written to a hidden
+//! temporary name, fsynced, renamed into place, and the folder fsynced, so a receiver that
+//! sees an index file also sees the complete document. Receivers pick up by index file and
+//! acknowledge with `acks/<delivery id>.ack` (see `acks::file`).
+//!
+//! The folder is never created here: a missing folder usually means a share that is not
+//! mounted, and writing letters to the local disk instead would lose them from view. It is a
+//! transient error; the delivery is retried.
+
+use super::{SendError, Sent};
+use crate::track::DeliveryRecord;
+use edt_transforms::index::DropIndex;
+use edt_transforms::DocumentMeta;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Prefix of temporary files; receivers ignore names starting with a dot.
+pub const TEMP_PREFIX: &str = ".edthub-tmp-";
+
+/// Writes the document and its index into `folder` (on the blocking pool).
+pub async fn send(
+    folder: PathBuf,
+    delivery: DeliveryRecord,
+    meta: DocumentMeta,
+    payload: Vec<u8>,
+) -> Result<Sent, SendError> {
+    tokio::task::spawn_blocking(move || write_drop(&folder, &delivery, &meta, &payload))
+        .await
+        .map_err(|e| SendError::Transient(format!("file-drop task failed: {e}")))?
+}
+
+/// The blocking body of [`send`].
+pub fn write_drop(
+    folder: &Path,
+    delivery: &DeliveryRecord,
+    meta: &DocumentMeta,
+    payload: &[u8],
+) -> Result<Sent, SendError> {
+    let meta_dir = fs::metadata(folder).map_err(|e| {
+        SendError::Transient(format!(
+            "drop folder {} is not usable: {e}",
+            folder.display()
+        ))
+    })?;
+    if !meta_dir.is_dir() {
+        return Err(SendError::Transient(format!(
+            "drop folder {} is not a directory",
+            folder.display()
+        )));
+    }
+    let id = delivery.id.to_string();
+    let index = DropIndex::new(meta, &id, &delivery.recipient_ods, &delivery.recipient_type);
+    let doc_name = index.document_file.clone();
+    let index_name = format!("{id}.json");
+    write_atomically(folder, &doc_name, payload)?;
+    write_atomically(folder, &index_name, &index.to_json())?;
+    File::open(folder)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(folder, "fsync folder", e))?;
+    Ok(Sent {
+        transport_id: id,
+        detail: format!("written to {}", folder.join(&doc_name).display()),
+    })
+}
+
+fn write_atomically(folder: &Path, name: &str, bytes: &[u8]) -> Result<(), SendError> {
+    let tmp = folder.join(format!("{TEMP_PREFIX}{name}"));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, folder.join(name))
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err(folder, &format!("write {name}"), e)
+    })
+}
+
+fn io_err(folder: &Path, what: &str, e: std::io::Error) -> SendError {
+    SendError::Transient(format!("{what} in {}: {e}", folder.display()))
+}
+
+/// Removes temporary files a crash left in `folder`. Returns how many.
+pub fn clean_temporaries(folder: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(folder) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track::{new_id, DeliveryState};
+    use edt_transforms::DocumentType;
+
+    fn delivery() -> DeliveryRecord {
+        DeliveryRecord {
+            id: new_id(),
+            message_id: new_id(),
+            recipient_ods: "A81001".into(),
+            endpoint: Some("e".into()),
+            recipient_type: "FA".into(),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            last_error: None,
+            created_ms: 0,
+            updated_ms: 0,
+            next_attempt_ms: None,
+            sent_ms: None,
+            replay_of: None,
+            superseded_by: None,
+            ack_code: None,
+            ack_reason: None,
+        }
+    }
+
+    fn meta(d: &DeliveryRecord, payload: &[u8]) -> DocumentMeta {
+        DocumentMeta {
+            message_id: d.message_id.to_string(),
+            sender_ods: "RX1".into(),
+            document_type: DocumentType::DischargeSummary,
+            content_type: "application/pdf".into(),
+            local_id: "L1".into(),
+            nhs_number: None,
+            file_name: None,
+            title: None,
+            payload_size: payload.len() as u64,
+            payload_sha256: edt_transforms::sha256_hex(payload),
+            received_at: "2026-11-25T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn writes_document_and_index_and_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = delivery();
+        let sent = write_drop(dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4").unwrap();
+        assert_eq!(sent.transport_id, d.id.to_string());
+        let doc = dir.path().join(format!("{}.pdf", d.id));
+        assert_eq!(fs::read(&doc).unwrap(), b"%PDF-1.4");
+        let idx: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.path().join(format!("{}.json", d.id))).unwrap())
+                .unwrap();
+        assert_eq!(idx["message_id"], d.message_id.to_string());
+        assert_eq!(idx["recipient_ods"], "A81001");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+        // Writing again (a redelivered work item) replaces, never duplicates.
+        write_drop(dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4").unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn missing_or_blocked_folder_is_transient_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = delivery();
+        let missing = dir.path().join("gone");
+        match write_drop(&missing, &d, &meta(&d, b"x"), b"x") {
+            Err(SendError::Transient(e)) => assert!(e.contains("gone"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!missing.exists(), "the folder is not created");
+        let file_in_the_way = dir.path().join("blocked");
+        fs::write(&file_in_the_way, b"").unwrap();
+        assert!(matches!(
+            write_drop(&file_in_the_way, &d, &meta(&d, b"x"), b"x"),
+            Err(SendError::Transient(_))
+        ));
+    }
+
+    #[test]
+    fn temporaries_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(format!("{TEMP_PREFIX}x.pdf")), b"half").unwrap();
+        fs::write(dir.path().join("keep.json"), b"{}").unwrap();
+        assert_eq!(clean_temporaries(dir.path()), 1);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

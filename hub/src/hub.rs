@@ -1,0 +1,594 @@
+//! The hub itself: the operations every front door (gRPC, later SMTP) and every worker share —
+//! accept a document, attempt a delivery, replay, cancel, report status — over the store, the
+//! bus and the directory.
+
+use crate::bus::{embedded::EmbeddedBus, Bus, DELIVER_QUEUE};
+use crate::config::Config;
+use crate::deliver::{self, SendError};
+use crate::route::{self, DirectoryHandle};
+use crate::store::{Change, Enqueue, NewMessage, Replay, SledStore, Store, StoreError, Submitted};
+use crate::track::{
+    new_id, now_ms, summarise, AuditEvent, Channel, DeliveryEvent, DeliveryRecord, DeliveryState,
+    MessageRecord,
+};
+use edt_routers::{RecipientType, Route, RouteRequest, Unroutable};
+use edt_transforms::DocumentType;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// A document that passed validation, ready to store.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub sender_ods: String,
+    pub recipients: Vec<String>,
+    pub document_type: DocumentType,
+    pub content_type: String,
+    pub payload: Vec<u8>,
+    pub local_id: String,
+    pub nhs_number: Option<String>,
+    pub file_name: Option<String>,
+    pub title: Option<String>,
+    pub channel: Channel,
+}
+
+/// The receipt for a submission.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    pub message_id: Uuid,
+    pub duplicate: bool,
+    pub received_ms: u64,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// Why a submission was refused. Nothing is stored when this is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A field broke a rule.
+    #[error("{field}: {rule}")]
+    Invalid { field: &'static str, rule: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A message with its current deliveries.
+#[derive(Debug, Clone)]
+pub struct MessageView {
+    pub message: MessageRecord,
+    /// Current deliveries (not superseded by a replay).
+    pub deliveries: Vec<DeliveryRecord>,
+    pub state: Option<DeliveryState>,
+    pub complete: bool,
+}
+
+/// What a replay did (or would do) for one message.
+#[derive(Debug, Clone)]
+pub struct ReplayResult {
+    pub message_id: Uuid,
+    pub new_deliveries: Vec<DeliveryRecord>,
+    pub skipped: Vec<String>,
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Sent,
+    Retrying,
+    Failed,
+    /// Nothing to do: the delivery is not waiting for its transport (a redelivered work item).
+    Skipped,
+}
+
+/// A running node's shared state.
+pub struct Hub {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub directory: Arc<DirectoryHandle>,
+    pub node: String,
+    pub started_ms: u64,
+    ready: AtomicBool,
+    in_progress: Mutex<HashSet<Uuid>>,
+}
+
+impl Hub {
+    /// Opens the node's store, bus and directory. With no directory configured, writes the
+    /// sample directory (and its drop folders) under the data directory on first run.
+    pub async fn open(config: Config) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
+        })?;
+        let dir_file = config.directory_path();
+        if config.directory.is_none() && route::write_sample(&dir_file)? {
+            tracing::info!(file = %dir_file.display(), "wrote a sample directory");
+        }
+        let directory = Arc::new(DirectoryHandle::load(&dir_file)?);
+        let store = SledStore::open(&config.data_dir.join("db"))?;
+        let bus = EmbeddedBus::open(
+            store.db(),
+            store.signals(),
+            config.delivery.max_bus_deliveries,
+        )?;
+        let hub = Arc::new(Self {
+            node: config.node_name(),
+            config,
+            store: Arc::new(store),
+            bus: Arc::new(bus),
+            directory,
+            started_ms: now_ms(),
+            ready: AtomicBool::new(false),
+            in_progress: Mutex::new(HashSet::new()),
+        });
+        Ok(hub)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed)
+    }
+
+    /// Accepts a validated document: routes it, stores it with its deliveries and their work in
+    /// one transaction, and returns once that is on disk. A repeat of (sender, local id)
+    /// returns the original message.
+    pub async fn submit(&self, sub: Submission, actor: &str) -> Result<Receipt, SubmitError> {
+        let loaded = self.directory.get();
+        if loaded.directory.sender(&sub.sender_ods).is_none() {
+            return Err(SubmitError::Invalid {
+                field: "sender_ods",
+                rule: format!(
+                    "{} is not a registered sender in the directory",
+                    sub.sender_ods
+                ),
+            });
+        }
+        if let Some(orig) = self
+            .store
+            .find_by_local_id(&sub.sender_ods, &sub.local_id)?
+        {
+            return self.duplicate_receipt(orig).await;
+        }
+        if sub.recipients.is_empty() {
+            return Err(SubmitError::Invalid {
+                field: "recipient_ods",
+                rule: format!(
+                    "at least one recipient is required: the hub cannot read recipients from a {} document",
+                    sub.content_type
+                ),
+            });
+        }
+        let now = now_ms();
+        let id = new_id();
+        let resolution = loaded.directory.resolve(&RouteRequest {
+            sender_ods: &sub.sender_ods,
+            recipients: &sub.recipients,
+            document_type: sub.document_type,
+        });
+        let message = MessageRecord {
+            id,
+            sender_ods: sub.sender_ods.clone(),
+            document_type: sub.document_type,
+            content_type: sub.content_type.clone(),
+            local_id: sub.local_id.clone(),
+            nhs_number: sub.nhs_number.clone(),
+            file_name: sub.file_name.clone(),
+            title: sub.title.clone(),
+            payload_size: sub.payload.len() as u64,
+            payload_sha256: edt_transforms::sha256_hex(&sub.payload),
+            channel: sub.channel,
+            received_ms: now,
+            recipients: sub.recipients.clone(),
+        };
+        let received = format!(
+            "{} ({}, {} bytes) from {} over {}, local id {}",
+            sub.document_type,
+            sub.content_type,
+            sub.payload.len(),
+            sub.sender_ods,
+            sub.channel.as_str(),
+            sub.local_id
+        );
+        let mut new = NewMessage {
+            message,
+            payload: sub.payload,
+            deliveries: Vec::new(),
+            audit: vec![AuditEvent {
+                at_ms: now,
+                message_id: id,
+                delivery_id: None,
+                event: "received".into(),
+                from: None,
+                to: None,
+                actor: actor.to_string(),
+                reason: received,
+            }],
+            enqueue: Vec::new(),
+        };
+        for (route, trace) in routed(&resolution.routes, &resolution.trace) {
+            let (d, e, a) = planned_delivery(id, Target::Route(route), actor, trace, now);
+            new.deliveries.push(d);
+            new.enqueue.extend(e);
+            new.audit.push(a);
+        }
+        for u in &resolution.unroutable {
+            let (d, e, a) = planned_delivery(id, Target::Unroutable(u), actor, &u.reason, now);
+            new.deliveries.push(d);
+            new.enqueue.extend(e);
+            new.audit.push(a);
+        }
+        let deliveries = new.deliveries.clone();
+        match self.store.submit(new)? {
+            Submitted::Created(id) => {
+                self.store.flush().await?;
+                metrics::counter!("edthub_ingest_total", "channel" => sub.channel.as_str())
+                    .increment(1);
+                for d in &deliveries {
+                    if d.state == DeliveryState::Unroutable {
+                        metrics::counter!("edthub_unroutable_total").increment(1);
+                    }
+                }
+                Ok(Receipt {
+                    message_id: id,
+                    duplicate: false,
+                    received_ms: now,
+                    deliveries,
+                })
+            }
+            Submitted::Duplicate(orig) => self.duplicate_receipt(orig).await,
+        }
+    }
+
+    async fn duplicate_receipt(&self, orig: Uuid) -> Result<Receipt, SubmitError> {
+        // The original may have been committed by a concurrent call whose flush is still
+        // running: make sure it is durable before saying so.
+        self.store.flush().await?;
+        let view = self.view(orig)?.ok_or(StoreError::NoSuchMessage(orig))?;
+        metrics::counter!("edthub_ingest_duplicates_total").increment(1);
+        Ok(Receipt {
+            message_id: orig,
+            duplicate: true,
+            received_ms: view.message.received_ms,
+            deliveries: view.deliveries,
+        })
+    }
+
+    /// A message with its current deliveries.
+    pub fn view(&self, id: Uuid) -> Result<Option<MessageView>, StoreError> {
+        let Some(message) = self.store.message(id)? else {
+            return Ok(None);
+        };
+        let deliveries: Vec<_> = self
+            .store
+            .deliveries_of(id)?
+            .into_iter()
+            .filter(DeliveryRecord::is_current)
+            .collect();
+        let state = summarise(deliveries.iter().map(|d| &d.state));
+        let complete = deliveries.iter().all(|d| d.state.is_final());
+        Ok(Some(MessageView {
+            message,
+            deliveries,
+            state,
+            complete,
+        }))
+    }
+
+    /// One attempt at a delivery, as a worker does it for a `deliver` work item. Safe to call
+    /// again for the same delivery (work items are redelivered after a crash).
+    pub async fn attempt(&self, delivery_id: Uuid) -> Result<Attempt, StoreError> {
+        {
+            let mut busy = self.in_progress.lock().expect("in-progress lock");
+            if !busy.insert(delivery_id) {
+                return Ok(Attempt::Skipped);
+            }
+        }
+        let result = self.attempt_inner(delivery_id).await;
+        self.in_progress
+            .lock()
+            .expect("in-progress lock")
+            .remove(&delivery_id);
+        result
+    }
+
+    async fn attempt_inner(&self, delivery_id: Uuid) -> Result<Attempt, StoreError> {
+        let Some(d) = self.store.delivery(delivery_id)? else {
+            return Ok(Attempt::Skipped);
+        };
+        if !d.state.awaits_transport() || !d.is_current() {
+            return Ok(Attempt::Skipped);
+        }
+        let loaded = self.directory.get();
+        let endpoint = d
+            .endpoint
+            .as_deref()
+            .and_then(|e| loaded.directory.endpoint(e))
+            .cloned();
+        let outcome = match (endpoint, self.store.message(d.message_id)?) {
+            (None, _) => Err(SendError::Permanent(format!(
+                "endpoint {:?} is no longer in the directory",
+                d.endpoint.as_deref().unwrap_or("")
+            ))),
+            (_, None) => Err(SendError::Permanent("message record is missing".into())),
+            (Some(ep), Some(m)) => match self.store.payload(m.id)? {
+                None => Err(SendError::Permanent(
+                    "the payload is no longer held (retention)".into(),
+                )),
+                Some(payload) => {
+                    let folder = loaded.folder(&ep);
+                    deliver::file::send(folder, d.clone(), m.meta(), payload).await
+                }
+            },
+        };
+        let attempts_made = d.attempts + 1;
+        let (change, result) = match outcome {
+            Ok(sent) => {
+                let mut c = Change::new(DeliveryEvent::TransportAccepted, "hub", sent.detail);
+                c.count_attempt = true;
+                (c, Attempt::Sent)
+            }
+            Err(SendError::Transient(e)) if attempts_made < self.config.delivery.max_attempts => {
+                let delay = self.config.delivery.backoff(attempts_made);
+                let due = now_ms() + delay.as_millis() as u64;
+                let mut c = Change::new(
+                    DeliveryEvent::RetryScheduled,
+                    "hub",
+                    format!(
+                        "attempt {attempts_made} of {} failed: {e}; next in {} ms",
+                        self.config.delivery.max_attempts,
+                        delay.as_millis()
+                    ),
+                );
+                c.count_attempt = true;
+                c.error = Some(e);
+                c.next_attempt_ms = Some(due);
+                c.enqueue = Some(deliver_item(delivery_id, due));
+                (c, Attempt::Retrying)
+            }
+            Err(SendError::Transient(e)) => {
+                let mut c = Change::new(
+                    DeliveryEvent::GaveUp,
+                    "hub",
+                    format!(
+                        "attempt {attempts_made} of {} failed, giving up: {e}",
+                        self.config.delivery.max_attempts
+                    ),
+                );
+                c.count_attempt = true;
+                c.error = Some(e);
+                (c, Attempt::Failed)
+            }
+            Err(SendError::Permanent(e)) => {
+                let mut c = Change::new(
+                    DeliveryEvent::GaveUp,
+                    "hub",
+                    format!("permanent error, not retried: {e}"),
+                );
+                c.count_attempt = true;
+                c.error = Some(e);
+                (c, Attempt::Failed)
+            }
+        };
+        match self.store.apply(delivery_id, change) {
+            Ok(_) => {}
+            Err(StoreError::InvalidTransition(_)) => return Ok(Attempt::Skipped),
+            Err(e) => return Err(e),
+        }
+        let label = match result {
+            Attempt::Sent => "sent",
+            Attempt::Retrying => "retrying",
+            Attempt::Failed => "failed",
+            Attempt::Skipped => "skipped",
+        };
+        metrics::counter!("edthub_delivery_attempts_total", "outcome" => label).increment(1);
+        if result == Attempt::Sent {
+            metrics::histogram!("edthub_receipt_to_sent_seconds")
+                .record(now_ms().saturating_sub(d.created_ms) as f64 / 1000.0);
+        }
+        Ok(result)
+    }
+
+    /// Replays a message's failed, rejected, unroutable, cancelled or overdue deliveries as
+    /// new deliveries (routes resolved again against the current directory). The originals
+    /// keep their history and point at their replacements.
+    pub async fn replay(
+        &self,
+        message_id: Uuid,
+        dry_run: bool,
+        actor: &str,
+        reason: &str,
+    ) -> Result<ReplayResult, StoreError> {
+        let view = self
+            .view(message_id)?
+            .ok_or(StoreError::NoSuchMessage(message_id))?;
+        let loaded = self.directory.get();
+        let mut out = ReplayResult {
+            message_id,
+            new_deliveries: Vec::new(),
+            skipped: Vec::new(),
+        };
+        for d in &view.deliveries {
+            if !d.state.is_replayable() {
+                out.skipped.push(format!(
+                    "{} ({}): {} — only failed, rejected, unroutable, cancelled or overdue deliveries are replayed",
+                    d.recipient_ods, d.id, d.state
+                ));
+                continue;
+            }
+            let recipients = [d.recipient_ods.clone()];
+            let res = loaded.directory.resolve(&RouteRequest {
+                sender_ods: &view.message.sender_ods,
+                recipients: &recipients,
+                document_type: view.message.document_type,
+            });
+            let now = now_ms();
+            let (mut new, enqueue, _) = match (res.routes.first(), res.unroutable.first()) {
+                (Some(route), _) => {
+                    let mut route = route.clone();
+                    // A replay keeps the original's For Action / For Information role.
+                    if d.recipient_type == RecipientType::ForInformation.code() {
+                        route.recipient_type = RecipientType::ForInformation;
+                    }
+                    planned_delivery(message_id, Target::Route(&route), actor, "", now)
+                }
+                (None, Some(u)) => {
+                    out.skipped.push(format!(
+                        "{} ({}): still unroutable: {}",
+                        d.recipient_ods, d.id, u.reason
+                    ));
+                    continue;
+                }
+                (None, None) => continue,
+            };
+            new.replay_of = Some(d.id);
+            if !dry_run {
+                new = self.store.replay(Replay {
+                    original: d.id,
+                    new,
+                    actor: actor.to_string(),
+                    reason: reason.to_string(),
+                    enqueue,
+                })?;
+                metrics::counter!("edthub_replays_total").increment(1);
+            }
+            out.new_deliveries.push(new);
+        }
+        if !dry_run && !out.new_deliveries.is_empty() {
+            self.store.flush().await?;
+        }
+        Ok(out)
+    }
+
+    /// Cancels a delivery that has not reached a final state.
+    pub async fn cancel(
+        &self,
+        delivery_id: Uuid,
+        actor: &str,
+        reason: &str,
+    ) -> Result<DeliveryRecord, StoreError> {
+        let d = self.store.apply(
+            delivery_id,
+            Change::new(DeliveryEvent::Cancel, actor, reason),
+        )?;
+        self.store.flush().await?;
+        Ok(d)
+    }
+
+    /// Puts back work that a crash may have lost: every current delivery waiting for its
+    /// transport without a queued work item gets one. Work items are idempotent, so an extra
+    /// one costs a skipped attempt, never a second delivery.
+    pub async fn reconcile(&self) -> Result<usize, anyhow::Error> {
+        let Some(queued) = self.bus.queued(DELIVER_QUEUE).await? else {
+            return Ok(0);
+        };
+        let mut fixed = 0;
+        for state in [DeliveryState::Pending, DeliveryState::Retrying] {
+            for id in self
+                .store
+                .deliveries_in_state(state, u64::MAX, usize::MAX)?
+            {
+                if !queued.contains(id.as_bytes().as_slice()) {
+                    self.bus
+                        .publish(
+                            DELIVER_QUEUE,
+                            id.as_bytes().to_vec(),
+                            std::time::Duration::ZERO,
+                        )
+                        .await?;
+                    fixed += 1;
+                }
+            }
+        }
+        if fixed > 0 {
+            tracing::warn!(fixed, "re-queued deliveries that had lost their work item");
+        }
+        Ok(fixed)
+    }
+}
+
+/// The trace lines that belong to routes, paired with them in order.
+fn routed<'a>(routes: &'a [Route], trace: &'a [String]) -> Vec<(&'a Route, &'a str)> {
+    routes
+        .iter()
+        .map(|r| {
+            let line = trace
+                .iter()
+                .find(|t| t.starts_with(&format!("{}:", r.recipient_ods)))
+                .map(String::as_str)
+                .unwrap_or("routed");
+            (r, line)
+        })
+        .collect()
+}
+
+enum Target<'a> {
+    Route(&'a Route),
+    Unroutable(&'a Unroutable),
+}
+
+/// The work item that asks a worker to attempt a delivery.
+pub fn deliver_item(delivery: Uuid, due_ms: u64) -> Enqueue {
+    Enqueue {
+        queue: DELIVER_QUEUE.to_string(),
+        body: delivery.as_bytes().to_vec(),
+        due_ms,
+    }
+}
+
+fn planned_delivery(
+    message_id: Uuid,
+    target: Target<'_>,
+    actor: &str,
+    why: &str,
+    now: u64,
+) -> (DeliveryRecord, Option<Enqueue>, AuditEvent) {
+    let id = new_id();
+    let (recipient, endpoint, rtype, state, error) = match target {
+        Target::Route(r) => (
+            r.recipient_ods.clone(),
+            Some(r.endpoint.id.clone()),
+            r.recipient_type.code(),
+            DeliveryState::Pending,
+            None,
+        ),
+        Target::Unroutable(u) => (
+            u.recipient_ods.clone(),
+            None,
+            RecipientType::ForAction.code(),
+            DeliveryState::Unroutable,
+            Some(u.reason.clone()),
+        ),
+    };
+    let d = DeliveryRecord {
+        id,
+        message_id,
+        recipient_ods: recipient,
+        endpoint,
+        recipient_type: rtype.to_string(),
+        state,
+        attempts: 0,
+        last_error: error,
+        created_ms: now,
+        updated_ms: now,
+        next_attempt_ms: None,
+        sent_ms: None,
+        replay_of: None,
+        superseded_by: None,
+        ack_code: None,
+        ack_reason: None,
+    };
+    let enqueue = (state == DeliveryState::Pending).then(|| deliver_item(id, 0));
+    let audit = AuditEvent {
+        at_ms: now,
+        message_id,
+        delivery_id: Some(id),
+        event: "created".into(),
+        from: None,
+        to: Some(state),
+        actor: actor.to_string(),
+        reason: why.to_string(),
+    };
+    (d, enqueue, audit)
+}

@@ -1,0 +1,44 @@
+//! `edt.hub.v1.DocumentSubmission` over gRPC.
+
+use crate::admin::convert;
+use crate::hub::{Hub, SubmitError};
+use edt_proto::v1::{self, document_submission_server::DocumentSubmission};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct SubmissionService {
+    pub hub: Arc<Hub>,
+}
+
+/// The gRPC status for a refused submission.
+pub fn status_of(e: SubmitError) -> Status {
+    match e {
+        SubmitError::Invalid { field, rule } => {
+            metrics::counter!("edthub_ingest_rejected_total", "field" => field).increment(1);
+            Status::invalid_argument(format!("{field}: {rule}"))
+        }
+        SubmitError::Store(e) => {
+            tracing::error!(error = %e, "submission could not be stored");
+            Status::unavailable(format!("the document could not be stored durably: {e}"))
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl DocumentSubmission for SubmissionService {
+    async fn submit_document(
+        &self,
+        request: Request<v1::SubmitDocumentRequest>,
+    ) -> Result<Response<v1::SubmitDocumentResponse>, Status> {
+        let sub =
+            super::validate(request.into_inner(), &self.hub.config.limits).map_err(status_of)?;
+        let actor = format!("grpc:{}", sub.sender_ods);
+        let receipt = self.hub.submit(sub, &actor).await.map_err(status_of)?;
+        Ok(Response::new(v1::SubmitDocumentResponse {
+            message_id: receipt.message_id.to_string(),
+            duplicate: receipt.duplicate,
+            received_at: Some(convert::ts(receipt.received_ms)),
+            deliveries: receipt.deliveries.iter().map(convert::delivery).collect(),
+        }))
+    }
+}

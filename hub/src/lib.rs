@@ -1,0 +1,21 @@
+//! edthub: an electronic document transfer hub for NHS organisations.
+//!
+//! The modules follow the flow of a document: [`ingest`] (gRPC) → [`store`] (durable receipt)
+//! → [`route`] (ODS directory) → [`bus`] (work queues) → [`deliver`] (one module per transport)
+//! → [`acks`] (acknowledgements back from receivers) → [`track`] (the state machine). [`admin`]
+//! serves tracking and ops over gRPC and HTTP; [`cli`] is the `edthub` command line.
+#![forbid(unsafe_code)]
+
+pub mod acks;
+pub mod admin;
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod hub;
+pub mod ingest;
+pub mod route;
+pub mod server;
+pub mod shutdown;
+pub mod store;
+pub mod track;

@@ -1,0 +1,112 @@
+//! Running a node: bind the listeners, start the workers, serve until shutdown.
+
+use crate::admin::grpc::{check_token, AdminService, TrackingService};
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::ingest::grpc::SubmissionService;
+use crate::shutdown::Shutdown;
+use edt_proto::v1::{
+    admin_server::AdminServer, document_submission_server::DocumentSubmissionServer,
+    tracking_server::TrackingServer,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Addresses a running node listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Opens the hub, binds its listeners and serves until `shutdown` fires. `on_bound` is told
+/// the real addresses (port 0 in the config picks free ports).
+pub async fn run(
+    config: Config,
+    shutdown: Shutdown,
+    on_bound: impl FnOnce(&Hub, Bound),
+) -> anyhow::Result<()> {
+    let grpc = TcpListener::bind(config.grpc_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for gRPC on {}: {e}", config.grpc_addr))?;
+    let http = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {}: {e}", config.http_addr))?;
+    let hub = Hub::open(config).await?;
+    let bound = Bound {
+        grpc: grpc.local_addr()?,
+        http: http.local_addr()?,
+    };
+    serve(hub, grpc, http, shutdown, |h| on_bound(h, bound)).await
+}
+
+/// Serves an opened hub on bound listeners until `shutdown` fires.
+pub async fn serve(
+    hub: Arc<Hub>,
+    grpc: TcpListener,
+    http: TcpListener,
+    shutdown: Shutdown,
+    on_ready: impl FnOnce(&Hub),
+) -> anyhow::Result<()> {
+    let loaded = hub.directory.get();
+    for ep in loaded.directory.endpoints() {
+        let n = crate::deliver::file::clean_temporaries(&loaded.folder(ep));
+        if n > 0 {
+            tracing::info!(endpoint = %ep.id, removed = n, "removed temporary files left by a crash");
+        }
+    }
+    hub.reconcile().await?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(edt_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let max = hub.config.limits.max_payload_bytes + 64 * 1024;
+    let submission = DocumentSubmissionServer::new(SubmissionService { hub: hub.clone() })
+        .max_decoding_message_size(max);
+    let tracking = TrackingServer::new(TrackingService { hub: hub.clone() });
+    let admin = AdminServer::with_interceptor(
+        AdminService { hub: hub.clone() },
+        check_token(hub.config.admin_token.clone()),
+    );
+    health_reporter
+        .set_serving::<DocumentSubmissionServer<SubmissionService>>()
+        .await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+
+    let workers =
+        crate::deliver::spawn_workers(hub.clone(), hub.config.delivery.workers, shutdown.clone());
+    let acks = crate::acks::spawn(hub.clone(), shutdown.clone());
+
+    let mut s1 = shutdown.clone();
+    let grpc_server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(submission)
+        .add_service(tracking)
+        .add_service(admin)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            async move { s1.wait().await },
+        );
+    let mut s2 = shutdown.clone();
+    let http_server = axum::serve(http, crate::admin::http::router(hub.clone()))
+        .with_graceful_shutdown(async move { s2.wait().await });
+
+    hub.set_ready(true);
+    on_ready(&hub);
+    let (g, h) = tokio::join!(grpc_server, http_server);
+    hub.set_ready(false);
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = acks.await;
+    hub.store.flush().await?;
+    g?;
+    h?;
+    Ok(())
+}

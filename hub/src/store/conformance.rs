@@ -1,0 +1,392 @@
+//! The conformance suite every [`Store`] engine must pass, written against the trait only.
+//! An engine's tests provide a [`StoreFactory`] whose `open` opens (after the previous handle
+//! is dropped: reopens) the same database, and call [`run_all`].
+
+use super::{Change, ListQuery, NewMessage, Replay, Store, StoreError, Submitted, UnmatchedAck};
+use crate::track::{
+    new_id, now_ms, AuditEvent, Channel, DeliveryEvent, DeliveryRecord, DeliveryState,
+    MessageRecord,
+};
+use edt_transforms::DocumentType;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Opens the store under test; a second call after dropping the first handle is a restart.
+pub trait StoreFactory: Sync {
+    fn open(&self) -> BoxFuture<'_, Arc<dyn Store>>;
+}
+
+/// A message for `sender` with one pending delivery per recipient.
+pub fn sample(sender: &str, local_id: &str, recipients: &[&str]) -> NewMessage {
+    let id = new_id();
+    let now = now_ms();
+    let payload = format!("document {local_id}").into_bytes();
+    let deliveries: Vec<DeliveryRecord> = recipients
+        .iter()
+        .map(|r| DeliveryRecord {
+            id: new_id(),
+            message_id: id,
+            recipient_ods: r.to_string(),
+            endpoint: Some(format!("{r}-drop")),
+            recipient_type: "FA".into(),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            last_error: None,
+            created_ms: now,
+            updated_ms: now,
+            next_attempt_ms: None,
+            sent_ms: None,
+            replay_of: None,
+            superseded_by: None,
+            ack_code: None,
+            ack_reason: None,
+        })
+        .collect();
+    NewMessage {
+        message: MessageRecord {
+            id,
+            sender_ods: sender.into(),
+            document_type: DocumentType::DischargeSummary,
+            content_type: "application/pdf".into(),
+            local_id: local_id.into(),
+            nhs_number: Some("9434765919".into()),
+            file_name: None,
+            title: None,
+            payload_size: payload.len() as u64,
+            payload_sha256: edt_transforms::sha256_hex(&payload),
+            channel: Channel::Grpc,
+            received_ms: now,
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+        },
+        audit: vec![AuditEvent {
+            at_ms: now,
+            message_id: id,
+            delivery_id: None,
+            event: "received".into(),
+            from: None,
+            to: None,
+            actor: "test".into(),
+            reason: String::new(),
+        }],
+        payload,
+        deliveries,
+        enqueue: Vec::new(),
+    }
+}
+
+fn step(s: &dyn Store, d: Uuid, e: DeliveryEvent) -> DeliveryRecord {
+    s.apply(d, Change::new(e, "test", e.as_str()))
+        .expect("valid transition")
+}
+
+/// Runs every case.
+pub async fn run_all(f: &dyn StoreFactory) {
+    submit_and_read_back(f).await;
+    resubmission_is_a_duplicate(f).await;
+    transitions_update_state_indexes_and_audit(f).await;
+    invalid_transitions_change_nothing(f).await;
+    replay_supersedes_without_editing_history(f).await;
+    list_queries(f).await;
+    unmatched_acks_are_kept(f).await;
+    flushed_writes_survive_reopen(f).await;
+}
+
+pub async fn submit_and_read_back(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let new = sample("RX1", &new_id().to_string(), &["A81001", "A81002"]);
+    let mut changes = s.changes();
+    let id = new.message.id;
+    assert_eq!(s.submit(new.clone()).unwrap(), Submitted::Created(id));
+    s.flush().await.unwrap();
+    assert_eq!(changes.recv().await.unwrap(), id, "a change is announced");
+    assert_eq!(s.message(id).unwrap().unwrap(), new.message);
+    assert_eq!(s.payload(id).unwrap().unwrap(), new.payload);
+    let ds = s.deliveries_of(id).unwrap();
+    assert_eq!(ds, new.deliveries);
+    assert_eq!(s.delivery(ds[0].id).unwrap().unwrap(), ds[0]);
+    assert_eq!(s.audit_of(id).unwrap(), new.audit);
+    assert_eq!(
+        s.find_by_local_id("RX1", &new.message.local_id).unwrap(),
+        Some(id)
+    );
+    assert_eq!(s.message(new_id()).unwrap(), None);
+}
+
+pub async fn resubmission_is_a_duplicate(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let local = new_id().to_string();
+    let first = sample("RX1", &local, &["A81001"]);
+    let again = sample("RX1", &local, &["A81001"]);
+    let other_sender = sample("R1K", &local, &["A81001"]);
+    let id = first.message.id;
+    assert_eq!(s.submit(first).unwrap(), Submitted::Created(id));
+    assert_eq!(s.submit(again.clone()).unwrap(), Submitted::Duplicate(id));
+    assert_eq!(
+        s.message(again.message.id).unwrap(),
+        None,
+        "nothing of the repeat is stored"
+    );
+    assert!(s.deliveries_of(again.message.id).unwrap().is_empty());
+    assert!(s.delivery(again.deliveries[0].id).unwrap().is_none());
+    let oid = other_sender.message.id;
+    assert_eq!(
+        s.submit(other_sender).unwrap(),
+        Submitted::Created(oid),
+        "local ids are per sender"
+    );
+}
+
+pub async fn transitions_update_state_indexes_and_audit(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let ods = format!("T{}", &new_id().simple().to_string()[24..]).to_uppercase();
+    let new = sample("RX1", &new_id().to_string(), &[&ods]);
+    let (mid, did) = (new.message.id, new.deliveries[0].id);
+    s.submit(new).unwrap();
+    let q = |state| ListQuery {
+        state: Some(state),
+        recipient_ods: Some(ods.clone()),
+        ..Default::default()
+    };
+    assert_eq!(s.list(&q(DeliveryState::Pending)).unwrap().0, vec![mid]);
+    let mut c = Change::new(DeliveryEvent::RetryScheduled, "hub", "folder missing");
+    c.count_attempt = true;
+    c.error = Some("folder missing".into());
+    c.next_attempt_ms = Some(now_ms() + 1000);
+    let d = s.apply(did, c).unwrap();
+    assert_eq!((d.state, d.attempts), (DeliveryState::Retrying, 1));
+    assert_eq!(d.last_error.as_deref(), Some("folder missing"));
+    assert!(
+        s.list(&q(DeliveryState::Pending)).unwrap().0.is_empty(),
+        "old index entry removed"
+    );
+    assert_eq!(s.list(&q(DeliveryState::Retrying)).unwrap().0, vec![mid]);
+    let d = step(s.as_ref(), did, DeliveryEvent::TransportAccepted);
+    assert!(d.sent_ms.is_some());
+    assert_eq!(d.next_attempt_ms, None);
+    let mut c = Change::new(DeliveryEvent::ReceiverReject, "ack-file", "rejected");
+    c.ack = Some(("30002".into(), "Patient not known here".into()));
+    let d = s.apply(did, c).unwrap();
+    assert_eq!(d.state, DeliveryState::Rejected);
+    assert_eq!(d.ack_code.as_deref(), Some("30002"));
+    assert_eq!(s.list(&q(DeliveryState::Rejected)).unwrap().0, vec![mid]);
+    let trail: Vec<_> = s
+        .audit_of(mid)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.to.map(|to| (e.from, to, e.actor)))
+        .collect();
+    assert_eq!(
+        trail,
+        vec![
+            (
+                Some(DeliveryState::Pending),
+                DeliveryState::Retrying,
+                "hub".to_string()
+            ),
+            (
+                Some(DeliveryState::Retrying),
+                DeliveryState::Sent,
+                "test".to_string()
+            ),
+            (
+                Some(DeliveryState::Sent),
+                DeliveryState::Rejected,
+                "ack-file".to_string()
+            ),
+        ],
+        "every transition is audited, in order"
+    );
+    let counts = s.count_by_state().unwrap();
+    assert!(counts
+        .iter()
+        .any(|(st, n)| *st == DeliveryState::Rejected && *n >= 1));
+}
+
+pub async fn invalid_transitions_change_nothing(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let new = sample("RX1", &new_id().to_string(), &["A81001"]);
+    let (mid, did) = (new.message.id, new.deliveries[0].id);
+    s.submit(new).unwrap();
+    let before = (s.delivery(did).unwrap(), s.audit_of(mid).unwrap());
+    match s.apply(did, Change::new(DeliveryEvent::BusinessAccept, "x", "")) {
+        Err(StoreError::InvalidTransition(t)) => {
+            assert_eq!(t.from, DeliveryState::Pending);
+        }
+        other => panic!("expected an invalid transition, got {other:?}"),
+    }
+    assert_eq!((s.delivery(did).unwrap(), s.audit_of(mid).unwrap()), before);
+    assert!(matches!(
+        s.apply(new_id(), Change::new(DeliveryEvent::Cancel, "x", "")),
+        Err(StoreError::NoSuchDelivery(_))
+    ));
+}
+
+pub async fn replay_supersedes_without_editing_history(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let new = sample("RX1", &new_id().to_string(), &["A81001"]);
+    let (mid, did) = (new.message.id, new.deliveries[0].id);
+    let template = new.deliveries[0].clone();
+    s.submit(new).unwrap();
+    step(s.as_ref(), did, DeliveryEvent::GaveUp);
+    let replacement = DeliveryRecord {
+        id: new_id(),
+        ..template
+    };
+    let r = s
+        .replay(Replay {
+            original: did,
+            new: replacement.clone(),
+            actor: "ops:test".into(),
+            reason: "folder fixed".into(),
+            enqueue: None,
+        })
+        .unwrap();
+    assert_eq!(r.replay_of, Some(did));
+    assert_eq!(r.state, DeliveryState::Pending);
+    let orig = s.delivery(did).unwrap().unwrap();
+    assert_eq!(
+        orig.state,
+        DeliveryState::Failed,
+        "the original keeps its outcome"
+    );
+    assert_eq!(orig.superseded_by, Some(replacement.id));
+    let failed = s
+        .list(&ListQuery {
+            state: Some(DeliveryState::Failed),
+            recipient_ods: Some("A81001".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    assert!(
+        !failed.contains(&mid),
+        "a replayed delivery no longer counts as failed"
+    );
+    assert_eq!(s.deliveries_of(mid).unwrap().len(), 2);
+    let again = s.replay(Replay {
+        original: did,
+        new: DeliveryRecord {
+            id: new_id(),
+            ..replacement
+        },
+        actor: "ops:test".into(),
+        reason: String::new(),
+        enqueue: None,
+    });
+    assert!(matches!(again, Err(StoreError::AlreadyReplayed(_, _))));
+    let events: Vec<_> = s
+        .audit_of(mid)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(events.contains(&"replayed".to_string()), "{events:?}");
+}
+
+pub async fn list_queries(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let sender = format!("S{}", &new_id().simple().to_string()[24..]).to_uppercase();
+    let ods = format!("R{}", &new_id().simple().to_string()[24..]).to_uppercase();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let new = sample(&sender, &format!("L{i}"), &[&ods]);
+        ids.push((new.message.id, new.deliveries[0].id));
+        s.submit(new).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    let newest_first: Vec<Uuid> = ids.iter().rev().map(|(m, _)| *m).collect();
+    let by_sender = s
+        .list(&ListQuery {
+            sender_ods: Some(sender.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(by_sender, (newest_first.clone(), false));
+    let limited = s
+        .list(&ListQuery {
+            sender_ods: Some(sender.clone()),
+            limit: 2,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(limited, (newest_first[..2].to_vec(), true));
+    // Two deliveries fail; one of them long ago (by the time filter's reckoning).
+    step(s.as_ref(), ids[1].1, DeliveryEvent::GaveUp);
+    let cut = now_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    step(s.as_ref(), ids[3].1, DeliveryEvent::GaveUp);
+    let failed = |since| {
+        s.list(&ListQuery {
+            state: Some(DeliveryState::Failed),
+            recipient_ods: Some(ods.clone()),
+            since_ms: since,
+            ..Default::default()
+        })
+        .unwrap()
+        .0
+    };
+    assert_eq!(failed(None), vec![ids[3].0, ids[1].0]);
+    assert_eq!(failed(Some(cut + 1)), vec![ids[3].0]);
+    let all_failed_recent = s
+        .list(&ListQuery {
+            state: Some(DeliveryState::Failed),
+            since_ms: Some(cut + 1),
+            sender_ods: Some(sender.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    assert_eq!(all_failed_recent, vec![ids[3].0]);
+    let by_recipient = s
+        .list(&ListQuery {
+            recipient_ods: Some(ods.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    assert_eq!(by_recipient.len(), 5);
+    assert_eq!(by_recipient[0], ids[3].0, "most recently changed first");
+    let old = s
+        .deliveries_in_state(DeliveryState::Failed, cut + 1, 100)
+        .unwrap();
+    assert!(old.contains(&ids[1].1) && !old.contains(&ids[3].1));
+    let recent = s
+        .list(&ListQuery {
+            since_ms: Some(cut),
+            ..Default::default()
+        })
+        .unwrap()
+        .0;
+    assert!(!recent.contains(&ids[0].0), "received before the cut");
+}
+
+pub async fn unmatched_acks_are_kept(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let ack = UnmatchedAck {
+        at_ms: now_ms(),
+        source: format!("/drop/acks/{}.ack", new_id()),
+        problem: "no delivery".into(),
+        kept_at: "/drop/acks/rejected/x.ack".into(),
+    };
+    s.record_unmatched_ack(ack.clone()).unwrap();
+    assert!(s.unmatched_acks(100).unwrap().contains(&ack));
+}
+
+pub async fn flushed_writes_survive_reopen(f: &dyn StoreFactory) {
+    let new = sample("RX1", &new_id().to_string(), &["A81001"]);
+    let (mid, did) = (new.message.id, new.deliveries[0].id);
+    {
+        let s = f.open().await;
+        s.submit(new.clone()).unwrap();
+        step(s.as_ref(), did, DeliveryEvent::TransportAccepted);
+        s.flush().await.unwrap();
+    }
+    let s = f.open().await;
+    assert_eq!(s.message(mid).unwrap().unwrap(), new.message);
+    assert_eq!(s.delivery(did).unwrap().unwrap().state, DeliveryState::Sent);
+    assert_eq!(
+        s.find_by_local_id("RX1", &new.message.local_id).unwrap(),
+        Some(mid)
+    );
+}

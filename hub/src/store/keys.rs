@@ -1,0 +1,78 @@
+//! Key layouts. Big-endian numbers so byte order is time order; UUIDv7 ids are time ordered too.
+
+use crate::track::{DeliveryRecord, DeliveryState};
+use uuid::Uuid;
+
+/// `[message id][delivery id]`: the deliveries of a message.
+pub fn msg_delivery(message: Uuid, delivery: Uuid) -> Vec<u8> {
+    [message.as_bytes().as_slice(), delivery.as_bytes()].concat()
+}
+
+/// `[message id][seq]`: a message's audit events in order.
+pub fn audit(message: Uuid, seq: u64) -> Vec<u8> {
+    [message.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
+}
+
+/// `[state][updated ms][delivery id]`: current deliveries by state and time of change.
+pub fn by_state(d: &DeliveryRecord) -> Vec<u8> {
+    state_prefix_from(d.state, d.updated_ms)
+        .into_iter()
+        .chain(d.id.as_bytes().iter().copied())
+        .collect()
+}
+
+pub fn state_prefix(state: DeliveryState) -> Vec<u8> {
+    vec![state as u8]
+}
+
+pub fn state_prefix_from(state: DeliveryState, from_ms: u64) -> Vec<u8> {
+    [&[state as u8][..], &from_ms.to_be_bytes()].concat()
+}
+
+/// `[recipient ODS][0][state][updated ms][delivery id]`: current deliveries by recipient.
+pub fn by_recipient(d: &DeliveryRecord) -> Vec<u8> {
+    [
+        recipient_state_prefix(&d.recipient_ods, d.state).as_slice(),
+        &d.updated_ms.to_be_bytes(),
+        d.id.as_bytes(),
+    ]
+    .concat()
+}
+
+pub fn recipient_prefix(ods: &str) -> Vec<u8> {
+    [ods.as_bytes(), &[0]].concat()
+}
+
+pub fn recipient_state_prefix(ods: &str, state: DeliveryState) -> Vec<u8> {
+    [ods.as_bytes(), &[0, state as u8]].concat()
+}
+
+/// `[sender ODS][0][received ms][message id]`: messages by sender.
+pub fn by_sender(sender: &str, received_ms: u64, message: Uuid) -> Vec<u8> {
+    [
+        sender.as_bytes(),
+        &[0],
+        &received_ms.to_be_bytes(),
+        message.as_bytes(),
+    ]
+    .concat()
+}
+
+/// `[sender ODS][0][local id]`: idempotency of submissions.
+pub fn dedupe(sender: &str, local_id: &str) -> Vec<u8> {
+    [sender.as_bytes(), &[0], local_id.as_bytes()].concat()
+}
+
+/// The last 16 bytes of an index key: the id it points at.
+pub fn trailing_id(key: &[u8]) -> Option<Uuid> {
+    key.len()
+        .checked_sub(16)
+        .and_then(|at| Uuid::from_slice(&key[at..]).ok())
+}
+
+/// The smallest UUIDv7 for a time: a bound for range scans over time-ordered ids.
+pub fn min_id_at(ms: u64) -> Uuid {
+    let mut b = [0u8; 16];
+    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    Uuid::from_bytes(b)
+}

@@ -1,0 +1,181 @@
+//! The store: messages, original payloads, deliveries, the audit trail, the indexes that make
+//! ops queries range scans, and the outbox of work to do.
+//!
+//! Callers see the narrow [`Store`] trait; [`SledStore`] is the one engine today. Every state
+//! change is written with its index updates, audit event and follow-up work in **one
+//! transaction**. Nothing is durable until [`Store::flush`] returns: callers await it before they
+//! acknowledge anything to anyone, and concurrent callers share one fsync (group commit).
+//! [`conformance`] is the test suite every engine must pass.
+
+pub mod conformance;
+pub(crate) mod flush;
+mod keys;
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use crate::track::MessageRecord;
+use crate::track::{AuditEvent, DeliveryEvent, DeliveryRecord, DeliveryState, InvalidTransition};
+use futures::future::BoxFuture;
+use uuid::Uuid;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage engine: {0}")]
+    Engine(String),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("no delivery {0}")]
+    NoSuchDelivery(Uuid),
+    #[error("no message {0}")]
+    NoSuchMessage(Uuid),
+    #[error(transparent)]
+    InvalidTransition(#[from] InvalidTransition),
+    #[error("delivery {0} was already replayed as {1}")]
+    AlreadyReplayed(Uuid, Uuid),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        Self::Engine(e.to_string())
+    }
+}
+
+/// Work to put on a bus queue, written in the same transaction as the change that causes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueue {
+    pub queue: String,
+    pub body: Vec<u8>,
+    /// Not to be handed out before this time (ms since the epoch); 0 for now.
+    pub due_ms: u64,
+}
+
+/// A message to store, complete with its first deliveries and their work.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub message: MessageRecord,
+    pub payload: Vec<u8>,
+    pub deliveries: Vec<DeliveryRecord>,
+    pub audit: Vec<AuditEvent>,
+    pub enqueue: Vec<Enqueue>,
+}
+
+/// The outcome of [`Store::submit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    Created(Uuid),
+    /// (sender, local id) was seen before: the original message id.
+    Duplicate(Uuid),
+}
+
+/// A state change to apply to one delivery.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub event: DeliveryEvent,
+    pub actor: String,
+    pub reason: String,
+    /// This change ends a transport attempt: count it.
+    pub count_attempt: bool,
+    /// Sets `last_error`.
+    pub error: Option<String>,
+    /// Sets `ack_code` / `ack_reason`.
+    pub ack: Option<(String, String)>,
+    pub next_attempt_ms: Option<u64>,
+    pub enqueue: Option<Enqueue>,
+}
+
+impl Change {
+    pub fn new(event: DeliveryEvent, actor: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            event,
+            actor: actor.into(),
+            reason: reason.into(),
+            count_attempt: false,
+            error: None,
+            ack: None,
+            next_attempt_ms: None,
+            enqueue: None,
+        }
+    }
+}
+
+/// A replay of one delivery: the new delivery that supersedes it.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub original: Uuid,
+    pub new: DeliveryRecord,
+    pub actor: String,
+    pub reason: String,
+    pub enqueue: Option<Enqueue>,
+}
+
+/// Filters for [`Store::list`]; all given filters must hold.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub state: Option<DeliveryState>,
+    pub recipient_ods: Option<String>,
+    pub sender_ods: Option<String>,
+    /// Changed (with a state filter) or received (without) at or after this time.
+    pub since_ms: Option<u64>,
+    pub limit: usize,
+}
+
+/// An acknowledgement that matched no delivery, or could not be read, kept for ops.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnmatchedAck {
+    pub at_ms: u64,
+    /// Where it came from (file path, MESH message id, ...).
+    pub source: String,
+    pub problem: String,
+    /// Where the original was moved for inspection.
+    pub kept_at: String,
+}
+
+/// The storage contract. Reads see every committed write; writes are durable once a later
+/// [`Store::flush`] has returned.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new message with its deliveries, audit events, index entries and work, unless
+    /// (sender, local id) is already known.
+    fn submit(&self, new: NewMessage) -> Result<Submitted, StoreError>;
+    /// Applies a state-machine event to a delivery (with its audit event, index updates and
+    /// any work) and returns the updated delivery.
+    fn apply(&self, delivery: Uuid, change: Change) -> Result<DeliveryRecord, StoreError>;
+    /// Supersedes a delivery with a new one (a replay); history is kept.
+    fn replay(&self, replay: Replay) -> Result<DeliveryRecord, StoreError>;
+    /// Appends a message-level audit event.
+    fn audit(&self, event: AuditEvent) -> Result<(), StoreError>;
+
+    fn message(&self, id: Uuid) -> Result<Option<MessageRecord>, StoreError>;
+    fn payload(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError>;
+    fn delivery(&self, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError>;
+    /// Every delivery of a message, oldest first, including superseded ones.
+    fn deliveries_of(&self, message: Uuid) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// The message's timeline, oldest first.
+    fn audit_of(&self, message: Uuid) -> Result<Vec<AuditEvent>, StoreError>;
+    fn find_by_local_id(
+        &self,
+        sender_ods: &str,
+        local_id: &str,
+    ) -> Result<Option<Uuid>, StoreError>;
+    /// Message ids matching the query, newest first, and whether the limit cut the list.
+    fn list(&self, query: &ListQuery) -> Result<(Vec<Uuid>, bool), StoreError>;
+    /// Current deliveries in `state` last changed before `before_ms` (oldest first).
+    fn deliveries_in_state(
+        &self,
+        state: DeliveryState,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError>;
+    /// Number of current deliveries in each state.
+    fn count_by_state(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError>;
+    fn message_count(&self) -> Result<u64, StoreError>;
+    fn record_unmatched_ack(&self, ack: UnmatchedAck) -> Result<(), StoreError>;
+    fn unmatched_acks(&self, limit: usize) -> Result<Vec<UnmatchedAck>, StoreError>;
+
+    /// Resolves once every write committed before the call is on disk. Concurrent callers
+    /// share flushes.
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Message ids whose tracking changed, as they change (a hint: re-read the store).
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<Uuid>;
+}

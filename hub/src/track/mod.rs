@@ -1,0 +1,434 @@
+//! Tracking: the records the hub keeps for every message and delivery, and the delivery state
+//! machine.
+//!
+//! A delivery (one message to one recipient endpoint) moves through
+//! `pending → sent → delivered → accepted`, with `retrying`, `failed`, `rejected`, `overdue`,
+//! `cancelled` and `unroutable` beside them. [`transition`] is the only way a state changes: a
+//! pure function, property-tested, and every change it allows is recorded as an [`AuditEvent`]
+//! by the store in the same transaction.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// Where a delivery stands. The discriminants are stable: they are part of index keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[repr(u8)]
+pub enum DeliveryState {
+    Pending = 1,
+    Sent = 2,
+    Delivered = 3,
+    Accepted = 4,
+    Retrying = 5,
+    Failed = 6,
+    Rejected = 7,
+    Overdue = 8,
+    Cancelled = 9,
+    Unroutable = 10,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 10] = [
+        Self::Pending,
+        Self::Sent,
+        Self::Delivered,
+        Self::Accepted,
+        Self::Retrying,
+        Self::Failed,
+        Self::Rejected,
+        Self::Overdue,
+        Self::Cancelled,
+        Self::Unroutable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Accepted => "accepted",
+            Self::Retrying => "retrying",
+            Self::Failed => "failed",
+            Self::Rejected => "rejected",
+            Self::Overdue => "overdue",
+            Self::Cancelled => "cancelled",
+            Self::Unroutable => "unroutable",
+        }
+    }
+
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| *s as u8 == v)
+    }
+
+    /// No further progress without a person: the receiver answered, every attempt failed, ops
+    /// cancelled it, or there is no route. (A replay starts a new delivery.)
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Accepted | Self::Rejected | Self::Failed | Self::Cancelled | Self::Unroutable
+        )
+    }
+
+    /// Whether ops may replay a delivery in this state.
+    pub fn is_replayable(self) -> bool {
+        matches!(
+            self,
+            Self::Failed | Self::Rejected | Self::Unroutable | Self::Cancelled | Self::Overdue
+        )
+    }
+
+    /// Waiting for the transport: a worker should attempt it.
+    pub fn awaits_transport(self) -> bool {
+        matches!(self, Self::Pending | Self::Retrying)
+    }
+
+    /// Rank used to summarise a message: the lower, the more it needs attention.
+    fn attention_rank(self) -> u8 {
+        match self {
+            Self::Failed => 0,
+            Self::Rejected => 1,
+            Self::Unroutable => 2,
+            Self::Overdue => 3,
+            Self::Retrying => 4,
+            Self::Pending => 5,
+            Self::Sent => 6,
+            Self::Delivered => 7,
+            Self::Accepted => 8,
+            Self::Cancelled => 9,
+        }
+    }
+}
+
+impl fmt::Display for DeliveryState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DeliveryState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|x| x.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown state {s:?}; expected one of: {}",
+                    Self::ALL.map(|x| x.as_str()).join(", ")
+                )
+            })
+    }
+}
+
+/// Something that happened to a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryEvent {
+    /// The transport took the document (file fsynced and renamed, MESH 202, SMTP 250).
+    TransportAccepted,
+    /// An attempt failed with a transient error and another is scheduled.
+    RetryScheduled,
+    /// A permanent error, or the last attempt failed.
+    GaveUp,
+    /// Infrastructure acknowledgement (ITK3 20013, receiver pull ack).
+    InfrastructureAck,
+    /// The receiver filed it.
+    BusinessAccept,
+    /// The receiver refused it (negative infrastructure or business response).
+    ReceiverReject,
+    /// No acknowledgement within the SLA.
+    SlaExpired,
+    /// Ops cancelled it.
+    Cancel,
+}
+
+impl DeliveryEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TransportAccepted => "transport-accepted",
+            Self::RetryScheduled => "retry-scheduled",
+            Self::GaveUp => "gave-up",
+            Self::InfrastructureAck => "infrastructure-ack",
+            Self::BusinessAccept => "business-accept",
+            Self::ReceiverReject => "receiver-reject",
+            Self::SlaExpired => "sla-expired",
+            Self::Cancel => "cancel",
+        }
+    }
+}
+
+/// A transition the state machine does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a delivery that is {from} cannot take event {}", event.as_str())]
+pub struct InvalidTransition {
+    pub from: DeliveryState,
+    pub event: DeliveryEvent,
+}
+
+/// The delivery state machine.
+pub fn transition(
+    from: DeliveryState,
+    event: DeliveryEvent,
+) -> Result<DeliveryState, InvalidTransition> {
+    use DeliveryEvent as E;
+    use DeliveryState as S;
+    let to = match (from, event) {
+        (S::Pending | S::Retrying, E::TransportAccepted) => S::Sent,
+        (S::Pending | S::Retrying, E::RetryScheduled) => S::Retrying,
+        (S::Pending | S::Retrying, E::GaveUp) => S::Failed,
+        (S::Sent | S::Overdue, E::InfrastructureAck) => S::Delivered,
+        (S::Sent | S::Delivered | S::Overdue, E::BusinessAccept) => S::Accepted,
+        (S::Sent | S::Delivered | S::Overdue, E::ReceiverReject) => S::Rejected,
+        (S::Sent | S::Delivered, E::SlaExpired) => S::Overdue,
+        (
+            S::Pending | S::Retrying | S::Sent | S::Delivered | S::Overdue | S::Unroutable,
+            E::Cancel,
+        ) => S::Cancelled,
+        _ => return Err(InvalidTransition { from, event }),
+    };
+    Ok(to)
+}
+
+/// The summary state of a message: the state of its current delivery that most needs
+/// attention (failed before rejected before unroutable ... before accepted).
+pub fn summarise<'a>(states: impl IntoIterator<Item = &'a DeliveryState>) -> Option<DeliveryState> {
+    states
+        .into_iter()
+        .copied()
+        .min_by_key(|s| s.attention_rank())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 rendering of a millisecond timestamp.
+pub fn rfc3339(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// A new, time-ordered identifier.
+pub fn new_id() -> Uuid {
+    Uuid::now_v7()
+}
+
+/// Where a document came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Grpc,
+    Smtp,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Smtp => "smtp",
+        }
+    }
+}
+
+/// A message as received (the payload is stored separately).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub id: Uuid,
+    pub sender_ods: String,
+    pub document_type: edt_transforms::DocumentType,
+    pub content_type: String,
+    pub local_id: String,
+    pub nhs_number: Option<String>,
+    pub file_name: Option<String>,
+    pub title: Option<String>,
+    pub payload_size: u64,
+    pub payload_sha256: String,
+    pub channel: Channel,
+    pub received_ms: u64,
+    /// Recipients as requested.
+    pub recipients: Vec<String>,
+}
+
+impl MessageRecord {
+    /// The metadata renderers need.
+    pub fn meta(&self) -> edt_transforms::DocumentMeta {
+        edt_transforms::DocumentMeta {
+            message_id: self.id.to_string(),
+            sender_ods: self.sender_ods.clone(),
+            document_type: self.document_type,
+            content_type: self.content_type.clone(),
+            local_id: self.local_id.clone(),
+            nhs_number: self.nhs_number.clone(),
+            file_name: self.file_name.clone(),
+            title: self.title.clone(),
+            payload_size: self.payload_size,
+            payload_sha256: self.payload_sha256.clone(),
+            received_at: rfc3339(self.received_ms),
+        }
+    }
+}
+
+/// One message to one recipient endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub id: Uuid,
+    pub message_id: Uuid,
+    pub recipient_ods: String,
+    /// Endpoint id from the directory; `None` while unroutable.
+    pub endpoint: Option<String>,
+    /// "FA" or "FI".
+    pub recipient_type: String,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub next_attempt_ms: Option<u64>,
+    pub sent_ms: Option<u64>,
+    pub replay_of: Option<Uuid>,
+    pub superseded_by: Option<Uuid>,
+    pub ack_code: Option<String>,
+    pub ack_reason: Option<String>,
+}
+
+impl DeliveryRecord {
+    /// Whether this delivery is the current one for its recipient (not replaced by a replay).
+    pub fn is_current(&self) -> bool {
+        self.superseded_by.is_none()
+    }
+}
+
+/// One line of a message's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub at_ms: u64,
+    pub message_id: Uuid,
+    pub delivery_id: Option<Uuid>,
+    /// What happened: a [`DeliveryEvent`] name, or "received", "routed", "replayed", ...
+    pub event: String,
+    pub from: Option<DeliveryState>,
+    pub to: Option<DeliveryState>,
+    /// Who did it: "hub", "grpc:RX1", "ops:alice", "ack-file", ...
+    pub actor: String,
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const EVENTS: [DeliveryEvent; 8] = [
+        DeliveryEvent::TransportAccepted,
+        DeliveryEvent::RetryScheduled,
+        DeliveryEvent::GaveUp,
+        DeliveryEvent::InfrastructureAck,
+        DeliveryEvent::BusinessAccept,
+        DeliveryEvent::ReceiverReject,
+        DeliveryEvent::SlaExpired,
+        DeliveryEvent::Cancel,
+    ];
+
+    #[test]
+    fn happy_path() {
+        let mut s = DeliveryState::Pending;
+        for e in [
+            DeliveryEvent::RetryScheduled,
+            DeliveryEvent::TransportAccepted,
+            DeliveryEvent::InfrastructureAck,
+            DeliveryEvent::BusinessAccept,
+        ] {
+            s = transition(s, e).unwrap();
+        }
+        assert_eq!(s, DeliveryState::Accepted);
+    }
+
+    #[test]
+    fn final_states_take_no_event() {
+        for s in DeliveryState::ALL.into_iter().filter(|s| s.is_final()) {
+            for e in EVENTS {
+                let r = transition(s, e);
+                // Only cancelling an unroutable delivery leaves a final state.
+                if s == DeliveryState::Unroutable && e == DeliveryEvent::Cancel {
+                    assert_eq!(r, Ok(DeliveryState::Cancelled));
+                } else {
+                    assert_eq!(r, Err(InvalidTransition { from: s, event: e }), "{s} {e:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn state_names_round_trip_and_u8_is_stable() {
+        for s in DeliveryState::ALL {
+            assert_eq!(s.as_str().parse::<DeliveryState>(), Ok(s));
+            assert_eq!(DeliveryState::from_u8(s as u8), Some(s));
+        }
+        assert!("nope".parse::<DeliveryState>().is_err());
+        assert_eq!(DeliveryState::from_u8(0), None);
+    }
+
+    #[test]
+    fn summary_prefers_what_needs_attention() {
+        use DeliveryState::*;
+        assert_eq!(summarise(&[Accepted, Failed, Sent]), Some(Failed));
+        assert_eq!(summarise(&[Accepted, Sent]), Some(Sent));
+        assert_eq!(summarise(&[]), None);
+    }
+
+    fn event() -> impl Strategy<Value = DeliveryEvent> {
+        proptest::sample::select(EVENTS.to_vec())
+    }
+
+    proptest! {
+        /// From either starting state, any sequence of events (invalid ones refused) stays
+        /// inside the machine: final states are never left, a delivery is never sent twice
+        /// without a retry in between, and an accepted delivery was sent first.
+        #[test]
+        fn random_event_sequences_stay_valid(
+            start_unroutable in any::<bool>(),
+            events in proptest::collection::vec(event(), 0..40),
+        ) {
+            let mut s = if start_unroutable { DeliveryState::Unroutable } else { DeliveryState::Pending };
+            let mut was_sent = false;
+            let mut audit = Vec::new();
+            for e in events {
+                match transition(s, e) {
+                    Ok(next) => {
+                        prop_assert!(!s.is_final() || (s == DeliveryState::Unroutable && next == DeliveryState::Cancelled),
+                            "left final state {} via {:?}", s, e);
+                        if next == DeliveryState::Sent {
+                            prop_assert!(s.awaits_transport());
+                            was_sent = true;
+                        }
+                        if matches!(next, DeliveryState::Accepted | DeliveryState::Delivered | DeliveryState::Rejected | DeliveryState::Overdue) {
+                            prop_assert!(was_sent, "{} without being sent", next);
+                        }
+                        audit.push((s, e, next));
+                        s = next;
+                    }
+                    Err(err) => {
+                        prop_assert_eq!(err.from, s);
+                        prop_assert_eq!(err.event, e);
+                    }
+                }
+            }
+            // The audit trail chains: each step starts where the previous ended.
+            for w in audit.windows(2) {
+                prop_assert_eq!(w[0].2, w[1].0);
+            }
+        }
+    }
+}

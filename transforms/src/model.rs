@@ -1,0 +1,82 @@
+//! The document model shared by every stage.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// What kind of clinical document this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DocumentType {
+    DischargeSummary,
+    OutpatientLetter,
+    EmergencyCareDischarge,
+    MentalHealthDischarge,
+    OrderResult,
+    GenericDocument,
+}
+
+impl DocumentType {
+    pub const ALL: [DocumentType; 6] = [
+        Self::DischargeSummary,
+        Self::OutpatientLetter,
+        Self::EmergencyCareDischarge,
+        Self::MentalHealthDischarge,
+        Self::OrderResult,
+        Self::GenericDocument,
+    ];
+
+    /// The kebab-case name used in config files, the CLI and index files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DischargeSummary => "discharge-summary",
+            Self::OutpatientLetter => "outpatient-letter",
+            Self::EmergencyCareDischarge => "emergency-care-discharge",
+            Self::MentalHealthDischarge => "mental-health-discharge",
+            Self::OrderResult => "order-result",
+            Self::GenericDocument => "generic-document",
+        }
+    }
+}
+
+impl fmt::Display for DocumentType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown document type name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown document type {0:?} (expected one of: discharge-summary, outpatient-letter, emergency-care-discharge, mental-health-discharge, order-result, generic-document)")]
+pub struct UnknownDocumentType(pub String);
+
+impl FromStr for DocumentType {
+    type Err = UnknownDocumentType;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownDocumentType(s.to_string()))
+    }
+}
+
+/// What the hub knows about a document, apart from its bytes: enough to route it, render an
+/// index for it and find it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentMeta {
+    pub message_id: String,
+    pub sender_ods: String,
+    pub document_type: DocumentType,
+    pub content_type: String,
+    pub local_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nhs_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub payload_size: u64,
+    pub payload_sha256: String,
+    /// RFC 3339.
+    pub received_at: String,
+}
