@@ -13,6 +13,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// How long open client connections (watch streams, idle channels) may hold up a shutdown.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Addresses a running node listens on.
 #[derive(Debug, Clone, Copy)]
 pub struct Bound {
@@ -99,7 +102,16 @@ pub async fn serve(
 
     hub.set_ready(true);
     on_ready(&hub);
-    let (g, h) = tokio::join!(grpc_server, http_server);
+    let servers = async { tokio::join!(grpc_server, http_server) };
+    tokio::pin!(servers);
+    let mut s3 = shutdown.clone();
+    let (g, h) = tokio::select! {
+        r = &mut servers => r,
+        _ = async { s3.wait().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("clients still connected after {SHUTDOWN_GRACE:?}; closing their connections");
+            (Ok(()), Ok(()))
+        }
+    };
     hub.set_ready(false);
     for w in workers {
         let _ = w.await;

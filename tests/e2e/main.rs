@@ -1,1 +1,7 @@
+//! End-to-end tests: the real `edthub` binary, real files, real gRPC, the real CLI.
 
+mod bad_input;
+mod crash;
+mod failures;
+mod ops;
+mod spine;

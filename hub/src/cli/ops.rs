@@ -240,7 +240,15 @@ pub async fn show(hub: &HubArgs, id: &str, json: bool) -> anyhow::Result<ExitCod
         };
         t.add_row(vec![
             time_of(&e.at),
-            e.delivery_id.chars().take(8).collect(),
+            // The tail of a UUIDv7 is its random part: it tells deliveries apart.
+            e.delivery_id
+                .chars()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect(),
             e.event.clone(),
             change,
             e.actor.clone(),

@@ -1,0 +1,213 @@
+//! When a drop folder cannot be written: retries with backoff, `failed`, and the ops path back.
+
+use edt_proto::v1;
+use edt_tests::{drop_indexes, eventually, letter, state, Hub, FAST};
+
+async fn wait_state(hub: &Hub, id: &str, want: &str) -> v1::MessageStatus {
+    let t = hub.tracking().await;
+    eventually(20, &format!("message {id} to be {want}"), || {
+        let mut t = t.clone();
+        let id = id.to_string();
+        let want = want.to_string();
+        async move {
+            let s = t
+                .get_message(v1::GetMessageRequest { message_id: id })
+                .await
+                .unwrap()
+                .into_inner();
+            (state(s.state) == want).then_some(s)
+        }
+    })
+    .await
+}
+
+/// Replaces a practice's drop folder with a plain file, so nothing can be written there
+/// (root ignores permission bits, a file in the way it cannot).
+fn break_folder(hub: &Hub, ods: &str) -> std::path::PathBuf {
+    let folder = hub.drop_folder(ods);
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::write(&folder, b"not a folder").unwrap();
+    folder
+}
+
+fn fix_folder(folder: &std::path::Path) {
+    std::fs::remove_file(folder).unwrap();
+    std::fs::create_dir_all(folder.join("acks")).unwrap();
+}
+
+#[tokio::test]
+async fn unwritable_folder_retries_then_fails_and_replay_delivers() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let folder = break_folder(&hub, "A81002");
+    let mut sub = hub.submission().await;
+    let r = sub
+        .submit_document(letter("EPR-FAIL", &["A81002"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let failed = wait_state(&hub, &r.message_id, "failed").await;
+    let d = &failed.deliveries[0];
+    assert_eq!(d.attempts, 3, "max_attempts = 3");
+    assert!(d.last_error.contains("not a directory"), "{}", d.last_error);
+
+    // The timeline shows the backoff.
+    let shown = hub.cli_json(&["messages", "show", &r.message_id]);
+    let events: Vec<&str> = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "received",
+            "created",
+            "retry-scheduled",
+            "retry-scheduled",
+            "gave-up"
+        ]
+    );
+
+    // Ops finds it ...
+    let listed = hub.cli_json(&["messages", "list", "--state", "failed"]);
+    let ids: Vec<&str> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [r.message_id.as_str()]);
+    let scoped = hub.cli_json(&[
+        "messages",
+        "list",
+        "--state",
+        "failed",
+        "--recipient",
+        "A81002",
+        "--since",
+        "2h",
+    ]);
+    assert_eq!(scoped["messages"].as_array().unwrap().len(), 1);
+    let other = hub.cli_json(&[
+        "messages",
+        "list",
+        "--state",
+        "failed",
+        "--recipient",
+        "A81001",
+    ]);
+    assert!(other["messages"].as_array().unwrap().is_empty());
+    let table = hub.cli(&["messages", "list", "--state", "failed"]);
+    assert!(table.status.success());
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains(&r.message_id) && text.contains("A81002 failed (3 attempts)"),
+        "{text}"
+    );
+
+    // ... fixes the folder and replays.
+    fix_folder(&folder);
+    let out = hub.cli(&["replay", &r.message_id, "--reason", "share remounted"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 replayed"));
+    let sent = wait_state(&hub, &r.message_id, "sent").await;
+    let new = &sent.deliveries[0];
+    assert_eq!(
+        new.replay_of, d.delivery_id,
+        "the replay links to the original"
+    );
+    let idx = drop_indexes(&folder);
+    assert_eq!(idx.len(), 1);
+    assert_eq!(idx[0]["message_id"], r.message_id);
+
+    // History is kept: the original is still failed, and points at its replay.
+    let shown = hub.cli_json(&["messages", "show", &r.message_id]);
+    let all = shown["all_deliveries"].as_array().unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["state"], "failed");
+    assert_eq!(all[0]["superseded_by"], new.delivery_id);
+    assert!(shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event"] == "replayed"
+            && e["reason"].as_str().unwrap().contains("share remounted")));
+    let failed_now = hub.cli_json(&["messages", "list", "--state", "failed"]);
+    assert!(failed_now["messages"].as_array().unwrap().is_empty());
+
+    // Replaying a message with nothing to replay is a failure for scripts.
+    let again = hub.cli(&["replay", &r.message_id]);
+    assert_eq!(again.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn replay_by_filter_with_dry_run_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let folder = break_folder(&hub, "A81003");
+    let mut sub = hub.submission().await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let r = sub
+            .submit_document(letter(&format!("EPR-F{i}"), &["A81003"]))
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(r.message_id);
+    }
+    for id in &ids {
+        wait_state(&hub, id, "failed").await;
+    }
+    fix_folder(&folder);
+    let plan = hub.cli_json(&["replay", "--state", "failed", "--dry-run"]);
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["replayed"], 3);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        drop_indexes(&folder).is_empty(),
+        "a dry run delivers nothing"
+    );
+    let still = hub.cli_json(&["messages", "list", "--state", "failed"]);
+    assert_eq!(still["messages"].as_array().unwrap().len(), 3);
+
+    let done = hub.cli_json(&["replay", "--state", "failed", "--recipient", "A81003"]);
+    assert_eq!(done["replayed"], 3);
+    for id in &ids {
+        wait_state(&hub, id, "sent").await;
+    }
+    assert_eq!(drop_indexes(&folder).len(), 3);
+}
+
+#[tokio::test]
+async fn ops_can_cancel_a_delivery_that_is_retrying() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slow retries so the delivery stays in `retrying` while ops acts.
+    let hub = Hub::start(
+        dir.path(),
+        "[delivery]\nmax_attempts = 5\ninitial_backoff_ms = 60000\nmax_backoff_ms = 60000\n",
+    );
+    break_folder(&hub, "A81004");
+    let mut sub = hub.submission().await;
+    let r = sub
+        .submit_document(letter("EPR-CANCEL", &["A81004"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let s = wait_state(&hub, &r.message_id, "retrying").await;
+    let did = &s.deliveries[0].delivery_id;
+    assert!(s.deliveries[0].next_attempt_at.is_some());
+    let out = hub.cli_json(&["cancel", did, "--reason", "sent by post instead"]);
+    assert_eq!(out["state"], "cancelled");
+    let s = wait_state(&hub, &r.message_id, "cancelled").await;
+    assert!(s.complete);
+    // A final delivery cannot be cancelled again.
+    let again = hub.cli(&["cancel", did]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("cancelled"));
+}

@@ -1,0 +1,144 @@
+//! What ops and monitoring see: HTTP health and metrics, gRPC health and reflection, CLI exit
+//! codes, the admin token, and a clean stop.
+
+use edt_tests::{letter, Hub, FAST};
+use std::process::Command;
+
+#[tokio::test]
+async fn health_readiness_and_metrics_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    assert_eq!(hub.http_get("/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(hub.http_get("/readyz"), (200, "ready\n".to_string()));
+    let mut sub = hub.submission().await;
+    sub.submit_document(letter("EPR-M", &["A81001"]))
+        .await
+        .unwrap();
+    let (code, body) = hub.http_get("/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("edthub_ingest_total{channel=\"grpc\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("edthub_queue_depth"), "{body}");
+    assert_eq!(hub.http_get("/nope").0, 404);
+}
+
+#[tokio::test]
+async fn grpc_health_and_reflection_serve_stock_tools() {
+    use tokio_stream::StreamExt;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        ServerReflectionRequest,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut health = HealthClient::new(hub.channel().await);
+    for service in ["", "edt.hub.v1.DocumentSubmission"] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status, 1, "{service:?} is SERVING");
+    }
+    let mut refl = ServerReflectionClient::new(hub.channel().await);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = refl
+        .server_reflection_info(tokio_stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = resp.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("unexpected reflection answer {first:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for want in [
+        "edt.hub.v1.DocumentSubmission",
+        "edt.hub.v1.Tracking",
+        "edt.hub.v1.Admin",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+}
+
+#[tokio::test]
+async fn cli_exit_codes_mean_something() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let not_found = hub.cli(&["messages", "show", "0190e3a5-0000-7000-8000-000000000000"]);
+    assert_eq!(not_found.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&not_found.stderr).contains("not found"));
+    let bad_state = hub.cli(&["messages", "list", "--state", "lost"]);
+    assert_eq!(bad_state.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_state.stderr).contains("unknown state"));
+    let usage = hub.cli(&["messages", "frobnicate"]);
+    assert_eq!(usage.status.code(), Some(2));
+    let unreachable = Command::new(edt_tests::binary())
+        .args(["stats", "--hub", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach the hub"));
+}
+
+#[tokio::test]
+async fn admin_api_needs_the_token_when_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), &format!("admin_token = \"s3cret\"\n{FAST}"));
+    let anonymous = hub.cli(&["stats"]);
+    assert_eq!(
+        anonymous.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&anonymous.stderr)
+    );
+    let wrong = Command::new(edt_tests::binary())
+        .args(["stats"])
+        .env("EDTHUB_ADDR", &hub.grpc)
+        .env("EDTHUB_TOKEN", "guess")
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(4));
+    let right = Command::new(edt_tests::binary())
+        .args(["stats", "--json"])
+        .env("EDTHUB_ADDR", &hub.grpc)
+        .env("EDTHUB_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert!(
+        right.status.success(),
+        "{}",
+        String::from_utf8_lossy(&right.stderr)
+    );
+    // Submission is not an admin call.
+    let mut sub = hub.submission().await;
+    sub.submit_document(letter("EPR-T", &["A81001"]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_data_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    let r = sub
+        .submit_document(letter("EPR-STOP", &["A81001"]))
+        .await
+        .unwrap()
+        .into_inner();
+    hub.stop();
+    let hub = Hub::start_with(dir.path(), &hub.config.clone());
+    let shown = hub.cli_json(&["messages", "show", &r.message_id]);
+    assert_eq!(shown["message_id"], r.message_id);
+}
