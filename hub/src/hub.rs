@@ -108,6 +108,7 @@ impl Hub {
         let bus = EmbeddedBus::open(
             store.db(),
             store.signals(),
+            store.group_commit(),
             config.delivery.max_bus_deliveries,
         )?;
         let hub = Arc::new(Self {
@@ -220,9 +221,16 @@ impl Hub {
             new.audit.push(a);
         }
         let deliveries = new.deliveries.clone();
-        match self.store.submit(new)? {
+        let t0 = std::time::Instant::now();
+        let outcome = self.store.submit(new)?;
+        metrics::histogram!("edthub_store_write_seconds", "op" => "submit")
+            .record(t0.elapsed().as_secs_f64());
+        match outcome {
             Submitted::Created(id) => {
+                let t1 = std::time::Instant::now();
                 self.store.flush().await?;
+                metrics::histogram!("edthub_store_flush_wait_seconds")
+                    .record(t1.elapsed().as_secs_f64());
                 metrics::counter!("edthub_ingest_total", "channel" => sub.channel.as_str())
                     .increment(1);
                 for d in &deliveries {

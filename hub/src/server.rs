@@ -86,7 +86,12 @@ pub async fn serve(
     let acks = crate::acks::spawn(hub.clone(), shutdown.clone());
 
     let mut s1 = shutdown.clone();
+    // Documents are tens of kilobytes to megabytes: HTTP/2's default 64 KiB windows would
+    // throttle concurrent submissions on one connection to a trickle.
     let grpc_server = tonic::transport::Server::builder()
+        .initial_connection_window_size(32 * 1024 * 1024)
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(submission)

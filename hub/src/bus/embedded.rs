@@ -42,6 +42,14 @@ impl Signals {
     pub fn notify(&self, queue: &str) {
         self.get(queue).notify_waiters();
     }
+
+    /// Wakes every waiting consumer (new writes became durable).
+    pub fn notify_all(&self) {
+        let q = self.queues.lock().expect("signals lock");
+        for n in q.values() {
+            n.notify_waiters();
+        }
+    }
 }
 
 fn queue_prefix(queue: &str) -> Vec<u8> {
@@ -93,6 +101,8 @@ pub fn enqueue_in(
 enum Claim {
     Item(BusItem),
     WaitUntil(u64),
+    /// The next item is committed but not yet on disk: wait for the flush.
+    NotDurable,
     Empty,
 }
 
@@ -113,17 +123,20 @@ pub struct EmbeddedBus {
 impl EmbeddedBus {
     /// Opens the bus in `db`, returning every in-flight item to its queue (they were handed out
     /// before a restart and never settled). Items handed out `max_deliveries` times are
-    /// dead-lettered instead of being handed out again.
+    /// dead-lettered instead of being handed out again. Items are handed out only once the
+    /// write that queued them is durable (`commit` must be the group commit of every writer
+    /// that queues work).
     pub fn open(
         db: &sled::Db,
         signals: Arc<Signals>,
+        commit: GroupCommit,
         max_deliveries: u32,
     ) -> Result<Self, BusError> {
         let bus = Self {
             ready: db.open_tree(READY_TREE)?,
             inflight: db.open_tree(INFLIGHT_TREE)?,
             dead: db.open_tree(DEAD_TREE)?,
-            commit: GroupCommit::start(db.clone()),
+            commit,
             db: db.clone(),
             signals,
             claim_lock: Mutex::new(()),
@@ -169,6 +182,10 @@ impl EmbeddedBus {
                 return Ok(Claim::WaitUntil(due));
             }
             let seq = tail_u64(&k);
+            if !self.commit.is_durable(seq) {
+                self.commit.request();
+                return Ok(Claim::NotDurable);
+            }
             let (deliveries, body) = decode(&v)?;
             let deliveries = deliveries + 1;
             let tk = tag_key(queue, seq);
@@ -260,7 +277,7 @@ impl Bus for EmbeddedBus {
                             _ = tokio::time::sleep(wait) => {}
                         }
                     }
-                    Claim::Empty => notified.await,
+                    Claim::Empty | Claim::NotDurable => notified.await,
                 }
             }
         })
@@ -403,20 +420,17 @@ mod tests {
                 let db = loop {
                     match sled::open(&self.0) {
                         Ok(db) => break db,
-                        Err(e) if tries < 100 => {
+                        Err(_) if tries < 100 => {
                             tries += 1;
-                            let _ = e;
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                         Err(e) => panic!("cannot reopen {}: {e}", self.0.display()),
                     }
                 };
-                let bus = EmbeddedBus::open(
-                    &db,
-                    Arc::new(Signals::default()),
-                    conformance::MAX_DELIVERIES,
-                )
-                .expect("open bus");
+                let signals = Arc::new(Signals::default());
+                let commit = GroupCommit::start(db.clone(), signals.clone());
+                let bus = EmbeddedBus::open(&db, signals, commit, conformance::MAX_DELIVERIES)
+                    .expect("open bus");
                 Arc::new(bus) as Arc<dyn Bus>
             })
         }

@@ -1,47 +1,76 @@
 //! Group commit: writers ask for a flush and wait; one task runs `flush_async` for everyone who
 //! asked while the previous flush was running. A request is answered only by a flush that
 //! started after the request was made, so it covers every write committed before it.
+//!
+//! It also keeps a durability watermark: every sled id (`generate_id`) below it belongs to a
+//! write that is on disk. The embedded bus hands out only work items below the watermark, so
+//! nothing is delivered before the hub could have acknowledged it; each flush wakes the bus.
 
+use crate::bus::embedded::Signals;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-type Reply = oneshot::Sender<Result<(), String>>;
+type Reply = Option<oneshot::Sender<Result<(), String>>>;
 
 #[derive(Clone)]
 pub struct GroupCommit {
     tx: mpsc::UnboundedSender<Reply>,
+    durable: Arc<AtomicU64>,
 }
 
 impl GroupCommit {
-    /// Starts the flusher task for `db` on the current runtime.
-    pub fn start(db: sled::Db) -> Self {
+    /// Starts the flusher task for `db` on the current runtime; `signals` are woken after each
+    /// flush.
+    pub fn start(db: sled::Db, signals: Arc<Signals>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
+        // Everything already in the database at open was read back from disk.
+        let durable = Arc::new(AtomicU64::new(db.generate_id().unwrap_or(0)));
+        let mark = durable.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut waiting = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     waiting.push(more);
                 }
+                let watermark = db.generate_id();
                 let result = db
                     .flush_async()
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string());
+                if let (Ok(()), Ok(w)) = (&result, watermark) {
+                    mark.fetch_max(w, Ordering::AcqRel);
+                }
+                signals.notify_all();
                 metrics::counter!("edthub_store_flushes_total").increment(1);
-                metrics::histogram!("edthub_store_flush_batch").record(waiting.len() as f64);
-                for w in waiting {
+                let replies: Vec<_> = waiting.into_iter().flatten().collect();
+                metrics::histogram!("edthub_store_flush_batch").record(replies.len() as f64);
+                for w in replies {
                     let _ = w.send(result.clone());
                 }
             }
         });
-        Self { tx }
+        Self { tx, durable }
     }
 
+    /// Waits until every write committed before the call is on disk.
     pub async fn flush(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(tx)
+            .send(Some(tx))
             .map_err(|_| "the flusher has stopped".to_string())?;
         rx.await
             .map_err(|_| "the flusher has stopped".to_string())?
+    }
+
+    /// Asks for a flush without waiting for it.
+    pub fn request(&self) {
+        let _ = self.tx.send(None);
+    }
+
+    /// Whether the write that took sled id `id` is on disk.
+    pub fn is_durable(&self, id: u64) -> bool {
+        id < self.durable.load(Ordering::Acquire)
     }
 }

@@ -100,13 +100,14 @@ impl SledStore {
             .collect::<Result<Vec<_>, _>>()?;
         let unmatched = db.open_tree("unmatched_acks")?;
         let (changes, _) = broadcast::channel(4096);
+        let signals = Arc::new(Signals::default());
         Ok(Self {
-            commit: GroupCommit::start(db.clone()),
+            commit: GroupCommit::start(db.clone(), signals.clone()),
             db,
             trees,
             unmatched,
             changes,
-            signals: Arc::new(Signals::default()),
+            signals,
         })
     }
 
@@ -115,9 +116,14 @@ impl SledStore {
         &self.db
     }
 
-    /// Wake-ups for embedded bus consumers when work is enqueued.
+    /// Wake-ups for embedded bus consumers when work is enqueued or made durable.
     pub fn signals(&self) -> Arc<Signals> {
         self.signals.clone()
+    }
+
+    /// The group commit shared with the embedded bus.
+    pub fn group_commit(&self) -> GroupCommit {
+        self.commit.clone()
     }
 
     /// Whether sled had to recover on open (the last run did not close cleanly).
@@ -600,7 +606,7 @@ mod tests {
     async fn submit_enqueues_work_in_the_same_transaction() {
         use crate::bus::{embedded::EmbeddedBus, Bus};
         let s = SledStore::temporary().unwrap();
-        let bus = EmbeddedBus::open(s.db(), s.signals(), 5).unwrap();
+        let bus = EmbeddedBus::open(s.db(), s.signals(), s.group_commit(), 5).unwrap();
         let mut new = conformance::sample("RX1", "L1", &["A81001"]);
         new.enqueue.push(Enqueue {
             queue: "work".into(),
@@ -615,7 +621,7 @@ mod tests {
         s.submit(new.clone()).unwrap();
         assert_eq!(waiter.await.unwrap(), b"d1", "a waiting consumer is woken");
         // A duplicate enqueues nothing.
-        let bus = EmbeddedBus::open(s.db(), s.signals(), 5).unwrap();
+        let bus = EmbeddedBus::open(s.db(), s.signals(), s.group_commit(), 5).unwrap();
         let mut dup = conformance::sample("RX1", "L1", &["A81001"]);
         dup.enqueue = new.enqueue.clone();
         s.submit(dup).unwrap();
