@@ -91,14 +91,14 @@ pub async fn serve(
     let grpc_server = tonic::transport::Server::builder()
         .initial_connection_window_size(32 * 1024 * 1024)
         .initial_stream_window_size(4 * 1024 * 1024)
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(submission)
         .add_service(tracking)
         .add_service(admin)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            // Small replies (receipts, statuses) must not wait for Nagle's algorithm.
+            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             async move { s1.wait().await },
         );
     let mut s2 = shutdown.clone();

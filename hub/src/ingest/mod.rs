@@ -205,50 +205,27 @@ mod tests {
             max_payload_bytes: 10,
             ..Limits::default()
         };
-        let cases: Vec<(Box<dyn Fn(&mut v1::SubmitDocumentRequest)>, &str, &str)> = vec![
+        type Mutate = fn(&mut v1::SubmitDocumentRequest);
+        let cases: [(Mutate, &str, &str); 10] = [
+            (|r| r.sender_ods = String::new(), "sender_ods", "empty"),
             (
-                Box::new(|r| r.sender_ods = String::new()),
-                "sender_ods",
-                "empty",
-            ),
-            (
-                Box::new(|r| r.recipient_ods = vec!["A8!".into()]),
+                |r| r.recipient_ods = vec!["A8!".into()],
                 "recipient_ods",
                 "entry 0",
             ),
+            (|r| r.document_type = 0, "document_type", "must be set"),
+            (|r| r.document_type = 99, "document_type", "must be set"),
+            (|r| r.content_type = "pdf".into(), "content_type", "MIME"),
+            (|r| r.payload.clear(), "payload", "empty"),
+            (|r| r.payload = vec![0; 11], "payload", "limit is 10"),
+            (|r| r.local_id = " ".into(), "local_id", "required"),
             (
-                Box::new(|r| r.document_type = 0),
-                "document_type",
-                "must be set",
-            ),
-            (
-                Box::new(|r| r.document_type = 99),
-                "document_type",
-                "must be set",
-            ),
-            (
-                Box::new(|r| r.content_type = "pdf".into()),
-                "content_type",
-                "MIME",
-            ),
-            (Box::new(|r| r.payload.clear()), "payload", "empty"),
-            (
-                Box::new(|r| r.payload = vec![0; 11]),
-                "payload",
-                "limit is 10",
-            ),
-            (
-                Box::new(|r| r.local_id = " ".into()),
-                "local_id",
-                "required",
-            ),
-            (
-                Box::new(|r| r.nhs_number = "9434765918".into()),
+                |r| r.nhs_number = "9434765918".into(),
                 "nhs_number",
                 "Modulus 11",
             ),
             (
-                Box::new(|r| r.file_name = "../etc/passwd".into()),
+                |r| r.file_name = "../etc/passwd".into(),
                 "file_name",
                 "plain file name",
             ),
