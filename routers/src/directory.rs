@@ -1,44 +1,72 @@
-//! The directory file (TOML): endpoints, organisations that receive documents, and the senders
-//! allowed to submit.
+//! The directory: the national practice file, successors, suppliers, and the hub's own TOML
+//! file of senders, endpoints, organisations and routing rules.
 //!
 //! ```toml
+//! practices = "epraccur.csv"          # ODS GP practice file (optional)
+//! successors = "successors.csv"       # old code, new code, effective date (optional)
+//! suppliers = "ods-to-supplier.csv"   # practice -> GP system supplier (optional)
+//!
 //! [senders.RX1]
 //! name = "Example Acute Trust"
 //!
 //! [endpoints.a81001-drop]
 //! kind = "file"
-//! path = "drop/A81001"          # relative paths are resolved by the hub
+//! path = "drop/A81001"
 //!
-//! [organisations.A81001]
-//! name = "Example Practice"
-//! endpoint = "a81001-drop"
-//! status = "active"             # active | closed | dormant | proposed
+//! [organisations.RYX]                 # organisations not in the practice file
+//! name = "Community Trust"
+//! endpoint = "community-drop"         # shorthand for a rule on this ODS code
+//!
+//! [[rules]]                           # most specific wins: ods > commissioner > supplier > any
+//! name = "results to the lab system"
+//! commissioner = "00K"                # or ods = "A81001", or supplier = "EMIS", or none
+//! document_types = ["order-result"]   # optional; a rule naming types beats one that does not
+//! endpoint = "lab-drop"               # or hold = "why"
+//! format = "hl7v2"                    # receiver format; default "original"
+//!
+//! [[copies]]                          # copy to another organisation, For Information
+//! commissioner = "06N"
+//! document_types = ["discharge-summary"]
+//! to = "RYX"
+//!
+//! [unknown_gp]                        # documents for V81999 (GP not known)
+//! hold = "trace with PDS and route by hand"   # or endpoint = "..."
 //! ```
 //!
-//! `default_endpoint` (top level) names the endpoint for known, active organisations that have
-//! none of their own. Loading checks every reference, so a directory that loads can route.
+//! `default_endpoint = "x"` at the top level is shorthand for a rule matching everything.
+//! Loading checks every reference; a file that does not load changes nothing.
 
-use crate::{RecipientType, Resolution, Route, RouteRequest, Unroutable};
-use edt_transforms::OdsCode;
+use crate::ods::{self, show_day, Day, Successor};
+use crate::{RecipientType, Resolution, Route, RouteRequest, Step, Unroutable};
+use edt_transforms::ods::UNKNOWN_GP;
+use edt_transforms::{DocumentType, OdsCode};
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// Why a directory file was refused. A refused file never replaces a loaded one.
+/// Why a directory was refused. A refused directory never replaces a loaded one.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
-    #[error("cannot read directory file {path}: {source}")]
+    #[error("cannot read {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("directory file {path}: {message}")]
+    #[error("{path}: {message}")]
     Parse { path: String, message: String },
-    #[error("directory file {path}: {what} {code:?}: {message}")]
+    #[error("{path}: {what} {code:?}: {message}")]
     Invalid {
         path: String,
         what: &'static str,
         code: String,
+        message: String,
+    },
+    #[error("{path} line {line}, column {column}: {message}")]
+    Row {
+        path: String,
+        line: usize,
+        column: usize,
         message: String,
     },
 }
@@ -59,6 +87,35 @@ pub struct Endpoint {
     pub kind: EndpointKind,
 }
 
+/// The format a receiver can file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// The document exactly as the sender sent it.
+    #[default]
+    Original,
+    /// An ITK3 FHIR message (Transfer of Care).
+    Itk3,
+    /// GP Connect Send Document.
+    GpConnect,
+    /// HL7 v2 ORU^R01.
+    Hl7v2,
+    /// A letter by email.
+    Email,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Original => "original",
+            Self::Itk3 => "itk3",
+            Self::GpConnect => "gp-connect",
+            Self::Hl7v2 => "hl7v2",
+            Self::Email => "email",
+        }
+    }
+}
+
 /// An organisation's status, as in the ODS files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -70,16 +127,36 @@ pub enum OrgStatus {
     Proposed,
 }
 
+impl OrgStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Closed => "closed",
+            Self::Dormant => "dormant",
+            Self::Proposed => "proposed",
+        }
+    }
+}
+
+/// Where the directory learnt of an organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrgSource {
+    PracticeFile,
+    DirectoryFile,
+}
+
 /// An organisation that can receive documents.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Organisation {
-    #[serde(default)]
+    pub code: String,
     pub name: String,
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
     pub status: OrgStatus,
+    pub open_date: Option<Day>,
+    pub close_date: Option<Day>,
+    pub commissioner: String,
+    pub prescribing_setting: u8,
+    pub postcode: String,
+    pub source: OrgSource,
 }
 
 /// An organisation allowed to submit documents.
@@ -90,93 +167,265 @@ pub struct Sender {
     pub name: String,
 }
 
+/// Which recipients a rule applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Ods(String),
+    Commissioner(String),
+    Supplier(String),
+    Any,
+}
+
+impl Selector {
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Ods(_) => 3,
+            Self::Commissioner(_) => 2,
+            Self::Supplier(_) => 1,
+            Self::Any => 0,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Ods(c) => format!("ODS {c}"),
+            Self::Commissioner(c) => format!("commissioner {c}"),
+            Self::Supplier(s) => format!("supplier {s}"),
+            Self::Any => "any organisation".into(),
+        }
+    }
+}
+
+/// What a rule does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Deliver { endpoint: Arc<Endpoint>, format: Format },
+    Hold(String),
+}
+
+/// A routing rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub name: String,
+    pub selector: Selector,
+    pub document_types: Option<Vec<DocumentType>>,
+    pub action: Action,
+}
+
+impl Rule {
+    fn applies_to(&self, t: DocumentType) -> bool {
+        self.document_types.as_ref().is_none_or(|ts| ts.contains(&t))
+    }
+
+    fn score(&self) -> u8 {
+        self.selector.rank() * 2 + u8::from(self.document_types.is_some())
+    }
+
+    /// One line describing the rule.
+    pub fn describe(&self) -> String {
+        let types = match &self.document_types {
+            Some(ts) => ts.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
+            None => "all document types".into(),
+        };
+        let action = match &self.action {
+            Action::Deliver { endpoint, format } => {
+                format!("endpoint {} as {}", endpoint.id, format.as_str())
+            }
+            Action::Hold(why) => format!("hold: {why}"),
+        };
+        format!("rule {:?} ({}, {types}) -> {action}", self.name, self.selector.describe())
+    }
+}
+
+/// A copy rule: documents for matching organisations also go to `to`, For Information.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyRule {
+    pub name: String,
+    pub selector: Selector,
+    pub document_types: Option<Vec<DocumentType>>,
+    pub to: String,
+}
+
+/// What happens to documents for the unknown-GP code `V81999`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnknownGp {
+    Hold(String),
+    Deliver { endpoint: Arc<Endpoint>, format: Format },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrgEntry {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    format: Option<Format>,
+    #[serde(default)]
+    status: Option<OrgStatus>,
+    #[serde(default)]
+    commissioner: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleEntry {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    ods: Option<String>,
+    #[serde(default)]
+    commissioner: Option<String>,
+    #[serde(default)]
+    supplier: Option<String>,
+    #[serde(default)]
+    document_types: Option<Vec<DocumentType>>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    format: Option<Format>,
+    #[serde(default)]
+    hold: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CopyEntry {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    ods: Option<String>,
+    #[serde(default)]
+    commissioner: Option<String>,
+    #[serde(default)]
+    supplier: Option<String>,
+    #[serde(default)]
+    document_types: Option<Vec<DocumentType>>,
+    to: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnknownGpEntry {
+    #[serde(default)]
+    hold: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    format: Option<Format>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DirectoryFile {
+    #[serde(default)]
+    practices: Option<String>,
+    #[serde(default)]
+    successors: Option<String>,
+    #[serde(default)]
+    suppliers: Option<String>,
     #[serde(default)]
     default_endpoint: Option<String>,
     #[serde(default)]
     endpoints: BTreeMap<String, EndpointKind>,
     #[serde(default)]
-    organisations: BTreeMap<String, Organisation>,
+    organisations: BTreeMap<String, OrgEntry>,
     #[serde(default)]
     senders: BTreeMap<String, Sender>,
+    #[serde(default)]
+    rules: Vec<RuleEntry>,
+    #[serde(default)]
+    copies: Vec<CopyEntry>,
+    #[serde(default)]
+    unknown_gp: Option<UnknownGpEntry>,
+}
+
+/// The texts a directory is built from: the TOML file and the files it names.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub practices: Option<(String, String)>,
+    pub successors: Option<(String, String)>,
+    pub suppliers: Option<(String, String)>,
 }
 
 /// A loaded, checked directory.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
-    endpoints: BTreeMap<String, Endpoint>,
-    organisations: BTreeMap<String, Organisation>,
+    endpoints: BTreeMap<String, Arc<Endpoint>>,
+    organisations: HashMap<String, Organisation>,
     senders: BTreeMap<String, Sender>,
-    default_endpoint: Option<String>,
+    successors: HashMap<String, Successor>,
+    suppliers: HashMap<String, String>,
+    rules: Vec<Rule>,
+    by_ods: HashMap<String, Vec<usize>>,
+    by_commissioner: HashMap<String, Vec<usize>>,
+    by_supplier: HashMap<String, Vec<usize>>,
+    any: Vec<usize>,
+    copies: Vec<CopyRule>,
+    unknown_gp: Option<UnknownGp>,
+    files: Vec<PathBuf>,
+}
+
+fn resolve_relative(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn read(path: &Path) -> Result<String, DirectoryError> {
+    std::fs::read_to_string(path).map_err(|source| DirectoryError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 impl Directory {
-    /// Reads and checks a directory file.
+    /// Reads and checks a directory file and the files it names (relative to its folder).
     pub fn load(path: &Path) -> Result<Self, DirectoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DirectoryError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_toml(&text, &path.display().to_string())
-    }
-
-    /// Parses and checks directory TOML; `origin` names the source in errors.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Self, DirectoryError> {
-        let file: DirectoryFile = toml::from_str(text).map_err(|e| DirectoryError::Parse {
-            path: origin.to_string(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        let invalid = |what, code: &str, message: String| DirectoryError::Invalid {
-            path: origin.to_string(),
-            what,
-            code: code.to_string(),
-            message,
-        };
-        let endpoints: BTreeMap<String, Endpoint> = file
-            .endpoints
-            .into_iter()
-            .map(|(id, kind)| (id.clone(), Endpoint { id, kind }))
-            .collect();
-        if let Some(d) = &file.default_endpoint {
-            if !endpoints.contains_key(d) {
-                return Err(invalid(
-                    "default_endpoint",
-                    d,
-                    "names no endpoint in [endpoints]".into(),
-                ));
-            }
-        }
-        let mut organisations = BTreeMap::new();
-        for (code, org) in file.organisations {
-            let ods = OdsCode::parse(&code)
-                .map_err(|e| invalid("organisation", &code, format!("ODS code {e}")))?;
-            if let Some(ep) = &org.endpoint {
-                if !endpoints.contains_key(ep) {
-                    return Err(invalid(
-                        "organisation",
-                        &code,
-                        format!("endpoint {ep:?} is not defined in [endpoints]"),
-                    ));
+        let text = read(path)?;
+        let origin = path.display().to_string();
+        let file = parse_file(&text, &origin)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut files = vec![path.to_path_buf()];
+        let mut load_named = |name: &Option<String>| -> Result<Option<(String, String)>, DirectoryError> {
+            match name {
+                None => Ok(None),
+                Some(n) => {
+                    let p = resolve_relative(base, n);
+                    let t = read(&p)?;
+                    files.push(p.clone());
+                    Ok(Some((p.display().to_string(), t)))
                 }
             }
-            if organisations.insert(ods.to_string(), org).is_some() {
-                return Err(invalid("organisation", &code, "is listed twice".into()));
-            }
-        }
-        let mut senders = BTreeMap::new();
-        for (code, s) in file.senders {
-            let ods = OdsCode::parse(&code)
-                .map_err(|e| invalid("sender", &code, format!("ODS code {e}")))?;
-            senders.insert(ods.to_string(), s);
-        }
-        Ok(Self {
-            endpoints,
-            organisations,
-            senders,
-            default_endpoint: file.default_endpoint,
-        })
+        };
+        let sources = Sources {
+            practices: load_named(&file.practices)?,
+            successors: load_named(&file.successors)?,
+            suppliers: load_named(&file.suppliers)?,
+        };
+        let mut d = build(file, &sources, &origin)?;
+        d.files = files;
+        Ok(d)
+    }
+
+    /// Parses and checks directory TOML with the named files' texts given; `origin` names the
+    /// TOML in errors.
+    pub fn from_parts(toml_text: &str, origin: &str, sources: &Sources) -> Result<Self, DirectoryError> {
+        build(parse_file(toml_text, origin)?, sources, origin)
+    }
+
+    /// Parses directory TOML that names no other files.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, DirectoryError> {
+        Self::from_parts(text, origin, &Sources::default())
+    }
+
+    /// Every file this directory was loaded from (to notice changes).
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     pub fn sender(&self, ods: &str) -> Option<&Sender> {
@@ -187,163 +436,511 @@ impl Directory {
         self.organisations.get(ods)
     }
 
+    pub fn organisation_count(&self) -> usize {
+        self.organisations.len()
+    }
+
+    pub fn supplier(&self, ods: &str) -> Option<&str> {
+        self.suppliers.get(ods).map(String::as_str)
+    }
+
+    pub fn successor(&self, ods: &str) -> Option<&Successor> {
+        self.successors.get(ods)
+    }
+
     pub fn endpoint(&self, id: &str) -> Option<&Endpoint> {
-        self.endpoints.get(id)
+        self.endpoints.get(id).map(|e| e.as_ref())
     }
 
     pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
-        self.endpoints.values()
+        self.endpoints.values().map(|e| e.as_ref())
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn copies(&self) -> &[CopyRule] {
+        &self.copies
+    }
+
+    /// Rules that could apply to an organisation (any document type), most specific first.
+    pub fn rules_for(&self, ods: &str) -> Vec<&Rule> {
+        let mut idx = self.candidates(ods);
+        idx.sort_by_key(|i| (std::cmp::Reverse(self.rules[*i].score()), *i));
+        idx.into_iter().map(|i| &self.rules[i]).collect()
+    }
+
+    fn candidates(&self, ods: &str) -> Vec<usize> {
+        let org = self.organisations.get(ods);
+        let mut out: Vec<usize> = Vec::new();
+        if let Some(v) = self.by_ods.get(ods) {
+            out.extend(v);
+        }
+        if let Some(v) = org.and_then(|o| self.by_commissioner.get(&o.commissioner)) {
+            out.extend(v);
+        }
+        if let Some(v) = self.suppliers.get(ods).and_then(|s| self.by_supplier.get(s)) {
+            out.extend(v);
+        }
+        out.extend(&self.any);
+        out
+    }
+
+    /// Follows successors in force on `today` from `ods`, recording each hop.
+    fn current_code<'a>(&'a self, ods: &'a str, today: Day, trace: &mut Vec<Step>) -> &'a str {
+        let mut cur = ods;
+        for _ in 0..64 {
+            match self.successors.get(cur) {
+                Some(s) if s.effective <= today => {
+                    trace.push(Step::Successor {
+                        from: cur.to_string(),
+                        to: s.new_code.clone(),
+                        effective: s.effective,
+                    });
+                    cur = &s.new_code;
+                }
+                _ => break,
+            }
+        }
+        cur
+    }
+
+    /// Routes one organisation (after successors), or says why not.
+    fn route_one(
+        &self,
+        requested: &str,
+        doc: DocumentType,
+        today: Day,
+        recipient_type: RecipientType,
+        out: &mut Resolution,
+    ) -> Option<String> {
+        if requested == UNKNOWN_GP {
+            return match &self.unknown_gp {
+                Some(UnknownGp::Deliver { endpoint, format }) => {
+                    out.trace.push(Step::UnknownGp { held: false });
+                    out.routes.push(Route {
+                        recipient_ods: requested.to_string(),
+                        endpoint: endpoint.clone(),
+                        format: *format,
+                        recipient_type,
+                        rule: None,
+                    });
+                    Some(requested.to_string())
+                }
+                Some(UnknownGp::Hold(why)) => {
+                    out.trace.push(Step::UnknownGp { held: true });
+                    self.unroutable(out, requested, format!("unknown GP ({UNKNOWN_GP}): held for manual routing: {why}"));
+                    None
+                }
+                None => {
+                    out.trace.push(Step::UnknownGp { held: true });
+                    self.unroutable(out, requested, format!("unknown GP ({UNKNOWN_GP}): held for manual routing (no [unknown_gp] rule)"));
+                    None
+                }
+            };
+        }
+        let code = self.current_code(requested, today, &mut out.trace);
+        let Some(org) = self.organisations.get(code) else {
+            let why = if code == requested {
+                "not in the directory".to_string()
+            } else {
+                format!("successor {code} of {requested} is not in the directory")
+            };
+            self.unroutable(out, requested, why);
+            return None;
+        };
+        if org.status != OrgStatus::Active {
+            let when = match (org.status, org.close_date, org.open_date) {
+                (OrgStatus::Closed, Some(d), _) => format!(" since {}", show_day(d)),
+                (OrgStatus::Proposed, _, Some(d)) => format!(", opening {}", show_day(d)),
+                _ => String::new(),
+            };
+            out.trace.push(Step::Inactive {
+                ods: code.to_string(),
+                status: org.status,
+            });
+            self.unroutable(
+                out,
+                requested,
+                format!("{code} is {}{when} and has no successor", org.status.as_str()),
+            );
+            return None;
+        }
+        let mut best: Option<usize> = None;
+        for i in self.candidates(code) {
+            let r = &self.rules[i];
+            if !r.applies_to(doc) {
+                out.trace.push(Step::RuleSkipped {
+                    ods: code.to_string(),
+                    rule: i,
+                    document_type: doc,
+                });
+                continue;
+            }
+            match best {
+                Some(b) if (self.rules[b].score(), std::cmp::Reverse(b)) >= (r.score(), std::cmp::Reverse(i)) => {
+                    out.trace.push(Step::RuleOutranked { ods: code.to_string(), rule: i, by: b });
+                }
+                Some(b) => {
+                    out.trace.push(Step::RuleOutranked { ods: code.to_string(), rule: b, by: i });
+                    best = Some(i);
+                }
+                None => best = Some(i),
+            }
+        }
+        let Some(b) = best else {
+            out.trace.push(Step::NoRule { ods: code.to_string() });
+            self.unroutable(
+                out,
+                requested,
+                format!("no rule routes {doc} for {code} (commissioner {}, supplier {}) and there is no default", 
+                    if org.commissioner.is_empty() { "none" } else { &org.commissioner },
+                    self.suppliers.get(code).map(String::as_str).unwrap_or("unknown")),
+            );
+            return None;
+        };
+        out.trace.push(Step::RuleChosen { ods: code.to_string(), rule: b });
+        match &self.rules[b].action {
+            Action::Deliver { endpoint, format } => {
+                out.routes.push(Route {
+                    recipient_ods: code.to_string(),
+                    endpoint: endpoint.clone(),
+                    format: *format,
+                    recipient_type,
+                    rule: Some(b),
+                });
+                Some(code.to_string())
+            }
+            Action::Hold(why) => {
+                self.unroutable(out, requested, format!("held by rule {:?}: {why}", self.rules[b].name));
+                None
+            }
+        }
+    }
+
+    fn unroutable(&self, out: &mut Resolution, ods: &str, reason: String) {
+        out.unroutable.push(Unroutable {
+            recipient_ods: ods.to_string(),
+            reason,
+        });
     }
 
     /// Decides, for each distinct recipient, the endpoint it is delivered to or why it cannot
-    /// be. Recipients keep their order; repeats are dropped (and traced).
+    /// be, then adds copies For Information. Pure: same directory and request, same answer.
     pub fn resolve(&self, req: &RouteRequest<'_>) -> Resolution {
         let mut out = Resolution::default();
-        let mut seen = BTreeSet::new();
+        let mut reached: Vec<String> = Vec::with_capacity(req.recipients.len());
+        let mut requested: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(req.recipients.len());
         for raw in req.recipients {
-            let ods = raw.trim().to_ascii_uppercase();
-            if !seen.insert(ods.clone()) {
-                out.trace
-                    .push(format!("{ods}: listed more than once; one delivery"));
+            let trimmed = raw.trim();
+            let ods: std::borrow::Cow<'_, str> = if trimmed.bytes().any(|b| b.is_ascii_lowercase()) {
+                trimmed.to_ascii_uppercase().into()
+            } else {
+                trimmed.into()
+            };
+            if requested.contains(&ods) {
+                out.trace.push(Step::Duplicate { ods: ods.into_owned() });
                 continue;
             }
-            let mut unroutable = |reason: String| {
-                out.trace.push(format!("{ods}: unroutable: {reason}"));
-                out.unroutable.push(Unroutable {
-                    recipient_ods: ods.clone(),
-                    reason,
-                });
-            };
-            let Some(org) = self.organisations.get(&ods) else {
-                unroutable("not in the directory".to_string());
-                continue;
-            };
-            match org.status {
-                OrgStatus::Active => {}
-                OrgStatus::Closed | OrgStatus::Dormant | OrgStatus::Proposed => {
-                    let s = match org.status {
-                        OrgStatus::Closed => "closed",
-                        OrgStatus::Dormant => "dormant",
-                        _ => "proposed (not yet open)",
-                    };
-                    unroutable(format!("organisation is {s} and has no successor"));
-                    continue;
-                }
-            }
-            let (endpoint_id, why) = match (&org.endpoint, &self.default_endpoint) {
-                (Some(e), _) => (e, "its own endpoint"),
-                (None, Some(d)) => (d, "the default endpoint"),
-                (None, None) => {
-                    unroutable(
-                        "organisation has no endpoint and the directory has no default_endpoint"
-                            .to_string(),
-                    );
-                    continue;
-                }
-            };
-            let endpoint = self.endpoints[endpoint_id].clone();
-            out.trace.push(format!(
-                "{ods}: {} -> endpoint {endpoint_id} ({why}), For Action, {} from {}",
-                if org.name.is_empty() {
-                    "active"
+            if let Some(code) = self.route_one(&ods, req.document_type, req.today, RecipientType::ForAction, &mut out) {
+                if reached.contains(&code) {
+                    // Two requested codes led to the same practice (a successor).
+                    out.routes.pop();
+                    out.trace.push(Step::Duplicate { ods: code });
                 } else {
-                    &org.name
-                },
-                req.document_type,
-                req.sender_ods
-            ));
-            out.routes.push(Route {
-                recipient_ods: ods,
-                endpoint,
-                recipient_type: RecipientType::ForAction,
-            });
+                    reached.push(code);
+                }
+            }
+            requested.push(ods);
+        }
+        if self.copies.is_empty() {
+            return out;
+        }
+        let primaries = reached.clone();
+        for code in &primaries {
+            let org = self.organisations.get(code);
+            for (i, c) in self.copies.iter().enumerate() {
+                let matches = match &c.selector {
+                    Selector::Ods(o) => o == code,
+                    Selector::Commissioner(x) => org.is_some_and(|o| &o.commissioner == x),
+                    Selector::Supplier(s) => self.suppliers.get(code) == Some(s),
+                    Selector::Any => true,
+                };
+                if !matches || !c.document_types.as_ref().is_none_or(|t| t.contains(&req.document_type)) {
+                    continue;
+                }
+                if reached.contains(&c.to) {
+                    out.trace.push(Step::CopySkipped { rule: i, to: c.to.clone() });
+                    continue;
+                }
+                out.trace.push(Step::Copy { from: code.clone(), rule: i, to: c.to.clone() });
+                if let Some(reached_code) =
+                    self.route_one(&c.to, req.document_type, req.today, RecipientType::ForInformation, &mut out)
+                {
+                    reached.push(reached_code);
+                }
+            }
         }
         out
     }
+
+    /// The trace as sentences.
+    pub fn explain(&self, res: &Resolution) -> Vec<String> {
+        res.trace
+            .iter()
+            .map(|s| match s {
+                Step::Duplicate { ods } => format!("{ods}: already a recipient; one delivery"),
+                Step::UnknownGp { held: true } => format!("{UNKNOWN_GP}: the patient's GP is not known; held for manual routing"),
+                Step::UnknownGp { held: false } => format!("{UNKNOWN_GP}: the patient's GP is not known; sent to the unknown-GP endpoint"),
+                Step::Successor { from, to, effective } => {
+                    format!("{from}: merged into {to} on {}; routing to {to}", show_day(*effective))
+                }
+                Step::Inactive { ods, status } => format!("{ods}: {} in the directory", status.as_str()),
+                Step::RuleSkipped { ods, rule, document_type } => format!(
+                    "{ods}: skipped {}: not for {document_type}",
+                    self.rules[*rule].describe()
+                ),
+                Step::RuleOutranked { ods, rule, by } => format!(
+                    "{ods}: skipped {}: {:?} is more specific or earlier",
+                    self.rules[*rule].describe(),
+                    self.rules[*by].name
+                ),
+                Step::RuleChosen { ods, rule } => format!("{ods}: matched {}", self.rules[*rule].describe()),
+                Step::NoRule { ods } => format!("{ods}: no rule applies"),
+                Step::Copy { from, rule, to } => format!(
+                    "{from}: copy rule {:?} adds {to} (For Information)",
+                    self.copies[*rule].name
+                ),
+                Step::CopySkipped { rule, to } => format!(
+                    "copy rule {:?}: {to} is already a recipient",
+                    self.copies[*rule].name
+                ),
+            })
+            .chain(res.unroutable.iter().map(|u| format!("{}: unroutable: {}", u.recipient_ods, u.reason)))
+            .collect()
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use edt_transforms::DocumentType;
+fn parse_file(text: &str, origin: &str) -> Result<DirectoryFile, DirectoryError> {
+    toml::from_str(text).map_err(|e| DirectoryError::Parse {
+        path: origin.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
 
-    const SAMPLE: &str = r#"
-default_endpoint = "shared"
-[senders.RX1]
-name = "Trust"
-[endpoints.a-drop]
-kind = "file"
-path = "drop/A81001"
-[endpoints.shared]
-kind = "file"
-path = "drop/shared"
-[organisations.A81001]
-name = "Practice One"
-endpoint = "a-drop"
-[organisations.a81002]
-[organisations.A81003]
-status = "closed"
-endpoint = "a-drop"
-"#;
+fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directory, DirectoryError> {
+    let invalid = |what, code: &str, message: String| DirectoryError::Invalid {
+        path: origin.to_string(),
+        what,
+        code: code.to_string(),
+        message,
+    };
+    let code_of = |what, s: &str| -> Result<String, DirectoryError> {
+        OdsCode::parse(s)
+            .map(|c| c.to_string())
+            .map_err(|e| invalid(what, s, format!("ODS code {e}")))
+    };
+    let endpoints: BTreeMap<String, Arc<Endpoint>> = file
+        .endpoints
+        .into_iter()
+        .map(|(id, kind)| (id.clone(), Arc::new(Endpoint { id, kind })))
+        .collect();
+    let endpoint = |what, owner: &str, id: &str| -> Result<Arc<Endpoint>, DirectoryError> {
+        endpoints
+            .get(id)
+            .cloned()
+            .ok_or_else(|| invalid(what, owner, format!("endpoint {id:?} is not defined in [endpoints]")))
+    };
 
-    fn resolve(d: &Directory, to: &[&str]) -> Resolution {
-        let recipients: Vec<String> = to.iter().map(|s| s.to_string()).collect();
-        d.resolve(&RouteRequest {
-            sender_ods: "RX1",
-            recipients: &recipients,
-            document_type: DocumentType::DischargeSummary,
-        })
+    let mut organisations: HashMap<String, Organisation> = HashMap::new();
+    if let Some((path, text)) = &sources.practices {
+        for p in ods::parse_epraccur(text, path)? {
+            organisations.insert(
+                p.code.clone(),
+                Organisation {
+                    code: p.code,
+                    name: p.name,
+                    status: p.status,
+                    open_date: p.open_date,
+                    close_date: p.close_date,
+                    commissioner: p.commissioner,
+                    prescribing_setting: p.prescribing_setting,
+                    postcode: p.postcode,
+                    source: OrgSource::PracticeFile,
+                },
+            );
+        }
     }
+    let successors = match &sources.successors {
+        Some((path, text)) => ods::parse_successors(text, path)?,
+        None => HashMap::new(),
+    };
+    let suppliers = match &sources.suppliers {
+        Some((path, text)) => ods::parse_suppliers(text, path)?,
+        None => HashMap::new(),
+    };
 
-    #[test]
-    fn routes_known_default_closed_unknown_and_repeats() {
-        let d = Directory::from_toml(SAMPLE, "t").unwrap();
-        let r = resolve(&d, &["A81001", "A81002", "A81003", "Z99999", "a81001"]);
-        assert_eq!(r.routes.len(), 2);
-        assert_eq!(r.routes[0].endpoint.id, "a-drop");
-        assert_eq!(r.routes[1].recipient_ods, "A81002");
-        assert_eq!(r.routes[1].endpoint.id, "shared");
-        assert_eq!(r.unroutable.len(), 2);
-        assert!(
-            r.unroutable[0].reason.contains("closed"),
-            "{:?}",
-            r.unroutable
-        );
-        assert_eq!(r.unroutable[1].reason, "not in the directory");
-        assert_eq!(r.trace.len(), 5);
-        assert!(r.trace[4].contains("more than once"));
-        assert!(d.sender("RX1").is_some());
-        assert!(d.sender("RX2").is_none());
+    let mut rules: Vec<Rule> = Vec::new();
+    for (raw, o) in file.organisations {
+        let code = code_of("organisation", &raw)?;
+        let entry = organisations.entry(code.clone()).or_insert_with(|| Organisation {
+            code: code.clone(),
+            name: String::new(),
+            status: OrgStatus::Active,
+            open_date: None,
+            close_date: None,
+            commissioner: String::new(),
+            prescribing_setting: 0,
+            postcode: String::new(),
+            source: OrgSource::DirectoryFile,
+        });
+        if !o.name.is_empty() {
+            entry.name = o.name;
+        }
+        if let Some(s) = o.status {
+            entry.status = s;
+        }
+        if let Some(c) = o.commissioner {
+            entry.commissioner = c.to_ascii_uppercase();
+        }
+        if let Some(ep) = &o.endpoint {
+            rules.push(Rule {
+                name: format!("organisations.{code}"),
+                selector: Selector::Ods(code.clone()),
+                document_types: None,
+                action: Action::Deliver {
+                    endpoint: endpoint("organisation", &code, ep)?,
+                    format: o.format.unwrap_or_default(),
+                },
+            });
+        } else if o.format.is_some() {
+            return Err(invalid("organisation", &code, "format needs an endpoint".into()));
+        }
     }
-
-    #[test]
-    fn bad_references_are_refused_with_names() {
-        let e = Directory::from_toml("[organisations.A81001]\nendpoint = \"nope\"\n", "f.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("f.toml") && e.contains("A81001") && e.contains("nope"),
-            "{e}"
-        );
-        let e = Directory::from_toml("[organisations.\"A8-1\"]\n", "f.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("A8-1"), "{e}");
-        let e = Directory::from_toml("[endpoints.x]\nkind = \"ftp\"\n", "f.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("ftp") || e.contains("kind"), "{e}");
-        let e = Directory::from_toml("default_endpoint = \"x\"\n", "f.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("default_endpoint"), "{e}");
+    for (n, r) in file.rules.into_iter().enumerate() {
+        let name = r.name.clone().unwrap_or_else(|| format!("rules[{n}]"));
+        let selector = match (&r.ods, &r.commissioner, &r.supplier) {
+            (Some(o), None, None) => Selector::Ods(code_of("rule", o)?),
+            (None, Some(c), None) => Selector::Commissioner(c.trim().to_ascii_uppercase()),
+            (None, None, Some(s)) => Selector::Supplier(s.trim().to_ascii_uppercase()),
+            (None, None, None) => Selector::Any,
+            _ => return Err(invalid("rule", &name, "give at most one of ods, commissioner, supplier".into())),
+        };
+        if matches!(&r.document_types, Some(t) if t.is_empty()) {
+            return Err(invalid("rule", &name, "document_types is empty, so the rule can never match".into()));
+        }
+        let action = match (&r.endpoint, &r.hold) {
+            (Some(e), None) => Action::Deliver {
+                endpoint: endpoint("rule", &name, e)?,
+                format: r.format.unwrap_or_default(),
+            },
+            (None, Some(h)) if r.format.is_none() => Action::Hold(h.clone()),
+            _ => return Err(invalid("rule", &name, "give either endpoint (with an optional format) or hold".into())),
+        };
+        if let Selector::Supplier(s) = &selector {
+            if sources.suppliers.is_some() && !suppliers.values().any(|v| v == s) {
+                return Err(invalid("rule", &name, format!("supplier {s} appears nowhere in the supplier file, so the rule can never match")));
+            }
+        }
+        if let Selector::Commissioner(c) = &selector {
+            if !organisations.values().any(|o| &o.commissioner == c) {
+                return Err(invalid("rule", &name, format!("no organisation has commissioner {c}, so the rule can never match")));
+            }
+        }
+        rules.push(Rule { name, selector, document_types: r.document_types, action });
     }
-
-    #[test]
-    fn no_endpoint_and_no_default_is_unroutable() {
-        let d = Directory::from_toml("[organisations.A81001]\n", "t").unwrap();
-        let r = resolve(&d, &["A81001"]);
-        assert!(r.routes.is_empty());
-        assert!(r.unroutable[0].reason.contains("no endpoint"));
+    if let Some(d) = &file.default_endpoint {
+        rules.push(Rule {
+            name: "default_endpoint".into(),
+            selector: Selector::Any,
+            document_types: None,
+            action: Action::Deliver {
+                endpoint: endpoint("default_endpoint", d, d)?,
+                format: Format::Original,
+            },
+        });
     }
+    // A rule that an earlier one with the same selector and types always beats can never match.
+    for (i, r) in rules.iter().enumerate() {
+        if let Some(j) = rules[..i]
+            .iter()
+            .position(|e| e.selector == r.selector && e.document_types == r.document_types)
+        {
+            return Err(invalid(
+                "rule",
+                &r.name,
+                format!("can never match: rule {:?} has the same scope and comes first", rules[j].name),
+            ));
+        }
+    }
+    let mut by_ods: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut by_commissioner: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut by_supplier: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut any = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        match &r.selector {
+            Selector::Ods(o) => by_ods.entry(o.clone()).or_default().push(i),
+            Selector::Commissioner(c) => by_commissioner.entry(c.clone()).or_default().push(i),
+            Selector::Supplier(s) => by_supplier.entry(s.clone()).or_default().push(i),
+            Selector::Any => any.push(i),
+        }
+    }
+    let mut copies = Vec::new();
+    for (n, c) in file.copies.into_iter().enumerate() {
+        let name = c.name.clone().unwrap_or_else(|| format!("copies[{n}]"));
+        let selector = match (&c.ods, &c.commissioner, &c.supplier) {
+            (Some(o), None, None) => Selector::Ods(code_of("copy", o)?),
+            (None, Some(x), None) => Selector::Commissioner(x.trim().to_ascii_uppercase()),
+            (None, None, Some(s)) => Selector::Supplier(s.trim().to_ascii_uppercase()),
+            (None, None, None) => Selector::Any,
+            _ => return Err(invalid("copy", &name, "give at most one of ods, commissioner, supplier".into())),
+        };
+        let to = code_of("copy", &c.to)?;
+        if !organisations.contains_key(&to) {
+            return Err(invalid("copy", &name, format!("copies go to {to}, which is not in the directory")));
+        }
+        copies.push(CopyRule { name, selector, document_types: c.document_types, to });
+    }
+    let unknown_gp = match file.unknown_gp {
+        None => None,
+        Some(u) => Some(match (u.endpoint, u.hold) {
+            (Some(e), None) => UnknownGp::Deliver {
+                endpoint: endpoint("unknown_gp", UNKNOWN_GP, &e)?,
+                format: u.format.unwrap_or_default(),
+            },
+            (None, Some(h)) => UnknownGp::Hold(h),
+            _ => return Err(invalid("unknown_gp", UNKNOWN_GP, "give either endpoint or hold".into())),
+        }),
+    };
+    let mut senders = BTreeMap::new();
+    for (code, s) in file.senders {
+        senders.insert(code_of("sender", &code)?, s);
+    }
+    for old in successors.keys() {
+        let new = &successors[old].new_code;
+        if !organisations.contains_key(new) && !successors.contains_key(new) {
+            return Err(DirectoryError::Row {
+                path: sources.successors.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+                line: successors[old].line,
+                column: 2,
+                message: format!("successor {new} of {old} is not in the directory"),
+            });
+        }
+    }
+    Ok(Directory {
+        endpoints,
+        organisations,
+        senders,
+        successors,
+        suppliers,
+        rules,
+        by_ods,
+        by_commissioner,
+        by_supplier,
+        any,
+        copies,
+        unknown_gp,
+        files: Vec::new(),
+    })
 }
