@@ -27,6 +27,9 @@ pub struct Config {
     pub directory: Option<PathBuf>,
     /// This node's name, reported in stats and logs. Default: the host name, else "edthub".
     pub node: Option<String>,
+    /// How often the directory's files are checked for changes (then reloaded), in
+    /// milliseconds. Default 2000.
+    pub directory_check_ms: u64,
     /// Bearer token the Admin service requires (`EDTHUB_TOKEN` on the CLI side). When unset,
     /// the admin API is open to whoever can reach the gRPC port.
     pub admin_token: Option<String>,
@@ -83,6 +86,7 @@ impl Default for Config {
             grpc_addr: "127.0.0.1:50051".parse().expect("addr"),
             http_addr: "127.0.0.1:9090".parse().expect("addr"),
             directory: None,
+            directory_check_ms: 2000,
             node: None,
             admin_token: None,
             limits: Limits::default(),

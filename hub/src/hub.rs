@@ -167,7 +167,9 @@ impl Hub {
             sender_ods: &sub.sender_ods,
             recipients: &sub.recipients,
             document_type: sub.document_type,
+            today: route::today(),
         });
+        let explained = loaded.directory.explain(&resolution);
         let message = MessageRecord {
             id,
             sender_ods: sub.sender_ods.clone(),
@@ -208,8 +210,9 @@ impl Hub {
             }],
             enqueue: Vec::new(),
         };
-        for (route, trace) in routed(&resolution.routes, &resolution.trace) {
-            let (d, e, a) = planned_delivery(id, Target::Route(route), actor, trace, now);
+        for route in &resolution.routes {
+            let why = why_routed(&explained, &route.recipient_ods);
+            let (d, e, a) = planned_delivery(id, Target::Route(route), actor, &why, now);
             new.deliveries.push(d);
             new.enqueue.extend(e);
             new.audit.push(a);
@@ -430,16 +433,19 @@ impl Hub {
                 sender_ods: &view.message.sender_ods,
                 recipients: &recipients,
                 document_type: view.message.document_type,
+                today: route::today(),
             });
+            let explained = loaded.directory.explain(&res);
             let now = now_ms();
-            let (mut new, enqueue, _) = match (res.routes.first(), res.unroutable.first()) {
+            let (mut new, enqueue, created) = match (res.routes.first(), res.unroutable.first()) {
                 (Some(route), _) => {
                     let mut route = route.clone();
                     // A replay keeps the original's For Action / For Information role.
                     if d.recipient_type == RecipientType::ForInformation.code() {
                         route.recipient_type = RecipientType::ForInformation;
                     }
-                    planned_delivery(message_id, Target::Route(&route), actor, "", now)
+                    let why = why_routed(&explained, &route.recipient_ods);
+                    planned_delivery(message_id, Target::Route(&route), actor, &why, now)
                 }
                 (None, Some(u)) => {
                     out.skipped.push(format!(
@@ -457,6 +463,7 @@ impl Hub {
                     new,
                     actor: actor.to_string(),
                     reason: reason.to_string(),
+                    routing: created.reason,
                     enqueue,
                 })?;
                 metrics::counter!("edthub_replays_total").increment(1);
@@ -516,19 +523,25 @@ impl Hub {
     }
 }
 
-/// The trace lines that belong to routes, paired with them in order.
-fn routed<'a>(routes: &'a [Route], trace: &'a [String]) -> Vec<(&'a Route, &'a str)> {
-    routes
+/// The explanation lines about one routed recipient (including a merger that led to it).
+fn why_routed(explained: &[String], recipient: &str) -> String {
+    let own = format!("{recipient}:");
+    let merged = format!("merged into {recipient}");
+    let lines: Vec<&str> = explained
         .iter()
-        .map(|r| {
-            let line = trace
-                .iter()
-                .find(|t| t.starts_with(&format!("{}:", r.recipient_ods)))
-                .map(String::as_str)
-                .unwrap_or("routed");
-            (r, line)
+        .filter(|l| {
+            (l.starts_with(&own) && l.contains("matched"))
+                || l.contains(&merged)
+                || l.contains("unknown-GP endpoint")
+                || (l.contains("adds") && l.contains(recipient))
         })
-        .collect()
+        .map(String::as_str)
+        .collect();
+    if lines.is_empty() {
+        "routed".to_string()
+    } else {
+        lines.join("; ")
+    }
 }
 
 enum Target<'a> {
@@ -553,13 +566,14 @@ fn planned_delivery(
     now: u64,
 ) -> (DeliveryRecord, Option<Enqueue>, AuditEvent) {
     let id = new_id();
-    let (recipient, endpoint, rtype, state, error) = match target {
+    let (recipient, endpoint, rtype, state, error, format) = match target {
         Target::Route(r) => (
             r.recipient_ods.clone(),
             Some(r.endpoint.id.clone()),
             r.recipient_type.code(),
             DeliveryState::Pending,
             None,
+            Some(r.format.as_str().to_string()),
         ),
         Target::Unroutable(u) => (
             u.recipient_ods.clone(),
@@ -567,6 +581,7 @@ fn planned_delivery(
             RecipientType::ForAction.code(),
             DeliveryState::Unroutable,
             Some(u.reason.clone()),
+            None,
         ),
     };
     let d = DeliveryRecord {
@@ -586,6 +601,7 @@ fn planned_delivery(
         superseded_by: None,
         ack_code: None,
         ack_reason: None,
+        format,
     };
     let enqueue = (state == DeliveryState::Pending).then(|| deliver_item(id, 0));
     let audit = AuditEvent {

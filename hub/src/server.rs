@@ -84,6 +84,10 @@ pub async fn serve(
     let workers =
         crate::deliver::spawn_workers(hub.clone(), hub.config.delivery.workers, shutdown.clone());
     let acks = crate::acks::spawn(hub.clone(), shutdown.clone());
+    let directory_watch = hub.directory.clone().spawn_watcher(
+        std::time::Duration::from_millis(hub.config.directory_check_ms.max(100)),
+        shutdown.clone(),
+    );
 
     let mut s1 = shutdown.clone();
     // Documents are tens of kilobytes to megabytes: HTTP/2's default 64 KiB windows would
@@ -122,6 +126,7 @@ pub async fn serve(
         let _ = w.await;
     }
     let _ = acks.await;
+    let _ = directory_watch.await;
     hub.store.flush().await?;
     g?;
     h?;

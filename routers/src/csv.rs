@@ -10,7 +10,10 @@ pub struct CsvError {
 }
 
 /// Splits one line into fields, appending them to `out` (cleared first).
-pub fn split_line<'a>(line: &'a str, out: &mut Vec<std::borrow::Cow<'a, str>>) -> Result<(), CsvError> {
+pub fn split_line<'a>(
+    line: &'a str,
+    out: &mut Vec<std::borrow::Cow<'a, str>>,
+) -> Result<(), CsvError> {
     use std::borrow::Cow;
     out.clear();
     let line = line.strip_suffix('\r').unwrap_or(line);
@@ -85,7 +88,10 @@ mod tests {
 
     #[test]
     fn quoted_and_plain_fields() {
-        assert_eq!(split(r#""A81001","X, Y","","Q""Z""#).unwrap(), ["A81001", "X, Y", "", "Q\"Z"]);
+        assert_eq!(
+            split(r#""A81001","X, Y","","Q""Z""#).unwrap(),
+            ["A81001", "X, Y", "", "Q\"Z"]
+        );
         assert_eq!(split("a,b,,c\r").unwrap(), ["a", "b", "", "c"]);
         assert_eq!(split("").unwrap(), [""]);
         assert_eq!(split(r#""a",b"#).unwrap(), ["a", "b"]);

@@ -199,7 +199,10 @@ impl Selector {
 /// What a rule does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Deliver { endpoint: Arc<Endpoint>, format: Format },
+    Deliver {
+        endpoint: Arc<Endpoint>,
+        format: Format,
+    },
     Hold(String),
 }
 
@@ -214,7 +217,9 @@ pub struct Rule {
 
 impl Rule {
     fn applies_to(&self, t: DocumentType) -> bool {
-        self.document_types.as_ref().is_none_or(|ts| ts.contains(&t))
+        self.document_types
+            .as_ref()
+            .is_none_or(|ts| ts.contains(&t))
     }
 
     fn score(&self) -> u8 {
@@ -233,7 +238,11 @@ impl Rule {
             }
             Action::Hold(why) => format!("hold: {why}"),
         };
-        format!("rule {:?} ({}, {types}) -> {action}", self.name, self.selector.describe())
+        format!(
+            "rule {:?} ({}, {types}) -> {action}",
+            self.name,
+            self.selector.describe()
+        )
     }
 }
 
@@ -250,7 +259,10 @@ pub struct CopyRule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UnknownGp {
     Hold(String),
-    Deliver { endpoint: Arc<Endpoint>, format: Format },
+    Deliver {
+        endpoint: Arc<Endpoint>,
+        format: Format,
+    },
 }
 
 #[derive(Deserialize)]
@@ -391,17 +403,18 @@ impl Directory {
         let file = parse_file(&text, &origin)?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut files = vec![path.to_path_buf()];
-        let mut load_named = |name: &Option<String>| -> Result<Option<(String, String)>, DirectoryError> {
-            match name {
-                None => Ok(None),
-                Some(n) => {
-                    let p = resolve_relative(base, n);
-                    let t = read(&p)?;
-                    files.push(p.clone());
-                    Ok(Some((p.display().to_string(), t)))
+        let mut load_named =
+            |name: &Option<String>| -> Result<Option<(String, String)>, DirectoryError> {
+                match name {
+                    None => Ok(None),
+                    Some(n) => {
+                        let p = resolve_relative(base, n);
+                        let t = read(&p)?;
+                        files.push(p.clone());
+                        Ok(Some((p.display().to_string(), t)))
+                    }
                 }
-            }
-        };
+            };
         let sources = Sources {
             practices: load_named(&file.practices)?,
             successors: load_named(&file.successors)?,
@@ -414,7 +427,11 @@ impl Directory {
 
     /// Parses and checks directory TOML with the named files' texts given; `origin` names the
     /// TOML in errors.
-    pub fn from_parts(toml_text: &str, origin: &str, sources: &Sources) -> Result<Self, DirectoryError> {
+    pub fn from_parts(
+        toml_text: &str,
+        origin: &str,
+        sources: &Sources,
+    ) -> Result<Self, DirectoryError> {
         build(parse_file(toml_text, origin)?, sources, origin)
     }
 
@@ -480,7 +497,11 @@ impl Directory {
         if let Some(v) = org.and_then(|o| self.by_commissioner.get(&o.commissioner)) {
             out.extend(v);
         }
-        if let Some(v) = self.suppliers.get(ods).and_then(|s| self.by_supplier.get(s)) {
+        if let Some(v) = self
+            .suppliers
+            .get(ods)
+            .and_then(|s| self.by_supplier.get(s))
+        {
             out.extend(v);
         }
         out.extend(&self.any);
@@ -530,7 +551,11 @@ impl Directory {
                 }
                 Some(UnknownGp::Hold(why)) => {
                     out.trace.push(Step::UnknownGp { held: true });
-                    self.unroutable(out, requested, format!("unknown GP ({UNKNOWN_GP}): held for manual routing: {why}"));
+                    self.unroutable(
+                        out,
+                        requested,
+                        format!("unknown GP ({UNKNOWN_GP}): held for manual routing: {why}"),
+                    );
                     None
                 }
                 None => {
@@ -563,7 +588,10 @@ impl Directory {
             self.unroutable(
                 out,
                 requested,
-                format!("{code} is {}{when} and has no successor", org.status.as_str()),
+                format!(
+                    "{code} is {}{when} and has no successor",
+                    org.status.as_str()
+                ),
             );
             return None;
         }
@@ -579,18 +607,31 @@ impl Directory {
                 continue;
             }
             match best {
-                Some(b) if (self.rules[b].score(), std::cmp::Reverse(b)) >= (r.score(), std::cmp::Reverse(i)) => {
-                    out.trace.push(Step::RuleOutranked { ods: code.to_string(), rule: i, by: b });
+                Some(b)
+                    if (self.rules[b].score(), std::cmp::Reverse(b))
+                        >= (r.score(), std::cmp::Reverse(i)) =>
+                {
+                    out.trace.push(Step::RuleOutranked {
+                        ods: code.to_string(),
+                        rule: i,
+                        by: b,
+                    });
                 }
                 Some(b) => {
-                    out.trace.push(Step::RuleOutranked { ods: code.to_string(), rule: b, by: i });
+                    out.trace.push(Step::RuleOutranked {
+                        ods: code.to_string(),
+                        rule: b,
+                        by: i,
+                    });
                     best = Some(i);
                 }
                 None => best = Some(i),
             }
         }
         let Some(b) = best else {
-            out.trace.push(Step::NoRule { ods: code.to_string() });
+            out.trace.push(Step::NoRule {
+                ods: code.to_string(),
+            });
             self.unroutable(
                 out,
                 requested,
@@ -600,7 +641,10 @@ impl Directory {
             );
             return None;
         };
-        out.trace.push(Step::RuleChosen { ods: code.to_string(), rule: b });
+        out.trace.push(Step::RuleChosen {
+            ods: code.to_string(),
+            rule: b,
+        });
         match &self.rules[b].action {
             Action::Deliver { endpoint, format } => {
                 out.routes.push(Route {
@@ -613,7 +657,11 @@ impl Directory {
                 Some(code.to_string())
             }
             Action::Hold(why) => {
-                self.unroutable(out, requested, format!("held by rule {:?}: {why}", self.rules[b].name));
+                self.unroutable(
+                    out,
+                    requested,
+                    format!("held by rule {:?}: {why}", self.rules[b].name),
+                );
                 None
             }
         }
@@ -631,19 +679,29 @@ impl Directory {
     pub fn resolve(&self, req: &RouteRequest<'_>) -> Resolution {
         let mut out = Resolution::default();
         let mut reached: Vec<String> = Vec::with_capacity(req.recipients.len());
-        let mut requested: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(req.recipients.len());
+        let mut requested: Vec<std::borrow::Cow<'_, str>> =
+            Vec::with_capacity(req.recipients.len());
         for raw in req.recipients {
             let trimmed = raw.trim();
-            let ods: std::borrow::Cow<'_, str> = if trimmed.bytes().any(|b| b.is_ascii_lowercase()) {
+            let ods: std::borrow::Cow<'_, str> = if trimmed.bytes().any(|b| b.is_ascii_lowercase())
+            {
                 trimmed.to_ascii_uppercase().into()
             } else {
                 trimmed.into()
             };
             if requested.contains(&ods) {
-                out.trace.push(Step::Duplicate { ods: ods.into_owned() });
+                out.trace.push(Step::Duplicate {
+                    ods: ods.into_owned(),
+                });
                 continue;
             }
-            if let Some(code) = self.route_one(&ods, req.document_type, req.today, RecipientType::ForAction, &mut out) {
+            if let Some(code) = self.route_one(
+                &ods,
+                req.document_type,
+                req.today,
+                RecipientType::ForAction,
+                &mut out,
+            ) {
                 if reached.contains(&code) {
                     // Two requested codes led to the same practice (a successor).
                     out.routes.pop();
@@ -667,17 +725,33 @@ impl Directory {
                     Selector::Supplier(s) => self.suppliers.get(code) == Some(s),
                     Selector::Any => true,
                 };
-                if !matches || !c.document_types.as_ref().is_none_or(|t| t.contains(&req.document_type)) {
+                if !matches
+                    || !c
+                        .document_types
+                        .as_ref()
+                        .is_none_or(|t| t.contains(&req.document_type))
+                {
                     continue;
                 }
                 if reached.contains(&c.to) {
-                    out.trace.push(Step::CopySkipped { rule: i, to: c.to.clone() });
+                    out.trace.push(Step::CopySkipped {
+                        rule: i,
+                        to: c.to.clone(),
+                    });
                     continue;
                 }
-                out.trace.push(Step::Copy { from: code.clone(), rule: i, to: c.to.clone() });
-                if let Some(reached_code) =
-                    self.route_one(&c.to, req.document_type, req.today, RecipientType::ForInformation, &mut out)
-                {
+                out.trace.push(Step::Copy {
+                    from: code.clone(),
+                    rule: i,
+                    to: c.to.clone(),
+                });
+                if let Some(reached_code) = self.route_one(
+                    &c.to,
+                    req.document_type,
+                    req.today,
+                    RecipientType::ForInformation,
+                    &mut out,
+                ) {
                     reached.push(reached_code);
                 }
             }
@@ -691,13 +765,30 @@ impl Directory {
             .iter()
             .map(|s| match s {
                 Step::Duplicate { ods } => format!("{ods}: already a recipient; one delivery"),
-                Step::UnknownGp { held: true } => format!("{UNKNOWN_GP}: the patient's GP is not known; held for manual routing"),
-                Step::UnknownGp { held: false } => format!("{UNKNOWN_GP}: the patient's GP is not known; sent to the unknown-GP endpoint"),
-                Step::Successor { from, to, effective } => {
-                    format!("{from}: merged into {to} on {}; routing to {to}", show_day(*effective))
+                Step::UnknownGp { held: true } => {
+                    format!("{UNKNOWN_GP}: the patient's GP is not known; held for manual routing")
                 }
-                Step::Inactive { ods, status } => format!("{ods}: {} in the directory", status.as_str()),
-                Step::RuleSkipped { ods, rule, document_type } => format!(
+                Step::UnknownGp { held: false } => format!(
+                    "{UNKNOWN_GP}: the patient's GP is not known; sent to the unknown-GP endpoint"
+                ),
+                Step::Successor {
+                    from,
+                    to,
+                    effective,
+                } => {
+                    format!(
+                        "{from}: merged into {to} on {}; routing to {to}",
+                        show_day(*effective)
+                    )
+                }
+                Step::Inactive { ods, status } => {
+                    format!("{ods}: {} in the directory", status.as_str())
+                }
+                Step::RuleSkipped {
+                    ods,
+                    rule,
+                    document_type,
+                } => format!(
                     "{ods}: skipped {}: not for {document_type}",
                     self.rules[*rule].describe()
                 ),
@@ -706,7 +797,9 @@ impl Directory {
                     self.rules[*rule].describe(),
                     self.rules[*by].name
                 ),
-                Step::RuleChosen { ods, rule } => format!("{ods}: matched {}", self.rules[*rule].describe()),
+                Step::RuleChosen { ods, rule } => {
+                    format!("{ods}: matched {}", self.rules[*rule].describe())
+                }
                 Step::NoRule { ods } => format!("{ods}: no rule applies"),
                 Step::Copy { from, rule, to } => format!(
                     "{from}: copy rule {:?} adds {to} (For Information)",
@@ -717,7 +810,11 @@ impl Directory {
                     self.copies[*rule].name
                 ),
             })
-            .chain(res.unroutable.iter().map(|u| format!("{}: unroutable: {}", u.recipient_ods, u.reason)))
+            .chain(
+                res.unroutable
+                    .iter()
+                    .map(|u| format!("{}: unroutable: {}", u.recipient_ods, u.reason)),
+            )
             .collect()
     }
 }
@@ -729,7 +826,11 @@ fn parse_file(text: &str, origin: &str) -> Result<DirectoryFile, DirectoryError>
     })
 }
 
-fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directory, DirectoryError> {
+fn build(
+    file: DirectoryFile,
+    sources: &Sources,
+    origin: &str,
+) -> Result<Directory, DirectoryError> {
     let invalid = |what, code: &str, message: String| DirectoryError::Invalid {
         path: origin.to_string(),
         what,
@@ -747,10 +848,13 @@ fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directo
         .map(|(id, kind)| (id.clone(), Arc::new(Endpoint { id, kind })))
         .collect();
     let endpoint = |what, owner: &str, id: &str| -> Result<Arc<Endpoint>, DirectoryError> {
-        endpoints
-            .get(id)
-            .cloned()
-            .ok_or_else(|| invalid(what, owner, format!("endpoint {id:?} is not defined in [endpoints]")))
+        endpoints.get(id).cloned().ok_or_else(|| {
+            invalid(
+                what,
+                owner,
+                format!("endpoint {id:?} is not defined in [endpoints]"),
+            )
+        })
     };
 
     let mut organisations: HashMap<String, Organisation> = HashMap::new();
@@ -784,17 +888,19 @@ fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directo
     let mut rules: Vec<Rule> = Vec::new();
     for (raw, o) in file.organisations {
         let code = code_of("organisation", &raw)?;
-        let entry = organisations.entry(code.clone()).or_insert_with(|| Organisation {
-            code: code.clone(),
-            name: String::new(),
-            status: OrgStatus::Active,
-            open_date: None,
-            close_date: None,
-            commissioner: String::new(),
-            prescribing_setting: 0,
-            postcode: String::new(),
-            source: OrgSource::DirectoryFile,
-        });
+        let entry = organisations
+            .entry(code.clone())
+            .or_insert_with(|| Organisation {
+                code: code.clone(),
+                name: String::new(),
+                status: OrgStatus::Active,
+                open_date: None,
+                close_date: None,
+                commissioner: String::new(),
+                prescribing_setting: 0,
+                postcode: String::new(),
+                source: OrgSource::DirectoryFile,
+            });
         if !o.name.is_empty() {
             entry.name = o.name;
         }
@@ -815,7 +921,11 @@ fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directo
                 },
             });
         } else if o.format.is_some() {
-            return Err(invalid("organisation", &code, "format needs an endpoint".into()));
+            return Err(invalid(
+                "organisation",
+                &code,
+                "format needs an endpoint".into(),
+            ));
         }
     }
     for (n, r) in file.rules.into_iter().enumerate() {
@@ -825,10 +935,20 @@ fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directo
             (None, Some(c), None) => Selector::Commissioner(c.trim().to_ascii_uppercase()),
             (None, None, Some(s)) => Selector::Supplier(s.trim().to_ascii_uppercase()),
             (None, None, None) => Selector::Any,
-            _ => return Err(invalid("rule", &name, "give at most one of ods, commissioner, supplier".into())),
+            _ => {
+                return Err(invalid(
+                    "rule",
+                    &name,
+                    "give at most one of ods, commissioner, supplier".into(),
+                ))
+            }
         };
         if matches!(&r.document_types, Some(t) if t.is_empty()) {
-            return Err(invalid("rule", &name, "document_types is empty, so the rule can never match".into()));
+            return Err(invalid(
+                "rule",
+                &name,
+                "document_types is empty, so the rule can never match".into(),
+            ));
         }
         let action = match (&r.endpoint, &r.hold) {
             (Some(e), None) => Action::Deliver {
@@ -836,7 +956,13 @@ fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directo
                 format: r.format.unwrap_or_default(),
             },
             (None, Some(h)) if r.format.is_none() => Action::Hold(h.clone()),
-            _ => return Err(invalid("rule", &name, "give either endpoint (with an optional format) or hold".into())),
+            _ => {
+                return Err(invalid(
+                    "rule",
+                    &name,
+                    "give either endpoint (with an optional format) or hold".into(),
+                ))
+            }
         };
         if let Selector::Supplier(s) = &selector {
             if sources.suppliers.is_some() && !suppliers.values().any(|v| v == s) {
@@ -845,10 +971,19 @@ fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directo
         }
         if let Selector::Commissioner(c) = &selector {
             if !organisations.values().any(|o| &o.commissioner == c) {
-                return Err(invalid("rule", &name, format!("no organisation has commissioner {c}, so the rule can never match")));
+                return Err(invalid(
+                    "rule",
+                    &name,
+                    format!("no organisation has commissioner {c}, so the rule can never match"),
+                ));
             }
         }
-        rules.push(Rule { name, selector, document_types: r.document_types, action });
+        rules.push(Rule {
+            name,
+            selector,
+            document_types: r.document_types,
+            action,
+        });
     }
     if let Some(d) = &file.default_endpoint {
         rules.push(Rule {
@@ -870,7 +1005,10 @@ fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directo
             return Err(invalid(
                 "rule",
                 &r.name,
-                format!("can never match: rule {:?} has the same scope and comes first", rules[j].name),
+                format!(
+                    "can never match: rule {:?} has the same scope and comes first",
+                    rules[j].name
+                ),
             ));
         }
     }
@@ -894,13 +1032,28 @@ fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directo
             (None, Some(x), None) => Selector::Commissioner(x.trim().to_ascii_uppercase()),
             (None, None, Some(s)) => Selector::Supplier(s.trim().to_ascii_uppercase()),
             (None, None, None) => Selector::Any,
-            _ => return Err(invalid("copy", &name, "give at most one of ods, commissioner, supplier".into())),
+            _ => {
+                return Err(invalid(
+                    "copy",
+                    &name,
+                    "give at most one of ods, commissioner, supplier".into(),
+                ))
+            }
         };
         let to = code_of("copy", &c.to)?;
         if !organisations.contains_key(&to) {
-            return Err(invalid("copy", &name, format!("copies go to {to}, which is not in the directory")));
+            return Err(invalid(
+                "copy",
+                &name,
+                format!("copies go to {to}, which is not in the directory"),
+            ));
         }
-        copies.push(CopyRule { name, selector, document_types: c.document_types, to });
+        copies.push(CopyRule {
+            name,
+            selector,
+            document_types: c.document_types,
+            to,
+        });
     }
     let unknown_gp = match file.unknown_gp {
         None => None,
@@ -910,7 +1063,13 @@ fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directo
                 format: u.format.unwrap_or_default(),
             },
             (None, Some(h)) => UnknownGp::Hold(h),
-            _ => return Err(invalid("unknown_gp", UNKNOWN_GP, "give either endpoint or hold".into())),
+            _ => {
+                return Err(invalid(
+                    "unknown_gp",
+                    UNKNOWN_GP,
+                    "give either endpoint or hold".into(),
+                ))
+            }
         }),
     };
     let mut senders = BTreeMap::new();
@@ -921,7 +1080,11 @@ fn build(file: DirectoryFile, sources: &Sources, origin: &str) -> Result<Directo
         let new = &successors[old].new_code;
         if !organisations.contains_key(new) && !successors.contains_key(new) {
             return Err(DirectoryError::Row {
-                path: sources.successors.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+                path: sources
+                    .successors
+                    .as_ref()
+                    .map(|s| s.0.clone())
+                    .unwrap_or_default(),
                 line: successors[old].line,
                 column: 2,
                 message: format!("successor {new} of {old} is not in the directory"),

@@ -71,16 +71,47 @@ pub struct Unroutable {
 /// One decision taken while resolving.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    Duplicate { ods: String },
-    UnknownGp { held: bool },
-    Successor { from: String, to: String, effective: ods::Day },
-    Inactive { ods: String, status: OrgStatus },
-    RuleSkipped { ods: String, rule: usize, document_type: DocumentType },
-    RuleOutranked { ods: String, rule: usize, by: usize },
-    RuleChosen { ods: String, rule: usize },
-    NoRule { ods: String },
-    Copy { from: String, rule: usize, to: String },
-    CopySkipped { rule: usize, to: String },
+    Duplicate {
+        ods: String,
+    },
+    UnknownGp {
+        held: bool,
+    },
+    Successor {
+        from: String,
+        to: String,
+        effective: ods::Day,
+    },
+    Inactive {
+        ods: String,
+        status: OrgStatus,
+    },
+    RuleSkipped {
+        ods: String,
+        rule: usize,
+        document_type: DocumentType,
+    },
+    RuleOutranked {
+        ods: String,
+        rule: usize,
+        by: usize,
+    },
+    RuleChosen {
+        ods: String,
+        rule: usize,
+    },
+    NoRule {
+        ods: String,
+    },
+    Copy {
+        from: String,
+        rule: usize,
+        to: String,
+    },
+    CopySkipped {
+        rule: usize,
+        to: String,
+    },
 }
 
 /// The outcome of [`Directory::resolve`].

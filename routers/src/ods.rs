@@ -132,7 +132,12 @@ pub fn parse_epraccur(text: &str, path: &str) -> Result<Vec<Practice>, Directory
             0
         } else {
             setting.parse::<u8>().map_err(|_| {
-                row_err(path, n, col::SETTING, format!("prescribing setting {setting:?} is not a number"))
+                row_err(
+                    path,
+                    n,
+                    col::SETTING,
+                    format!("prescribing setting {setting:?} is not a number"),
+                )
             })?
         };
         out.push(Practice {
@@ -159,7 +164,10 @@ pub struct Successor {
 
 /// Parses a successor file: `old code,new code,effective date` per line; a first line naming
 /// the columns is allowed. Loops are refused.
-pub fn parse_successors(text: &str, path: &str) -> Result<HashMap<String, Successor>, DirectoryError> {
+pub fn parse_successors(
+    text: &str,
+    path: &str,
+) -> Result<HashMap<String, Successor>, DirectoryError> {
     let mut out: HashMap<String, Successor> = HashMap::new();
     let mut fields = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -168,11 +176,23 @@ pub fn parse_successors(text: &str, path: &str) -> Result<HashMap<String, Succes
             continue;
         }
         split_line(line, &mut fields).map_err(|e| row_err(path, n, e.column, e.message))?;
-        if n == 1 && fields.first().is_some_and(|f| f.trim().eq_ignore_ascii_case("old")) {
+        if n == 1
+            && fields
+                .first()
+                .is_some_and(|f| f.trim().eq_ignore_ascii_case("old"))
+        {
             continue;
         }
         if fields.len() != 3 {
-            return Err(row_err(path, n, fields.len().min(4), format!("expected 3 columns (old code, new code, effective date), found {}", fields.len())));
+            return Err(row_err(
+                path,
+                n,
+                fields.len().min(4),
+                format!(
+                    "expected 3 columns (old code, new code, effective date), found {}",
+                    fields.len()
+                ),
+            ));
         }
         let old = ods(path, n, 1, fields[0].trim())?;
         let new_code = ods(path, n, 2, fields[1].trim())?;
@@ -183,9 +203,21 @@ pub fn parse_successors(text: &str, path: &str) -> Result<HashMap<String, Succes
             .map_err(|m| row_err(path, n, 3, m))?
             .ok_or_else(|| row_err(path, n, 3, "effective date is required"))?;
         if let Some(prev) = out.get(&old) {
-            return Err(row_err(path, n, 1, format!("{old} already has a successor (line {})", prev.line)));
+            return Err(row_err(
+                path,
+                n,
+                1,
+                format!("{old} already has a successor (line {})", prev.line),
+            ));
         }
-        out.insert(old, Successor { new_code, effective, line: n });
+        out.insert(
+            old,
+            Successor {
+                new_code,
+                effective,
+                line: n,
+            },
+        );
     }
     // Every chain must end.
     for start in out.keys() {
@@ -219,11 +251,23 @@ pub fn parse_suppliers(text: &str, path: &str) -> Result<HashMap<String, String>
             continue;
         }
         split_line(line, &mut fields).map_err(|e| row_err(path, n, e.column, e.message))?;
-        if n == 1 && fields.first().is_some_and(|f| f.trim().eq_ignore_ascii_case("odscode")) {
+        if n == 1
+            && fields
+                .first()
+                .is_some_and(|f| f.trim().eq_ignore_ascii_case("odscode"))
+        {
             continue;
         }
         if fields.len() != 2 {
-            return Err(row_err(path, n, fields.len().min(3), format!("expected 2 columns (ODS code, supplier), found {}", fields.len())));
+            return Err(row_err(
+                path,
+                n,
+                fields.len().min(3),
+                format!(
+                    "expected 2 columns (ODS code, supplier), found {}",
+                    fields.len()
+                ),
+            ));
         }
         let code = ods(path, n, 1, fields[0].trim())?;
         let supplier = fields[1].trim().to_ascii_uppercase();
@@ -231,7 +275,12 @@ pub fn parse_suppliers(text: &str, path: &str) -> Result<HashMap<String, String>
             return Err(row_err(path, n, 2, "supplier is empty"));
         }
         if let Some(first) = lines_of.insert(code.clone(), n) {
-            return Err(row_err(path, n, 1, format!("{code} is listed twice (first on line {first})")));
+            return Err(row_err(
+                path,
+                n,
+                1,
+                format!("{code} is listed twice (first on line {first})"),
+            ));
         }
         out.insert(code, supplier);
     }
@@ -261,33 +310,62 @@ mod tests {
             .replace(r#""A","B","00K""#, r#""X","B","00K""#)
             .replace("A81001", "A81002");
         let e = parse_epraccur(&format!("{ROW}\n{bad_status}"), "epraccur.csv").unwrap_err();
-        assert_eq!(e.to_string(), "epraccur.csv line 2, column 13: status \"X\" is not A, C, D or P");
-        let dup = parse_epraccur(&format!("{ROW}\n{ROW}"), "f").unwrap_err().to_string();
-        assert!(dup.contains("line 2") && dup.contains("first on line 1"), "{dup}");
-        let short = parse_epraccur(r#""A81001","X""#, "f").unwrap_err().to_string();
+        assert_eq!(
+            e.to_string(),
+            "epraccur.csv line 2, column 13: status \"X\" is not A, C, D or P"
+        );
+        let dup = parse_epraccur(&format!("{ROW}\n{ROW}"), "f")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            dup.contains("line 2") && dup.contains("first on line 1"),
+            "{dup}"
+        );
+        let short = parse_epraccur(r#""A81001","X""#, "f")
+            .unwrap_err()
+            .to_string();
         assert!(short.contains("expected 27 columns, found 2"), "{short}");
         let bad_date = ROW.replace("19740401", "19741301");
-        assert!(parse_epraccur(&bad_date, "f").unwrap_err().to_string().contains("column 11"));
+        assert!(parse_epraccur(&bad_date, "f")
+            .unwrap_err()
+            .to_string()
+            .contains("column 11"));
     }
 
     #[test]
     fn successors_and_loops() {
-        let s = parse_successors("old,new,effective\nA81003,A81004,20171101\nA81004,A81005,2019-04-01\n", "s.csv").unwrap();
+        let s = parse_successors(
+            "old,new,effective\nA81003,A81004,20171101\nA81004,A81005,2019-04-01\n",
+            "s.csv",
+        )
+        .unwrap();
         assert_eq!(s["A81003"].new_code, "A81004");
         assert_eq!(s["A81004"].effective, 20190401);
-        let e = parse_successors("AAA001,BBB001,20200101\nBBB001,CCC001,20200101\nCCC001,AAA001,20200101\n", "s.csv")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("successor loop") && e.contains("s.csv line"), "{e}");
+        let e = parse_successors(
+            "AAA001,BBB001,20200101\nBBB001,CCC001,20200101\nCCC001,AAA001,20200101\n",
+            "s.csv",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("successor loop") && e.contains("s.csv line"),
+            "{e}"
+        );
         assert!(parse_successors("A81001,A81001,20200101", "s").is_err());
-        assert!(parse_successors("A81001,A81002", "s").unwrap_err().to_string().contains("3 columns"));
+        assert!(parse_successors("A81001,A81002", "s")
+            .unwrap_err()
+            .to_string()
+            .contains("3 columns"));
     }
 
     #[test]
     fn suppliers() {
         let s = parse_suppliers("ODSCode,Supplier\nA81001,TPP\nA81002,emis\n", "x").unwrap();
         assert_eq!(s["A81002"], "EMIS");
-        assert!(parse_suppliers("A81001,TPP\nA81001,EMIS\n", "x").unwrap_err().to_string().contains("twice"));
+        assert!(parse_suppliers("A81001,TPP\nA81001,EMIS\n", "x")
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
     }
 
     #[test]

@@ -109,7 +109,14 @@ fn resolve_in(d: &Directory, to: &[&str], t: DocumentType) -> Resolution {
 fn endpoints(r: &Resolution) -> Vec<(&str, &str, &str, &str)> {
     r.routes
         .iter()
-        .map(|x| (x.recipient_ods.as_str(), x.endpoint.id.as_str(), x.format.as_str(), x.recipient_type.code()))
+        .map(|x| {
+            (
+                x.recipient_ods.as_str(),
+                x.endpoint.id.as_str(),
+                x.format.as_str(),
+                x.recipient_type.code(),
+            )
+        })
         .collect()
 }
 
@@ -120,12 +127,20 @@ fn the_real_practice_file_loads_with_its_statuses() {
     assert_eq!(rows.len(), 14_303);
     let count = |s| rows.iter().filter(|p| p.status == s).count();
     assert_eq!(
-        (count(OrgStatus::Active), count(OrgStatus::Closed), count(OrgStatus::Dormant), count(OrgStatus::Proposed)),
+        (
+            count(OrgStatus::Active),
+            count(OrgStatus::Closed),
+            count(OrgStatus::Dormant),
+            count(OrgStatus::Proposed)
+        ),
         (11_482, 2_427, 389, 5)
     );
     let d = directory();
     let a = d.organisation("A81003").unwrap();
-    assert_eq!((a.status, a.close_date, a.commissioner.as_str()), (OrgStatus::Closed, Some(20171031), "00K"));
+    assert_eq!(
+        (a.status, a.close_date, a.commissioner.as_str()),
+        (OrgStatus::Closed, Some(20171031), "00K")
+    );
     assert_eq!(d.supplier("A81001"), Some("TPP"));
     assert_eq!(d.organisation_count(), 14_304, "the practices plus RYX");
 }
@@ -138,7 +153,11 @@ fn most_specific_rule_wins_and_the_trace_says_why() {
     assert_eq!(endpoints(&r), [("A81001", "a81001", "original", "FA")]);
     let why = d.explain(&r).join("\n");
     assert!(why.contains("matched rule \"A81001 folder\""), "{why}");
-    assert!(why.contains("skipped rule \"00K results to the lab\"") && why.contains("not for discharge-summary"), "{why}");
+    assert!(
+        why.contains("skipped rule \"00K results to the lab\"")
+            && why.contains("not for discharge-summary"),
+        "{why}"
+    );
     assert!(why.contains("skipped rule \"00K practices\""), "{why}");
     // A81002 (00K): results go to the lab as HL7 v2, letters to the 00K endpoint as ITK3.
     let r = resolve_in(d, &["A81002"], DocumentType::OrderResult);
@@ -155,7 +174,8 @@ fn supplier_and_default_rules() {
         .into_iter()
         .find(|(code, s)| {
             s == "EMIS"
-                && d.organisation(code).is_some_and(|o| o.status == OrgStatus::Active && o.commissioner != "00K")
+                && d.organisation(code)
+                    .is_some_and(|o| o.status == OrgStatus::Active && o.commissioner != "00K")
         })
         .map(|(c, _)| c)
         .unwrap();
@@ -166,7 +186,11 @@ fn supplier_and_default_rules() {
     let other = ods::parse_epraccur(&text, &path)
         .unwrap()
         .into_iter()
-        .find(|p| p.status == OrgStatus::Active && p.commissioner != "00K" && d.supplier(&p.code).is_none())
+        .find(|p| {
+            p.status == OrgStatus::Active
+                && p.commissioner != "00K"
+                && d.supplier(&p.code).is_none()
+        })
         .expect("an active practice with no supplier")
         .code;
     let other = other.as_str();
@@ -179,7 +203,10 @@ fn closed_dormant_proposed_and_unknown_are_unroutable_with_reasons() {
     let d = directory();
     let r = resolve_in(d, &["A81003", "Z99999"], DocumentType::DischargeSummary);
     assert!(r.routes.is_empty());
-    assert_eq!(r.unroutable[0].reason, "A81003 is closed since 2017-10-31 and has no successor");
+    assert_eq!(
+        r.unroutable[0].reason,
+        "A81003 is closed since 2017-10-31 and has no successor"
+    );
     assert_eq!(r.unroutable[1].reason, "not in the directory");
     for status in [OrgStatus::Dormant, OrgStatus::Proposed] {
         let (path, text) = practices();
@@ -190,19 +217,32 @@ fn closed_dormant_proposed_and_unknown_are_unroutable_with_reasons() {
             .unwrap()
             .code;
         let r = resolve_in(d, &[&code], DocumentType::DischargeSummary);
-        assert!(r.unroutable[0].reason.contains(status.as_str()), "{:?}", r.unroutable);
+        assert!(
+            r.unroutable[0].reason.contains(status.as_str()),
+            "{:?}",
+            r.unroutable
+        );
     }
 }
 
 #[test]
 fn successors_reroute_from_their_effective_date_and_chains_resolve() {
-    let d = directory_with("", Some("old,new,effective\nA81003,A81004,2017-11-01\nA81008,A81003,20180201\n"));
+    let d = directory_with(
+        "",
+        Some("old,new,effective\nA81003,A81004,2017-11-01\nA81008,A81003,20180201\n"),
+    );
     let r = resolve_in(&d, &["A81008"], DocumentType::OrderResult);
     assert_eq!(r.routes.len(), 1);
     assert_eq!(r.routes[0].recipient_ods, "A81004");
     let why = d.explain(&r).join("\n");
-    assert!(why.contains("A81008: merged into A81003 on 2018-02-01"), "{why}");
-    assert!(why.contains("A81003: merged into A81004 on 2017-11-01"), "{why}");
+    assert!(
+        why.contains("A81008: merged into A81003 on 2018-02-01"),
+        "{why}"
+    );
+    assert!(
+        why.contains("A81003: merged into A81004 on 2017-11-01"),
+        "{why}"
+    );
     // Before the merger takes effect the old practice is used (and is closed).
     let before = d.resolve(&RouteRequest {
         sender_ods: "RX1",
@@ -223,7 +263,11 @@ fn unknown_gp_is_never_dropped() {
     assert_eq!(endpoints(&r), [("V81999", "pds", "original", "FA")]);
     let held = Directory::from_toml("[unknown_gp]\nhold = \"trace with PDS\"\n", "t").unwrap();
     let r = resolve_in(&held, &["V81999"], DocumentType::DischargeSummary);
-    assert!(r.unroutable[0].reason.contains("trace with PDS"), "{:?}", r.unroutable);
+    assert!(
+        r.unroutable[0].reason.contains("trace with PDS"),
+        "{:?}",
+        r.unroutable
+    );
     let unset = Directory::from_toml("", "t").unwrap();
     let r = resolve_in(&unset, &["V81999"], DocumentType::DischargeSummary);
     assert!(r.unroutable[0].reason.contains("held for manual routing"));
@@ -233,16 +277,32 @@ fn unknown_gp_is_never_dropped() {
 fn fan_out_and_copies_for_information() {
     let d = directory();
     // A81004 and A81005 are 00M: a discharge summary to both copies RYX once.
-    let r = resolve_in(d, &["A81004", "A81005", "a81004"], DocumentType::DischargeSummary);
+    let r = resolve_in(
+        d,
+        &["A81004", "A81005", "a81004"],
+        DocumentType::DischargeSummary,
+    );
     assert_eq!(
         endpoints(&r),
-        [("A81004", "all", "original", "FA"), ("A81005", "all", "original", "FA"), ("RYX", "community", "original", "FI")]
+        [
+            ("A81004", "all", "original", "FA"),
+            ("A81005", "all", "original", "FA"),
+            ("RYX", "community", "original", "FI")
+        ]
     );
     let why = d.explain(&r).join("\n");
-    assert!(why.contains("copy rule \"00M discharges to community\" adds RYX"), "{why}");
+    assert!(
+        why.contains("copy rule \"00M discharges to community\" adds RYX"),
+        "{why}"
+    );
     assert!(why.contains("RYX is already a recipient"), "{why}");
     // Not for other document types; and an explicit recipient is not copied twice.
-    assert_eq!(resolve_in(d, &["A81004"], DocumentType::OrderResult).routes.len(), 1);
+    assert_eq!(
+        resolve_in(d, &["A81004"], DocumentType::OrderResult)
+            .routes
+            .len(),
+        1
+    );
     let r = resolve_in(d, &["A81004", "RYX"], DocumentType::DischargeSummary);
     assert_eq!(r.routes.len(), 2);
     assert_eq!(r.routes[1].recipient_type, RecipientType::ForAction);
@@ -251,9 +311,17 @@ fn fan_out_and_copies_for_information() {
 #[test]
 fn bad_directories_are_refused_with_their_location() {
     let bad = |toml: &str| {
-        Directory::from_parts(toml, "directory.toml", &Sources { practices: Some(practices()), successors: None, suppliers: Some(suppliers()) })
-            .unwrap_err()
-            .to_string()
+        Directory::from_parts(
+            toml,
+            "directory.toml",
+            &Sources {
+                practices: Some(practices()),
+                successors: None,
+                suppliers: Some(suppliers()),
+            },
+        )
+        .unwrap_err()
+        .to_string()
     };
     let e = bad("[[rules]]\nendpoint = \"nowhere\"\n");
     assert!(e.contains("directory.toml") && e.contains("nowhere"), "{e}");
@@ -266,7 +334,10 @@ fn bad_directories_are_refused_with_their_location() {
     let e = bad("[endpoints.x]\nkind = \"file\"\npath = \"x\"\n[[rules]]\ndocument_types = []\nendpoint = \"x\"\n");
     assert!(e.contains("document_types is empty"), "{e}");
     let e = bad("[[copies]]\nto = \"QQQ999\"\n");
-    assert!(e.contains("QQQ999") && e.contains("not in the directory"), "{e}");
+    assert!(
+        e.contains("QQQ999") && e.contains("not in the directory"),
+        "{e}"
+    );
     let e = bad("[endpoints.x]\nkind = \"file\"\npath = \"x\"\n[[rules]]\nods = \"A81001\"\ncommissioner = \"00K\"\nendpoint = \"x\"\n");
     assert!(e.contains("at most one"), "{e}");
     let e = bad("bogus = 1\n");
@@ -274,7 +345,11 @@ fn bad_directories_are_refused_with_their_location() {
     let e = Directory::from_parts(
         "",
         "directory.toml",
-        &Sources { practices: None, successors: Some(("s.csv".into(), "A81001,QQQ999,20200101\n".into())), suppliers: None },
+        &Sources {
+            practices: None,
+            successors: Some(("s.csv".into(), "A81001,QQQ999,20200101\n".into())),
+            suppliers: None,
+        },
     )
     .unwrap_err()
     .to_string();

@@ -72,7 +72,7 @@ async fn unknown_recipient_is_unroutable_until_the_directory_knows_it() {
     let mut hub = Hub::start(dir.path(), FAST);
     let mut sub = hub.submission().await;
     let r = sub
-        .submit_document(letter("EPR-UNR", &["A81001", "B82005"]))
+        .submit_document(letter("EPR-UNR", &["A81001", "X12345"]))
         .await
         .unwrap()
         .into_inner();
@@ -92,11 +92,11 @@ async fn unknown_recipient_is_unroutable_until_the_directory_knows_it() {
     let directory = dir.path().join("directory.toml");
     let mut text = std::fs::read_to_string(&directory).unwrap();
     text.push_str(
-        "\n[endpoints.b82005-drop]\nkind = \"file\"\npath = \"drop/B82005\"\n\n\
-         [organisations.B82005]\nname = \"Newly Added Practice\"\nendpoint = \"b82005-drop\"\n",
+        "\n[endpoints.x12345-drop]\nkind = \"file\"\npath = \"drop/X12345\"\n\n\
+         [organisations.X12345]\nname = \"Newly Added Practice\"\nendpoint = \"x12345-drop\"\n",
     );
     std::fs::write(&directory, text).unwrap();
-    std::fs::create_dir_all(dir.path().join("drop/B82005/acks")).unwrap();
+    std::fs::create_dir_all(dir.path().join("drop/X12345/acks")).unwrap();
     let hub = Hub::start_with(dir.path(), &hub.config.clone());
 
     let out = hub.cli(&["replay", &r.message_id]);
@@ -105,7 +105,7 @@ async fn unknown_recipient_is_unroutable_until_the_directory_knows_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let folder = hub.drop_folder("B82005");
+    let folder = hub.drop_folder("X12345");
     let idx = eventually(10, "delivery to the newly added practice", || {
         let f = folder.clone();
         async move { drop_indexes(&f).into_iter().next() }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const PRACTICES: [&str; 5] = ["A81001", "A81002", "A81003", "A81004", "A81005"];
+const PRACTICES: [&str; 5] = ["A81001", "A81002", "A81006", "A81004", "A81005"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_load_loses_nothing_that_was_receipted() {

@@ -150,12 +150,12 @@ async fn unwritable_folder_retries_then_fails_and_replay_delivers() {
 async fn replay_by_filter_with_dry_run_first() {
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), FAST);
-    let folder = break_folder(&hub, "A81003");
+    let folder = break_folder(&hub, "A81006");
     let mut sub = hub.submission().await;
     let mut ids = Vec::new();
     for i in 0..3 {
         let r = sub
-            .submit_document(letter(&format!("EPR-F{i}"), &["A81003"]))
+            .submit_document(letter(&format!("EPR-F{i}"), &["A81006"]))
             .await
             .unwrap()
             .into_inner();
@@ -176,7 +176,7 @@ async fn replay_by_filter_with_dry_run_first() {
     let still = hub.cli_json(&["messages", "list", "--state", "failed"]);
     assert_eq!(still["messages"].as_array().unwrap().len(), 3);
 
-    let done = hub.cli_json(&["replay", "--state", "failed", "--recipient", "A81003"]);
+    let done = hub.cli_json(&["replay", "--state", "failed", "--recipient", "A81006"]);
     assert_eq!(done["replayed"], 3);
     for id in &ids {
         wait_state(&hub, id, "sent").await;

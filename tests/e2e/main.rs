@@ -4,4 +4,5 @@ mod bad_input;
 mod crash;
 mod failures;
 mod ops;
+mod routing;
 mod spine;

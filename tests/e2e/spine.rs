@@ -178,19 +178,19 @@ async fn a_resubmission_returns_the_original_and_delivers_once() {
     let hub = Hub::start(dir.path(), FAST);
     let mut sub = hub.submission().await;
     let first = sub
-        .submit_document(letter("EPR-DUP", &["A81003"]))
+        .submit_document(letter("EPR-DUP", &["A81006"]))
         .await
         .unwrap()
         .into_inner();
     let second = sub
-        .submit_document(letter("EPR-DUP", &["A81003"]))
+        .submit_document(letter("EPR-DUP", &["A81006"]))
         .await
         .unwrap()
         .into_inner();
     assert!(!first.duplicate);
     assert!(second.duplicate, "the repeat says it is a duplicate");
     assert_eq!(second.message_id, first.message_id);
-    let folder = hub.drop_folder("A81003");
+    let folder = hub.drop_folder("A81006");
     eventually(10, "delivery", || {
         let f = folder.clone();
         async move { (!drop_indexes(&f).is_empty()).then_some(()) }

@@ -43,6 +43,7 @@ pub fn delivery(d: &DeliveryRecord) -> v1::Delivery {
         ack_code: d.ack_code.clone().unwrap_or_default(),
         ack_reason: d.ack_reason.clone().unwrap_or_default(),
         recipient_type: d.recipient_type.clone(),
+        format: d.format.clone().unwrap_or_else(|| "original".into()),
     }
 }
 

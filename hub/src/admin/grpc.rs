@@ -270,6 +270,144 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn explain_route(
+        &self,
+        request: Request<v1::ExplainRouteRequest>,
+    ) -> Result<Response<v1::ExplainRouteResponse>, Status> {
+        let req = request.into_inner();
+        let document_type = crate::ingest::document_type(req.document_type).ok_or_else(|| {
+            Status::invalid_argument("document_type: must be set to a known document type")
+        })?;
+        if req.recipient_ods.is_empty() {
+            return Err(Status::invalid_argument(
+                "recipient_ods: name at least one recipient",
+            ));
+        }
+        let mut recipients = Vec::new();
+        for r in &req.recipient_ods {
+            recipients.push(
+                edt_transforms::OdsCode::parse(r)
+                    .map_err(|e| {
+                        Status::invalid_argument(format!("recipient_ods {r:?}: ODS code {e}"))
+                    })?
+                    .to_string(),
+            );
+        }
+        let loaded = self.hub.directory.get();
+        let d = &loaded.directory;
+        let mut trace = Vec::new();
+        if !req.sender_ods.trim().is_empty() && d.sender(req.sender_ods.trim()).is_none() {
+            trace.push(format!(
+                "{}: not a registered sender: a submission from it would be refused",
+                req.sender_ods.trim()
+            ));
+        }
+        let res = d.resolve(&edt_routers::RouteRequest {
+            sender_ods: req.sender_ods.trim(),
+            recipients: &recipients,
+            document_type,
+            today: crate::route::today(),
+        });
+        trace.extend(d.explain(&res));
+        Ok(Response::new(v1::ExplainRouteResponse {
+            routes: res.routes.iter().map(|r| planned(d, r, None)).collect(),
+            unroutable: res
+                .unroutable
+                .iter()
+                .map(|u| v1::UnroutableRecipient {
+                    recipient_ods: u.recipient_ods.clone(),
+                    reason: u.reason.clone(),
+                    document_type: String::new(),
+                })
+                .collect(),
+            trace,
+        }))
+    }
+
+    async fn reload_directory(
+        &self,
+        request: Request<v1::ReloadDirectoryRequest>,
+    ) -> Result<Response<v1::ReloadDirectoryResponse>, Status> {
+        let actor = actor(&request);
+        let handle = self.hub.directory.clone();
+        let loaded = tokio::task::spawn_blocking(move || handle.reload())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| {
+                Status::failed_precondition(format!(
+                    "directory not reloaded, the previous one stays in use: {e}"
+                ))
+            })?;
+        tracing::info!(actor, "directory reloaded on request");
+        let d = &loaded.directory;
+        Ok(Response::new(v1::ReloadDirectoryResponse {
+            organisations: d.organisation_count() as u64,
+            rules: d.rules().len() as u64,
+            endpoints: d.endpoints().count() as u64,
+            files: d.files().iter().map(|f| f.display().to_string()).collect(),
+        }))
+    }
+
+    async fn get_organisation(
+        &self,
+        request: Request<v1::GetOrganisationRequest>,
+    ) -> Result<Response<v1::OrganisationInfo>, Status> {
+        let ods = edt_transforms::OdsCode::parse(&request.get_ref().ods)
+            .map_err(|e| Status::invalid_argument(format!("ods: ODS code {e}")))?
+            .to_string();
+        let loaded = self.hub.directory.get();
+        let d = &loaded.directory;
+        let org = d.organisation(&ods);
+        let successor = d.successor(&ods);
+        if org.is_none() && successor.is_none() && d.sender(&ods).is_none() {
+            return Err(Status::not_found(format!("{ods} is not in the directory")));
+        }
+        let day = |x: Option<u32>| x.map(edt_routers::ods::show_day).unwrap_or_default();
+        let mut info = v1::OrganisationInfo {
+            ods: ods.clone(),
+            name: org.map(|o| o.name.clone()).unwrap_or_default(),
+            status: org
+                .map(|o| o.status.as_str().to_string())
+                .unwrap_or_default(),
+            open_date: day(org.and_then(|o| o.open_date)),
+            close_date: day(org.and_then(|o| o.close_date)),
+            commissioner: org.map(|o| o.commissioner.clone()).unwrap_or_default(),
+            prescribing_setting: org
+                .map(|o| u32::from(o.prescribing_setting))
+                .unwrap_or_default(),
+            postcode: org.map(|o| o.postcode.clone()).unwrap_or_default(),
+            supplier: d.supplier(&ods).unwrap_or_default().to_string(),
+            source: match org.map(|o| o.source) {
+                Some(edt_routers::OrgSource::PracticeFile) => "practice-file".into(),
+                Some(edt_routers::OrgSource::DirectoryFile) => "directory-file".into(),
+                None => String::new(),
+            },
+            successor: successor.map(|s| s.new_code.clone()).unwrap_or_default(),
+            successor_effective: day(successor.map(|s| s.effective)),
+            rules: d.rules_for(&ods).iter().map(|r| r.describe()).collect(),
+            registered_sender: d.sender(&ods).is_some(),
+            ..Default::default()
+        };
+        let recipients = [ods.clone()];
+        for t in edt_transforms::DocumentType::ALL {
+            let res = d.resolve(&edt_routers::RouteRequest {
+                sender_ods: "",
+                recipients: &recipients,
+                document_type: t,
+                today: crate::route::today(),
+            });
+            info.routes_by_type
+                .extend(res.routes.iter().map(|r| planned(d, r, Some(t))));
+            info.unroutable_by_type
+                .extend(res.unroutable.iter().map(|u| v1::UnroutableRecipient {
+                    recipient_ods: u.recipient_ods.clone(),
+                    reason: u.reason.clone(),
+                    document_type: t.as_str().to_string(),
+                }));
+        }
+        Ok(Response::new(info))
+    }
+
     async fn get_stats(
         &self,
         _request: Request<v1::GetStatsRequest>,
@@ -325,4 +463,22 @@ pub fn check_token(
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn planned(
+    d: &edt_routers::Directory,
+    r: &edt_routers::Route,
+    t: Option<edt_transforms::DocumentType>,
+) -> v1::PlannedRoute {
+    v1::PlannedRoute {
+        recipient_ods: r.recipient_ods.clone(),
+        endpoint: r.endpoint.id.clone(),
+        format: r.format.as_str().to_string(),
+        recipient_type: r.recipient_type.code().to_string(),
+        rule: r
+            .rule
+            .map(|i| d.rules()[i].name.clone())
+            .unwrap_or_else(|| "unknown_gp".into()),
+        document_type: t.map(|t| t.as_str().to_string()).unwrap_or_default(),
+    }
 }

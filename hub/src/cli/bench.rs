@@ -46,12 +46,72 @@ pub struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "A81001,A81002,A81003,A81004,A81005"
+        default_value = "A81001,A81002,A81004,A81005,A81006"
     )]
     recipients: Vec<String>,
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
+    /// Measure routing in this process instead of driving a hub: directory load time and
+    /// resolve() decisions per second on one core.
+    #[arg(long)]
+    routing: bool,
+    /// With --routing: the directory file (default: the sample directory, with the national
+    /// practice file, in a temporary folder).
+    #[arg(long)]
+    directory: Option<PathBuf>,
+}
+
+/// `bench --routing`: one line with load time and resolve throughput.
+fn routing(a: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let tmp;
+    let file = match &a.directory {
+        Some(f) => f.clone(),
+        None => {
+            tmp = std::env::temp_dir()
+                .join(format!("edthub-bench-{}", crate::track::new_id().simple()));
+            let f = tmp.join("directory.toml");
+            crate::route::write_sample(&f)?;
+            f
+        }
+    };
+    let loads = 10;
+    let t = Instant::now();
+    let mut d = None;
+    for _ in 0..loads {
+        d = Some(edt_routers::Directory::load(&file)?);
+    }
+    let load_ms = t.elapsed().as_secs_f64() * 1000.0 / loads as f64;
+    let d = d.expect("loaded");
+    let recipients: Vec<Vec<String>> = a.recipients.iter().map(|r| vec![r.clone()]).collect();
+    let n = 2_000_000usize;
+    let t = Instant::now();
+    let mut routed = 0usize;
+    for i in 0..n {
+        let r = d.resolve(&edt_routers::RouteRequest {
+            sender_ods: &a.sender,
+            recipients: &recipients[i % recipients.len()],
+            document_type: edt_transforms::DocumentType::DischargeSummary,
+            today: crate::route::today(),
+        });
+        routed += r.routes.len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "bench routing organisations={} rules={} load_ms={:.1} resolves={} secs={:.3} resolve_per_s={:.0} resolve_ns={:.0} routed={}",
+        d.organisation_count(),
+        d.rules().len(),
+        load_ms,
+        n,
+        secs,
+        n as f64 / secs,
+        secs * 1e9 / n as f64,
+        routed
+    );
+    if a.directory.is_none() {
+        let _ = std::fs::remove_dir_all(file.parent().expect("folder"));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// (content type, document type, file extension) in the proportions a trust sends.
@@ -99,6 +159,9 @@ fn wall_ms() -> f64 {
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    if a.routing {
+        return tokio::task::spawn_blocking(move || routing(&a)).await?;
+    }
     let payloads: Vec<Vec<u8>> =
         match &a.payload {
             Some(p) => vec![std::fs::read(p)

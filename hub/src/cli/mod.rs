@@ -41,6 +41,12 @@ enum Command {
     Cancel(CancelArgs),
     /// Counts of messages and deliveries by state, queue depth, dead letters.
     Stats(StatsArgs),
+    /// How documents would be routed, and why.
+    #[command(subcommand)]
+    Route(RouteCmd),
+    /// The directory: reload it, look an organisation up.
+    #[command(subcommand)]
+    Directory(DirectoryCmd),
     /// Submit a document from a file (for trying the hub out and for scripts).
     Submit(SubmitArgs),
     /// Drive a running hub with a realistic document mix and print one `bench ...` line.
@@ -119,6 +125,55 @@ struct ListArgs {
     #[arg(long, default_value_t = 100)]
     limit: u32,
     /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum RouteCmd {
+    /// Show the routes a document would take now, with every rule that matched or was skipped.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+struct ExplainArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// Recipient ODS code (repeat for several).
+    #[arg(long = "to", required = true)]
+    to: Vec<String>,
+    /// Document type.
+    #[arg(long = "type", default_value = "discharge-summary")]
+    doc_type: String,
+    /// Sender ODS code (checked against the registered senders).
+    #[arg(long = "from")]
+    from: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum DirectoryCmd {
+    /// Load the directory files again (a file that does not load changes nothing).
+    Reload(JsonArgs),
+    /// What the hub knows about an organisation, and where each document type would go.
+    Show(OrgArgs),
+}
+
+#[derive(Args, Debug)]
+struct JsonArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct OrgArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// ODS code.
+    ods: String,
     #[arg(long)]
     json: bool,
 }
@@ -230,6 +285,13 @@ pub fn main() -> ExitCode {
             }
             Command::Cancel(a) => ops::cancel(&a.hub, &a.delivery_id, &a.reason, a.json).await,
             Command::Stats(a) => ops::stats(&a.hub, a.json).await,
+            Command::Route(RouteCmd::Explain(a)) => {
+                ops::explain(&a.hub, &a.to, &a.doc_type, a.from.as_deref(), a.json).await
+            }
+            Command::Directory(DirectoryCmd::Reload(a)) => ops::reload(&a.hub, a.json).await,
+            Command::Directory(DirectoryCmd::Show(a)) => {
+                ops::organisation(&a.hub, &a.ods, a.json).await
+            }
             Command::Submit(a) => {
                 ops::submit(ops::SubmitOpts {
                     hub: &a.hub,

@@ -537,3 +537,183 @@ pub async fn submit(o: SubmitOpts<'_>) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+fn planned_json(r: &v1::PlannedRoute) -> Value {
+    json!({
+        "recipient_ods": r.recipient_ods,
+        "endpoint": r.endpoint,
+        "format": r.format,
+        "recipient_type": r.recipient_type,
+        "rule": r.rule,
+        "document_type": r.document_type,
+    })
+}
+
+fn unroutable_json(u: &v1::UnroutableRecipient) -> Value {
+    json!({"recipient_ods": u.recipient_ods, "reason": u.reason, "document_type": u.document_type})
+}
+
+pub async fn explain(
+    hub: &HubArgs,
+    to: &[String],
+    doc_type: &str,
+    from: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let t: edt_transforms::DocumentType = doc_type.parse()?;
+    let mut admin = client::admin(&hub.hub).await?;
+    let r = admin
+        .explain_route(v1::ExplainRouteRequest {
+            recipient_ods: to.to_vec(),
+            document_type: crate::ingest::document_type_wire(t) as i32,
+            sender_ods: from.unwrap_or_default().to_string(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if json {
+        print_json(&json!({
+            "routes": r.routes.iter().map(planned_json).collect::<Vec<_>>(),
+            "unroutable": r.unroutable.iter().map(unroutable_json).collect::<Vec<_>>(),
+            "trace": r.trace,
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !r.routes.is_empty() {
+        let mut t = table(&["TO", "ENDPOINT", "FORMAT", "ROLE", "RULE"]);
+        for x in &r.routes {
+            t.add_row(vec![
+                x.recipient_ods.clone(),
+                x.endpoint.clone(),
+                x.format.clone(),
+                x.recipient_type.clone(),
+                x.rule.clone(),
+            ]);
+        }
+        println!("{t}");
+    }
+    for u in &r.unroutable {
+        println!("{}: unroutable: {}", u.recipient_ods, u.reason);
+    }
+    println!("Why:");
+    for line in &r.trace {
+        println!("  {line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn reload(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let mut admin = client::admin(&hub.hub).await?;
+    let r = admin
+        .reload_directory(v1::ReloadDirectoryRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if json {
+        print_json(&json!({
+            "organisations": r.organisations,
+            "rules": r.rules,
+            "endpoints": r.endpoints,
+            "files": r.files,
+        }));
+    } else {
+        println!(
+            "directory reloaded: {} organisations, {} rules, {} endpoints from {}",
+            r.organisations,
+            r.rules,
+            r.endpoints,
+            r.files.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn organisation(hub: &HubArgs, ods: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let mut admin = client::admin(&hub.hub).await?;
+    let o = admin
+        .get_organisation(v1::GetOrganisationRequest {
+            ods: ods.to_string(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if json {
+        print_json(&json!({
+            "ods": o.ods,
+            "name": o.name,
+            "status": o.status,
+            "open_date": o.open_date,
+            "close_date": o.close_date,
+            "commissioner": o.commissioner,
+            "prescribing_setting": o.prescribing_setting,
+            "postcode": o.postcode,
+            "supplier": o.supplier,
+            "source": o.source,
+            "successor": o.successor,
+            "successor_effective": o.successor_effective,
+            "rules": o.rules,
+            "registered_sender": o.registered_sender,
+            "routes_by_type": o.routes_by_type.iter().map(planned_json).collect::<Vec<_>>(),
+            "unroutable_by_type": o.unroutable_by_type.iter().map(unroutable_json).collect::<Vec<_>>(),
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    println!("{}  {}", o.ods, or_dash(&o.name));
+    println!("Status        {}", or_dash(&o.status));
+    println!(
+        "Opened        {}   Closed {}",
+        or_dash(&o.open_date),
+        or_dash(&o.close_date)
+    );
+    println!(
+        "Commissioner  {}   Postcode {}",
+        or_dash(&o.commissioner),
+        or_dash(&o.postcode)
+    );
+    println!(
+        "Setting       {}   Supplier {}",
+        o.prescribing_setting,
+        or_dash(&o.supplier)
+    );
+    println!("Source        {}", or_dash(&o.source));
+    if !o.successor.is_empty() {
+        println!(
+            "Successor     {} from {}",
+            o.successor, o.successor_effective
+        );
+    }
+    if o.registered_sender {
+        println!("Sender        registered: may submit documents");
+    }
+    if !o.rules.is_empty() {
+        println!("Rules that could apply (most specific first):");
+        for r in &o.rules {
+            println!("  {r}");
+        }
+    }
+    let mut t = table(&["DOCUMENT TYPE", "GOES TO"]);
+    for r in &o.routes_by_type {
+        t.add_row(vec![
+            r.document_type.clone(),
+            format!(
+                "{} → {} as {} ({})",
+                r.recipient_ods, r.endpoint, r.format, r.recipient_type
+            ),
+        ]);
+    }
+    for u in &o.unroutable_by_type {
+        t.add_row(vec![
+            u.document_type.clone(),
+            format!("unroutable: {}", u.reason),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -119,6 +119,7 @@ mod tests {
             superseded_by: None,
             ack_code: None,
             ack_reason: None,
+            format: None,
         }
     }
 

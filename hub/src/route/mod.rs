@@ -1,9 +1,11 @@
-//! The hub's side of routing: loading the directory file, holding the directory in use, and
-//! turning routing decisions into deliveries. The decisions themselves are `edt_routers`.
+//! The hub's side of routing: loading the directory files, holding the directory in use,
+//! reloading it (on request and when a file changes) without ever replacing a good directory
+//! with a bad one. The decisions themselves are `edt_routers`.
 
 use edt_routers::{Directory, DirectoryError, Endpoint, EndpointKind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
 /// A loaded directory and where its relative paths are anchored.
 #[derive(Debug)]
@@ -11,6 +13,8 @@ pub struct Loaded {
     pub directory: Directory,
     pub file: PathBuf,
     base: PathBuf,
+    /// Modification times of every file it was built from, when loaded.
+    stamps: Vec<Option<SystemTime>>,
 }
 
 impl Loaded {
@@ -27,18 +31,31 @@ impl Loaded {
             }
         }
     }
+
+    fn changed_on_disk(&self) -> bool {
+        stamps(self.directory.files()) != self.stamps
+    }
+}
+
+fn stamps(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
 }
 
 /// The directory in use; replaced whole, never edited in place.
 pub struct DirectoryHandle {
     current: RwLock<Arc<Loaded>>,
+    last_error: Mutex<Option<String>>,
 }
 
 impl DirectoryHandle {
-    /// Loads `file`.
+    /// Loads `file` and the files it names.
     pub fn load(file: &Path) -> Result<Self, DirectoryError> {
         Ok(Self {
             current: RwLock::new(Arc::new(load(file)?)),
+            last_error: Mutex::new(None),
         })
     }
 
@@ -46,12 +63,71 @@ impl DirectoryHandle {
         self.current.read().expect("directory lock").clone()
     }
 
-    /// Loads the file again; on any error the directory in use stays.
+    /// Loads the files again; on any error the directory in use stays and the error is kept
+    /// for [`DirectoryHandle::last_error`].
     pub fn reload(&self) -> Result<Arc<Loaded>, DirectoryError> {
         let file = self.get().file.clone();
-        let fresh = Arc::new(load(&file)?);
-        *self.current.write().expect("directory lock") = fresh.clone();
-        Ok(fresh)
+        match load(&file) {
+            Ok(fresh) => {
+                let fresh = Arc::new(fresh);
+                *self.current.write().expect("directory lock") = fresh.clone();
+                *self.last_error.lock().expect("error lock") = None;
+                metrics::counter!("edthub_directory_reloads_total", "outcome" => "loaded")
+                    .increment(1);
+                tracing::info!(
+                    organisations = fresh.directory.organisation_count(),
+                    rules = fresh.directory.rules().len(),
+                    "directory reloaded"
+                );
+                Ok(fresh)
+            }
+            Err(e) => {
+                *self.last_error.lock().expect("error lock") = Some(e.to_string());
+                metrics::counter!("edthub_directory_reloads_total", "outcome" => "refused")
+                    .increment(1);
+                tracing::error!(error = %e, "directory reload refused; the previous directory stays in use");
+                Err(e)
+            }
+        }
+    }
+
+    /// Why the last reload was refused, if it was.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("error lock").clone()
+    }
+
+    /// Reloads when any of the directory's files changes, checking every `every`.
+    pub fn spawn_watcher(
+        self: Arc<Self>,
+        every: Duration,
+        mut shutdown: crate::shutdown::Shutdown,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut refused_stamps = None;
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = tick.tick() => {}
+                }
+                let loaded = self.get();
+                if !loaded.changed_on_disk() {
+                    continue;
+                }
+                // Do not retry a refused version until it changes again.
+                let now = stamps(loaded.directory.files());
+                if refused_stamps.as_ref() == Some(&now) {
+                    continue;
+                }
+                let me = self.clone();
+                let result = tokio::task::spawn_blocking(move || me.reload().map(|_| ())).await;
+                refused_stamps = match result {
+                    Ok(Ok(())) => None,
+                    _ => Some(now),
+                };
+            }
+        })
     }
 }
 
@@ -61,44 +137,59 @@ fn load(file: &Path) -> Result<Loaded, DirectoryError> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    let stamps = stamps(directory.files());
     Ok(Loaded {
         directory,
         file: file.to_path_buf(),
         base,
+        stamps,
     })
 }
 
-/// Sample practices for a first run.
-pub const SAMPLE_PRACTICES: [(&str, &str); 5] = [
-    ("A81001", "The Densham Surgery"),
-    ("A81002", "Queens Park Medical Centre"),
-    ("A81003", "Victoria Medical Practice"),
-    ("A81004", "Acklam Medical Centre"),
-    ("A81005", "Springwood Surgery"),
-];
+/// Today as `YYYYMMDD` (UTC), for successors that take effect on a date.
+pub fn today() -> u32 {
+    let d = time::OffsetDateTime::now_utc().date();
+    d.year() as u32 * 10_000 + u32::from(u8::from(d.month())) * 100 + u32::from(d.day())
+}
 
-/// Writes a sample directory (one trust sender, five practices, a drop folder each) to `file`
-/// unless it exists, and creates the drop folders. Returns whether it wrote one.
+/// Practices with their own drop folder in the sample directory.
+pub const SAMPLE_PRACTICES: [&str; 5] = ["A81001", "A81002", "A81004", "A81005", "A81006"];
+
+const EPRACCUR: &[u8] = include_bytes!("../../../deploy/ods/epraccur.csv");
+const SUPPLIERS: &[u8] = include_bytes!("../../../deploy/ods/ods-to-supplier.csv");
+
+/// Writes a sample directory unless `file` exists: the national GP practice file and supplier
+/// map, one trust sender, a drop folder each for five practices and one shared folder for every
+/// other active practice. Returns whether it wrote one.
 pub fn write_sample(file: &Path) -> std::io::Result<bool> {
     if file.exists() {
         return Ok(false);
     }
     let base = file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(base)?;
+    std::fs::write(base.join("epraccur.csv"), EPRACCUR)?;
+    std::fs::write(base.join("ods-to-supplier.csv"), SUPPLIERS)?;
     let mut s = String::from(
-        "# Sample directory written by `edthub serve` on first run. Edit it, or point\n\
-         # `directory` in the config at your own. Relative paths are under this file's folder.\n\n\
+        "# Sample directory written by `edthub serve` on first run. Edit it (the hub reloads it\n\
+         # when it changes), or point `directory` in the config at your own. Relative paths are\n\
+         # under this file's folder. See deploy/directory.example.toml for every setting.\n\n\
+         practices = \"epraccur.csv\"\nsuppliers = \"ods-to-supplier.csv\"\n\
+         # successors = \"successors.csv\"   # old code, new code, effective date\n\n\
          [senders.RX1]\nname = \"Sample Acute Trust\"\n\n\
-         [senders.R1K]\nname = \"Sample Hospitals NHS Trust\"\n\n",
+         [senders.R1K]\nname = \"Sample Hospitals NHS Trust\"\n\n\
+         [unknown_gp]\nhold = \"the patient's GP is not known: trace with PDS and route by hand\"\n\n\
+         [endpoints.other-practices]\nkind = \"file\"\npath = \"drop/other-practices\"\n\n",
     );
-    for (ods, name) in SAMPLE_PRACTICES {
+    for ods in SAMPLE_PRACTICES {
         s.push_str(&format!(
             "[endpoints.{lower}-drop]\nkind = \"file\"\npath = \"drop/{ods}\"\n\n\
-             [organisations.{ods}]\nname = \"{name}\"\nendpoint = \"{lower}-drop\"\n\n",
+             [[rules]]\nname = \"{ods} drop folder\"\nods = \"{ods}\"\nendpoint = \"{lower}-drop\"\n\n",
             lower = ods.to_ascii_lowercase()
         ));
         std::fs::create_dir_all(base.join("drop").join(ods).join("acks"))?;
     }
-    std::fs::create_dir_all(base)?;
+    s.push_str("[[rules]]\nname = \"every other practice\"\nendpoint = \"other-practices\"\n");
+    std::fs::create_dir_all(base.join("drop/other-practices/acks"))?;
     std::fs::write(file, s)?;
     Ok(true)
 }
@@ -108,7 +199,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sample_loads_and_resolves_relative_folders() {
+    fn sample_loads_the_national_file_and_resolves_relative_folders() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("directory.toml");
         assert!(write_sample(&file).unwrap());
@@ -118,10 +209,12 @@ mod tests {
         );
         let h = DirectoryHandle::load(&file).unwrap();
         let loaded = h.get();
+        assert_eq!(loaded.directory.organisation_count(), 14_303);
         let ep = loaded.directory.endpoint("a81001-drop").unwrap();
         assert_eq!(loaded.folder(ep), dir.path().join("drop/A81001"));
         assert!(loaded.folder(ep).join("acks").is_dir());
         assert!(loaded.directory.sender("RX1").is_some());
+        assert_eq!(loaded.directory.files().len(), 3);
     }
 
     #[test]
@@ -130,9 +223,16 @@ mod tests {
         let file = dir.path().join("directory.toml");
         write_sample(&file).unwrap();
         let h = DirectoryHandle::load(&file).unwrap();
-        std::fs::write(&file, "[organisations.A81001]\nendpoint = \"missing\"\n").unwrap();
+        std::fs::write(dir.path().join("epraccur.csv"), "\"A81001\",\"broken\"\n").unwrap();
         let err = h.reload().unwrap_err().to_string();
-        assert!(err.contains("missing"), "{err}");
-        assert!(h.get().directory.organisation("A81005").is_some());
+        assert!(err.contains("epraccur.csv line 1"), "{err}");
+        assert_eq!(h.get().directory.organisation_count(), 14_303);
+        assert!(h.last_error().unwrap().contains("27 columns"));
+    }
+
+    #[test]
+    fn today_is_a_date() {
+        let t = today();
+        assert!(t > 20_200_101 && t < 21_000_101, "{t}");
     }
 }

@@ -41,6 +41,7 @@ pub fn sample(sender: &str, local_id: &str, recipients: &[&str]) -> NewMessage {
             superseded_by: None,
             ack_code: None,
             ack_reason: None,
+            format: None,
         })
         .collect();
     NewMessage {
@@ -239,6 +240,7 @@ pub async fn replay_supersedes_without_editing_history(f: &dyn StoreFactory) {
             new: replacement.clone(),
             actor: "ops:test".into(),
             reason: "folder fixed".into(),
+            routing: "A81001: matched a rule".into(),
             enqueue: None,
         })
         .unwrap();
@@ -272,6 +274,7 @@ pub async fn replay_supersedes_without_editing_history(f: &dyn StoreFactory) {
         },
         actor: "ops:test".into(),
         reason: String::new(),
+        routing: String::new(),
         enqueue: None,
     });
     assert!(matches!(again, Err(StoreError::AlreadyReplayed(_, _))));

@@ -106,7 +106,10 @@ pub struct Replay {
     pub original: Uuid,
     pub new: DeliveryRecord,
     pub actor: String,
+    /// Why ops replayed it.
     pub reason: String,
+    /// How the new delivery was routed.
+    pub routing: String,
     pub enqueue: Option<Enqueue>,
 }
 

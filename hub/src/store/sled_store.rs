@@ -318,7 +318,11 @@ impl Store for SledStore {
                     from: None,
                     to: Some(new.state),
                     actor: r.actor.clone(),
-                    reason: format!("replay of delivery {}", orig.id),
+                    reason: if r.routing.is_empty() {
+                        format!("replay of delivery {}", orig.id)
+                    } else {
+                        format!("replay of delivery {}; {}", orig.id, r.routing)
+                    },
                 },
             )?;
             if let Some(e) = &r.enqueue {

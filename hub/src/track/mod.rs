@@ -301,6 +301,9 @@ pub struct DeliveryRecord {
     pub superseded_by: Option<Uuid>,
     pub ack_code: Option<String>,
     pub ack_reason: Option<String>,
+    /// The format the receiver files ("original", "itk3", ...); `None` means original.
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 impl DeliveryRecord {
