@@ -78,6 +78,22 @@ pub enum Attempt {
     Failed,
     /// Nothing to do: the delivery is not waiting for its transport (a redelivered work item).
     Skipped,
+    /// Someone else is working on this delivery right now: try the work item again shortly.
+    Busy,
+}
+
+/// A delivery claimed by [`Hub::claim`]; released on drop.
+struct Claimed<'a> {
+    hub: &'a Hub,
+    id: Uuid,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.hub.in_progress.lock() {
+            busy.remove(&self.id);
+        }
+    }
 }
 
 /// A running node's shared state.
@@ -290,18 +306,20 @@ impl Hub {
     /// One attempt at a delivery, as a worker does it for a `deliver` work item. Safe to call
     /// again for the same delivery (work items are redelivered after a crash).
     pub async fn attempt(&self, delivery_id: Uuid) -> Result<Attempt, StoreError> {
-        {
-            let mut busy = self.in_progress.lock().expect("in-progress lock");
-            if !busy.insert(delivery_id) {
-                return Ok(Attempt::Skipped);
-            }
-        }
-        let result = self.attempt_inner(delivery_id).await;
-        self.in_progress
-            .lock()
-            .expect("in-progress lock")
-            .remove(&delivery_id);
-        result
+        let Some(_busy) = self.claim(delivery_id) else {
+            return Ok(Attempt::Busy);
+        };
+        self.attempt_inner(delivery_id).await
+    }
+
+    /// Marks a delivery as being worked on by this node (an attempt or a cancel), so that the
+    /// two never overlap: a cancel cannot land between writing a document and recording it.
+    fn claim(&self, delivery_id: Uuid) -> Option<Claimed<'_>> {
+        let mut busy = self.in_progress.lock().expect("in-progress lock");
+        busy.insert(delivery_id).then_some(Claimed {
+            hub: self,
+            id: delivery_id,
+        })
     }
 
     async fn attempt_inner(&self, delivery_id: Uuid) -> Result<Attempt, StoreError> {
@@ -392,6 +410,7 @@ impl Hub {
             Attempt::Retrying => "retrying",
             Attempt::Failed => "failed",
             Attempt::Skipped => "skipped",
+            Attempt::Busy => "busy",
         };
         metrics::counter!("edthub_delivery_attempts_total", "outcome" => label).increment(1);
         if result == Attempt::Sent {
@@ -458,14 +477,30 @@ impl Hub {
             };
             new.replay_of = Some(d.id);
             if !dry_run {
-                new = self.store.replay(Replay {
+                let replayed = self.store.replay(Replay {
                     original: d.id,
                     new,
                     actor: actor.to_string(),
                     reason: reason.to_string(),
                     routing: created.reason,
                     enqueue,
-                })?;
+                });
+                new = match replayed {
+                    Ok(n) => n,
+                    // Its state changed since we looked (an ack arrived, another operator
+                    // replayed it): report it and carry on with the rest of the message.
+                    Err(e @ (StoreError::NotReplayable(..) | StoreError::AlreadyReplayed(..))) => {
+                        out.skipped
+                            .push(format!("{} ({}): {e}", d.recipient_ods, d.id));
+                        continue;
+                    }
+                    Err(e) => {
+                        if !out.new_deliveries.is_empty() {
+                            self.store.flush().await?;
+                        }
+                        return Err(e);
+                    }
+                };
                 metrics::counter!("edthub_replays_total").increment(1);
             }
             out.new_deliveries.push(new);
@@ -483,6 +518,9 @@ impl Hub {
         actor: &str,
         reason: &str,
     ) -> Result<DeliveryRecord, StoreError> {
+        let Some(_busy) = self.claim(delivery_id) else {
+            return Err(StoreError::Busy(delivery_id));
+        };
         let d = self.store.apply(
             delivery_id,
             Change::new(DeliveryEvent::Cancel, actor, reason),
@@ -491,29 +529,72 @@ impl Hub {
         Ok(d)
     }
 
+    /// Marks a delivery `failed` because its work item was dead-lettered (every hand-out ended
+    /// without the attempt being recorded), so ops sees it and can replay it.
+    pub async fn fail_dead_lettered(&self, id: Uuid, handed_out: u32) {
+        let mut c = Change::new(
+            DeliveryEvent::GaveUp,
+            "hub",
+            format!(
+                "work item dead-lettered after {handed_out} hand-outs without a recorded attempt"
+            ),
+        );
+        c.error = Some("delivery work kept failing; see the hub log".into());
+        match self.store.apply(id, c) {
+            Ok(_) => {
+                if let Err(e) = self.store.flush().await {
+                    tracing::error!(delivery = %id, error = %e, "flush failed");
+                }
+            }
+            Err(StoreError::InvalidTransition(_)) | Err(StoreError::NoSuchDelivery(_)) => {}
+            Err(e) => {
+                tracing::error!(delivery = %id, error = %e, "could not mark a dead-lettered delivery failed")
+            }
+        }
+    }
+
     /// Puts back work that a crash may have lost: every current delivery waiting for its
-    /// transport without a queued work item gets one. Work items are idempotent, so an extra
-    /// one costs a skipped attempt, never a second delivery.
+    /// transport without a queued work item gets one (at its scheduled retry time), and
+    /// deliveries whose work item was dead-lettered are marked failed. Work items are
+    /// idempotent, so an extra one costs a skipped attempt, never a second delivery.
     pub async fn reconcile(&self) -> Result<usize, anyhow::Error> {
+        for dead in self.bus.dead_letters(DELIVER_QUEUE).await? {
+            if let Ok(id) = Uuid::from_slice(&dead.body) {
+                if self
+                    .store
+                    .delivery(id)?
+                    .is_some_and(|d| d.state.awaits_transport())
+                {
+                    self.fail_dead_lettered(id, dead.deliveries).await;
+                }
+            }
+        }
         let Some(queued) = self.bus.queued(DELIVER_QUEUE).await? else {
             return Ok(0);
         };
         let mut fixed = 0;
+        let now = now_ms();
         for state in [DeliveryState::Pending, DeliveryState::Retrying] {
             for id in self
                 .store
                 .deliveries_in_state(state, u64::MAX, usize::MAX)?
             {
-                if !queued.contains(id.as_bytes().as_slice()) {
-                    self.bus
-                        .publish(
-                            DELIVER_QUEUE,
-                            id.as_bytes().to_vec(),
-                            std::time::Duration::ZERO,
-                        )
-                        .await?;
-                    fixed += 1;
+                if queued.contains(id.as_bytes().as_slice()) {
+                    continue;
                 }
+                let due = self
+                    .store
+                    .delivery(id)?
+                    .and_then(|d| d.next_attempt_ms)
+                    .unwrap_or(now);
+                self.bus
+                    .publish(
+                        DELIVER_QUEUE,
+                        id.as_bytes().to_vec(),
+                        std::time::Duration::from_millis(due.saturating_sub(now)),
+                    )
+                    .await?;
+                fixed += 1;
             }
         }
         if fixed > 0 {

@@ -847,6 +847,19 @@ fn build(
         .into_iter()
         .map(|(id, kind)| (id.clone(), Arc::new(Endpoint { id, kind })))
         .collect();
+    // Acknowledgements are matched to endpoints by folder: two endpoints must not share one.
+    let mut folders: HashMap<&str, &str> = HashMap::new();
+    for e in endpoints.values() {
+        let EndpointKind::File { path } = &e.kind;
+        let key = path.trim_end_matches('/');
+        if let Some(other) = folders.insert(key, &e.id) {
+            return Err(invalid(
+                "endpoint",
+                &e.id,
+                format!("uses the same folder {path:?} as endpoint {other:?}; give each its own"),
+            ));
+        }
+    }
     let endpoint = |what, owner: &str, id: &str| -> Result<Arc<Endpoint>, DirectoryError> {
         endpoints.get(id).cloned().ok_or_else(|| {
             invalid(

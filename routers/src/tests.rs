@@ -340,6 +340,8 @@ fn bad_directories_are_refused_with_their_location() {
     );
     let e = bad("[endpoints.x]\nkind = \"file\"\npath = \"x\"\n[[rules]]\nods = \"A81001\"\ncommissioner = \"00K\"\nendpoint = \"x\"\n");
     assert!(e.contains("at most one"), "{e}");
+    let e = bad("[endpoints.x]\nkind = \"file\"\npath = \"drop/x\"\n[endpoints.y]\nkind = \"file\"\npath = \"drop/x/\"\n");
+    assert!(e.contains("same folder"), "{e}");
     let e = bad("bogus = 1\n");
     assert!(e.contains("bogus"), "{e}");
     let e = Directory::from_parts(

@@ -83,7 +83,16 @@ enum Outcome {
     Consumed,
     /// Unusable: set aside with this problem.
     SetAside(String),
+    /// Not yet: the delivery is still on its way out, or the file is still being written.
+    Later,
 }
+
+/// Prefix an ack file is renamed to while the hub works on it, so that a receiver writing the
+/// same name again does not have its new ack deleted with the old one.
+const PROCESSING: &str = ".processing-";
+
+/// How long an unreadable ack file is given to be finished before it is set aside.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reads every endpoint's `acks/` folder once. Returns (consumed, set aside).
 pub async fn scan_file_acks(hub: &Hub) -> (usize, usize) {
@@ -95,20 +104,40 @@ pub async fn scan_file_acks(hub: &Hub) -> (usize, usize) {
         let Ok(entries) = std::fs::read_dir(&folder) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') || !name.ends_with(".ack") || !path.is_file() {
-                continue;
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".ack") && (!n.starts_with('.') || n.starts_with(PROCESSING)))
+            .collect();
+        // A fresh ack replaces a leftover one of the same name (taking it renames over it).
+        let fresh: std::collections::HashSet<String> = names
+            .iter()
+            .filter(|n| !n.starts_with(PROCESSING))
+            .cloned()
+            .collect();
+        names.retain(|n| {
+            n.strip_prefix(PROCESSING)
+                .is_none_or(|o| !fresh.contains(o))
+        });
+        for name in names {
+            let original = name.strip_prefix(PROCESSING).unwrap_or(&name).to_string();
+            let working = folder.join(format!("{PROCESSING}{original}"));
+            if !name.starts_with(PROCESSING) {
+                if let Err(e) = std::fs::rename(folder.join(&name), &working) {
+                    tracing::warn!(file = %folder.join(&name).display(), error = %e, "could not take the ack file; will retry");
+                    continue;
+                }
             }
-            match process(hub, &endpoint.id, &path, &name) {
-                Ok(Outcome::Consumed) => consumed.push(path),
+            match process(hub, &endpoint.id, &working, &original) {
+                Ok(Outcome::Consumed) => consumed.push(working),
+                Ok(Outcome::Later) => {}
                 Ok(Outcome::SetAside(problem)) => {
-                    set_aside_file(hub, &folder, &path, &name, &problem);
+                    set_aside_file(hub, &folder, &working, &original, &problem);
                     set_aside += 1;
                 }
                 Err(e) => {
-                    tracing::error!(file = %path.display(), error = %e, "ack not processed; will retry")
+                    tracing::error!(file = %working.display(), error = %e, "ack not processed; will retry")
                 }
             }
         }
@@ -129,6 +158,14 @@ pub async fn scan_file_acks(hub: &Hub) -> (usize, usize) {
     (consumed.len(), set_aside)
 }
 
+fn young(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < GRACE)
+}
+
 fn process(hub: &Hub, endpoint: &str, path: &Path, name: &str) -> Result<Outcome, StoreError> {
     let stem = name.trim_end_matches(".ack");
     let Ok(id) = Uuid::parse_str(stem) else {
@@ -142,6 +179,8 @@ fn process(hub: &Hub, endpoint: &str, path: &Path, name: &str) -> Result<Outcome
     };
     let ack = match parse_ack(&bytes) {
         Ok(a) => a,
+        // Perhaps still being written: give it a moment before giving up on it.
+        Err(_) if young(path) => return Ok(Outcome::Later),
         Err(problem) => return Ok(Outcome::SetAside(problem)),
     };
     let Some(d) = hub.store.delivery(id)? else {
@@ -153,6 +192,11 @@ fn process(hub: &Hub, endpoint: &str, path: &Path, name: &str) -> Result<Outcome
         return Ok(Outcome::SetAside(format!(
             "delivery {id} was not sent to endpoint {endpoint}"
         )));
+    }
+    if d.state.awaits_transport() {
+        // The receiver has it but the hub has not recorded the hand-over yet (or is about
+        // to send it again after a restart): apply the ack once it has.
+        return Ok(Outcome::Later);
     }
     let code = ack.code.clone().unwrap_or_default();
     let reason = ack.reason.clone().unwrap_or_default();
@@ -183,10 +227,15 @@ fn process(hub: &Hub, endpoint: &str, path: &Path, name: &str) -> Result<Outcome
 
 fn set_aside_file(hub: &Hub, ack_dir: &Path, path: &Path, name: &str, problem: &str) {
     let aside = ack_dir.join(SET_ASIDE_DIR);
-    let target: PathBuf = aside.join(name);
+    // Never overwrite earlier evidence.
+    let mut target: PathBuf = aside.join(name);
+    if target.exists() {
+        target = aside.join(format!("{name}.{}", now_ms()));
+    }
+    let note = PathBuf::from(format!("{}.error", target.display()));
     let moved = std::fs::create_dir_all(&aside)
         .and_then(|_| std::fs::rename(path, &target))
-        .and_then(|_| std::fs::write(aside.join(format!("{name}.error")), format!("{problem}\n")));
+        .and_then(|_| std::fs::write(&note, format!("{problem}\n")));
     let kept_at = match moved {
         Ok(()) => target.display().to_string(),
         Err(e) => {
@@ -194,11 +243,11 @@ fn set_aside_file(hub: &Hub, ack_dir: &Path, path: &Path, name: &str, problem: &
             path.display().to_string()
         }
     };
-    tracing::warn!(file = %path.display(), kept_at = %kept_at, problem, "unusable ack file set aside");
+    tracing::warn!(file = %ack_dir.join(name).display(), kept_at = %kept_at, problem, "unusable ack file set aside");
     metrics::counter!("edthub_acks_total", "outcome" => "set-aside").increment(1);
     if let Err(e) = hub.store.record_unmatched_ack(UnmatchedAck {
         at_ms: now_ms(),
-        source: path.display().to_string(),
+        source: ack_dir.join(name).display().to_string(),
         problem: problem.to_string(),
         kept_at,
     }) {

@@ -13,7 +13,9 @@ pub fn ts(ms: u64) -> Timestamp {
 }
 
 pub fn ms(t: &Timestamp) -> u64 {
-    (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000
+    (t.seconds.max(0) as u64)
+        .saturating_mul(1000)
+        .saturating_add(t.nanos.clamp(0, 999_999_999) as u64 / 1_000_000)
 }
 
 pub fn state(s: DeliveryState) -> i32 {

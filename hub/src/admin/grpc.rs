@@ -22,9 +22,9 @@ fn store_status(e: StoreError) -> Status {
         StoreError::NoSuchMessage(id) => Status::not_found(format!("no message {id}")),
         StoreError::NoSuchDelivery(id) => Status::not_found(format!("no delivery {id}")),
         StoreError::InvalidTransition(t) => Status::failed_precondition(t.to_string()),
-        StoreError::AlreadyReplayed(a, b) => {
-            Status::failed_precondition(format!("delivery {a} was already replayed as {b}"))
-        }
+        e @ (StoreError::AlreadyReplayed(..)
+        | StoreError::NotReplayable(..)
+        | StoreError::Busy(_)) => Status::failed_precondition(e.to_string()),
         other => {
             tracing::error!(error = %other, "store failure");
             Status::unavailable(other.to_string())
@@ -186,6 +186,7 @@ impl Admin for AdminService {
     ) -> Result<Response<v1::ReplayMessagesResponse>, Status> {
         let actor = actor(&request);
         let req = request.into_inner();
+        let mut truncated = false;
         let ids: Vec<Uuid> = if !req.message_ids.is_empty() {
             req.message_ids
                 .iter()
@@ -206,7 +207,9 @@ impl Admin for AdminService {
             if q.limit == 0 {
                 q.limit = 10_000;
             }
-            self.hub.store.list(&q).map_err(store_status)?.0
+            let (ids, cut) = self.hub.store.list(&q).map_err(store_status)?;
+            truncated = cut;
+            ids
         };
         let reason = if req.reason.trim().is_empty() {
             "replayed by ops".to_string()
@@ -215,23 +218,28 @@ impl Admin for AdminService {
         };
         let mut resp = v1::ReplayMessagesResponse {
             dry_run: req.dry_run,
+            truncated,
             ..Default::default()
         };
+        // One message's problem (a concurrent replay, an unknown id) is reported with it; the
+        // others still go ahead.
         for id in ids {
-            let r = self
-                .hub
-                .replay(id, req.dry_run, &actor, &reason)
-                .await
-                .map_err(store_status)?;
-            if r.new_deliveries.is_empty() {
+            let (new, skipped) = match self.hub.replay(id, req.dry_run, &actor, &reason).await {
+                Ok(r) => (r.new_deliveries, r.skipped.join("; ")),
+                Err(e @ (StoreError::Engine(_) | StoreError::Corrupt(_))) => {
+                    return Err(store_status(e))
+                }
+                Err(e) => (Vec::new(), e.to_string()),
+            };
+            if new.is_empty() {
                 resp.skipped += 1;
             } else {
                 resp.replayed += 1;
             }
             resp.outcomes.push(v1::ReplayOutcome {
                 message_id: id.to_string(),
-                new_deliveries: r.new_deliveries.iter().map(convert::delivery).collect(),
-                skipped_reason: r.skipped.join("; "),
+                new_deliveries: new.iter().map(convert::delivery).collect(),
+                skipped_reason: skipped,
             });
         }
         if !req.dry_run {

@@ -82,8 +82,12 @@ fn decode(v: &[u8]) -> Result<(u32, Vec<u8>), BusError> {
     Ok((d, v[4..].to_vec()))
 }
 
-fn tail_u64(k: &[u8]) -> u64 {
-    u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes"))
+fn tail_u64(k: &[u8]) -> Result<u64, BusError> {
+    k.len()
+        .checked_sub(8)
+        .and_then(|at| k[at..].try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| BusError::Corrupt("key shorter than its sequence number".into()))
 }
 
 /// Enqueues inside a store transaction on the `bus_ready` tree.
@@ -110,7 +114,6 @@ type TxErr = ConflictableTransactionError<BusError>;
 
 /// The sled-backed bus.
 pub struct EmbeddedBus {
-    db: sled::Db,
     ready: sled::Tree,
     inflight: sled::Tree,
     dead: sled::Tree,
@@ -137,7 +140,6 @@ impl EmbeddedBus {
             inflight: db.open_tree(INFLIGHT_TREE)?,
             dead: db.open_tree(DEAD_TREE)?,
             commit,
-            db: db.clone(),
             signals,
             claim_lock: Mutex::new(()),
             max_deliveries: max_deliveries.max(1),
@@ -150,9 +152,15 @@ impl EmbeddedBus {
         let now = now_ms();
         for kv in self.inflight.iter() {
             let (k, v) = kv?;
-            let queue_len = usize::from(k[0]);
-            let queue = String::from_utf8_lossy(&k[1..1 + queue_len]).to_string();
-            let seq = tail_u64(&k);
+            let queue_len = usize::from(
+                *k.first()
+                    .ok_or_else(|| BusError::Corrupt("empty in-flight key".into()))?,
+            );
+            let queue = k
+                .get(1..1 + queue_len)
+                .map(|q| String::from_utf8_lossy(q).to_string())
+                .ok_or_else(|| BusError::Corrupt("in-flight key".into()))?;
+            let seq = tail_u64(&k)?;
             let rk = ready_key(&queue, now, seq);
             (&self.ready, &self.inflight)
                 .transaction(|(r, i)| {
@@ -166,22 +174,26 @@ impl EmbeddedBus {
     }
 
     fn try_claim(&self, queue: &str) -> Result<Claim, BusError> {
-        let _guard = self.claim_lock.lock().expect("claim lock");
+        // Nothing is left half-done while the lock is held: a panic elsewhere does not matter.
+        let _guard = self
+            .claim_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let prefix = queue_prefix(queue);
         loop {
             let Some(kv) = self.ready.scan_prefix(&prefix).next() else {
                 return Ok(Claim::Empty);
             };
             let (k, v) = kv?;
-            let due = u64::from_be_bytes(
-                k[prefix.len()..prefix.len() + 8]
-                    .try_into()
-                    .map_err(|_| BusError::Corrupt("ready key".into()))?,
-            );
+            let due = k
+                .get(prefix.len()..prefix.len() + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or_else(|| BusError::Corrupt("ready key".into()))?;
             if due > now_ms() {
                 return Ok(Claim::WaitUntil(due));
             }
-            let seq = tail_u64(&k);
+            let seq = tail_u64(&k)?;
             if !self.commit.is_durable(seq) {
                 self.commit.request();
                 return Ok(Claim::NotDurable);
@@ -252,10 +264,14 @@ impl Bus for EmbeddedBus {
         delay: Duration,
     ) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
-            let seq = self.db.generate_id()?;
             let due = now_ms() + delay.as_millis() as u64;
+            // In a transaction, like the store's enqueues, so the durability watermark covers it.
             self.ready
-                .insert(ready_key(queue, due, seq), encode(0, &body))?;
+                .transaction(|t| {
+                    enqueue_in(t, queue, &body, due)?;
+                    Ok::<_, TxErr>(())
+                })
+                .map_err(tx_err)?;
             self.signals.notify(queue);
             self.commit.flush().await.map_err(BusError::Storage)
         })

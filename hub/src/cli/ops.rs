@@ -288,6 +288,13 @@ pub async fn replay(
             .await
             .map_err(status_error)?
             .into_inner();
+        if plan.truncated {
+            eprintln!(
+                "note: more than {} messages match; this run replays the first {} — run it again for the rest",
+                plan.outcomes.len(),
+                plan.outcomes.len()
+            );
+        }
         plan.outcomes.into_iter().map(|o| o.message_id).collect()
     } else {
         ids.to_vec()

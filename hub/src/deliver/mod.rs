@@ -69,6 +69,7 @@ async fn work(hub: &Hub, item: crate::bus::BusItem) {
     };
     let span = tracing::info_span!("deliver", delivery = %id);
     match hub.attempt(id).instrument(span).await {
+        Ok(Attempt::Busy) => retry(hub, &item, id, Duration::from_millis(500), "busy").await,
         Ok(outcome) => {
             if outcome != Attempt::Skipped {
                 tracing::info!(outcome = ?outcome, "delivery attempt");
@@ -79,7 +80,29 @@ async fn work(hub: &Hub, item: crate::bus::BusItem) {
         }
         Err(e) => {
             tracing::error!(error = %e, "delivery attempt could not be recorded; will retry");
-            let _ = bus.retry_later(&item, Duration::from_secs(5)).await;
+            retry(
+                hub,
+                &item,
+                id,
+                Duration::from_secs(5),
+                "attempt not recorded",
+            )
+            .await;
+        }
+    }
+}
+
+/// Gives a work item back; when it has reached the delivery limit the delivery is failed, so
+/// that it shows up for ops instead of waiting forever.
+async fn retry(hub: &Hub, item: &crate::bus::BusItem, id: Uuid, delay: Duration, why: &str) {
+    match hub.bus.retry_later(item, delay).await {
+        Ok(crate::bus::Requeued::Later) => {}
+        Ok(crate::bus::Requeued::DeadLettered) => {
+            tracing::error!(delivery = %id, why, "work item reached the delivery limit");
+            hub.fail_dead_lettered(id, item.deliveries).await;
+        }
+        Err(e) => {
+            tracing::error!(delivery = %id, error = %e, "could not requeue the work item; it returns at restart");
         }
     }
 }

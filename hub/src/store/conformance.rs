@@ -229,6 +229,24 @@ pub async fn replay_supersedes_without_editing_history(f: &dyn StoreFactory) {
     let (mid, did) = (new.message.id, new.deliveries[0].id);
     let template = new.deliveries[0].clone();
     s.submit(new).unwrap();
+    let not_yet = s.replay(Replay {
+        original: did,
+        new: DeliveryRecord {
+            id: new_id(),
+            ..template.clone()
+        },
+        actor: "ops:test".into(),
+        reason: String::new(),
+        routing: String::new(),
+        enqueue: None,
+    });
+    assert!(
+        matches!(
+            not_yet,
+            Err(StoreError::NotReplayable(_, DeliveryState::Pending))
+        ),
+        "a pending delivery is not replayed: {not_yet:?}"
+    );
     step(s.as_ref(), did, DeliveryEvent::GaveUp);
     let replacement = DeliveryRecord {
         id: new_id(),

@@ -33,7 +33,16 @@ impl GroupCommit {
                 while let Ok(more) = rx.try_recv() {
                     waiting.push(more);
                 }
-                let watermark = db.generate_id();
+                // Taken inside a transaction: sled runs transactions one at a time, so every
+                // transaction that drew a smaller id has committed before this one, and the
+                // flush below covers it.
+                let watermark = db
+                    .transaction(|t| {
+                        Ok::<_, sled::transaction::ConflictableTransactionError<()>>(
+                            t.generate_id()?,
+                        )
+                    })
+                    .map_err(|_| ());
                 let result = db
                     .flush_async()
                     .await

@@ -72,6 +72,8 @@ pub fn trailing_id(key: &[u8]) -> Option<Uuid> {
 
 /// The smallest UUIDv7 for a time: a bound for range scans over time-ordered ids.
 pub fn min_id_at(ms: u64) -> Uuid {
+    // UUIDv7 holds 48 bits of milliseconds.
+    let ms = ms.min((1 << 48) - 1);
     let mut b = [0u8; 16];
     b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
     Uuid::from_bytes(b)

@@ -34,6 +34,10 @@ pub enum StoreError {
     InvalidTransition(#[from] InvalidTransition),
     #[error("delivery {0} was already replayed as {1}")]
     AlreadyReplayed(Uuid, Uuid),
+    #[error("delivery {0} is {1}; only failed, rejected, unroutable, cancelled or overdue deliveries are replayed")]
+    NotReplayable(Uuid, DeliveryState),
+    #[error("delivery {0} is being attempted right now; try again in a moment")]
+    Busy(Uuid),
 }
 
 impl From<sled::Error> for StoreError {
@@ -119,7 +123,8 @@ pub struct ListQuery {
     pub state: Option<DeliveryState>,
     pub recipient_ods: Option<String>,
     pub sender_ods: Option<String>,
-    /// Changed (with a state filter) or received (without) at or after this time.
+    /// Changed (with a state or recipient filter) or received (otherwise) at or after this
+    /// time.
     pub since_ms: Option<u64>,
     pub limit: usize,
 }

@@ -285,6 +285,11 @@ impl Store for SledStore {
             if let Some(by) = orig.superseded_by {
                 return abort(StoreError::AlreadyReplayed(orig.id, by));
             }
+            // Checked here, inside the transaction: an ack may have landed since the caller
+            // looked.
+            if !orig.state.is_replayable() {
+                return abort(StoreError::NotReplayable(orig.id, orig.state));
+            }
             let now = now_ms();
             unindex_delivery(t, &orig)?;
             orig.superseded_by = Some(r.new.id);
@@ -520,12 +525,12 @@ impl Store for SledStore {
         let end = keys::state_prefix_from(state, before_ms);
         let mut out = Vec::new();
         for kv in self.tree(BY_STATE).range(from..end) {
+            if out.len() >= limit {
+                break;
+            }
             let (k, _) = kv?;
             if let Some(id) = keys::trailing_id(&k) {
                 out.push(id);
-            }
-            if out.len() >= limit {
-                break;
             }
         }
         Ok(out)
