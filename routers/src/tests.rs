@@ -395,3 +395,24 @@ proptest! {
         let _ = d.explain(&r);
     }
 }
+
+#[test]
+fn the_example_directory_in_deploy_loads() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/directory.example.toml"
+    ))
+    .unwrap();
+    let d = Directory::from_parts(
+        &text,
+        "deploy/directory.example.toml",
+        &Sources {
+            practices: Some(practices()),
+            successors: Some(("successors.csv".into(), "old,new,effective\n".into())),
+            suppliers: Some(suppliers()),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let r = resolve_in(&d, &["A81002"], DocumentType::OrderResult);
+    assert_eq!(endpoints(&r), [("A81002", "pathology-drop", "hl7v2", "FA")]);
+}
