@@ -6,6 +6,7 @@
 //! out and not acknowledged (the consumer died, the node restarted) is handed out again, so
 //! consumers are idempotent. [`conformance`] is the suite every implementation must pass.
 
+pub mod amqp;
 pub mod conformance;
 pub mod embedded;
 
@@ -106,6 +107,10 @@ pub trait Bus: Send + Sync + 'static {
         &'a self,
         queue: &'a str,
     ) -> BoxFuture<'a, Result<Option<std::collections::HashSet<Vec<u8>>>, BusError>>;
+    /// Whether the bus can take work now (a broker connection is up).
+    fn healthy(&self) -> bool {
+        true
+    }
     /// Items waiting or handed out and not settled.
     fn depth<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64, BusError>>;
 }

@@ -1,0 +1,778 @@
+//! The RabbitMQ bus (lapin): how several hub nodes share work.
+//!
+//! Topology, declared by the hub itself for each queue `Q` (all names prefixed, default
+//! `edthub.`):
+//! - `edthub.Q`: a durable **quorum** queue with a delivery limit; messages it gives up on
+//!   (delivery limit reached) are dead-lettered by the broker to `edthub.Q.dead`.
+//! - `edthub.Q.dead`: the dead letters, kept for ops.
+//! - `edthub.Q.delay.N`: durable queues with a message TTL of N ms whose expired messages
+//!   dead-letter back to `edthub.Q` — delayed retry without a plugin. A delay is rounded up to
+//!   the next of a fixed set of buckets, so each queue holds one TTL and expires in order.
+//!
+//! Every publish is persistent and waits for the publisher confirm (and for the message not to
+//! have been returned as unroutable). Consumers use manual acks with a prefetch; an item given
+//! back with [`Bus::retry_later`] is republished to a delay queue (carrying its hand-out count
+//! in a header) and only then acked. A lost connection returns unacked items to the queue; the
+//! next call reconnects with capped backoff.
+
+use super::{Bus, BusError, BusItem, DeadLetter, Requeued};
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Delay buckets, in milliseconds.
+const DELAYS_MS: [u64; 16] = [
+    100, 250, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000,
+    1_800_000, 3_600_000, 21_600_000, 86_400_000,
+];
+
+const DELIVERIES_HEADER: &str = "x-edthub-deliveries";
+const REASON_HEADER: &str = "x-edthub-reason";
+
+/// Settings for [`AmqpBus`].
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    /// `amqp://user:pass@host:5672/%2f`.
+    pub url: String,
+    /// Unacked items per consumer.
+    pub prefetch: u16,
+    /// Prefix of every queue name.
+    pub prefix: String,
+    /// Hand-outs before an item is dead-lettered.
+    pub max_deliveries: u32,
+}
+
+struct Link {
+    conn: Connection,
+    publish: Channel,
+    generation: u64,
+}
+
+/// A queue's consumer: its connection generation, the consumer, and its channel.
+type SharedConsumer = (u64, Arc<Mutex<Consumer>>, Channel);
+
+/// The RabbitMQ bus.
+pub struct AmqpBus {
+    settings: AmqpSettings,
+    link: Mutex<Option<Link>>,
+    generation: AtomicU64,
+    /// Queues declared on the current connection generation.
+    declared: std::sync::Mutex<(u64, HashSet<String>)>,
+    /// One consumer (on its own channel) per queue, shared by that queue's receivers.
+    consumers: std::sync::Mutex<HashMap<String, SharedConsumer>>,
+    /// Handed out and not yet settled: (queue, tag) → the delivery.
+    pending: std::sync::Mutex<HashMap<(String, u64), (u64, Delivery)>>,
+    next_tag: AtomicU64,
+    healthy: AtomicBool,
+    declared_names: std::sync::Mutex<HashSet<String>>,
+}
+
+fn err(e: lapin::Error) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+fn header_u32(d: &Delivery, name: &str) -> Option<u32> {
+    let headers = d.properties.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        AMQPValue::LongUInt(v) => Some(*v),
+        AMQPValue::LongInt(v) => u32::try_from(*v).ok(),
+        AMQPValue::LongLongInt(v) => u32::try_from(*v).ok(),
+        AMQPValue::ShortUInt(v) => Some(u32::from(*v)),
+        AMQPValue::ShortInt(v) => u32::try_from(*v).ok(),
+        _ => None,
+    }
+}
+
+fn header_str(d: &Delivery, name: &str) -> Option<String> {
+    let headers = d.properties.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).to_string()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        _ => None,
+    }
+}
+
+/// How many times this delivery has been handed out, this time included: hand-outs before a
+/// republish (our header) plus the broker's own redelivery count.
+fn deliveries_of(d: &Delivery) -> u32 {
+    let before = header_u32(d, DELIVERIES_HEADER).unwrap_or(0);
+    let broker = header_u32(d, "x-delivery-count").unwrap_or(if d.redelivered { 1 } else { 0 });
+    before + broker + 1
+}
+
+impl AmqpBus {
+    /// Connects and returns the bus. Fails when the broker cannot be reached.
+    pub async fn connect(settings: AmqpSettings) -> Result<Self, BusError> {
+        let bus = Self {
+            settings,
+            link: Mutex::new(None),
+            generation: AtomicU64::new(0),
+            declared: std::sync::Mutex::new((0, HashSet::new())),
+            consumers: std::sync::Mutex::new(HashMap::new()),
+            pending: std::sync::Mutex::new(HashMap::new()),
+            next_tag: AtomicU64::new(1),
+            healthy: AtomicBool::new(false),
+            declared_names: std::sync::Mutex::new(HashSet::new()),
+        };
+        bus.channel().await?;
+        Ok(bus)
+    }
+
+    fn main_queue(&self, q: &str) -> String {
+        format!("{}{q}", self.settings.prefix)
+    }
+
+    fn dead_queue(&self, q: &str) -> String {
+        format!("{}{q}.dead", self.settings.prefix)
+    }
+
+    fn delay_queue(&self, q: &str, ms: u64) -> String {
+        format!("{}{q}.delay.{ms}", self.settings.prefix)
+    }
+
+    /// The publishing channel of a working connection (made again when needed), and the
+    /// connection's generation.
+    async fn channel(&self) -> Result<(Channel, u64), BusError> {
+        let mut link = self.link.lock().await;
+        let broken = link
+            .as_ref()
+            .is_none_or(|l| !l.conn.status().connected() || !l.publish.status().connected());
+        if broken {
+            if let Some(old) = link.take() {
+                let _ = old.conn.close(320, "reconnecting".into()).await;
+            }
+            let conn = Connection::connect(
+                &self.settings.url,
+                ConnectionProperties::default().with_connection_name("edthub".into()),
+            )
+            .await
+            .map_err(|e| {
+                self.healthy.store(false, Ordering::Relaxed);
+                err(e)
+            })?;
+            let publish = conn.create_channel().await.map_err(err)?;
+            publish
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(err)?;
+            let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+            // Items handed out on the old connection will be redelivered by the broker.
+            self.pending.lock().expect("pending lock").clear();
+            self.consumers.lock().expect("consumers lock").clear();
+            *self.declared.lock().expect("declared lock") = (generation, HashSet::new());
+            *link = Some(Link {
+                conn,
+                publish,
+                generation,
+            });
+            self.healthy.store(true, Ordering::Relaxed);
+            if generation > 1 {
+                tracing::info!(generation, "reconnected to RabbitMQ");
+            }
+        }
+        let l = link.as_ref().expect("link just made");
+        Ok((l.publish.clone(), l.generation))
+    }
+
+    /// Forgets a connection that failed, so the next call makes a new one.
+    async fn broken(&self, generation: u64, e: &BusError) {
+        if !matches!(e, BusError::Unavailable(_)) {
+            return;
+        }
+        self.healthy.store(false, Ordering::Relaxed);
+        let mut link = self.link.lock().await;
+        if link.as_ref().is_some_and(|l| l.generation == generation) {
+            if let Some(old) = link.take() {
+                let _ = old.conn.close(320, "failed".into()).await;
+            }
+        }
+    }
+
+    fn is_declared(&self, generation: u64, name: &str) -> bool {
+        let d = self.declared.lock().expect("declared lock");
+        d.0 == generation && d.1.contains(name)
+    }
+
+    fn mark_declared(&self, generation: u64, names: &[String]) {
+        let mut d = self.declared.lock().expect("declared lock");
+        if d.0 == generation {
+            d.1.extend(names.iter().cloned());
+        }
+        self.declared_names
+            .lock()
+            .expect("names lock")
+            .extend(names.iter().cloned());
+    }
+
+    async fn declare(&self, ch: &Channel, generation: u64, q: &str) -> Result<(), BusError> {
+        let main = self.main_queue(q);
+        if self.is_declared(generation, &main) {
+            return Ok(());
+        }
+        let dead = self.dead_queue(q);
+        let mut dead_args = FieldTable::default();
+        dead_args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        ch.queue_declare(
+            dead.clone().into(),
+            QueueDeclareOptions::durable(),
+            dead_args,
+        )
+        .await
+        .map_err(err)?;
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(self.settings.max_deliveries as i32),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(dead.clone().into()),
+        );
+        ch.queue_declare(main.clone().into(), QueueDeclareOptions::durable(), args)
+            .await
+            .map_err(err)?;
+        self.mark_declared(generation, &[main, dead]);
+        Ok(())
+    }
+
+    async fn declare_delay(
+        &self,
+        ch: &Channel,
+        generation: u64,
+        q: &str,
+        ms: u64,
+    ) -> Result<String, BusError> {
+        let name = self.delay_queue(q, ms);
+        if self.is_declared(generation, &name) {
+            return Ok(name);
+        }
+        let mut args = FieldTable::default();
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms as i64));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
+        args.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(self.main_queue(q).into()),
+        );
+        ch.queue_declare(name.clone().into(), QueueDeclareOptions::durable(), args)
+            .await
+            .map_err(err)?;
+        self.mark_declared(generation, std::slice::from_ref(&name));
+        Ok(name)
+    }
+
+    /// Publishes persistently and waits for the broker to confirm it stored the message.
+    async fn publish_to(
+        &self,
+        ch: &Channel,
+        routing_key: &str,
+        body: &[u8],
+        headers: FieldTable,
+    ) -> Result<(), BusError> {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_headers(headers),
+            )
+            .await
+            .map_err(err)?
+            .await
+            .map_err(err)?;
+        if !confirm.is_ack() {
+            return Err(BusError::Unavailable(format!(
+                "the broker refused a message for {routing_key}"
+            )));
+        }
+        if confirm.take_message().is_some() {
+            return Err(BusError::Unavailable(format!(
+                "no queue {routing_key} took the message"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn publish_delayed(
+        &self,
+        queue: &str,
+        body: &[u8],
+        delay: Duration,
+        deliveries: u32,
+    ) -> Result<(), BusError> {
+        let mut headers = FieldTable::default();
+        if deliveries > 0 {
+            headers.insert(DELIVERIES_HEADER.into(), AMQPValue::LongUInt(deliveries));
+        }
+        let ms = delay.as_millis() as u64;
+        let (ch, generation) = self.channel().await?;
+        let r = async {
+            self.declare(&ch, generation, queue).await?;
+            let target = if ms == 0 {
+                self.main_queue(queue)
+            } else {
+                let bucket = DELAYS_MS
+                    .iter()
+                    .copied()
+                    .find(|b| *b >= ms)
+                    .unwrap_or(DELAYS_MS[DELAYS_MS.len() - 1]);
+                self.declare_delay(&ch, generation, queue, bucket).await?
+            };
+            self.publish_to(&ch, &target, body, headers).await
+        }
+        .await;
+        if let Err(e) = &r {
+            self.broken(generation, e).await;
+        }
+        r
+    }
+
+    async fn consumer(&self, queue: &str) -> Result<(Arc<Mutex<Consumer>>, u64), BusError> {
+        let (ch, generation) = self.channel().await?;
+        if let Some((g, c, _)) = self.consumers.lock().expect("consumers lock").get(queue) {
+            if *g == generation {
+                return Ok((c.clone(), generation));
+            }
+        }
+        let r = async {
+            self.declare(&ch, generation, queue).await?;
+            let link = self.link.lock().await;
+            let Some(l) = link.as_ref().filter(|l| l.generation == generation) else {
+                return Err(BusError::Unavailable("connection replaced".into()));
+            };
+            let cch = l.conn.create_channel().await.map_err(err)?;
+            drop(link);
+            cch.basic_qos(self.settings.prefetch, BasicQosOptions { global: false })
+                .await
+                .map_err(err)?;
+            let consumer = cch
+                .basic_consume(
+                    self.main_queue(queue).into(),
+                    ShortString::from(format!("edthub-{}", crate::track::new_id().simple())),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(err)?;
+            Ok((Arc::new(Mutex::new(consumer)), cch))
+        }
+        .await;
+        match r {
+            Ok((c, cch)) => {
+                let mut consumers = self.consumers.lock().expect("consumers lock");
+                // Another receiver may have made one meanwhile: use the first.
+                let entry = consumers
+                    .entry(queue.to_string())
+                    .or_insert_with(|| (generation, c.clone(), cch.clone()));
+                if entry.0 != generation {
+                    *entry = (generation, c.clone(), cch);
+                }
+                Ok((entry.1.clone(), generation))
+            }
+            Err(e) => {
+                self.broken(generation, &e).await;
+                Err(e)
+            }
+        }
+    }
+
+    fn take_pending(&self, item: &BusItem) -> Option<(u64, Delivery)> {
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .remove(&(item.queue.clone(), item.tag))
+    }
+
+    fn put_back(&self, item: &BusItem, generation: u64, d: Delivery) {
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .insert((item.queue.clone(), item.tag), (generation, d));
+    }
+
+    /// Names of the queues this bus declared.
+    pub fn declared(&self) -> Vec<String> {
+        self.declared_names
+            .lock()
+            .expect("names lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Deletes queues (tests clean up after themselves).
+    pub async fn delete_queues(&self, names: Vec<String>) -> Result<(), BusError> {
+        let (ch, _) = self.channel().await?;
+        for n in names {
+            ch.queue_delete(n.into(), QueueDeleteOptions::default())
+                .await
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the connection: unacked items go back to their queues.
+    pub async fn close(&self) {
+        if let Some(link) = self.link.lock().await.take() {
+            let _ = link.conn.close(200, "closing".into()).await;
+        }
+        self.consumers.lock().expect("consumers lock").clear();
+        self.healthy.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Bus for AmqpBus {
+    fn publish<'a>(
+        &'a self,
+        queue: &'a str,
+        body: Vec<u8>,
+        delay: Duration,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move { self.publish_delayed(queue, &body, delay, 0).await })
+    }
+
+    fn receive<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<BusItem, BusError>> {
+        Box::pin(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let (consumer, generation) = match self.consumer(queue).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "RabbitMQ unavailable; retrying in {backoff:?}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        continue;
+                    }
+                };
+                let next = consumer.lock().await.next().await;
+                match next {
+                    Some(Ok(delivery)) => {
+                        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+                        let item = BusItem {
+                            queue: queue.to_string(),
+                            tag,
+                            body: delivery.data.clone(),
+                            deliveries: deliveries_of(&delivery),
+                        };
+                        self.pending
+                            .lock()
+                            .expect("pending lock")
+                            .insert((queue.to_string(), tag), (generation, delivery));
+                        return Ok(item);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "RabbitMQ consumer failed; reconnecting");
+                        self.broken(generation, &err(e)).await;
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                    None => {
+                        // The consumer ended (channel closed): make a new one.
+                        {
+                            let mut consumers = self.consumers.lock().expect("consumers lock");
+                            if consumers
+                                .get(queue)
+                                .is_some_and(|(g, _, _)| *g == generation)
+                            {
+                                consumers.remove(queue);
+                            }
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        })
+    }
+
+    fn ack<'a>(&'a self, item: &'a BusItem) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            let Some((_, d)) = self.take_pending(item) else {
+                // Its connection is gone: the broker hands it out again.
+                return Ok(());
+            };
+            if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
+                // Acks on a replaced connection fail; the broker redelivers, consumers are
+                // idempotent.
+                tracing::warn!(error = %e, "ack failed; the item will be redelivered");
+            }
+            Ok(())
+        })
+    }
+
+    fn retry_later<'a>(
+        &'a self,
+        item: &'a BusItem,
+        delay: Duration,
+    ) -> BoxFuture<'a, Result<Requeued, BusError>> {
+        Box::pin(async move {
+            if item.deliveries >= self.settings.max_deliveries {
+                self.dead_letter(item, "delivery limit reached").await?;
+                return Ok(Requeued::DeadLettered);
+            }
+            let Some((generation, d)) = self.take_pending(item) else {
+                return Err(BusError::Corrupt(format!(
+                    "item {} is not in flight",
+                    item.tag
+                )));
+            };
+            // The copy is safely queued before the original is acked.
+            if let Err(e) = self
+                .publish_delayed(
+                    &item.queue,
+                    &item.body,
+                    delay.max(Duration::from_millis(1)),
+                    item.deliveries,
+                )
+                .await
+            {
+                self.put_back(item, generation, d);
+                return Err(e);
+            }
+            if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
+                tracing::warn!(error = %e, "ack after requeue failed; the item may come twice");
+            }
+            Ok(Requeued::Later)
+        })
+    }
+
+    fn dead_letter<'a>(
+        &'a self,
+        item: &'a BusItem,
+        reason: &'a str,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            let Some((generation, d)) = self.take_pending(item) else {
+                return Err(BusError::Corrupt(format!(
+                    "item {} is not in flight",
+                    item.tag
+                )));
+            };
+            let mut headers = FieldTable::default();
+            headers.insert(
+                DELIVERIES_HEADER.into(),
+                AMQPValue::LongUInt(item.deliveries),
+            );
+            headers.insert(
+                REASON_HEADER.into(),
+                AMQPValue::LongString(LongString::from(reason)),
+            );
+            let r = async {
+                let (ch, g) = self.channel().await?;
+                let r = async {
+                    self.declare(&ch, g, &item.queue).await?;
+                    self.publish_to(&ch, &self.dead_queue(&item.queue), &item.body, headers)
+                        .await
+                }
+                .await;
+                if let Err(e) = &r {
+                    self.broken(g, e).await;
+                }
+                r
+            }
+            .await;
+            if let Err(e) = r {
+                self.put_back(item, generation, d);
+                return Err(e);
+            }
+            metrics::counter!("edthub_bus_dead_letters_total", "queue" => item.queue.clone())
+                .increment(1);
+            if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
+                tracing::warn!(error = %e, "ack after dead-lettering failed; the item may come again");
+            }
+            Ok(())
+        })
+    }
+
+    fn dead_letters<'a>(
+        &'a self,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, BusError>> {
+        Box::pin(async move {
+            let (pch, generation) = self.channel().await?;
+            let r = async {
+                self.declare(&pch, generation, queue).await?;
+                let ch = {
+                    let link = self.link.lock().await;
+                    let Some(l) = link.as_ref().filter(|l| l.generation == generation) else {
+                        return Err(BusError::Unavailable("connection replaced".into()));
+                    };
+                    l.conn.create_channel().await.map_err(err)?
+                };
+                // Read them without taking them: get each unacked, then give all back.
+                let mut out = Vec::new();
+                let mut last_tag = None;
+                while let Some(m) = ch
+                    .basic_get(
+                        self.dead_queue(queue).into(),
+                        BasicGetOptions { no_ack: false },
+                    )
+                    .await
+                    .map_err(err)?
+                {
+                    let d = &m.delivery;
+                    last_tag = Some(d.delivery_tag);
+                    out.push(DeadLetter {
+                        queue: queue.to_string(),
+                        body: d.data.clone(),
+                        deliveries: header_u32(d, DELIVERIES_HEADER)
+                            .unwrap_or_else(|| header_u32(d, "x-delivery-count").unwrap_or(0) + 1),
+                        reason: header_str(d, REASON_HEADER).unwrap_or_else(|| {
+                            "delivery limit reached (dead-lettered by the broker)".into()
+                        }),
+                    });
+                }
+                if let Some(tag) = last_tag {
+                    ch.basic_nack(
+                        tag,
+                        BasicNackOptions {
+                            multiple: true,
+                            requeue: true,
+                        },
+                    )
+                    .await
+                    .map_err(err)?;
+                }
+                let _ = ch.close(200, "done".into()).await;
+                Ok(out)
+            }
+            .await;
+            if let Err(e) = &r {
+                self.broken(generation, e).await;
+            }
+            r
+        })
+    }
+
+    fn queued<'a>(
+        &'a self,
+        _queue: &'a str,
+    ) -> BoxFuture<'a, Result<Option<HashSet<Vec<u8>>>, BusError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn depth<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64, BusError>> {
+        Box::pin(async move {
+            let (ch, generation) = self.channel().await?;
+            let r = async {
+                self.declare(&ch, generation, queue).await?;
+                let mut passive = QueueDeclareOptions::durable();
+                passive.passive = true;
+                let q = ch
+                    .queue_declare(
+                        self.main_queue(queue).into(),
+                        passive,
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(err)?;
+                Ok(u64::from(q.message_count()))
+            }
+            .await;
+            if let Err(e) = &r {
+                self.broken(generation, e).await;
+            }
+            let handed_out = self
+                .pending
+                .lock()
+                .expect("pending lock")
+                .keys()
+                .filter(|(q, _)| q == queue)
+                .count() as u64;
+            Ok(r? + handed_out)
+        })
+    }
+
+    fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::conformance::{self, BusFactory};
+
+    /// The broker the tests use: `EDTHUB_TEST_AMQP_URL`, else the local RabbitMQ.
+    pub fn test_url() -> String {
+        std::env::var("EDTHUB_TEST_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    }
+
+    struct Factory {
+        prefix: String,
+        opened: std::sync::Mutex<Vec<Arc<AmqpBus>>>,
+        names: std::sync::Mutex<HashSet<String>>,
+    }
+
+    impl BusFactory for Factory {
+        fn open(&self) -> BoxFuture<'_, Arc<dyn Bus>> {
+            Box::pin(async move {
+                // "Restart": the previous handle's connection goes away first.
+                let previous: Vec<_> = self.opened.lock().unwrap().drain(..).collect();
+                for b in previous {
+                    self.names.lock().unwrap().extend(b.declared());
+                    b.close().await;
+                }
+                let bus = AmqpBus::connect(AmqpSettings {
+                    url: test_url(),
+                    prefetch: 16,
+                    prefix: self.prefix.clone(),
+                    max_deliveries: conformance::MAX_DELIVERIES,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("RabbitMQ is required at {}: {e}", test_url()));
+                let bus = Arc::new(bus);
+                self.opened.lock().unwrap().push(bus.clone());
+                bus as Arc<dyn Bus>
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn amqp_bus_passes_the_conformance_suite() {
+        let f = Factory {
+            prefix: format!("edthub-test-{}.", crate::track::new_id().simple()),
+            opened: std::sync::Mutex::new(Vec::new()),
+            names: std::sync::Mutex::new(HashSet::new()),
+        };
+        conformance::run_all(&f).await;
+        let last = f.opened.lock().unwrap().pop().unwrap();
+        let mut names: Vec<String> = f.names.lock().unwrap().drain().collect();
+        names.extend(last.declared());
+        names.sort();
+        names.dedup();
+        last.delete_queues(names).await.unwrap();
+        last.close().await;
+    }
+}
