@@ -33,9 +33,51 @@ pub struct Config {
     /// Bearer token the Admin service requires (`EDTHUB_TOKEN` on the CLI side). When unset,
     /// the admin API is open to whoever can reach the gRPC port.
     pub admin_token: Option<String>,
+    /// Which bus carries work between stages: "embedded" (default: queues in this node's own
+    /// database, no broker) or "amqp" (RabbitMQ, see `[amqp]`).
+    pub bus: BusKind,
+    pub amqp: AmqpConfig,
     pub limits: Limits,
     pub delivery: DeliveryConfig,
     pub acks: AckConfig,
+}
+
+/// The bus implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    #[default]
+    Embedded,
+    Amqp,
+}
+
+/// RabbitMQ settings, used when `bus = "amqp"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmqpConfig {
+    /// Broker URL. Default `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub url: String,
+    /// Prefix of every queue the hub declares. Default `edthub.`.
+    pub queue_prefix: String,
+    /// Unacknowledged work items per consumer. Default 32.
+    pub prefetch: u16,
+    /// Work items the local outbox may hold while the broker is away; past that, submissions
+    /// are refused with UNAVAILABLE (nothing is accepted that could not be kept). Default 100000.
+    pub max_outbox: u64,
+    /// Outbox relay tasks publishing to the broker. Default 4.
+    pub relays: usize,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            queue_prefix: "edthub.".into(),
+            prefetch: 32,
+            max_outbox: 100_000,
+            relays: 4,
+        }
+    }
 }
 
 /// Limits on what a sender may submit.
@@ -89,6 +131,8 @@ impl Default for Config {
             directory_check_ms: 2000,
             node: None,
             admin_token: None,
+            bus: BusKind::Embedded,
+            amqp: AmqpConfig::default(),
             limits: Limits::default(),
             delivery: DeliveryConfig::default(),
             acks: AckConfig::default(),
@@ -172,6 +216,11 @@ impl Config {
         if self.limits.max_payload_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_payload_bytes must be at least 1".into(),
+            ));
+        }
+        if self.amqp.prefetch == 0 || self.amqp.relays == 0 {
+            return Err(ConfigError::Invalid(
+                "amqp.prefetch and amqp.relays must be at least 1".into(),
             ));
         }
         if self.acks.poll_ms == 0 {

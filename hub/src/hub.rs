@@ -2,8 +2,9 @@
 //! accept a document, attempt a delivery, replay, cancel, report status — over the store, the
 //! bus and the directory.
 
+use crate::bus::amqp::{AmqpBus, AmqpSettings};
 use crate::bus::{embedded::EmbeddedBus, Bus, DELIVER_QUEUE};
-use crate::config::Config;
+use crate::config::{BusKind, Config};
 use crate::deliver::{self, SendError};
 use crate::route::{self, DirectoryHandle};
 use crate::store::{Change, Enqueue, NewMessage, Replay, SledStore, Store, StoreError, Submitted};
@@ -48,6 +49,9 @@ pub enum SubmitError {
     /// A field broke a rule.
     #[error("{field}: {rule}")]
     Invalid { field: &'static str, rule: String },
+    /// The hub cannot take more work now (the broker is away and the outbox is full).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -100,7 +104,13 @@ impl Drop for Claimed<'_> {
 pub struct Hub {
     pub config: Config,
     pub store: Arc<dyn Store>,
+    /// The bus workers take work from: the outbox itself (embedded) or RabbitMQ.
     pub bus: Arc<dyn Bus>,
+    /// Where the store's transactions put work (the embedded bus in this node's database).
+    /// With RabbitMQ, relays move it to the broker.
+    pub outbox: Arc<EmbeddedBus>,
+    /// Work items waiting in the outbox for the broker (counted by the relays).
+    pub outbox_depth: std::sync::atomic::AtomicU64,
     pub directory: Arc<DirectoryHandle>,
     pub node: String,
     pub started_ms: u64,
@@ -127,11 +137,23 @@ impl Hub {
             store.group_commit(),
             config.delivery.max_bus_deliveries,
         )?;
+        let outbox = Arc::new(bus);
+        let work: Arc<dyn Bus> = match config.bus {
+            BusKind::Embedded => outbox.clone(),
+            BusKind::Amqp => Arc::new(AmqpBus::lazy(AmqpSettings {
+                url: config.amqp.url.clone(),
+                prefetch: config.amqp.prefetch,
+                prefix: config.amqp.queue_prefix.clone(),
+                max_deliveries: config.delivery.max_bus_deliveries,
+            })),
+        };
         let hub = Arc::new(Self {
             node: config.node_name(),
             config,
             store: Arc::new(store),
-            bus: Arc::new(bus),
+            bus: work,
+            outbox,
+            outbox_depth: std::sync::atomic::AtomicU64::new(0),
             directory,
             started_ms: now_ms(),
             ready: AtomicBool::new(false),
@@ -315,8 +337,13 @@ impl Hub {
     /// Marks a delivery as being worked on by this node (an attempt or a cancel), so that the
     /// two never overlap: a cancel cannot land between writing a document and recording it.
     fn claim(&self, delivery_id: Uuid) -> Option<Claimed<'_>> {
-        let mut busy = self.in_progress.lock().expect("in-progress lock");
-        busy.insert(delivery_id).then_some(Claimed {
+        let fresh = self
+            .in_progress
+            .lock()
+            .expect("in-progress lock")
+            .insert(delivery_id);
+        // Built only when the claim succeeded: dropping a `Claimed` releases the claim.
+        fresh.then(|| Claimed {
             hub: self,
             id: delivery_id,
         })
@@ -696,4 +723,34 @@ fn planned_delivery(
         reason: why.to_string(),
     };
     (d, enqueue, audit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_claim_is_refused_and_leaves_the_first_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let hub = Hub::open(config).await.unwrap();
+        let id = new_id();
+        let first = hub.claim(id).expect("first claim");
+        assert!(hub.claim(id).is_none(), "a second claim is refused");
+        assert!(hub.claim(id).is_none(), "and does not release the first");
+        drop(first);
+        assert!(hub.claim(id).is_some(), "released on drop");
+        assert!(matches!(
+            hub.cancel(new_id(), "ops", "x").await,
+            Err(StoreError::NoSuchDelivery(_))
+        ));
+        let _held = hub.claim(id).unwrap();
+        assert!(matches!(
+            hub.cancel(id, "ops", "x").await,
+            Err(StoreError::Busy(_))
+        ));
+    }
 }

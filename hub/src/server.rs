@@ -59,7 +59,9 @@ pub async fn serve(
             tracing::info!(endpoint = %ep.id, removed = n, "removed temporary files left by a crash");
         }
     }
-    hub.reconcile().await?;
+    if let Err(e) = hub.reconcile().await {
+        tracing::warn!(error = %e, "could not check for lost work at start-up");
+    }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let reflection = tonic_reflection::server::Builder::configure()
@@ -83,6 +85,12 @@ pub async fn serve(
 
     let workers =
         crate::deliver::spawn_workers(hub.clone(), hub.config.delivery.workers, shutdown.clone());
+    let relays = match hub.config.bus {
+        crate::config::BusKind::Amqp => {
+            crate::bus::relay::spawn(hub.clone(), hub.config.amqp.relays, shutdown.clone())
+        }
+        crate::config::BusKind::Embedded => Vec::new(),
+    };
     let acks = crate::acks::spawn(hub.clone(), shutdown.clone());
     let directory_watch = hub.directory.clone().spawn_watcher(
         std::time::Duration::from_millis(hub.config.directory_check_ms.max(100)),
@@ -126,6 +134,9 @@ pub async fn serve(
         let _ = w.await;
     }
     let _ = acks.await;
+    for r in relays {
+        let _ = r.await;
+    }
     let _ = directory_watch.await;
     hub.store.flush().await?;
     g?;

@@ -33,10 +33,15 @@ pub fn router(hub: Arc<Hub>) -> Router {
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if s.hub.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
+    if !s.hub.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    } else if !s.hub.bus.healthy() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the message broker is unavailable\n",
+        )
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }
 

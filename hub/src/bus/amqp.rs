@@ -82,6 +82,28 @@ fn err(e: lapin::Error) -> BusError {
     BusError::Unavailable(e.to_string())
 }
 
+/// How long any one exchange with the broker may take. A broker that is starting, stopping
+/// or partitioned can leave a request unanswered; the caller then reconnects.
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `fut`, or `Unavailable` when the broker does not answer within [`OP_TIMEOUT`].
+async fn bounded<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, BusError>>,
+) -> Result<T, BusError> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(BusError::Unavailable(format!(
+            "RabbitMQ did not answer {what} within {OP_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// Closes a connection without waiting on a broker that may not answer.
+async fn close_quietly(conn: &Connection, code: u16, text: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(code, text.into())).await;
+}
+
 fn header_u32(d: &Delivery, name: &str) -> Option<u32> {
     let headers = d.properties.headers().as_ref()?;
     match headers.inner().get(name)? {
@@ -114,7 +136,14 @@ fn deliveries_of(d: &Delivery) -> u32 {
 impl AmqpBus {
     /// Connects and returns the bus. Fails when the broker cannot be reached.
     pub async fn connect(settings: AmqpSettings) -> Result<Self, BusError> {
-        let bus = Self {
+        let bus = Self::lazy(settings);
+        bus.channel().await?;
+        Ok(bus)
+    }
+
+    /// The bus, connecting on first use (and reconnecting after a failure).
+    pub fn lazy(settings: AmqpSettings) -> Self {
+        Self {
             settings,
             link: Mutex::new(None),
             generation: AtomicU64::new(0),
@@ -124,9 +153,7 @@ impl AmqpBus {
             next_tag: AtomicU64::new(1),
             healthy: AtomicBool::new(false),
             declared_names: std::sync::Mutex::new(HashSet::new()),
-        };
-        bus.channel().await?;
-        Ok(bus)
+        }
     }
 
     fn main_queue(&self, q: &str) -> String {
@@ -150,22 +177,26 @@ impl AmqpBus {
             .is_none_or(|l| !l.conn.status().connected() || !l.publish.status().connected());
         if broken {
             if let Some(old) = link.take() {
-                let _ = old.conn.close(320, "reconnecting".into()).await;
+                close_quietly(&old.conn, 320, "reconnecting").await;
             }
-            let conn = Connection::connect(
-                &self.settings.url,
-                ConnectionProperties::default().with_connection_name("edthub".into()),
-            )
-            .await
-            .map_err(|e| {
-                self.healthy.store(false, Ordering::Relaxed);
-                err(e)
-            })?;
-            let publish = conn.create_channel().await.map_err(err)?;
-            publish
-                .confirm_select(ConfirmSelectOptions::default())
+            let connected = bounded("a connection", async {
+                let conn = Connection::connect(
+                    &self.settings.url,
+                    ConnectionProperties::default().with_connection_name("edthub".into()),
+                )
                 .await
                 .map_err(err)?;
+                let publish = conn.create_channel().await.map_err(err)?;
+                publish
+                    .confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .map_err(err)?;
+                Ok((conn, publish))
+            })
+            .await;
+            let (conn, publish) = connected.inspect_err(|_| {
+                self.healthy.store(false, Ordering::Relaxed);
+            })?;
             let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
             // Items handed out on the old connection will be redelivered by the broker.
             self.pending.lock().expect("pending lock").clear();
@@ -194,7 +225,7 @@ impl AmqpBus {
         let mut link = self.link.lock().await;
         if link.as_ref().is_some_and(|l| l.generation == generation) {
             if let Some(old) = link.take() {
-                let _ = old.conn.close(320, "failed".into()).await;
+                close_quietly(&old.conn, 320, "failed").await;
             }
         }
     }
@@ -336,7 +367,7 @@ impl AmqpBus {
         }
         let ms = delay.as_millis() as u64;
         let (ch, generation) = self.channel().await?;
-        let r = async {
+        let r = bounded("a publish", async {
             self.declare(&ch, generation, queue).await?;
             let target = if ms == 0 {
                 self.main_queue(queue)
@@ -349,7 +380,7 @@ impl AmqpBus {
                 self.declare_delay(&ch, generation, queue, bucket).await?
             };
             self.publish_to(&ch, &target, body, headers).await
-        }
+        })
         .await;
         if let Err(e) = &r {
             self.broken(generation, e).await;
@@ -364,7 +395,7 @@ impl AmqpBus {
                 return Ok((c.clone(), generation));
             }
         }
-        let r = async {
+        let r = bounded("a new consumer", async {
             self.declare(&ch, generation, queue).await?;
             let link = self.link.lock().await;
             let Some(l) = link.as_ref().filter(|l| l.generation == generation) else {
@@ -385,7 +416,7 @@ impl AmqpBus {
                 .await
                 .map_err(err)?;
             Ok((Arc::new(Mutex::new(consumer)), cch))
-        }
+        })
         .await;
         match r {
             Ok((c, cch)) => {
@@ -444,7 +475,7 @@ impl AmqpBus {
     /// Closes the connection: unacked items go back to their queues.
     pub async fn close(&self) {
         if let Some(link) = self.link.lock().await.take() {
-            let _ = link.conn.close(200, "closing".into()).await;
+            close_quietly(&link.conn, 200, "closing").await;
         }
         self.consumers.lock().expect("consumers lock").clear();
         self.healthy.store(false, Ordering::Relaxed);
@@ -474,7 +505,30 @@ impl Bus for AmqpBus {
                         continue;
                     }
                 };
-                let next = consumer.lock().await.next().await;
+                // A consumer on a dead connection may never end its stream: stop waiting on
+                // it once the connection has been replaced or has failed.
+                let next = {
+                    let mut c = consumer.lock().await;
+                    let mut check = tokio::time::interval(Duration::from_millis(500));
+                    check.tick().await;
+                    loop {
+                        tokio::select! {
+                            n = c.next() => break Some(n),
+                            _ = check.tick() => {
+                                // Notices a dropped connection (and reconnects) even when
+                                // nothing else is talking to the broker.
+                                match self.channel().await {
+                                    Ok((_, g)) if g == generation => {}
+                                    _ => break None,
+                                }
+                            }
+                        }
+                    }
+                };
+                let Some(next) = next else {
+                    // The connection changed: consume again on the new one.
+                    continue;
+                };
                 match next {
                     Some(Ok(delivery)) => {
                         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
@@ -521,7 +575,11 @@ impl Bus for AmqpBus {
                 // Its connection is gone: the broker hands it out again.
                 return Ok(());
             };
-            if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
+            if let Err(e) = bounded("an ack", async {
+                d.acker.ack(BasicAckOptions::default()).await.map_err(err)
+            })
+            .await
+            {
                 // Acks on a replaced connection fail; the broker redelivers, consumers are
                 // idempotent.
                 tracing::warn!(error = %e, "ack failed; the item will be redelivered");
@@ -559,7 +617,11 @@ impl Bus for AmqpBus {
                 self.put_back(item, generation, d);
                 return Err(e);
             }
-            if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
+            if let Err(e) = bounded("an ack", async {
+                d.acker.ack(BasicAckOptions::default()).await.map_err(err)
+            })
+            .await
+            {
                 tracing::warn!(error = %e, "ack after requeue failed; the item may come twice");
             }
             Ok(Requeued::Later)
@@ -589,11 +651,11 @@ impl Bus for AmqpBus {
             );
             let r = async {
                 let (ch, g) = self.channel().await?;
-                let r = async {
+                let r = bounded("a dead letter", async {
                     self.declare(&ch, g, &item.queue).await?;
                     self.publish_to(&ch, &self.dead_queue(&item.queue), &item.body, headers)
                         .await
-                }
+                })
                 .await;
                 if let Err(e) = &r {
                     self.broken(g, e).await;
@@ -607,7 +669,11 @@ impl Bus for AmqpBus {
             }
             metrics::counter!("edthub_bus_dead_letters_total", "queue" => item.queue.clone())
                 .increment(1);
-            if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
+            if let Err(e) = bounded("an ack", async {
+                d.acker.ack(BasicAckOptions::default()).await.map_err(err)
+            })
+            .await
+            {
                 tracing::warn!(error = %e, "ack after dead-lettering failed; the item may come again");
             }
             Ok(())
@@ -620,7 +686,7 @@ impl Bus for AmqpBus {
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, BusError>> {
         Box::pin(async move {
             let (pch, generation) = self.channel().await?;
-            let r = async {
+            let r = bounded("a dead-letter listing", async {
                 self.declare(&pch, generation, queue).await?;
                 let ch = {
                     let link = self.link.lock().await;
@@ -665,7 +731,7 @@ impl Bus for AmqpBus {
                 }
                 let _ = ch.close(200, "done".into()).await;
                 Ok(out)
-            }
+            })
             .await;
             if let Err(e) = &r {
                 self.broken(generation, e).await;
@@ -684,7 +750,7 @@ impl Bus for AmqpBus {
     fn depth<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64, BusError>> {
         Box::pin(async move {
             let (ch, generation) = self.channel().await?;
-            let r = async {
+            let r = bounded("a queue depth", async {
                 self.declare(&ch, generation, queue).await?;
                 let mut passive = QueueDeclareOptions::durable();
                 passive.passive = true;
@@ -697,7 +763,7 @@ impl Bus for AmqpBus {
                     .await
                     .map_err(err)?;
                 Ok(u64::from(q.message_count()))
-            }
+            })
             .await;
             if let Err(e) = &r {
                 self.broken(generation, e).await;

@@ -9,6 +9,7 @@
 pub mod amqp;
 pub mod conformance;
 pub mod embedded;
+pub mod relay;
 
 use futures::future::BoxFuture;
 use std::time::Duration;

@@ -70,6 +70,9 @@ struct ServeArgs {
     /// Directory file (TOML) to route with.
     #[arg(long)]
     directory: Option<PathBuf>,
+    /// Use RabbitMQ at this URL as the bus (e.g. amqp://guest:guest@127.0.0.1:5672/%2f).
+    #[arg(long, env = "EDTHUB_AMQP_URL")]
+    amqp_url: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -351,6 +354,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(d) = a.directory {
         config.directory = Some(d);
     }
+    if let Some(u) = a.amqp_url {
+        config.bus = crate::config::BusKind::Amqp;
+        config.amqp.url = u;
+    }
     if config.admin_token.is_none() {
         config.admin_token = std::env::var("EDTHUB_TOKEN").ok().filter(|t| !t.is_empty());
     }
@@ -366,13 +373,17 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         use std::io::Write;
         let loaded = hub.directory.get();
         println!(
-            "edthub {} listening grpc={} http={} node={} data_dir={} directory={} bus=embedded",
+            "edthub {} listening grpc={} http={} node={} data_dir={} directory={} bus={}",
             env!("CARGO_PKG_VERSION"),
             bound.grpc,
             bound.http,
             hub.node,
             data_dir.display(),
-            loaded.file.display()
+            loaded.file.display(),
+            match hub.config.bus {
+                crate::config::BusKind::Embedded => "embedded",
+                crate::config::BusKind::Amqp => "amqp",
+            }
         );
         let _ = std::io::stdout().flush();
         tracing::info!(grpc = %bound.grpc, http = %bound.http, "hub ready");

@@ -1,0 +1,75 @@
+//! The transactional outbox relay. The store always queues work in this node's own database, in
+//! the same transaction as the state change behind it; with RabbitMQ, relays take each item,
+//! publish it to the broker, wait for the confirm, and only then remove it from the outbox.
+//! While the broker is away the outbox holds the work (up to `amqp.max_outbox`, after which
+//! submissions are refused rather than accepted and put at risk).
+
+use super::{Bus, DELIVER_QUEUE};
+use crate::hub::Hub;
+use crate::shutdown::Shutdown;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Starts `n` relays for the deliver queue and the outbox depth gauge.
+pub fn spawn(hub: Arc<Hub>, n: usize, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
+    let mut tasks: Vec<JoinHandle<()>> = (0..n)
+        .map(|_| {
+            let hub = hub.clone();
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    let item = tokio::select! {
+                        _ = shutdown.wait() => return,
+                        item = hub.outbox.receive(DELIVER_QUEUE) => item,
+                    };
+                    let item = match item {
+                        Ok(i) => i,
+                        Err(e) => {
+                            tracing::error!(error = %e, "outbox read failed");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    };
+                    let mut backoff = Duration::from_millis(100);
+                    loop {
+                        match hub.bus.publish(DELIVER_QUEUE, item.body.clone(), Duration::ZERO).await {
+                            Ok(()) => break,
+                            Err(e) => {
+                                if backoff == Duration::from_millis(100) {
+                                    tracing::warn!(error = %e, "cannot hand work to RabbitMQ; holding it in the outbox");
+                                }
+                                tokio::select! {
+                                    // Left in flight: it goes back to the outbox at restart.
+                                    _ = shutdown.wait() => return,
+                                    _ = tokio::time::sleep(backoff) => {}
+                                }
+                                backoff = (backoff * 2).min(Duration::from_secs(5));
+                            }
+                        }
+                    }
+                    if let Err(e) = hub.outbox.ack(&item).await {
+                        tracing::warn!(error = %e, "outbox ack failed; the item may be published twice");
+                    }
+                    metrics::counter!("edthub_outbox_relayed_total").increment(1);
+                }
+            })
+        })
+        .collect();
+    let mut shutdown = shutdown;
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tick.tick() => {}
+            }
+            if let Ok(d) = hub.outbox.depth(DELIVER_QUEUE).await {
+                hub.outbox_depth.store(d, Ordering::Relaxed);
+                metrics::gauge!("edthub_outbox_depth").set(d as f64);
+            }
+        }
+    }));
+    tasks
+}
