@@ -288,6 +288,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_in_deploy_loads() {
+        let c = Config::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/edthub.toml"
+        )))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.bus, BusKind::Embedded);
+        assert_eq!(c.amqp.max_outbox, 100_000);
+        assert_eq!(c.delivery.max_attempts, 8);
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_refused() {
         let e = toml::from_str::<Config>("grpc_adr = \"x\"")
             .unwrap_err()
