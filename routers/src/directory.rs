@@ -819,6 +819,25 @@ impl Directory {
     }
 }
 
+/// The scope of a rule or copy rule: at most one of an ODS code, a commissioner, a supplier.
+fn selector(
+    ods: &Option<String>,
+    commissioner: &Option<String>,
+    supplier: &Option<String>,
+) -> Result<Selector, String> {
+    Ok(match (ods, commissioner, supplier) {
+        (Some(o), None, None) => Selector::Ods(
+            OdsCode::parse(o)
+                .map_err(|e| format!("ODS code {o:?} {e}"))?
+                .to_string(),
+        ),
+        (None, Some(c), None) => Selector::Commissioner(c.trim().to_ascii_uppercase()),
+        (None, None, Some(s)) => Selector::Supplier(s.trim().to_ascii_uppercase()),
+        (None, None, None) => Selector::Any,
+        _ => return Err("give at most one of ods, commissioner, supplier".into()),
+    })
+}
+
 fn parse_file(text: &str, origin: &str) -> Result<DirectoryFile, DirectoryError> {
     toml::from_str(text).map_err(|e| DirectoryError::Parse {
         path: origin.to_string(),
@@ -943,19 +962,8 @@ fn build(
     }
     for (n, r) in file.rules.into_iter().enumerate() {
         let name = r.name.clone().unwrap_or_else(|| format!("rules[{n}]"));
-        let selector = match (&r.ods, &r.commissioner, &r.supplier) {
-            (Some(o), None, None) => Selector::Ods(code_of("rule", o)?),
-            (None, Some(c), None) => Selector::Commissioner(c.trim().to_ascii_uppercase()),
-            (None, None, Some(s)) => Selector::Supplier(s.trim().to_ascii_uppercase()),
-            (None, None, None) => Selector::Any,
-            _ => {
-                return Err(invalid(
-                    "rule",
-                    &name,
-                    "give at most one of ods, commissioner, supplier".into(),
-                ))
-            }
-        };
+        let selector = selector(&r.ods, &r.commissioner, &r.supplier)
+            .map_err(|m| invalid("rule", &name, m))?;
         if matches!(&r.document_types, Some(t) if t.is_empty()) {
             return Err(invalid(
                 "rule",
@@ -1040,19 +1048,8 @@ fn build(
     let mut copies = Vec::new();
     for (n, c) in file.copies.into_iter().enumerate() {
         let name = c.name.clone().unwrap_or_else(|| format!("copies[{n}]"));
-        let selector = match (&c.ods, &c.commissioner, &c.supplier) {
-            (Some(o), None, None) => Selector::Ods(code_of("copy", o)?),
-            (None, Some(x), None) => Selector::Commissioner(x.trim().to_ascii_uppercase()),
-            (None, None, Some(s)) => Selector::Supplier(s.trim().to_ascii_uppercase()),
-            (None, None, None) => Selector::Any,
-            _ => {
-                return Err(invalid(
-                    "copy",
-                    &name,
-                    "give at most one of ods, commissioner, supplier".into(),
-                ))
-            }
-        };
+        let selector = selector(&c.ods, &c.commissioner, &c.supplier)
+            .map_err(|m| invalid("copy", &name, m))?;
         let to = code_of("copy", &c.to)?;
         if !organisations.contains_key(&to) {
             return Err(invalid(

@@ -1,7 +1,6 @@
 //! The hub on the RabbitMQ bus: delivery end to end, and a broker outage mid-load.
 //! Needs the local RabbitMQ (`.ci/run` starts it); fails when it is missing.
 
-use edt_proto::v1;
 use edt_tests::{drop_indexes, eventually, letter, Hub, FAST};
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -117,32 +116,7 @@ async fn on_rabbitmq_nothing_receipted_is_lost_when_the_broker_goes_away() {
     assert!(receipted.len() > 50, "too little load: {}", receipted.len());
 
     // Everything receipted arrives, once.
-    let mut t = hub.tracking().await;
-    let mut pending: Vec<String> = receipted.keys().cloned().collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !pending.is_empty() {
-        let mut still = Vec::new();
-        for id in pending {
-            let s = t
-                .get_message(v1::GetMessageRequest {
-                    message_id: id.clone(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            if s.deliveries.iter().any(|d| d.sent_at.is_none()) {
-                still.push(id);
-            }
-        }
-        pending = still;
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} receipted documents never sent; hub log:\n{}",
-            pending.len(),
-            hub.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    hub.wait_all_sent(receipted.keys().cloned(), 120).await;
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for ods in PRACTICES {
         for idx in drop_indexes(&hub.drop_folder(ods)) {

@@ -1,7 +1,6 @@
 //! Crash safety: `kill -9` the hub mid-load, several times; every document that got a receipt
 //! is delivered, exactly once, to its drop folder.
 
-use edt_proto::v1;
 use edt_tests::{drop_indexes, letter, Hub, FAST};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -64,34 +63,7 @@ async fn kill_9_mid_load_loses_nothing_that_was_receipted() {
 
     // Every receipted document reaches its practice.
     let waiting = std::time::Instant::now();
-    let mut t = hub.tracking().await;
-    let mut pending: Vec<String> = receipted.keys().cloned().collect();
-    let deadline = waiting + Duration::from_secs(300);
-    while !pending.is_empty() {
-        let mut still = Vec::new();
-        for id in pending {
-            let s = t
-                .get_message(v1::GetMessageRequest {
-                    message_id: id.clone(),
-                })
-                .await
-                .unwrap_or_else(|e| panic!("receipted message {id} is lost: {e}"))
-                .into_inner();
-            if s.deliveries.is_empty() || s.deliveries.iter().any(|d| d.sent_at.is_none()) {
-                still.push(id);
-            }
-        }
-        pending = still;
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} receipted documents still not sent: {:?}",
-            pending.len(),
-            &pending[..pending.len().min(5)]
-        );
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    hub.wait_all_sent(receipted.keys().cloned(), 300).await;
     eprintln!(
         "all {} receipted documents sent {:?} after the last restart",
         receipted.len(),

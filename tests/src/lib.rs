@@ -223,6 +223,40 @@ impl Hub {
         (status, body)
     }
 
+    /// Waits until every delivery of every message in `ids` has been handed to its transport;
+    /// panics (with the hub's log) if one is unknown or `secs` pass first.
+    pub async fn wait_all_sent(&self, ids: impl IntoIterator<Item = String>, secs: u64) {
+        let mut t = self.tracking().await;
+        let mut pending: Vec<String> = ids.into_iter().collect();
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !pending.is_empty() {
+            let mut still = Vec::new();
+            for id in pending {
+                let s = t
+                    .get_message(v1::GetMessageRequest {
+                        message_id: id.clone(),
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("receipted message {id} is lost: {e}"))
+                    .into_inner();
+                if s.deliveries.is_empty() || s.deliveries.iter().any(|d| d.sent_at.is_none()) {
+                    still.push(id);
+                }
+            }
+            pending = still;
+            assert!(
+                Instant::now() < deadline,
+                "{} receipted documents never sent, e.g. {:?}; hub log:\n{}",
+                pending.len(),
+                &pending[..pending.len().min(5)],
+                self.log()
+            );
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
     /// The sample drop folder of a practice.
     pub fn drop_folder(&self, ods: &str) -> PathBuf {
         self.data_dir.join("drop").join(ods)
