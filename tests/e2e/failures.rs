@@ -52,13 +52,7 @@ async fn unwritable_folder_retries_then_fails_and_replay_delivers() {
     assert!(d.last_error.contains("not a directory"), "{}", d.last_error);
 
     // The timeline shows the backoff.
-    let shown = hub.cli_json(&["messages", "show", &r.message_id]);
-    let events: Vec<&str> = shown["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let events = hub.timeline_events(&r.message_id);
     assert_eq!(
         events,
         [

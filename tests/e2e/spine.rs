@@ -81,13 +81,7 @@ async fn discharge_summary_reaches_the_practice_and_is_accepted() {
     .await;
 
     // The full timeline, in order.
-    let shown = hub.cli_json(&["messages", "show", &r.message_id]);
-    let events: Vec<&str> = shown["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let events = hub.timeline_events(&r.message_id);
     assert_eq!(
         events,
         [
@@ -97,6 +91,7 @@ async fn discharge_summary_reaches_the_practice_and_is_accepted() {
             "business-accept"
         ]
     );
+    let shown = hub.cli_json(&["messages", "show", &r.message_id]);
     assert_eq!(shown["deliveries"][0]["state"], "accepted");
     assert_eq!(shown["deliveries"][0]["attempts"], 1);
 }

@@ -199,6 +199,17 @@ impl Hub {
         })
     }
 
+    /// The event names of a message's timeline, oldest first (`edthub messages show`).
+    pub fn timeline_events(&self, message_id: &str) -> Vec<String> {
+        let shown = self.cli_json(&["messages", "show", message_id]);
+        shown["timeline"]
+            .as_array()
+            .expect("a timeline")
+            .iter()
+            .map(|e| e["event"].as_str().expect("an event name").to_string())
+            .collect()
+    }
+
     /// A plain HTTP/1.1 GET on the HTTP port: (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};
