@@ -66,6 +66,10 @@ pub struct AmqpConfig {
     pub max_outbox: u64,
     /// Outbox relay tasks publishing to the broker. Default 4.
     pub relays: usize,
+    /// Largest payload, in bytes, sent inside a work item on the shared queue (any node may
+    /// deliver it). Larger documents are delivered by the node that received them. Default
+    /// 8 MiB (RabbitMQ's own limit is higher; large messages slow every consumer).
+    pub max_shared_payload: u64,
 }
 
 impl Default for AmqpConfig {
@@ -76,6 +80,7 @@ impl Default for AmqpConfig {
             prefetch: 32,
             max_outbox: 100_000,
             relays: 4,
+            max_shared_payload: 8 * 1024 * 1024,
         }
     }
 }

@@ -86,6 +86,14 @@ pub enum Attempt {
     Busy,
 }
 
+/// Where a queued delivery's work goes (see [`Hub::work_for`]).
+#[derive(Debug)]
+pub enum WorkFor {
+    Nothing,
+    Home,
+    Shared(Box<crate::cluster::WorkItem>),
+}
+
 /// A delivery claimed by [`Hub::claim`]; released on drop.
 struct Claimed<'a> {
     hub: &'a Hub,
@@ -147,8 +155,10 @@ impl Hub {
                 max_deliveries: config.delivery.max_bus_deliveries,
             })),
         };
+        let node = config.node_name();
+        crate::track::set_node_tag(crate::track::node_tag(&node));
         let hub = Arc::new(Self {
-            node: config.node_name(),
+            node,
             config,
             store: Arc::new(store),
             bus: work,
@@ -356,32 +366,60 @@ impl Hub {
         if !d.state.awaits_transport() || !d.is_current() {
             return Ok(Attempt::Skipped);
         }
-        let loaded = self.directory.get();
-        let endpoint = d
-            .endpoint
-            .as_deref()
-            .and_then(|e| loaded.directory.endpoint(e))
-            .cloned();
-        let outcome = match (endpoint, self.store.message(d.message_id)?) {
-            (None, _) => Err(SendError::Permanent(format!(
-                "endpoint {:?} is no longer in the directory",
-                d.endpoint.as_deref().unwrap_or("")
-            ))),
-            (_, None) => Err(SendError::Permanent("message record is missing".into())),
-            (Some(ep), Some(m)) => match self.store.payload(m.id)? {
+        let outcome = match self.store.message(d.message_id)? {
+            None => Err(SendError::Permanent("message record is missing".into())),
+            Some(m) => match self.store.payload(m.id)? {
                 None => Err(SendError::Permanent(
                     "the payload is no longer held (retention)".into(),
                 )),
-                Some(payload) => {
-                    let folder = loaded.folder(&ep);
-                    deliver::file::send(folder, d.clone(), m.meta(), payload).await
-                }
+                Some(payload) => self.execute(&d, &m, payload).await,
             },
         };
+        self.record(&d, outcome, None)
+    }
+
+    /// Hands a document to its endpoint's transport. Needs nothing from the store, so any
+    /// node can do it for any node's delivery.
+    pub async fn execute(
+        &self,
+        d: &DeliveryRecord,
+        m: &MessageRecord,
+        payload: Vec<u8>,
+    ) -> Result<deliver::Sent, SendError> {
+        let loaded = self.directory.get();
+        let Some(ep) = d
+            .endpoint
+            .as_deref()
+            .and_then(|e| loaded.directory.endpoint(e))
+            .cloned()
+        else {
+            return Err(SendError::Permanent(format!(
+                "endpoint {:?} is no longer in the directory",
+                d.endpoint.as_deref().unwrap_or("")
+            )));
+        };
+        let folder = loaded.folder(&ep);
+        deliver::file::send(folder, d.clone(), m.meta(), payload).await
+    }
+
+    /// Records how an attempt at `d` ended: sent, a retry scheduled (with its work item), or
+    /// failed. `node` names the node that made the attempt when it was not this one.
+    fn record(
+        &self,
+        d: &DeliveryRecord,
+        outcome: Result<deliver::Sent, SendError>,
+        node: Option<&str>,
+    ) -> Result<Attempt, StoreError> {
+        let delivery_id = d.id;
+        let by = node.map(|n| format!(" (by node {n})")).unwrap_or_default();
         let attempts_made = d.attempts + 1;
         let (change, result) = match outcome {
             Ok(sent) => {
-                let mut c = Change::new(DeliveryEvent::TransportAccepted, "hub", sent.detail);
+                let mut c = Change::new(
+                    DeliveryEvent::TransportAccepted,
+                    "hub",
+                    format!("{}{by}", sent.detail),
+                );
                 c.count_attempt = true;
                 (c, Attempt::Sent)
             }
@@ -392,7 +430,7 @@ impl Hub {
                     DeliveryEvent::RetryScheduled,
                     "hub",
                     format!(
-                        "attempt {attempts_made} of {} failed: {e}; next in {} ms",
+                        "attempt {attempts_made} of {}{by} failed: {e}; next in {} ms",
                         self.config.delivery.max_attempts,
                         delay.as_millis()
                     ),
@@ -408,7 +446,7 @@ impl Hub {
                     DeliveryEvent::GaveUp,
                     "hub",
                     format!(
-                        "attempt {attempts_made} of {} failed, giving up: {e}",
+                        "attempt {attempts_made} of {}{by} failed, giving up: {e}",
                         self.config.delivery.max_attempts
                     ),
                 );
@@ -420,7 +458,7 @@ impl Hub {
                 let mut c = Change::new(
                     DeliveryEvent::GaveUp,
                     "hub",
-                    format!("permanent error, not retried: {e}"),
+                    format!("permanent error{by}, not retried: {e}"),
                 );
                 c.count_attempt = true;
                 c.error = Some(e);
@@ -445,6 +483,75 @@ impl Hub {
                 .record(now_ms().saturating_sub(d.created_ms) as f64 / 1000.0);
         }
         Ok(result)
+    }
+
+    /// Applies the outcome of an attempt another node made at one of this node's deliveries.
+    /// Idempotent: applied only while `attempt` is the attempt this delivery is waiting on.
+    pub async fn apply_remote_outcome(
+        &self,
+        delivery_id: Uuid,
+        attempt: u32,
+        node: &str,
+        result: crate::cluster::RemoteResult,
+    ) -> Result<Attempt, StoreError> {
+        use crate::cluster::RemoteResult;
+        let Some(_busy) = self.claim(delivery_id) else {
+            return Ok(Attempt::Busy);
+        };
+        let Some(d) = self.store.delivery(delivery_id)? else {
+            return Ok(Attempt::Skipped);
+        };
+        if !d.state.awaits_transport() || !d.is_current() || d.attempts + 1 != attempt {
+            if matches!(result, RemoteResult::Sent { .. }) && d.state == DeliveryState::Cancelled {
+                tracing::warn!(delivery = %delivery_id, node, "node handed over a delivery that was cancelled meanwhile");
+            }
+            return Ok(Attempt::Skipped);
+        }
+        let outcome = match result {
+            RemoteResult::Sent {
+                transport_id,
+                detail,
+            } => Ok(deliver::Sent {
+                transport_id,
+                detail,
+            }),
+            RemoteResult::Transient { error } => Err(SendError::Transient(error)),
+            RemoteResult::Permanent { error } => Err(SendError::Permanent(error)),
+        };
+        let r = self.record(&d, outcome, Some(node))?;
+        self.store.flush().await?;
+        Ok(r)
+    }
+
+    /// How a queued delivery's work goes to the broker: as a self-contained item on the
+    /// shared queue; to this node's own queue (payload larger than `max_shared`, or no
+    /// longer held); or not at all (it no longer waits for its transport).
+    pub fn work_for(&self, delivery_id: Uuid, max_shared: u64) -> Result<WorkFor, StoreError> {
+        let Some(d) = self.store.delivery(delivery_id)? else {
+            return Ok(WorkFor::Nothing);
+        };
+        if !d.state.awaits_transport() || !d.is_current() {
+            return Ok(WorkFor::Nothing);
+        }
+        let Some(m) = self.store.message(d.message_id)? else {
+            return Ok(WorkFor::Home);
+        };
+        if m.payload_size > max_shared {
+            return Ok(WorkFor::Home);
+        }
+        let Some(payload) = self.store.payload(m.id)? else {
+            return Ok(WorkFor::Home);
+        };
+        Ok(WorkFor::Shared(Box::new(crate::cluster::WorkItem {
+            header: crate::cluster::WorkHeader {
+                home: crate::track::own_tag(),
+                home_node: self.node.clone(),
+                attempt: d.attempts + 1,
+                delivery: d,
+                message: m,
+            },
+            payload,
+        })))
     }
 
     /// Replays a message's failed, rejected, unroutable, cancelled or overdue deliveries as
@@ -586,11 +693,15 @@ impl Hub {
     /// idempotent, so an extra one costs a skipped attempt, never a second delivery.
     pub async fn reconcile(&self) -> Result<usize, anyhow::Error> {
         for dead in self.bus.dead_letters(DELIVER_QUEUE).await? {
-            if let Ok(id) = Uuid::from_slice(&dead.body) {
-                if self
-                    .store
-                    .delivery(id)?
-                    .is_some_and(|d| d.state.awaits_transport())
+            // Work items of other nodes are theirs to deal with.
+            if let Ok(id) = crate::cluster::decode_work(&dead.body).map(|w| w.delivery_id()) {
+                let ours = self.config.bus == BusKind::Embedded
+                    || crate::track::home_tag(&id) == crate::track::own_tag();
+                if ours
+                    && self
+                        .store
+                        .delivery(id)?
+                        .is_some_and(|d| d.state.awaits_transport())
                 {
                     self.fail_dead_lettered(id, dead.deliveries).await;
                 }

@@ -10,6 +10,7 @@ pub mod acks;
 pub mod admin;
 pub mod bus;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod deliver;
 pub mod hub;

@@ -87,7 +87,10 @@ pub async fn serve(
         crate::deliver::spawn_workers(hub.clone(), hub.config.delivery.workers, shutdown.clone());
     let relays = match hub.config.bus {
         crate::config::BusKind::Amqp => {
-            crate::bus::relay::spawn(hub.clone(), hub.config.amqp.relays, shutdown.clone())
+            let mut tasks =
+                crate::bus::relay::spawn(hub.clone(), hub.config.amqp.relays, shutdown.clone());
+            tasks.extend(crate::cluster::spawn_home(hub.clone(), 2, shutdown.clone()));
+            tasks
         }
         crate::config::BusKind::Embedded => Vec::new(),
     };

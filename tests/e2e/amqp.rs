@@ -37,6 +37,9 @@ fn delete_queues(prefix: &str) {
     }
 }
 
+/// The tests here share one broker, and one of them stops it: one at a time.
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Restarts the broker's app even when the test fails half-way.
 struct BrokerGuard;
 
@@ -48,6 +51,7 @@ impl Drop for BrokerGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn on_rabbitmq_nothing_receipted_is_lost_when_the_broker_goes_away() {
+    let _serial = BROKER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("edthub-e2e-{}.", std::process::id());
     let hub = Hub::start(
@@ -139,5 +143,214 @@ async fn on_rabbitmq_nothing_receipted_is_lost_when_the_broker_goes_away() {
     })
     .await;
     drop(hub);
+    delete_queues(&prefix);
+}
+
+/// Two nodes on one broker, sharing the directory and its drop folders. Node b polls acks
+/// rarely, so acks for its deliveries are picked up by node a and passed on.
+fn two_nodes(root: &std::path::Path, prefix: &str) -> (Hub, std::path::PathBuf) {
+    let common = format!(
+        "bus = \"amqp\"\n\n[amqp]\nqueue_prefix = \"{prefix}\"\nrelays = 2\nprefetch = 8\n\n[delivery]\nmax_attempts = 3\ninitial_backoff_ms = 50\nmax_backoff_ms = 200\nworkers = 4\n\n"
+    );
+    let a = Hub::start(
+        &root.join("a"),
+        &format!("node = \"a\"\n{common}[acks]\npoll_ms = 100\n"),
+    );
+    let b_dir = root.join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let b_config = b_dir.join("edthub-test.toml");
+    std::fs::write(
+        &b_config,
+        edt_tests::test_config(
+            &b_dir,
+            &format!(
+                "node = \"b\"\ndirectory = {:?}\n{common}[acks]\npoll_ms = 600000\n",
+                root.join("a/directory.toml").display().to_string()
+            ),
+        ),
+    )
+    .unwrap();
+    (a, b_config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_share_work_and_lose_nothing_when_one_is_killed() {
+    let _serial = BROKER.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("edthub-e2e-2n-{}.", std::process::id());
+    let (a, b_config) = two_nodes(dir.path(), &prefix);
+    let b_dir = dir.path().join("b");
+    let mut b = Hub::start_with(&b_dir, &b_config);
+
+    // Work is shared: each node delivers some of the other's documents, and the outcome is
+    // recorded on the node that received the document.
+    let mut receipted: BTreeMap<String, String> = BTreeMap::new();
+    let mut by_node: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for (n, hub) in [&a, &b].into_iter().enumerate() {
+        let mut sub = hub.submission().await;
+        for i in 0..120 {
+            let to = PRACTICES[i % PRACTICES.len()];
+            let r = sub
+                .submit_document(letter(&format!("2N-{n}-{i}"), &[to]))
+                .await
+                .unwrap()
+                .into_inner();
+            receipted.insert(r.message_id.clone(), to.to_string());
+            by_node[n].push(r.message_id);
+        }
+    }
+    a.wait_all_sent(by_node[0].clone(), 60).await;
+    b.wait_all_sent(by_node[1].clone(), 60).await;
+    for (name, hub) in [("a", &a), ("b", &b)] {
+        assert!(
+            hub.log().contains("delivery attempt for another node"),
+            "node {name} delivered none of the other node's documents:\n{}",
+            hub.log()
+        );
+        assert!(
+            hub.log().contains("attempt by another node recorded"),
+            "node {name} recorded no attempt made by the other node"
+        );
+    }
+    // The timeline says which node delivered it.
+    let remote = by_node[1]
+        .iter()
+        .find_map(|id| {
+            let shown = b.cli_json(&["messages", "show", id]);
+            shown["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["reason"].as_str().unwrap_or("").contains("(by node a)"))
+                .then(|| id.clone())
+        })
+        .expect("a message of node b delivered by node a, said so in its timeline");
+    assert!(!remote.is_empty());
+
+    // The CLI works across both nodes: lists merge, and an id finds its own node.
+    let listed = edt_tests::cli_json_across(&[&a, &b], &["messages", "list", "--limit", "1000"]);
+    let ids: std::collections::HashSet<String> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap().to_string())
+        .collect();
+    for id in receipted.keys() {
+        assert!(ids.contains(id), "{id} missing from the merged list");
+    }
+    let b_msg = &by_node[1][0];
+    let shown = edt_tests::cli_json_across(&[&a, &b], &["messages", "show", b_msg]);
+    assert_eq!(&shown["message_id"], b_msg.as_str());
+
+    // An ack for node b's delivery, picked up by node a, reaches node b.
+    let delivery = shown["deliveries"][0]["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let to = shown["deliveries"][0]["recipient_ods"].as_str().unwrap();
+    std::fs::write(
+        a.drop_folder(to)
+            .join("acks")
+            .join(format!("{delivery}.ack")),
+        br#"{"status":"accepted"}"#,
+    )
+    .unwrap();
+    eventually(30, "node b to record the ack node a picked up", || {
+        let shown = b.cli_json(&["messages", "show", b_msg]);
+        async move { (shown["deliveries"][0]["state"] == "accepted").then_some(shown) }
+    })
+    .await;
+    let events = b.cli_json(&["messages", "show", b_msg]);
+    assert!(
+        events["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "ack-file via a"),
+        "the timeline names the node that picked the ack up: {events}"
+    );
+
+    // kill -9 node b under load on both nodes, then start it again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let spawn_load = |hub_addr: String, tag: &'static str| {
+        let (stop, counter) = (stop.clone(), counter.clone());
+        tokio::spawn(async move {
+            let mut got = Vec::new();
+            let Ok(ch) = tonic::transport::Channel::from_shared(hub_addr)
+                .unwrap()
+                .connect()
+                .await
+            else {
+                return got;
+            };
+            let mut sub =
+                edt_proto::v1::document_submission_client::DocumentSubmissionClient::new(ch);
+            while !stop.load(Ordering::Relaxed) {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let to = PRACTICES[i % PRACTICES.len()];
+                match sub
+                    .submit_document(letter(&format!("2N-LOAD-{tag}-{i}"), &[to]))
+                    .await
+                {
+                    Ok(r) => got.push((tag, r.into_inner().message_id, to.to_string())),
+                    // The node was killed: only what was receipted counts.
+                    Err(_) => break,
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            got
+        })
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        tasks.push(spawn_load(a.grpc.clone(), "a"));
+        tasks.push(spawn_load(b.grpc.clone(), "b"));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.kill();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let b = Hub::start_with(&b_dir, &b_config);
+    for _ in 0..2 {
+        tasks.push(spawn_load(b.grpc.clone(), "b"));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut load: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for t in tasks {
+        for (tag, id, to) in t.await.unwrap() {
+            load[usize::from(tag == "b")].push(id.clone());
+            receipted.insert(id, to);
+        }
+    }
+    assert!(
+        load[0].len() > 20 && load[1].len() > 20,
+        "too little load: {} on a, {} on b",
+        load[0].len(),
+        load[1].len()
+    );
+    a.wait_all_sent(load[0].clone(), 120).await;
+    b.wait_all_sent(load[1].clone(), 120).await;
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for ods in PRACTICES {
+        for idx in drop_indexes(&a.drop_folder(ods)) {
+            *seen
+                .entry(idx["message_id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    for (id, to) in &receipted {
+        assert_eq!(
+            seen.get(id),
+            Some(&1),
+            "message {id} to {to} delivered {:?} times",
+            seen.get(id)
+        );
+    }
+    // (A document stored at the moment of the kill, before its receipt went out, may be
+    // delivered too: its sender never got a receipt and would submit it again, deduplicated
+    // by its local id.)
+    drop(a);
+    drop(b);
     delete_queues(&prefix);
 }

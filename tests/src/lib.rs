@@ -280,6 +280,25 @@ impl Drop for Hub {
     }
 }
 
+/// Runs an ops subcommand with `--json` against several hubs at once (`EDTHUB_ADDR` holding
+/// every address) and parses its output; panics on a non-zero exit.
+pub fn cli_json_across(hubs: &[&Hub], args: &[&str]) -> serde_json::Value {
+    let addrs: Vec<&str> = hubs.iter().map(|h| h.grpc.as_str()).collect();
+    let out = Command::new(binary())
+        .args(args)
+        .arg("--json")
+        .env("EDTHUB_ADDR", addrs.join(","))
+        .output()
+        .expect("run edthub");
+    assert!(
+        out.status.success(),
+        "edthub {args:?} across {addrs:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
 /// A discharge summary request from RX1.
 pub fn letter(local_id: &str, to: &[&str]) -> v1::SubmitDocumentRequest {
     v1::SubmitDocumentRequest {

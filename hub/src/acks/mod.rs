@@ -41,7 +41,7 @@ pub struct AckFile {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AckStatus {
     Delivered,
@@ -78,13 +78,17 @@ pub fn parse_ack(bytes: &[u8]) -> Result<AckFile, String> {
     Ok(ack)
 }
 
-enum Outcome {
+/// What became of an ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
     /// Applied (or a repeat of what is already recorded): delete after the flush.
     Consumed,
     /// Unusable: set aside with this problem.
     SetAside(String),
     /// Not yet: the delivery is still on its way out, or the file is still being written.
     Later,
+    /// Another node's delivery: pass it to that node, then delete.
+    Forward(crate::cluster::HomeEvent),
 }
 
 /// Prefix an ack file is renamed to while the hub works on it, so that a receiver writing the
@@ -125,12 +129,32 @@ pub async fn scan_file_acks(hub: &Hub) -> (usize, usize) {
             let working = folder.join(format!("{PROCESSING}{original}"));
             if !name.starts_with(PROCESSING) {
                 if let Err(e) = std::fs::rename(folder.join(&name), &working) {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        // Another node sharing this folder took it first.
+                        continue;
+                    }
                     tracing::warn!(file = %folder.join(&name).display(), error = %e, "could not take the ack file; will retry");
                     continue;
                 }
             }
             match process(hub, &endpoint.id, &working, &original) {
                 Ok(Outcome::Consumed) => consumed.push(working),
+                Ok(Outcome::Forward(event)) => {
+                    let home =
+                        crate::cluster::home_queue(crate::track::home_tag(&event.delivery_id()));
+                    match hub.bus.publish(&home, event.encode(), Duration::ZERO).await {
+                        Ok(()) => {
+                            metrics::counter!("edthub_acks_total", "outcome" => "forwarded")
+                                .increment(1);
+                            if let Err(e) = std::fs::remove_file(&working) {
+                                tracing::warn!(file = %working.display(), error = %e, "could not remove a forwarded ack");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(file = %working.display(), error = %e, "could not pass the ack to its home node; will retry")
+                        }
+                    }
+                }
                 Ok(Outcome::Later) => {}
                 Ok(Outcome::SetAside(problem)) => {
                     set_aside_file(hub, &folder, &working, &original, &problem);
@@ -183,6 +207,31 @@ fn process(hub: &Hub, endpoint: &str, path: &Path, name: &str) -> Result<Outcome
         Err(_) if young(path) => return Ok(Outcome::Later),
         Err(problem) => return Ok(Outcome::SetAside(problem)),
     };
+    if hub.store.delivery(id)?.is_none()
+        && crate::track::home_tag(&id) != crate::track::own_tag()
+        && hub.config.bus == crate::config::BusKind::Amqp
+    {
+        return Ok(Outcome::Forward(crate::cluster::HomeEvent::Ack {
+            delivery: id,
+            endpoint: endpoint.to_string(),
+            node: hub.node.clone(),
+            status: ack.status,
+            code: ack.code,
+            reason: ack.reason,
+        }));
+    }
+    apply(hub, id, endpoint, &ack, "ack-file")
+}
+
+/// Applies an acknowledgement to one of this node's deliveries (from a file here, or passed
+/// on by the node that picked the file up).
+pub fn apply(
+    hub: &Hub,
+    id: Uuid,
+    endpoint: &str,
+    ack: &AckFile,
+    actor: &str,
+) -> Result<Outcome, StoreError> {
     let Some(d) = hub.store.delivery(id)? else {
         return Ok(Outcome::SetAside(format!(
             "no delivery {id} is known to this hub"
@@ -202,7 +251,7 @@ fn process(hub: &Hub, endpoint: &str, path: &Path, name: &str) -> Result<Outcome
     let reason = ack.reason.clone().unwrap_or_default();
     let mut change = Change::new(
         ack.status.event(),
-        "ack-file",
+        actor,
         match (code.is_empty(), reason.is_empty()) {
             (true, true) => format!("{} ack file", ack.status.target()),
             _ => format!("{} ack file: {code} {reason}", ack.status.target())

@@ -442,6 +442,7 @@ impl Admin for AdminService {
                 .len() as u64,
             started_at: Some(convert::ts(hub.started_ms)),
             node: hub.node.clone(),
+            node_tag: u32::from(crate::track::own_tag()),
         }))
     }
 }

@@ -3,14 +3,43 @@
 //! publish it to the broker, wait for the confirm, and only then remove it from the outbox.
 //! While the broker is away the outbox holds the work (up to `amqp.max_outbox`, after which
 //! submissions are refused rather than accepted and put at risk).
+//!
+//! On the way, each delivery id becomes a self-contained work item for the shared queue (see
+//! [`crate::cluster`]), or — when the payload is too large to share — an instruction on this
+//! node's own queue to attempt it here.
 
 use super::{Bus, DELIVER_QUEUE};
-use crate::hub::Hub;
+use crate::cluster;
+use crate::hub::{Hub, WorkFor};
 use crate::shutdown::Shutdown;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+/// What to publish for an outbox item, and where; `None` when there is nothing to do.
+fn expand(hub: &Hub, body: &[u8]) -> Option<(String, Vec<u8>)> {
+    let Ok(id) = Uuid::from_slice(body) else {
+        // Not a delivery id: pass it on as it is.
+        return Some((DELIVER_QUEUE.to_string(), body.to_vec()));
+    };
+    let home = || {
+        Some((
+            cluster::own_home_queue(),
+            cluster::HomeEvent::Deliver { delivery: id }.encode(),
+        ))
+    };
+    match hub.work_for(id, hub.config.amqp.max_shared_payload) {
+        Ok(WorkFor::Nothing) => None,
+        Ok(WorkFor::Home) => home(),
+        Ok(WorkFor::Shared(w)) => Some((DELIVER_QUEUE.to_string(), w.encode())),
+        Err(e) => {
+            tracing::warn!(delivery = %id, error = %e, "could not read the delivery; this node will attempt it");
+            home()
+        }
+    }
+}
 
 /// Starts `n` relays for the deliver queue and the outbox depth gauge.
 pub fn spawn(hub: Arc<Hub>, n: usize, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
@@ -32,9 +61,14 @@ pub fn spawn(hub: Arc<Hub>, n: usize, shutdown: Shutdown) -> Vec<JoinHandle<()>>
                             continue;
                         }
                     };
+                    let Some((queue, body)) = expand(&hub, &item.body) else {
+                        // Nothing left to do for it (cancelled, or already handed over).
+                        let _ = hub.outbox.ack(&item).await;
+                        continue;
+                    };
                     let mut backoff = Duration::from_millis(100);
                     loop {
-                        match hub.bus.publish(DELIVER_QUEUE, item.body.clone(), Duration::ZERO).await {
+                        match hub.bus.publish(&queue, body.clone(), Duration::ZERO).await {
                             Ok(()) => break,
                             Err(e) => {
                                 if backoff == Duration::from_millis(100) {

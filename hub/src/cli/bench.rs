@@ -172,7 +172,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         };
     let payload_bytes = payloads[0].len();
     let payloads = Arc::new(payloads);
-    let channel = client::channel(&a.hub.hub).await?;
+    let channel = client::channel(a.hub.first()).await?;
     let run_id = crate::track::new_id().simple().to_string();
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();

@@ -87,9 +87,26 @@ enum LogFormat {
 /// Where the hub is and how to talk to it.
 #[derive(Args, Debug, Clone)]
 pub struct HubArgs {
-    /// Address of a running hub's gRPC port.
-    #[arg(long, env = "EDTHUB_ADDR", default_value = "http://127.0.0.1:50051")]
-    pub hub: String,
+    /// Address of a running hub's gRPC port. Give it more than once (or comma-separated in
+    /// EDTHUB_ADDR) to work across the nodes of a cluster: lists merge, and a message or
+    /// delivery id goes to the node that holds it.
+    #[arg(
+        long,
+        env = "EDTHUB_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        value_delimiter = ','
+    )]
+    pub hub: Vec<String>,
+}
+
+impl HubArgs {
+    /// The first hub named: for commands that need only one node.
+    pub fn first(&self) -> &str {
+        self.hub
+            .first()
+            .map(String::as_str)
+            .unwrap_or("http://127.0.0.1:50051")
+    }
 }
 
 #[derive(Subcommand, Debug)]

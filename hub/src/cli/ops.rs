@@ -117,14 +117,60 @@ fn deliveries_summary(s: &v1::MessageStatus) -> String {
         .join(", ")
 }
 
+/// The hub (of those named) that holds `id`'s tracking: the one whose node tag the id
+/// carries. With one hub named, that hub.
+async fn home_of(hub: &HubArgs, id: &str) -> anyhow::Result<String> {
+    if hub.hub.len() == 1 {
+        return Ok(hub.first().to_string());
+    }
+    let tag = uuid::Uuid::parse_str(id.trim())
+        .map_err(|e| anyhow::anyhow!("{id:?} is not a message or delivery id: {e}"))
+        .map(|u| crate::track::home_tag(&u))?;
+    for addr in &hub.hub {
+        let mut admin = client::admin(addr).await?;
+        let s = admin
+            .get_stats(v1::GetStatsRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if s.node_tag == u32::from(tag) {
+            return Ok(addr.clone());
+        }
+    }
+    Err(status_error(tonic::Status::not_found(format!(
+        "none of the hubs named holds {id} (it was minted by a node with tag {tag:04x})"
+    ))))
+}
+
 pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::Result<ExitCode> {
     let req = to_request(f, limit)?;
-    let mut admin = client::admin(&hub.hub).await?;
-    let resp = admin
-        .list_messages(req)
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let mut resp = v1::ListMessagesResponse::default();
+    for addr in &hub.hub {
+        let mut admin = client::admin(addr).await?;
+        let r = admin
+            .list_messages(req.clone())
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        resp.truncated |= r.truncated;
+        resp.messages.extend(r.messages);
+    }
+    if hub.hub.len() > 1 {
+        // Newest first across the nodes (ids are time-ordered), then the limit again.
+        resp.messages.sort_by(|a, b| {
+            let id = |s: &v1::MessageStatus| {
+                s.message
+                    .as_ref()
+                    .map(|m| m.message_id.clone())
+                    .unwrap_or_default()
+            };
+            id(b).cmp(&id(a))
+        });
+        if resp.messages.len() > limit as usize {
+            resp.messages.truncate(limit as usize);
+            resp.truncated = true;
+        }
+    }
     if json {
         print_json(&json!({
             "messages": resp.messages.iter().map(status_json).collect::<Vec<_>>(),
@@ -156,7 +202,7 @@ pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::
 }
 
 pub async fn show(hub: &HubArgs, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let mut admin = client::admin(&hub.hub).await?;
+    let mut admin = client::admin(&home_of(hub, id).await?).await?;
     let d = admin
         .get_message(v1::GetMessageRequest {
             message_id: id.to_string(),
@@ -275,30 +321,40 @@ pub async fn replay(
     if !ids.is_empty() && filtered {
         anyhow::bail!("give message ids or a filter, not both");
     }
-    let mut admin = client::admin(&hub.hub).await?;
-    // Find the messages first, so that a long replay can show progress.
-    let targets: Vec<String> = if ids.is_empty() {
-        let plan = admin
-            .replay_messages(v1::ReplayMessagesRequest {
-                message_ids: vec![],
-                filter: Some(to_request(f, 10_000)?),
-                dry_run: true,
-                reason: reason.to_string(),
-            })
-            .await
-            .map_err(status_error)?
-            .into_inner();
-        if plan.truncated {
-            eprintln!(
-                "note: more than {} messages match; this run replays the first {} — run it again for the rest",
-                plan.outcomes.len(),
-                plan.outcomes.len()
+    // Find the messages first (and the node holding each), so that a long replay can show
+    // progress.
+    let mut targets: Vec<(String, String)> = Vec::new();
+    if ids.is_empty() {
+        for addr in &hub.hub {
+            let mut admin = client::admin(addr).await?;
+            let plan = admin
+                .replay_messages(v1::ReplayMessagesRequest {
+                    message_ids: vec![],
+                    filter: Some(to_request(f, 10_000)?),
+                    dry_run: true,
+                    reason: reason.to_string(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if plan.truncated {
+                eprintln!(
+                    "note: more than {} messages match on {addr}; this run replays the first {} there — run it again for the rest",
+                    plan.outcomes.len(),
+                    plan.outcomes.len()
+                );
+            }
+            targets.extend(
+                plan.outcomes
+                    .into_iter()
+                    .map(|o| (addr.clone(), o.message_id)),
             );
         }
-        plan.outcomes.into_iter().map(|o| o.message_id).collect()
     } else {
-        ids.to_vec()
-    };
+        for id in ids {
+            targets.push((home_of(hub, id).await?, id.clone()));
+        }
+    }
     let bar = indicatif::ProgressBar::new(targets.len() as u64);
     if json || targets.len() < 10 {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -311,21 +367,31 @@ pub async fn replay(
     bar.set_message(if dry_run { "checking" } else { "replaying" });
     let mut outcomes = Vec::new();
     let (mut replayed, mut skipped) = (0u32, 0u32);
-    for chunk in targets.chunks(25) {
-        let r = admin
-            .replay_messages(v1::ReplayMessagesRequest {
-                message_ids: chunk.to_vec(),
-                filter: None,
-                dry_run,
-                reason: reason.to_string(),
-            })
-            .await
-            .map_err(status_error)?
-            .into_inner();
-        replayed += r.replayed;
-        skipped += r.skipped;
-        outcomes.extend(r.outcomes);
-        bar.inc(chunk.len() as u64);
+    let mut by_hub: Vec<(String, Vec<String>)> = Vec::new();
+    for (addr, id) in &targets {
+        match by_hub.iter_mut().find(|(a, _)| a == addr) {
+            Some((_, v)) => v.push(id.clone()),
+            None => by_hub.push((addr.clone(), vec![id.clone()])),
+        }
+    }
+    for (addr, hub_ids) in &by_hub {
+        let mut admin = client::admin(addr).await?;
+        for chunk in hub_ids.chunks(25) {
+            let r = admin
+                .replay_messages(v1::ReplayMessagesRequest {
+                    message_ids: chunk.to_vec(),
+                    filter: None,
+                    dry_run,
+                    reason: reason.to_string(),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            replayed += r.replayed;
+            skipped += r.skipped;
+            outcomes.extend(r.outcomes);
+            bar.inc(chunk.len() as u64);
+        }
     }
     bar.finish_and_clear();
     if json {
@@ -372,7 +438,7 @@ pub async fn replay(
 }
 
 pub async fn cancel(hub: &HubArgs, id: &str, reason: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let mut admin = client::admin(&hub.hub).await?;
+    let mut admin = client::admin(&home_of(hub, id).await?).await?;
     let r = admin
         .cancel_delivery(v1::CancelDeliveryRequest {
             delivery_id: id.to_string(),
@@ -395,30 +461,53 @@ pub async fn cancel(hub: &HubArgs, id: &str, reason: &str, json: bool) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
+fn stats_json(s: &v1::Stats) -> Value {
+    let by_state: serde_json::Map<String, Value> = s
+        .deliveries_by_state
+        .iter()
+        .map(|c| (state_name(c.state), json!(c.count)))
+        .collect();
+    json!({
+        "node": s.node,
+        "node_tag": format!("{:04x}", s.node_tag),
+        "started_at": time_of(&s.started_at),
+        "messages": s.messages,
+        "deliveries_by_state": by_state,
+        "queue_depth": s.queue_depth,
+        "dead_letters": s.dead_letters,
+        "unmatched_acks": s.unmatched_acks,
+    })
+}
+
+/// Stats of each hub named (JSON: one object for one hub, `{"nodes": [...]}` for several).
 pub async fn stats(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let mut admin = client::admin(&hub.hub).await?;
-    let s = admin
-        .get_stats(v1::GetStatsRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let mut all = Vec::new();
+    for addr in &hub.hub {
+        let mut admin = client::admin(addr).await?;
+        all.push(
+            admin
+                .get_stats(v1::GetStatsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner(),
+        );
+    }
     if json {
-        let by_state: serde_json::Map<String, Value> = s
-            .deliveries_by_state
-            .iter()
-            .map(|c| (state_name(c.state), json!(c.count)))
-            .collect();
-        print_json(&json!({
-            "node": s.node,
-            "started_at": time_of(&s.started_at),
-            "messages": s.messages,
-            "deliveries_by_state": by_state,
-            "queue_depth": s.queue_depth,
-            "dead_letters": s.dead_letters,
-            "unmatched_acks": s.unmatched_acks,
-        }));
+        match all.as_slice() {
+            [one] => print_json(&stats_json(one)),
+            many => {
+                print_json(&json!({ "nodes": many.iter().map(stats_json).collect::<Vec<_>>() }))
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
+    for s in &all {
+        print_stats(s);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_stats(s: &v1::Stats) {
     println!("Node {} (up since {})", s.node, time_of(&s.started_at));
     let mut t = table(&["", "COUNT"]);
     t.add_row(vec!["messages".to_string(), s.messages.to_string()]);
@@ -435,7 +524,6 @@ pub async fn stats(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
         s.unmatched_acks.to_string(),
     ]);
     println!("{t}");
-    Ok(ExitCode::SUCCESS)
 }
 
 pub struct SubmitOpts<'a> {
@@ -473,7 +561,7 @@ pub async fn submit(o: SubmitOpts<'_>) -> anyhow::Result<ExitCode> {
     let doc_type: edt_transforms::DocumentType = o.doc_type.parse()?;
     let payload = std::fs::read(o.file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", o.file.display()))?;
-    let mut client = client::submission(&o.hub.hub).await?;
+    let mut client = client::submission(o.hub.first()).await?;
     let r = client
         .submit_document(v1::SubmitDocumentRequest {
             sender_ods: o.from.to_string(),
@@ -526,7 +614,7 @@ pub async fn submit(o: SubmitOpts<'_>) -> anyhow::Result<ExitCode> {
         }
     }
     if o.watch {
-        let mut tracking = client::tracking(&o.hub.hub).await?;
+        let mut tracking = client::tracking(o.hub.first()).await?;
         let mut stream = tracking
             .watch_message(v1::GetMessageRequest {
                 message_id: r.message_id.clone(),
@@ -568,7 +656,7 @@ pub async fn explain(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let t: edt_transforms::DocumentType = doc_type.parse()?;
-    let mut admin = client::admin(&hub.hub).await?;
+    let mut admin = client::admin(hub.first()).await?;
     let r = admin
         .explain_route(v1::ExplainRouteRequest {
             recipient_ods: to.to_vec(),
@@ -609,34 +697,48 @@ pub async fn explain(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reloads the directory on every hub named.
 pub async fn reload(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let mut admin = client::admin(&hub.hub).await?;
-    let r = admin
-        .reload_directory(v1::ReloadDirectoryRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    if json {
-        print_json(&json!({
+    let mut out = Vec::new();
+    for addr in &hub.hub {
+        let mut admin = client::admin(addr).await?;
+        let r = admin
+            .reload_directory(v1::ReloadDirectoryRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if !json {
+            let on = if hub.hub.len() > 1 {
+                format!(" on {addr}")
+            } else {
+                String::new()
+            };
+            println!(
+                "directory reloaded{on}: {} organisations, {} rules, {} endpoints from {}",
+                r.organisations,
+                r.rules,
+                r.endpoints,
+                r.files.join(", ")
+            );
+        }
+        out.push(json!({
             "organisations": r.organisations,
             "rules": r.rules,
             "endpoints": r.endpoints,
             "files": r.files,
         }));
-    } else {
-        println!(
-            "directory reloaded: {} organisations, {} rules, {} endpoints from {}",
-            r.organisations,
-            r.rules,
-            r.endpoints,
-            r.files.join(", ")
-        );
+    }
+    if json {
+        match out.as_slice() {
+            [one] => print_json(one),
+            _ => print_json(&json!({ "nodes": out })),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn organisation(hub: &HubArgs, ods: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let mut admin = client::admin(&hub.hub).await?;
+    let mut admin = client::admin(hub.first()).await?;
     let o = admin
         .get_organisation(v1::GetOrganisationRequest {
             ods: ods.to_string(),

@@ -66,7 +66,9 @@ pub fn write_drop(
 }
 
 fn write_atomically(folder: &Path, name: &str, bytes: &[u8]) -> Result<(), SendError> {
-    let tmp = folder.join(format!("{TEMP_PREFIX}{name}"));
+    // The node's tag in the name: nodes sharing a folder never write (or clean up) each
+    // other's temporaries.
+    let tmp = folder.join(format!("{}{name}", own_temp_prefix()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -83,14 +85,23 @@ fn io_err(folder: &Path, what: &str, e: std::io::Error) -> SendError {
     SendError::Transient(format!("{what} in {}: {e}", folder.display()))
 }
 
-/// Removes temporary files a crash left in `folder`. Returns how many.
+/// The prefix of this node's temporary files.
+fn own_temp_prefix() -> String {
+    format!("{TEMP_PREFIX}{:04x}-", crate::track::own_tag())
+}
+
+/// Removes temporary files a crash of this node left in `folder`. Returns how many.
 pub fn clean_temporaries(folder: &Path) -> usize {
+    clean_with_prefix(folder, &own_temp_prefix())
+}
+
+fn clean_with_prefix(folder: &Path, prefix: &str) -> usize {
     let Ok(entries) = fs::read_dir(folder) else {
         return 0;
     };
     entries
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
         .filter(|e| fs::remove_file(e.path()).is_ok())
         .count()
 }
@@ -179,9 +190,22 @@ mod tests {
     #[test]
     fn temporaries_are_cleaned() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(format!("{TEMP_PREFIX}x.pdf")), b"half").unwrap();
+        fs::write(
+            dir.path().join(format!("{}x.pdf", own_temp_prefix())),
+            b"half",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join(format!("{TEMP_PREFIX}ffff-y.pdf")),
+            b"other node",
+        )
+        .unwrap();
         fs::write(dir.path().join("keep.json"), b"{}").unwrap();
         assert_eq!(clean_temporaries(dir.path()), 1);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "another node's is kept"
+        );
     }
 }

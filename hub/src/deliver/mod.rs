@@ -4,8 +4,10 @@
 pub mod file;
 
 use crate::bus::{Bus, DELIVER_QUEUE};
+use crate::cluster::{self, Work};
 use crate::hub::{Attempt, Hub};
 use crate::shutdown::Shutdown;
+use crate::track::own_tag;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -59,22 +61,33 @@ pub fn spawn_workers(
 
 async fn work(hub: &Hub, item: crate::bus::BusItem) {
     let bus: &dyn Bus = hub.bus.as_ref();
-    let Ok(id) = Uuid::from_slice(&item.body) else {
-        tracing::error!(
-            tag = item.tag,
-            "deliver work item is not a delivery id; dead-lettering"
-        );
-        let _ = bus.dead_letter(&item, "body is not a delivery id").await;
-        return;
+    let work = match cluster::decode_work(&item.body) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(tag = item.tag, error = %e, "unusable deliver work item; dead-lettering");
+            let _ = bus.dead_letter(&item, &e).await;
+            return;
+        }
     };
+    let id = work.delivery_id();
     let span = tracing::info_span!("deliver", delivery = %id);
-    match hub.attempt(id).instrument(span).await {
-        Ok(Attempt::Busy) => retry(hub, &item, id, Duration::from_millis(500), "busy").await,
+    match work {
+        Work::Shared(w) if w.header.home != own_tag() => {
+            attempt_for_home(hub, &item, *w).instrument(span).await
+        }
+        _ => attempt_here(hub, &item, id).instrument(span).await,
+    }
+}
+
+/// Attempts one of this node's own deliveries and settles the work item.
+pub(crate) async fn attempt_here(hub: &Hub, item: &crate::bus::BusItem, id: Uuid) {
+    match hub.attempt(id).await {
+        Ok(Attempt::Busy) => retry(hub, item, id, Duration::from_millis(500), "busy").await,
         Ok(outcome) => {
             if outcome != Attempt::Skipped {
                 tracing::info!(outcome = ?outcome, "delivery attempt");
             }
-            if let Err(e) = bus.ack(&item).await {
+            if let Err(e) = hub.bus.ack(item).await {
                 tracing::warn!(error = %e, "ack of work item failed; it will be redelivered");
             }
         }
@@ -82,7 +95,7 @@ async fn work(hub: &Hub, item: crate::bus::BusItem) {
             tracing::error!(error = %e, "delivery attempt could not be recorded; will retry");
             retry(
                 hub,
-                &item,
+                item,
                 id,
                 Duration::from_secs(5),
                 "attempt not recorded",
@@ -92,9 +105,60 @@ async fn work(hub: &Hub, item: crate::bus::BusItem) {
     }
 }
 
+/// Attempts another node's delivery from its self-contained work item, then tells the home
+/// node how it went (through its queue) before settling the item. If this node dies in
+/// between, the item is handed out again and the attempt repeated: the file lands under the
+/// same name, and the home node applies one outcome per attempt.
+async fn attempt_for_home(hub: &Hub, item: &crate::bus::BusItem, w: cluster::WorkItem) {
+    let id = w.header.delivery.id;
+    let result = match hub
+        .execute(&w.header.delivery, &w.header.message, w.payload)
+        .await
+    {
+        Ok(sent) => cluster::RemoteResult::Sent {
+            transport_id: sent.transport_id,
+            detail: sent.detail,
+        },
+        Err(SendError::Transient(error)) => cluster::RemoteResult::Transient { error },
+        Err(SendError::Permanent(error)) => cluster::RemoteResult::Permanent { error },
+    };
+    tracing::info!(home = %w.header.home_node, result = ?result, "delivery attempt for another node");
+    let event = cluster::HomeEvent::Outcome {
+        delivery: id,
+        attempt: w.header.attempt,
+        node: hub.node.clone(),
+        result,
+    };
+    match hub
+        .bus
+        .publish(
+            &cluster::home_queue(w.header.home),
+            event.encode(),
+            Duration::ZERO,
+        )
+        .await
+    {
+        Ok(()) => {
+            if let Err(e) = hub.bus.ack(item).await {
+                tracing::warn!(error = %e, "ack of work item failed; it will be redelivered");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not tell the home node; the attempt will be repeated");
+            let _ = hub.bus.retry_later(item, Duration::from_secs(1)).await;
+        }
+    }
+}
+
 /// Gives a work item back; when it has reached the delivery limit the delivery is failed, so
 /// that it shows up for ops instead of waiting forever.
-async fn retry(hub: &Hub, item: &crate::bus::BusItem, id: Uuid, delay: Duration, why: &str) {
+pub(crate) async fn retry(
+    hub: &Hub,
+    item: &crate::bus::BusItem,
+    id: Uuid,
+    delay: Duration,
+    why: &str,
+) {
     match hub.bus.retry_later(item, delay).await {
         Ok(crate::bus::Requeued::Later) => {}
         Ok(crate::bus::Requeued::DeadLettered) => {

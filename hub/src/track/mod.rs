@@ -220,9 +220,42 @@ pub fn rfc3339(ms: u64) -> String {
         .unwrap_or_default()
 }
 
-/// A new, time-ordered identifier.
+static NODE_TAG: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The 16-bit tag of a node name: what ids minted on that node carry, and what names its
+/// home queue. Stable across restarts and versions (FNV-1a folded to 16 bits).
+pub fn node_tag(name: &str) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    ((h >> 16) ^ (h & 0xffff)) as u16
+}
+
+/// Sets the tag this process stamps into the ids it mints (once, at node start).
+pub fn set_node_tag(tag: u16) {
+    NODE_TAG.store(u32::from(tag), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The tag this process stamps into the ids it mints.
+pub fn own_tag() -> u16 {
+    NODE_TAG.load(std::sync::atomic::Ordering::Relaxed) as u16
+}
+
+/// A new, time-ordered identifier (UUIDv7) carrying this node's tag in its last two bytes (the random part; the ordering counter sits before them), so that
+/// any node (and the CLI) can tell which node a message or delivery belongs to.
 pub fn new_id() -> Uuid {
-    Uuid::now_v7()
+    let mut b = *Uuid::now_v7().as_bytes();
+    let tag = own_tag();
+    b[14..16].copy_from_slice(&tag.to_be_bytes());
+    Uuid::from_bytes(b)
+}
+
+/// The tag of the node that minted `id` (its home node).
+pub fn home_tag(id: &Uuid) -> u16 {
+    let b = id.as_bytes();
+    u16::from_be_bytes([b[14], b[15]])
 }
 
 /// Where a document came in.
@@ -343,6 +376,20 @@ mod tests {
         DeliveryEvent::SlaExpired,
         DeliveryEvent::Cancel,
     ];
+
+    #[test]
+    fn ids_carry_the_node_tag_and_stay_time_ordered_and_unique() {
+        let a = node_tag("hub-a");
+        assert_ne!(a, node_tag("hub-b"));
+        assert_eq!(a, node_tag("hub-a"));
+        set_node_tag(a);
+        let ids: Vec<Uuid> = (0..10_000).map(|_| new_id()).collect();
+        assert!(ids.iter().all(|id| home_tag(id) == a));
+        assert!(ids.iter().all(|id| id.get_version_num() == 7));
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "time-ordered");
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+    }
 
     #[test]
     fn happy_path() {

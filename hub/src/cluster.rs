@@ -1,0 +1,428 @@
+//! Several nodes on one RabbitMQ.
+//!
+//! Every node keeps the tracking of the messages it received (their *home*): ids minted on a
+//! node carry its tag ([`crate::track::node_tag`]), so any node can tell where a message or
+//! delivery belongs. Work is shared through the broker's `deliver` queue, and each work item
+//! carries what a node needs to attempt the delivery without the home node's database: the
+//! delivery, the message's metadata and the payload ([`WorkItem`]). What happens to it comes
+//! back to the home node through its own queue, `home.<tag>` ([`HomeEvent`]):
+//!
+//! - the outcome of an attempt made on another node (sent, or the error), applied by the home
+//!   node like its own attempts (retry scheduling stays with the home node);
+//! - an acknowledgement file another node picked up for one of the home node's deliveries;
+//! - a delivery whose payload is too large to share, attempted by the home node itself.
+//!
+//! Events are idempotent: an outcome names the attempt it is for, and is applied only while
+//! that attempt is still the one the home node is waiting on.
+
+use crate::acks::{AckFile, AckStatus, Outcome};
+use crate::bus::{BusItem, Requeued};
+use crate::hub::{Attempt, Hub};
+use crate::shutdown::Shutdown;
+use crate::track::{own_tag, DeliveryRecord, MessageRecord};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// The logical queue (before the bus's prefix) that carries a node's home events.
+pub fn home_queue(tag: u16) -> String {
+    format!("home.{tag:04x}")
+}
+
+/// This node's home queue.
+pub fn own_home_queue() -> String {
+    home_queue(own_tag())
+}
+
+const WORK_MAGIC: &[u8; 4] = b"EDW1";
+
+/// What a work item on the shared `deliver` queue carries (besides the payload).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkHeader {
+    /// Tag of the node that holds the delivery's tracking.
+    pub home: u16,
+    /// That node's name (for logs and the audit trail).
+    pub home_node: String,
+    /// The attempt this item is for (the delivery's attempts so far, plus one).
+    pub attempt: u32,
+    pub delivery: DeliveryRecord,
+    pub message: MessageRecord,
+}
+
+/// A self-contained work item: any node can attempt the delivery with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkItem {
+    pub header: WorkHeader,
+    pub payload: Vec<u8>,
+}
+
+/// A work item as found on the `deliver` queue.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// A delivery id: attempted by the node whose database holds it (the embedded bus, and
+    /// the home node's own queue).
+    Local(Uuid),
+    /// A self-contained item from the shared queue.
+    Shared(Box<WorkItem>),
+}
+
+impl Work {
+    /// The delivery this work is for.
+    pub fn delivery_id(&self) -> Uuid {
+        match self {
+            Work::Local(id) => *id,
+            Work::Shared(w) => w.header.delivery.id,
+        }
+    }
+}
+
+impl WorkItem {
+    /// `EDW1`, the header's length (u32, big-endian), the header (JSON), then the payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(&self.header).expect("work header serialises");
+        let mut out = Vec::with_capacity(8 + header.len() + self.payload.len());
+        out.extend_from_slice(WORK_MAGIC);
+        out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&self.payload);
+        out
+    }
+}
+
+/// Reads a `deliver` work item: a bare delivery id or a [`WorkItem`].
+pub fn decode_work(body: &[u8]) -> Result<Work, String> {
+    if body.len() == 16 {
+        return Ok(Work::Local(
+            Uuid::from_slice(body).expect("sixteen bytes make a uuid"),
+        ));
+    }
+    let rest = body
+        .strip_prefix(WORK_MAGIC.as_slice())
+        .ok_or("neither a delivery id nor a work item")?;
+    if rest.len() < 4 {
+        return Err("work item is truncated".into());
+    }
+    let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    let rest = &rest[4..];
+    if rest.len() < len {
+        return Err(format!(
+            "work item header is truncated ({} of {len} bytes)",
+            rest.len()
+        ));
+    }
+    let header: WorkHeader = serde_json::from_slice(&rest[..len])
+        .map_err(|e| format!("work item header is unreadable: {e}"))?;
+    let payload = rest[len..].to_vec();
+    if payload.len() as u64 != header.message.payload_size {
+        return Err(format!(
+            "work item payload is {} bytes, the message says {}",
+            payload.len(),
+            header.message.payload_size
+        ));
+    }
+    Ok(Work::Shared(Box::new(WorkItem { header, payload })))
+}
+
+/// How an attempt made on another node ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteResult {
+    Sent {
+        transport_id: String,
+        detail: String,
+    },
+    Transient {
+        error: String,
+    },
+    Permanent {
+        error: String,
+    },
+}
+
+/// Events for a home node, on its own queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum HomeEvent {
+    /// Attempt this delivery here (its payload is too large to share).
+    Deliver { delivery: Uuid },
+    /// Another node attempted one of this node's deliveries.
+    Outcome {
+        delivery: Uuid,
+        attempt: u32,
+        node: String,
+        result: RemoteResult,
+    },
+    /// Another node picked up an acknowledgement file for one of this node's deliveries.
+    Ack {
+        delivery: Uuid,
+        endpoint: String,
+        node: String,
+        status: AckStatus,
+        code: Option<String>,
+        reason: Option<String>,
+    },
+}
+
+impl HomeEvent {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("home event serialises")
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(body).map_err(|e| format!("unreadable home event: {e}"))
+    }
+
+    pub fn delivery_id(&self) -> Uuid {
+        match self {
+            HomeEvent::Deliver { delivery }
+            | HomeEvent::Outcome { delivery, .. }
+            | HomeEvent::Ack { delivery, .. } => *delivery,
+        }
+    }
+}
+
+/// Starts the consumers of this node's home queue.
+pub fn spawn_home(
+    hub: Arc<Hub>,
+    consumers: usize,
+    shutdown: Shutdown,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let queue = own_home_queue();
+    tracing::info!(node = %hub.node, queue = %queue, "consuming this node's home queue");
+    (0..consumers)
+        .map(|_| {
+            let hub = hub.clone();
+            let queue = queue.clone();
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.wait() => break,
+                        item = hub.bus.receive(&queue) => match item {
+                            Ok(item) => home_event(&hub, item).await,
+                            Err(e) => {
+                                tracing::error!(error = %e, "home queue receive failed; pausing");
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn home_event(hub: &Hub, item: BusItem) {
+    let event = match HomeEvent::decode(&item.body) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(error = %e, "unusable home event; dead-lettering");
+            let _ = hub.bus.dead_letter(&item, &e).await;
+            return;
+        }
+    };
+    let id = event.delivery_id();
+    let span = tracing::info_span!("home", delivery = %id);
+    if let HomeEvent::Deliver { delivery } = event {
+        return crate::deliver::attempt_here(hub, &item, delivery)
+            .instrument(span)
+            .await;
+    }
+    let settle = handle(hub, event).instrument(span.clone()).await;
+    settle_item(hub, &item, id, settle).instrument(span).await;
+}
+
+async fn handle(hub: &Hub, event: HomeEvent) -> Settle {
+    match event {
+        HomeEvent::Deliver { .. } => Settle::Done,
+        HomeEvent::Outcome {
+            delivery,
+            attempt,
+            node,
+            result,
+        } => match hub
+            .apply_remote_outcome(delivery, attempt, &node, result)
+            .await
+        {
+            Ok(Attempt::Busy) => Settle::Later(Duration::from_millis(500)),
+            Ok(a) => {
+                if a != Attempt::Skipped {
+                    tracing::info!(node = %node, outcome = ?a, "attempt by another node recorded");
+                }
+                Settle::Done
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not record another node's attempt; will retry");
+                Settle::Later(Duration::from_secs(5))
+            }
+        },
+        HomeEvent::Ack {
+            delivery,
+            endpoint,
+            node,
+            status,
+            code,
+            reason,
+        } => {
+            let ack = AckFile {
+                status,
+                code,
+                reason,
+            };
+            match crate::acks::apply(
+                hub,
+                delivery,
+                &endpoint,
+                &ack,
+                &format!("ack-file via {node}"),
+            ) {
+                Ok(Outcome::Consumed) => match hub.store.flush().await {
+                    Ok(()) => {
+                        metrics::counter!("edthub_acks_total", "outcome" => "applied").increment(1);
+                        Settle::Done
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "flush failed; the ack will be applied again");
+                        Settle::Later(Duration::from_secs(1))
+                    }
+                },
+                Ok(Outcome::Later) => Settle::Later(Duration::from_secs(2)),
+                Ok(Outcome::SetAside(problem)) => Settle::Dead(problem),
+                Ok(Outcome::Forward(_)) => {
+                    Settle::Dead(format!("delivery {delivery} belongs to another node"))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "ack not applied; will retry");
+                    Settle::Later(Duration::from_secs(5))
+                }
+            }
+        }
+    }
+}
+
+async fn settle_item(hub: &Hub, item: &BusItem, id: Uuid, settle: Settle) {
+    match settle {
+        Settle::Done => {
+            if let Err(e) = hub.bus.ack(item).await {
+                tracing::warn!(error = %e, "ack of home event failed; it will be redelivered");
+            }
+        }
+        Settle::Later(delay) => {
+            if let Ok(Requeued::DeadLettered) = hub.bus.retry_later(item, delay).await {
+                tracing::error!(delivery = %id, "home event reached the delivery limit; kept as a dead letter");
+            }
+        }
+        Settle::Dead(problem) => {
+            tracing::error!(delivery = %id, problem = %problem, "ack from another node is unusable; kept as a dead letter of the home queue");
+            metrics::counter!("edthub_acks_total", "outcome" => "set-aside").increment(1);
+            let _ = hub.bus.dead_letter(item, &problem).await;
+        }
+    }
+}
+
+enum Settle {
+    Done,
+    Later(Duration),
+    Dead(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::track::{new_id, Channel, DeliveryState};
+    use edt_transforms::DocumentType;
+    use proptest::prelude::*;
+
+    fn item(payload: Vec<u8>) -> WorkItem {
+        let message = MessageRecord {
+            id: new_id(),
+            sender_ods: "RXX".into(),
+            document_type: DocumentType::DischargeSummary,
+            content_type: "application/pdf".into(),
+            local_id: "L1".into(),
+            nhs_number: Some("9434765919".into()),
+            file_name: None,
+            title: Some("Discharge".into()),
+            payload_size: payload.len() as u64,
+            payload_sha256: edt_transforms::sha256_hex(&payload),
+            channel: Channel::Grpc,
+            received_ms: 1,
+            recipients: vec!["A81001".into()],
+        };
+        let delivery = DeliveryRecord {
+            id: new_id(),
+            message_id: message.id,
+            recipient_ods: "A81001".into(),
+            endpoint: Some("a81001".into()),
+            recipient_type: "FA".into(),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            last_error: None,
+            created_ms: 1,
+            updated_ms: 1,
+            next_attempt_ms: None,
+            sent_ms: None,
+            replay_of: None,
+            superseded_by: None,
+            ack_code: None,
+            ack_reason: None,
+            format: Some("original".into()),
+        };
+        WorkItem {
+            header: WorkHeader {
+                home: 7,
+                home_node: "a".into(),
+                attempt: 1,
+                delivery,
+                message,
+            },
+            payload,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn work_items_round_trip(payload in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let w = item(payload);
+            let decoded = decode_work(&w.encode()).unwrap();
+            prop_assert_eq!(decoded, Work::Shared(Box::new(w)));
+        }
+
+        #[test]
+        fn decoding_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_work(&body);
+            let _ = HomeEvent::decode(&body);
+        }
+    }
+
+    #[test]
+    fn bare_ids_and_damaged_items() {
+        let id = new_id();
+        assert_eq!(decode_work(id.as_bytes()).unwrap(), Work::Local(id));
+        let mut bytes = item(b"hello".to_vec()).encode();
+        bytes.pop();
+        assert!(decode_work(&bytes)
+            .unwrap_err()
+            .contains("payload is 4 bytes, the message says 5"));
+        assert!(decode_work(b"EDW1\0\0").unwrap_err().contains("truncated"));
+        assert!(decode_work(b"nonsense here")
+            .unwrap_err()
+            .contains("neither"));
+    }
+
+    #[test]
+    fn home_events_round_trip() {
+        let e = HomeEvent::Outcome {
+            delivery: new_id(),
+            attempt: 2,
+            node: "b".into(),
+            result: RemoteResult::Transient {
+                error: "folder missing".into(),
+            },
+        };
+        assert_eq!(HomeEvent::decode(&e.encode()).unwrap(), e);
+        assert_eq!(home_queue(0x1a2b), "home.1a2b");
+    }
+}
