@@ -354,3 +354,58 @@ async fn two_nodes_share_work_and_lose_nothing_when_one_is_killed() {
     drop(b);
     delete_queues(&prefix);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_created_from_the_definitions_file_are_the_ones_the_hub_declares() {
+    let _serial = BROKER.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("edthub-e2e-defs-{}.", std::process::id());
+    let config = dir.path().join("edthub-test.toml");
+    std::fs::write(
+        &config,
+        edt_tests::test_config(
+            dir.path(),
+            &format!(
+                "node = \"defs\"\nbus = \"amqp\"\n\n[amqp]\nqueue_prefix = \"{prefix}\"\n\n{FAST}"
+            ),
+        ),
+    )
+    .unwrap();
+    // An operator pre-creates the topology from the generated definitions...
+    let out = Command::new(edt_tests::binary())
+        .args(["amqp", "definitions", "--node", "defs", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let defs = dir.path().join("definitions.json");
+    std::fs::write(&defs, &out.stdout).unwrap();
+    rabbitmqctl(&["import_definitions", defs.to_str().unwrap()]);
+    let listed = Command::new("rabbitmqctl")
+        .args(["list_queues", "name", "--quiet", "--no-table-headers"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(&format!("{prefix}deliver.dead")),
+        "{listed}"
+    );
+
+    // ...and the hub, declaring the same queues with the same arguments, works on them (a
+    // difference in any argument would make the broker refuse the declaration).
+    let hub = Hub::start_with(dir.path(), &config);
+    let mut sub = hub.submission().await;
+    let r = sub
+        .submit_document(letter("DEFS-1", &["A81002"]))
+        .await
+        .unwrap()
+        .into_inner();
+    hub.wait_all_sent([r.message_id], 30).await;
+    assert!(!hub.log().contains("PRECONDITION_FAILED"), "{}", hub.log());
+    drop(hub);
+    delete_queues(&prefix);
+}

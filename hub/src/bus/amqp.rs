@@ -53,6 +53,119 @@ pub struct AmqpSettings {
     pub max_deliveries: u32,
 }
 
+/// A queue argument value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Str(String),
+    /// Sent as a 32-bit integer.
+    I32(i32),
+    /// Sent as a 64-bit integer.
+    I64(i64),
+}
+
+/// One durable queue of the topology, as the hub declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSpec {
+    pub name: String,
+    pub args: Vec<(&'static str, Arg)>,
+}
+
+impl QueueSpec {
+    fn field_table(&self) -> FieldTable {
+        let mut t = FieldTable::default();
+        for (k, v) in &self.args {
+            let v = match v {
+                Arg::Str(s) => AMQPValue::LongString(s.clone().into()),
+                Arg::I32(n) => AMQPValue::LongInt(*n),
+                Arg::I64(n) => AMQPValue::LongLongInt(*n),
+            };
+            t.insert((*k).into(), v);
+        }
+        t
+    }
+
+    /// The queue as an entry of RabbitMQ's definitions file.
+    pub fn definition(&self, vhost: &str) -> serde_json::Value {
+        let args: serde_json::Map<String, serde_json::Value> = self
+            .args
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Arg::Str(s) => serde_json::Value::from(s.clone()),
+                    Arg::I32(n) => serde_json::Value::from(*n),
+                    Arg::I64(n) => serde_json::Value::from(*n),
+                };
+                ((*k).to_string(), v)
+            })
+            .collect();
+        serde_json::json!({
+            "name": self.name,
+            "vhost": vhost,
+            "durable": true,
+            "auto_delete": false,
+            "arguments": args,
+        })
+    }
+}
+
+/// The dead-letter queue and the work queue of logical queue `q`.
+pub fn queue_specs(prefix: &str, q: &str, max_deliveries: u32) -> [QueueSpec; 2] {
+    let dead = format!("{prefix}{q}.dead");
+    [
+        QueueSpec {
+            name: dead.clone(),
+            args: vec![("x-queue-type", Arg::Str("quorum".into()))],
+        },
+        QueueSpec {
+            name: format!("{prefix}{q}"),
+            args: vec![
+                ("x-queue-type", Arg::Str("quorum".into())),
+                ("x-delivery-limit", Arg::I32(max_deliveries as i32)),
+                ("x-dead-letter-exchange", Arg::Str(String::new())),
+                ("x-dead-letter-routing-key", Arg::Str(dead)),
+            ],
+        },
+    ]
+}
+
+/// The delay queue of `q` for one bucket: messages wait `ms`, then return to `q`.
+pub fn delay_spec(prefix: &str, q: &str, ms: u64) -> QueueSpec {
+    QueueSpec {
+        name: format!("{prefix}{q}.delay.{ms}"),
+        args: vec![
+            ("x-message-ttl", Arg::I64(ms as i64)),
+            ("x-dead-letter-exchange", Arg::Str(String::new())),
+            (
+                "x-dead-letter-routing-key",
+                Arg::Str(format!("{prefix}{q}")),
+            ),
+        ],
+    }
+}
+
+/// RabbitMQ definitions (for `rabbitmqctl import_definitions` or `load_definitions`) of every
+/// queue the hub declares for the logical queues `queues`: each with its dead-letter queue
+/// and all its delay queues.
+pub fn definitions(
+    prefix: &str,
+    vhost: &str,
+    queues: &[String],
+    max_deliveries: u32,
+) -> serde_json::Value {
+    let mut specs = Vec::new();
+    for q in queues {
+        specs.extend(queue_specs(prefix, q, max_deliveries));
+        specs.extend(DELAYS_MS.iter().map(|ms| delay_spec(prefix, q, *ms)));
+    }
+    serde_json::json!({
+        "vhosts": [{ "name": vhost }],
+        "queues": specs.iter().map(|s| s.definition(vhost)).collect::<Vec<_>>(),
+        "exchanges": [],
+        "bindings": [],
+        "policies": [],
+    })
+}
+
 struct Link {
     conn: Connection,
     publish: Channel,
@@ -251,40 +364,17 @@ impl AmqpBus {
         if self.is_declared(generation, &main) {
             return Ok(());
         }
-        let dead = self.dead_queue(q);
-        let mut dead_args = FieldTable::default();
-        dead_args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
-        ch.queue_declare(
-            dead.clone().into(),
-            QueueDeclareOptions::durable(),
-            dead_args,
-        )
-        .await
-        .map_err(err)?;
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
-        args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongInt(self.settings.max_deliveries as i32),
-        );
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString("".into()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(dead.clone().into()),
-        );
-        ch.queue_declare(main.clone().into(), QueueDeclareOptions::durable(), args)
+        let [dead, work] = queue_specs(&self.settings.prefix, q, self.settings.max_deliveries);
+        for spec in [&dead, &work] {
+            ch.queue_declare(
+                spec.name.clone().into(),
+                QueueDeclareOptions::durable(),
+                spec.field_table(),
+            )
             .await
             .map_err(err)?;
-        self.mark_declared(generation, &[main, dead]);
+        }
+        self.mark_declared(generation, &[work.name, dead.name]);
         Ok(())
     }
 
@@ -299,19 +389,14 @@ impl AmqpBus {
         if self.is_declared(generation, &name) {
             return Ok(name);
         }
-        let mut args = FieldTable::default();
-        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms as i64));
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString("".into()),
-        );
-        args.insert(
-            "x-dead-letter-routing-key".into(),
-            AMQPValue::LongString(self.main_queue(q).into()),
-        );
-        ch.queue_declare(name.clone().into(), QueueDeclareOptions::durable(), args)
-            .await
-            .map_err(err)?;
+        let spec = delay_spec(&self.settings.prefix, q, ms);
+        ch.queue_declare(
+            spec.name.clone().into(),
+            QueueDeclareOptions::durable(),
+            spec.field_table(),
+        )
+        .await
+        .map_err(err)?;
         self.mark_declared(generation, std::slice::from_ref(&name));
         Ok(name)
     }
@@ -788,6 +873,43 @@ impl Bus for AmqpBus {
 mod tests {
     use super::*;
     use crate::bus::conformance::{self, BusFactory};
+
+    #[test]
+    fn the_shipped_definitions_are_what_the_hub_declares() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/rabbitmq/definitions.json"
+        );
+        let shipped: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let defaults = crate::config::Config::default();
+        let queues = [
+            crate::bus::DELIVER_QUEUE.to_string(),
+            crate::cluster::home_queue(crate::track::node_tag("hub-a")),
+            crate::cluster::home_queue(crate::track::node_tag("hub-b")),
+        ];
+        let expected = definitions(
+            &defaults.amqp.queue_prefix,
+            "/",
+            &queues,
+            defaults.delivery.max_bus_deliveries,
+        );
+        assert_eq!(
+            shipped, expected,
+            "deploy/rabbitmq/definitions.json is stale: regenerate it with \
+             `edthub amqp definitions --node hub-a --node hub-b`"
+        );
+        let names: Vec<&str> = shipped["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"edthub.deliver"));
+        assert!(names.contains(&"edthub.deliver.dead"));
+        assert!(names.contains(&"edthub.deliver.delay.1000"));
+        assert_eq!(names.len(), 3 * (2 + DELAYS_MS.len()));
+    }
 
     /// The broker the tests use: `EDTHUB_TEST_AMQP_URL`, else the local RabbitMQ.
     pub fn test_url() -> String {

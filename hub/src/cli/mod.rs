@@ -51,6 +51,52 @@ enum Command {
     Submit(SubmitArgs),
     /// Drive a running hub with a realistic document mix and print one `bench ...` line.
     Bench(bench::BenchArgs),
+    /// RabbitMQ: print the topology the hub declares.
+    #[command(subcommand)]
+    Amqp(AmqpCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum AmqpCmd {
+    /// Print RabbitMQ definitions (JSON, for `rabbitmqctl import_definitions`) of every queue
+    /// the hub nodes named declare: the shared deliver queue and each node's home queue, with
+    /// their dead-letter and delay queues. Uses the queue prefix and delivery limit of the
+    /// config given (defaults otherwise).
+    Definitions(DefinitionsArgs),
+}
+
+#[derive(Args, Debug)]
+struct DefinitionsArgs {
+    /// Config file whose [amqp] and [delivery] settings to use.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A hub node's name (its `node` setting); give it once per node.
+    #[arg(long = "node", required = true)]
+    nodes: Vec<String>,
+    /// RabbitMQ virtual host.
+    #[arg(long, default_value = "/")]
+    vhost: String,
+}
+
+fn definitions(a: &DefinitionsArgs) -> anyhow::Result<ExitCode> {
+    let config = match &a.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let mut queues = vec![crate::bus::DELIVER_QUEUE.to_string()];
+    queues.extend(
+        a.nodes
+            .iter()
+            .map(|n| crate::cluster::home_queue(crate::track::node_tag(n))),
+    );
+    let defs = crate::bus::amqp::definitions(
+        &config.amqp.queue_prefix,
+        &a.vhost,
+        &queues,
+        config.delivery.max_bus_deliveries,
+    );
+    println!("{}", serde_json::to_string_pretty(&defs)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Args, Debug)]
@@ -296,6 +342,7 @@ pub fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve(a) => serve(a).await,
+            Command::Amqp(AmqpCmd::Definitions(a)) => definitions(&a),
             Command::Messages(MessagesCmd::List(a)) => {
                 ops::list(&a.hub, &a.filter, a.limit, a.json).await
             }
