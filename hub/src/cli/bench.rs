@@ -56,6 +56,11 @@ pub struct BenchArgs {
     /// resolve() decisions per second on one core.
     #[arg(long)]
     routing: bool,
+    /// Before driving the hub, measure raw RabbitMQ at this URL on the same machine: persistent
+    /// messages of --payload-bytes published with confirms (--concurrency in flight) and
+    /// consumed with manual acks, on a quorum queue. The line then carries both figures.
+    #[arg(long)]
+    raw_amqp: Option<String>,
     /// With --routing: the directory file (default: the sample directory, with the national
     /// practice file, in a temporary folder).
     #[arg(long)]
@@ -112,6 +117,92 @@ fn routing(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         let _ = std::fs::remove_dir_all(file.parent().expect("folder"));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raw lapin on a quorum queue: (messages per second end to end, messages).
+async fn raw_amqp(url: &str, n: usize, bytes: usize, concurrency: usize) -> anyhow::Result<f64> {
+    use futures::StreamExt;
+    use lapin::options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+        ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    };
+    use lapin::types::{AMQPValue, FieldTable};
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let queue = format!("edthub-bench-raw-{}", crate::track::new_id().simple());
+    let publish = conn.create_channel().await?;
+    publish
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    publish
+        .queue_declare(queue.clone().into(), QueueDeclareOptions::durable(), args)
+        .await?;
+    let consume = conn.create_channel().await?;
+    consume.basic_qos(32, BasicQosOptions::default()).await?;
+    let mut consumer = consume
+        .basic_consume(
+            queue.clone().into(),
+            "edthub-bench-raw".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let body = Arc::new(generated_payload(bytes, 7));
+    let start = Instant::now();
+    let consumed = tokio::spawn(async move {
+        let mut got = 0usize;
+        while got < n {
+            match consumer.next().await {
+                Some(Ok(d)) => {
+                    d.ack(BasicAckOptions::default()).await?;
+                    got += 1;
+                }
+                Some(Err(e)) => return Err(anyhow::Error::from(e)),
+                None => anyhow::bail!("the consumer was cancelled after {got} messages"),
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    });
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut publishers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (ch, q, body, next) = (publish.clone(), queue.clone(), body.clone(), next.clone());
+        publishers.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < n {
+                let confirm = ch
+                    .basic_publish(
+                        "".into(),
+                        q.clone().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        &body,
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await?
+                    .await?;
+                anyhow::ensure!(confirm.is_ack(), "the broker refused a message");
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for p in publishers {
+        p.await??;
+    }
+    consumed.await??;
+    let secs = start.elapsed().as_secs_f64();
+    publish
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await?;
+    let _ = conn.close(200, "bench done".into()).await;
+    Ok(n as f64 / secs)
 }
 
 /// (content type, document type, file extension) in the proportions a trust sends.
@@ -171,17 +262,28 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
                 .collect(),
         };
     let payload_bytes = payloads[0].len();
+    let raw = match &a.raw_amqp {
+        Some(url) => Some(raw_amqp(url, a.docs, payload_bytes, a.concurrency).await?),
+        None => None,
+    };
     let payloads = Arc::new(payloads);
-    let channel = client::channel(a.hub.first()).await?;
+    // With several hubs, submitters take turns: each document is tracked on the hub that
+    // received it.
+    let mut channels = Vec::new();
+    for addr in &a.hub.hub {
+        channels.push(client::channel(addr).await?);
+    }
     let run_id = crate::track::new_id().simple().to_string();
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let concurrency = a.concurrency.max(1);
     let interval = (a.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / a.rate));
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let mut c = v1::document_submission_client::DocumentSubmissionClient::new(channel.clone())
-            .max_encoding_message_size(256 * 1024 * 1024);
+    for k in 0..concurrency {
+        let hub_ix = k % channels.len();
+        let mut c =
+            v1::document_submission_client::DocumentSubmissionClient::new(channels[hub_ix].clone())
+                .max_encoding_message_size(256 * 1024 * 1024);
         let (next, payloads, run_id) = (next.clone(), payloads.clone(), run_id.clone());
         let (sender, recipients, docs) = (a.sender.clone(), a.recipients.clone(), a.docs);
         tasks.push(tokio::spawn(async move {
@@ -215,6 +317,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
                         r.into_inner().message_id,
                         t.elapsed().as_secs_f64() * 1000.0,
                         sent_wall,
+                        hub_ix,
                     )),
                     Err(e) => errors.push(e.message().to_string()),
                 }
@@ -233,8 +336,10 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
 
     // Wait for every delivery to reach its transport.
     let deadline = Instant::now() + Duration::from_secs(a.timeout_secs);
-    let mut waiting: Vec<(String, f64)> =
-        receipts.iter().map(|(id, _, w)| (id.clone(), *w)).collect();
+    let mut waiting: Vec<(String, f64, usize)> = receipts
+        .iter()
+        .map(|(id, _, w, ix)| (id.clone(), *w, *ix))
+        .collect();
     let mut e2e = Vec::with_capacity(waiting.len());
     let mut last_sent_ms = 0f64;
     let mut undelivered = 0usize;
@@ -242,23 +347,23 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         let mut still = Vec::new();
         for batch in waiting.chunks(concurrency * 4) {
             let mut checks = Vec::new();
-            for (id, w) in batch.iter().cloned() {
-                let mut t = v1::tracking_client::TrackingClient::new(channel.clone());
+            for (id, w, ix) in batch.iter().cloned() {
+                let mut t = v1::tracking_client::TrackingClient::new(channels[ix].clone());
                 checks.push(tokio::spawn(async move {
                     let r = t
                         .get_message(v1::GetMessageRequest {
                             message_id: id.clone(),
                         })
                         .await;
-                    (id, w, r)
+                    (id, w, ix, r)
                 }));
             }
             for c in checks {
-                let (id, w, r) = c.await?;
+                let (id, w, ix, r) = c.await?;
                 let s = match r {
                     Ok(s) => s.into_inner(),
                     Err(_) => {
-                        still.push((id, w));
+                        still.push((id, w, ix));
                         continue;
                     }
                 };
@@ -274,7 +379,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
                 } else if s.complete {
                     undelivered += 1;
                 } else {
-                    still.push((id, w));
+                    still.push((id, w, ix));
                 }
             }
         }
@@ -297,11 +402,20 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     lat.sort_by(|a, b| a.total_cmp(b));
     e2e.sort_by(|a, b| a.total_cmp(b));
     let delivered = e2e.len();
+    let docs_per_s = delivered as f64 / secs;
+    let raw = raw
+        .map(|r| {
+            format!(
+                " raw_amqp_msgs_per_s={r:.1} hub_vs_raw={:.2}",
+                docs_per_s / r
+            )
+        })
+        .unwrap_or_default();
     println!(
-        "bench docs={} secs={:.3} docs_per_s={:.1} p50_ms={:.2} p99_ms={:.2} e2e_p50_ms={:.1} e2e_p99_ms={:.1} submit_docs_per_s={:.1} delivered={} undelivered={} errors={} concurrency={} payload_bytes={} rate={}",
+        "bench docs={} secs={:.3} docs_per_s={:.1} p50_ms={:.2} p99_ms={:.2} e2e_p50_ms={:.1} e2e_p99_ms={:.1} submit_docs_per_s={:.1} delivered={} undelivered={} errors={} concurrency={} payload_bytes={} rate={} hubs={}{raw}",
         a.docs,
         secs,
-        delivered as f64 / secs,
+        docs_per_s,
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
         percentile(&e2e, 0.50),
@@ -313,6 +427,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         concurrency,
         payload_bytes,
         a.rate,
+        a.hub.hub.len(),
     );
     if let Some(e) = errors.first() {
         eprintln!("first submit error: {e}");
