@@ -5,6 +5,8 @@
 //! fuzzed. The hub calls these; they never call the hub.
 #![forbid(unsafe_code)]
 
+pub mod fhir;
+pub mod hl7;
 pub mod index;
 pub mod model;
 pub mod nhs;
