@@ -200,6 +200,18 @@ impl Hub {
         {
             return self.duplicate_receipt(orig).await;
         }
+        if self.config.bus == BusKind::Amqp {
+            let held = self.outbox_depth.load(Ordering::Relaxed);
+            if held >= self.config.amqp.max_outbox {
+                metrics::counter!("edthub_ingest_refused_total", "reason" => "outbox-full")
+                    .increment(1);
+                return Err(SubmitError::Unavailable(format!(
+                    "the hub cannot take more work now: {held} work items are waiting in its outbox \
+                     for RabbitMQ (amqp.max_outbox = {}); nothing was stored, try again shortly",
+                    self.config.amqp.max_outbox
+                )));
+            }
+        }
         if sub.recipients.is_empty() {
             return Err(SubmitError::Invalid {
                 field: "recipient_ods",

@@ -409,3 +409,61 @@ async fn queues_created_from_the_definitions_file_are_the_ones_the_hub_declares(
     drop(hub);
     delete_queues(&prefix);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_outbox_refuses_with_unavailable_and_stores_nothing() {
+    let _serial = BROKER.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("edthub-e2e-full-{}.", std::process::id());
+    let hub = Hub::start(
+        dir.path(),
+        &format!("bus = \"amqp\"\n\n[amqp]\nqueue_prefix = \"{prefix}\"\nmax_outbox = 5\n\n{FAST}"),
+    );
+    let _guard = BrokerGuard;
+    let mut sub = hub.submission().await;
+    rabbitmqctl(&["stop_app"]);
+    let mut receipted = Vec::new();
+    let mut refused = None;
+    for i in 0..200 {
+        match sub
+            .submit_document(letter(&format!("FULL-{i}"), &["A81001"]))
+            .await
+        {
+            Ok(r) => receipted.push(r.into_inner().message_id),
+            Err(e) => {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (i, e) = refused.expect("a full outbox refuses submissions");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+    assert!(e.message().contains("amqp.max_outbox = 5"), "{e}");
+    assert!(
+        receipted.len() >= 5,
+        "the outbox held {} first",
+        receipted.len()
+    );
+    // Nothing of the refused document was stored.
+    let listed = hub.cli_json(&["messages", "list", "--limit", "1000"]);
+    assert_eq!(
+        listed["messages"].as_array().unwrap().len(),
+        receipted.len()
+    );
+    rabbitmqctl(&["start_app"]);
+    hub.wait_all_sent(receipted.clone(), 60).await;
+    // Room again: the refused document is accepted when sent again.
+    let r = eventually(30, "submissions to be accepted again", || {
+        let mut sub = sub.clone();
+        async move {
+            sub.submit_document(letter(&format!("FULL-{i}"), &["A81001"]))
+                .await
+                .ok()
+        }
+    })
+    .await;
+    hub.wait_all_sent([r.into_inner().message_id], 30).await;
+    drop(hub);
+    delete_queues(&prefix);
+}

@@ -8,6 +8,7 @@
 pub mod fhir;
 pub mod hl7;
 pub mod index;
+pub mod itk3;
 pub mod model;
 pub mod nhs;
 pub mod ods;

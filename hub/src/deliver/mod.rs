@@ -5,6 +5,7 @@ pub mod file;
 
 use crate::bus::{Bus, DELIVER_QUEUE};
 use crate::cluster::{self, Work};
+use crate::config::BusKind;
 use crate::hub::{Attempt, Hub};
 use crate::shutdown::Shutdown;
 use crate::track::own_tag;
@@ -86,6 +87,16 @@ pub(crate) async fn attempt_here(hub: &Hub, item: &crate::bus::BusItem, id: Uuid
         Ok(outcome) => {
             if outcome != Attempt::Skipped {
                 tracing::info!(outcome = ?outcome, "delivery attempt");
+            }
+            // On the broker, the work item must outlive the record of the attempt (and of the
+            // retry it may have scheduled): settle it only once that is on disk. (The embedded
+            // bus lives in the same database, which keeps writes in order.)
+            if hub.config.bus == BusKind::Amqp && outcome != Attempt::Skipped {
+                if let Err(e) = hub.store.flush().await {
+                    tracing::error!(error = %e, "flush failed; the work item will be handed out again");
+                    retry(hub, item, id, Duration::from_secs(1), "flush failed").await;
+                    return;
+                }
             }
             if let Err(e) = hub.bus.ack(item).await {
                 tracing::warn!(error = %e, "ack of work item failed; it will be redelivered");
