@@ -225,18 +225,16 @@ async fn home_event(hub: &Hub, item: BusItem) {
     };
     let id = event.delivery_id();
     let span = tracing::info_span!("home", delivery = %id);
-    if let HomeEvent::Deliver { delivery } = event {
-        return crate::deliver::attempt_here(hub, &item, delivery)
-            .instrument(span)
-            .await;
-    }
-    let settle = handle(hub, event).instrument(span.clone()).await;
+    let settle = handle(hub, &item, event).instrument(span.clone()).await;
     settle_item(hub, &item, id, settle).instrument(span).await;
 }
 
-async fn handle(hub: &Hub, event: HomeEvent) -> Settle {
+async fn handle(hub: &Hub, item: &BusItem, event: HomeEvent) -> Settle {
     match event {
-        HomeEvent::Deliver { .. } => Settle::Done,
+        HomeEvent::Deliver { delivery } => {
+            crate::deliver::attempt_here(hub, item, delivery).await;
+            Settle::Settled
+        }
         HomeEvent::Outcome {
             delivery,
             attempt,
@@ -304,6 +302,7 @@ async fn handle(hub: &Hub, event: HomeEvent) -> Settle {
 
 async fn settle_item(hub: &Hub, item: &BusItem, id: Uuid, settle: Settle) {
     match settle {
+        Settle::Settled => {}
         Settle::Done => {
             if let Err(e) = hub.bus.ack(item).await {
                 tracing::warn!(error = %e, "ack of home event failed; it will be redelivered");
@@ -323,6 +322,8 @@ async fn settle_item(hub: &Hub, item: &BusItem, id: Uuid, settle: Settle) {
 }
 
 enum Settle {
+    /// Settled already (by the delivery worker's own logic).
+    Settled,
     Done,
     Later(Duration),
     Dead(String),

@@ -37,6 +37,26 @@ fn delete_queues(prefix: &str) {
     }
 }
 
+/// Every receipted message (id → recipient) is in the practices' drop folders exactly once.
+fn assert_each_delivered_once(hub: &Hub, receipted: &BTreeMap<String, String>) {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for ods in PRACTICES {
+        for idx in drop_indexes(&hub.drop_folder(ods)) {
+            *seen
+                .entry(idx["message_id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    for (id, to) in receipted {
+        assert_eq!(
+            seen.get(id),
+            Some(&1),
+            "message {id} to {to} delivered {:?} times",
+            seen.get(id)
+        );
+    }
+}
+
 /// The tests here share one broker, and one of them stops it: one at a time.
 static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -121,22 +141,7 @@ async fn on_rabbitmq_nothing_receipted_is_lost_when_the_broker_goes_away() {
 
     // Everything receipted arrives, once.
     hub.wait_all_sent(receipted.keys().cloned(), 120).await;
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for ods in PRACTICES {
-        for idx in drop_indexes(&hub.drop_folder(ods)) {
-            *seen
-                .entry(idx["message_id"].as_str().unwrap().to_string())
-                .or_default() += 1;
-        }
-    }
-    for (id, to) in &receipted {
-        assert_eq!(
-            seen.get(id),
-            Some(&1),
-            "message {id} to {to} delivered {:?} times",
-            seen.get(id)
-        );
-    }
+    assert_each_delivered_once(&hub, &receipted);
     eventually(30, "/readyz to recover", || {
         let code = hub.http_get("/readyz").0;
         async move { (code == 200).then_some(()) }
@@ -331,22 +336,7 @@ async fn two_nodes_share_work_and_lose_nothing_when_one_is_killed() {
     );
     a.wait_all_sent(load[0].clone(), 120).await;
     b.wait_all_sent(load[1].clone(), 120).await;
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    for ods in PRACTICES {
-        for idx in drop_indexes(&a.drop_folder(ods)) {
-            *seen
-                .entry(idx["message_id"].as_str().unwrap().to_string())
-                .or_default() += 1;
-        }
-    }
-    for (id, to) in &receipted {
-        assert_eq!(
-            seen.get(id),
-            Some(&1),
-            "message {id} to {to} delivered {:?} times",
-            seen.get(id)
-        );
-    }
+    assert_each_delivered_once(&a, &receipted);
     // (A document stored at the moment of the kill, before its receipt went out, may be
     // delivered too: its sender never got a receipt and would submit it again, deduplicated
     // by its local id.)

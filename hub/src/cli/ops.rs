@@ -117,29 +117,41 @@ fn deliveries_summary(s: &v1::MessageStatus) -> String {
         .join(", ")
 }
 
+/// Where each named hub's ids come from: (node tag, address). Asked only when there are
+/// several hubs.
+async fn node_tags(hub: &HubArgs) -> anyhow::Result<Vec<(u32, String)>> {
+    let mut tags = Vec::new();
+    if hub.hub.len() > 1 {
+        for addr in &hub.hub {
+            let mut admin = client::admin(addr).await?;
+            let s = admin
+                .get_stats(v1::GetStatsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            tags.push((s.node_tag, addr.clone()));
+        }
+    }
+    Ok(tags)
+}
+
 /// The hub (of those named) that holds `id`'s tracking: the one whose node tag the id
-/// carries. With one hub named, that hub.
-async fn home_of(hub: &HubArgs, id: &str) -> anyhow::Result<String> {
+/// carries. With one hub named (no `tags`), that hub.
+fn home_of(hub: &HubArgs, tags: &[(u32, String)], id: &str) -> anyhow::Result<String> {
     if hub.hub.len() == 1 {
         return Ok(hub.first().to_string());
     }
     let tag = uuid::Uuid::parse_str(id.trim())
         .map_err(|e| anyhow::anyhow!("{id:?} is not a message or delivery id: {e}"))
         .map(|u| crate::track::home_tag(&u))?;
-    for addr in &hub.hub {
-        let mut admin = client::admin(addr).await?;
-        let s = admin
-            .get_stats(v1::GetStatsRequest {})
-            .await
-            .map_err(status_error)?
-            .into_inner();
-        if s.node_tag == u32::from(tag) {
-            return Ok(addr.clone());
-        }
-    }
-    Err(status_error(tonic::Status::not_found(format!(
-        "none of the hubs named holds {id} (it was minted by a node with tag {tag:04x})"
-    ))))
+    tags.iter()
+        .find(|(t, _)| *t == u32::from(tag))
+        .map(|(_, addr)| addr.clone())
+        .ok_or_else(|| {
+            status_error(tonic::Status::not_found(format!(
+                "none of the hubs named holds {id} (it was minted by a node with tag {tag:04x})"
+            )))
+        })
 }
 
 pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::Result<ExitCode> {
@@ -202,7 +214,8 @@ pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::
 }
 
 pub async fn show(hub: &HubArgs, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let mut admin = client::admin(&home_of(hub, id).await?).await?;
+    let tags = node_tags(hub).await?;
+    let mut admin = client::admin(&home_of(hub, &tags, id)?).await?;
     let d = admin
         .get_message(v1::GetMessageRequest {
             message_id: id.to_string(),
@@ -351,8 +364,9 @@ pub async fn replay(
             );
         }
     } else {
+        let tags = node_tags(hub).await?;
         for id in ids {
-            targets.push((home_of(hub, id).await?, id.clone()));
+            targets.push((home_of(hub, &tags, id)?, id.clone()));
         }
     }
     let bar = indicatif::ProgressBar::new(targets.len() as u64);
@@ -438,7 +452,8 @@ pub async fn replay(
 }
 
 pub async fn cancel(hub: &HubArgs, id: &str, reason: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let mut admin = client::admin(&home_of(hub, id).await?).await?;
+    let tags = node_tags(hub).await?;
+    let mut admin = client::admin(&home_of(hub, &tags, id)?).await?;
     let r = admin
         .cancel_delivery(v1::CancelDeliveryRequest {
             delivery_id: id.to_string(),

@@ -20,22 +20,7 @@ pub fn parse_json(input: &[u8]) -> Result<Element, Error> {
 /// Known primitives must have their JSON type (boolean, number or string); numbers keep their
 /// exact text. `fhir_comments` members are dropped. Duplicate members are an error.
 pub fn parse_json_with(input: &[u8], limits: &Limits) -> Result<Element, Error> {
-    if input.len() > limits.max_input_bytes {
-        return Err(Error::new(
-            ErrorKind::InputTooLarge {
-                size: input.len(),
-                limit: limits.max_input_bytes,
-            },
-            String::new(),
-            0,
-        ));
-    }
-    let (input, base) = match input.strip_prefix(b"\xEF\xBB\xBF") {
-        Some(rest) => (rest, 3),
-        None => (input, 0),
-    };
-    let s = std::str::from_utf8(input)
-        .map_err(|e| Error::new(ErrorKind::NotUtf8, String::new(), base + e.valid_up_to()))?;
+    let (s, base) = lex::document_text(input, limits)?;
     let mut p = Parser {
         s,
         b: s.as_bytes(),

@@ -1,7 +1,33 @@
 //! Lexical checks and escaping shared by the XML and JSON code.
 
-use super::error::ErrorKind;
+use super::error::{Error, ErrorKind};
 use super::schema::Primitive;
+use super::Limits;
+
+/// The text of a document, checked against the size limit and for UTF-8, without a leading
+/// byte-order mark; with the byte offset of that text in the input (for error positions).
+pub(crate) fn document_text<'a>(
+    input: &'a [u8],
+    limits: &Limits,
+) -> Result<(&'a str, usize), Error> {
+    if input.len() > limits.max_input_bytes {
+        return Err(Error::new(
+            ErrorKind::InputTooLarge {
+                size: input.len(),
+                limit: limits.max_input_bytes,
+            },
+            String::new(),
+            0,
+        ));
+    }
+    let (input, base) = match input.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(rest) => (rest, 3),
+        None => (input, 0),
+    };
+    let text = std::str::from_utf8(input)
+        .map_err(|e| Error::new(ErrorKind::NotUtf8, String::new(), base + e.valid_up_to()))?;
+    Ok((text, base))
+}
 
 /// Longest element or resource name accepted.
 pub(crate) const MAX_NAME_LEN: usize = 128;

@@ -27,22 +27,7 @@ pub fn parse_xml(input: &[u8]) -> Result<Element, Error> {
 /// instructions and whitespace between elements are dropped; any other text is an error.
 /// `xsi:` attributes (such as `xsi:schemaLocation`) are ignored.
 pub fn parse_xml_with(input: &[u8], limits: &Limits) -> Result<Element, Error> {
-    if input.len() > limits.max_input_bytes {
-        return Err(Error::new(
-            ErrorKind::InputTooLarge {
-                size: input.len(),
-                limit: limits.max_input_bytes,
-            },
-            String::new(),
-            0,
-        ));
-    }
-    let (input, base) = match input.strip_prefix(b"\xEF\xBB\xBF") {
-        Some(rest) => (rest, 3),
-        None => (input, 0),
-    };
-    let text = std::str::from_utf8(input)
-        .map_err(|e| Error::new(ErrorKind::NotUtf8, String::new(), base + e.valid_up_to()))?;
+    let (text, base) = lex::document_text(input, limits)?;
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
     reader.config_mut().trim_text(false);
