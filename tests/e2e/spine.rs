@@ -298,3 +298,63 @@ async fn unusable_ack_files_are_set_aside_and_reported() {
         "no unusable ack changed the delivery"
     );
 }
+
+/// A lab result as a UK lab sends it: the practice and the patient come from the message.
+const ORU: &str = "MSH|^~\\&|iLABTP|RX1|||202611250930||ORU^R01|LAB-77|P|2.4\r\
+PID|||100321^^^HISID^CPD~9434765919^^^NHS^NH||SMITH^JOHN||19700101|M\r\
+PD1|||Test Practice^^A81002\r\
+OBR|1|||PT^Prothrombin Time INR^HAE\r\
+OBX|1|NM|INR^I.N.R.||2.5||||||F\r\
+NTE|1||Target range 2.0-3.0\r";
+
+#[tokio::test]
+async fn a_lab_result_is_routed_by_what_it_says_and_disagreement_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    let result = |local_id: &str| v1::SubmitDocumentRequest {
+        recipient_ods: vec![],
+        document_type: v1::DocumentType::OrderResult as i32,
+        content_type: "application/hl7-v2".into(),
+        payload: ORU.as_bytes().to_vec(),
+        nhs_number: String::new(),
+        file_name: "result.hl7".into(),
+        ..letter(local_id, &[])
+    };
+    let r = sub
+        .submit_document(result("LAB-77"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.deliveries.len(), 1);
+    assert_eq!(r.deliveries[0].recipient_ods, "A81002");
+    hub.wait_all_sent([r.message_id.clone()], 20).await;
+    let shown = hub.cli_json(&["messages", "show", &r.message_id]);
+    assert_eq!(shown["nhs_number"], "9434765919");
+    let idx = drop_indexes(&hub.drop_folder("A81002"));
+    assert_eq!(idx.len(), 1);
+    assert_eq!(idx[0]["message_id"], r.message_id.as_str());
+
+    // The submission names another patient than the result: refused, saying both.
+    let mut wrong = result("LAB-78");
+    wrong.nhs_number = "4010232137".into();
+    let e = sub.submit_document(wrong).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().contains("4010232137") && e.message().contains("9434765919"),
+        "{}",
+        e.message()
+    );
+    // A result that is not a result: refused, naming the field.
+    let mut adt = result("LAB-79");
+    adt.payload = ORU.replace("ORU^R01", "ADT^A01").into_bytes();
+    let e = sub.submit_document(adt).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("MSH-9"), "{}", e.message());
+    let listed = hub.cli_json(&["messages", "list"]);
+    assert_eq!(
+        listed["messages"].as_array().unwrap().len(),
+        1,
+        "nothing else stored"
+    );
+}

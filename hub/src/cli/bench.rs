@@ -218,6 +218,53 @@ const MIX: [(&str, v1::DocumentType, &str); 5] = [
     ("application/hl7-v2", v1::DocumentType::OrderResult, "hl7"),
 ];
 
+/// For each NHS number of the mix: a GP Connect Send Document (ITK3 XML) wrapping `pdf`, and
+/// an HL7 v2 ORU^R01 result, as trusts send them.
+fn structured_documents(pdf: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    use edt_transforms::itk3::{self, Handling, MessageParams, SendDocumentMeta};
+    let mut itk = Vec::new();
+    let mut oru = Vec::new();
+    for (n, nhs) in NHS_NUMBERS.iter().enumerate() {
+        let id = |k: &str| format!("{k:0>8}-0000-4000-8000-{n:012}");
+        let meta = SendDocumentMeta {
+            message: MessageParams {
+                bundle_id: id("1"),
+                bundle_identifier: id("2"),
+                message_id: id("3"),
+                timestamp: "2026-11-25T09:00:00+00:00".into(),
+                document_type: edt_transforms::DocumentType::GenericDocument,
+                sender_ods: edt_transforms::OdsCode::parse("RX1").expect("ODS code"),
+                receiver_ods: None,
+                source_endpoint: None,
+                handling: Handling::new(itk3::MESSAGE_DEFINITION_SEND_DOCUMENT),
+            },
+            document_bundle_id: id("4"),
+            document_identifier: id("5"),
+            composition_identifier: id("6"),
+            composition_type: None,
+            title: "Discharge summary".into(),
+            date: "2026-11-25T09:00:00+00:00".into(),
+            nhs_number: edt_transforms::NhsNumber::parse(nhs).expect("NHS number"),
+            sender_name: Some("Bench Trust".into()),
+            replaces: None,
+        };
+        let msg = itk3::render_send_document(pdf, "application/pdf", meta);
+        itk.push(edt_transforms::fhir::to_xml(&msg).into_bytes());
+        oru.push(
+            format!(
+                "MSH|^~\\&|LAB|RX1|GP||20261125093000||ORU^R01|BENCH-{n}|P|2.4\r\
+                 PID|||{nhs}^^^NHS^NH||SMITH^JOHN||19700101|M\r\
+                 OBR|1|||PT^Prothrombin Time INR^HAE\r\
+                 OBX|1|NM|PT^Prothrombin Time||10.0|s|||||F\r\
+                 OBX|2|NM|INR^I.N.R.||2.5||||||F\r\
+                 NTE|1||Target range 2.0-3.0\r"
+            )
+            .into_bytes(),
+        );
+    }
+    (itk, oru)
+}
+
 /// Valid NHS numbers (Modulus 11) for the mix.
 const NHS_NUMBERS: [&str; 4] = ["9434765919", "4010232137", "9990000018", "9876543210"];
 
@@ -266,6 +313,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(url) => Some(raw_amqp(url, a.docs, payload_bytes, a.concurrency).await?),
         None => None,
     };
+    let structured = Arc::new(structured_documents(&payloads[0]));
     let payloads = Arc::new(payloads);
     // With several hubs, submitters take turns: each document is tracked on the hub that
     // received it.
@@ -285,6 +333,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             v1::document_submission_client::DocumentSubmissionClient::new(channels[hub_ix].clone())
                 .max_encoding_message_size(256 * 1024 * 1024);
         let (next, payloads, run_id) = (next.clone(), payloads.clone(), run_id.clone());
+        let structured = structured.clone();
         let (sender, recipients, docs) = (a.sender.clone(), a.recipients.clone(), a.docs);
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
@@ -304,7 +353,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
                     recipient_ods: vec![recipients[i % recipients.len()].clone()],
                     document_type: dt as i32,
                     content_type: ct.to_string(),
-                    payload: payloads[i % payloads.len()].clone(),
+                    payload: match ext {
+                        "xml" => structured.0[i % NHS_NUMBERS.len()].clone(),
+                        "hl7" => structured.1[i % NHS_NUMBERS.len()].clone(),
+                        _ => payloads[i % payloads.len()].clone(),
+                    },
                     local_id: format!("bench-{run_id}-{i}"),
                     nhs_number: NHS_NUMBERS[i % NHS_NUMBERS.len()].to_string(),
                     file_name: format!("document-{i}.{ext}"),

@@ -151,7 +151,7 @@ pub fn validate(
             ));
         }
     }
-    Ok(Submission {
+    let mut sub = Submission {
         sender_ods: sender.to_string(),
         recipients,
         document_type,
@@ -162,7 +162,73 @@ pub fn validate(
         file_name,
         title,
         channel: Channel::Grpc,
-    })
+    };
+    reconcile(&mut sub)?;
+    Ok(sub)
+}
+
+/// Reads what a structured document (ITK3, HL7 v2) says about itself and checks it against
+/// the submission: what the submission leaves out (recipients, NHS number) is taken from the
+/// document; where the two disagree, the submission is refused saying both.
+fn reconcile(sub: &mut Submission) -> Result<(), SubmitError> {
+    let found = edt_transforms::extract::extract(&sub.content_type, &sub.payload).map_err(|e| {
+        invalid(
+            "payload",
+            format!("the {} document cannot be read: {e}", sub.content_type),
+        )
+    })?;
+    let Some(doc) = found else {
+        return Ok(());
+    };
+    let from = doc.format;
+    if let Some(s) = &doc.sender_ods {
+        if *s != sub.sender_ods {
+            return Err(invalid(
+                "sender_ods",
+                format!(
+                    "the submission is from {} but the {from} document names {s} as its sender",
+                    sub.sender_ods
+                ),
+            ));
+        }
+    }
+    if let Some(t) = doc.document_type {
+        if t != sub.document_type {
+            return Err(invalid(
+                "document_type",
+                format!(
+                    "the submission says {} but the {from} document is a {t}",
+                    sub.document_type
+                ),
+            ));
+        }
+    }
+    match (&sub.nhs_number, &doc.nhs_number) {
+        (Some(s), Some(d)) if s != d => {
+            return Err(invalid(
+                "nhs_number",
+                format!("the submission says {s} but the {from} document says {d}"),
+            ))
+        }
+        (None, Some(d)) => sub.nhs_number = Some(d.clone()),
+        _ => {}
+    }
+    if sub.recipients.is_empty() {
+        sub.recipients = doc.recipients;
+    } else if !doc.recipients.is_empty()
+        && !doc.recipients.iter().any(|r| sub.recipients.contains(r))
+    {
+        return Err(invalid(
+            "recipient_ods",
+            format!(
+                "the submission is addressed to {} but the {from} document to {} ({})",
+                sub.recipients.join(", "),
+                doc.recipients.join(", "),
+                doc.recipients_from
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -189,6 +255,54 @@ mod tests {
             Err(SubmitError::Invalid { field, rule }) => (field, rule),
             other => panic!("expected invalid, got {other:?}"),
         }
+    }
+
+    const ORU: &str = "MSH|^~\\&|LAB|RX1|GP|A81001|20261125093000||ORU^R01|CTRL-1|P|2.4\r\
+PID|||9434765919^^^NHS^NH||SMITH^JOHN||19700101|M\r\
+PD1|||GP PRACTICE^^A81001\r\
+OBR|1|||PT^Prothrombin Time\r\
+OBX|1|NM|INR^I.N.R.||2.5||||||F\r";
+
+    fn result(oru: &str) -> v1::SubmitDocumentRequest {
+        v1::SubmitDocumentRequest {
+            recipient_ods: vec![],
+            document_type: v1::DocumentType::OrderResult as i32,
+            content_type: "application/hl7-v2".into(),
+            payload: oru.as_bytes().to_vec(),
+            nhs_number: String::new(),
+            ..good()
+        }
+    }
+
+    #[test]
+    fn a_structured_document_fills_in_what_the_submission_leaves_out() {
+        let s = validate(result(ORU), &Limits::default()).unwrap();
+        assert_eq!(s.recipients, vec!["A81001".to_string()]);
+        assert_eq!(s.nhs_number.as_deref(), Some("9434765919"));
+    }
+
+    #[test]
+    fn where_document_and_submission_disagree_both_are_named() {
+        let l = Limits::default();
+        let mut r = result(ORU);
+        r.nhs_number = "4010232137".into();
+        let (f, rule) = field_of(validate(r, &l));
+        assert_eq!(f, "nhs_number");
+        assert!(
+            rule.contains("4010232137") && rule.contains("9434765919"),
+            "{rule}"
+        );
+        let mut r = result(ORU);
+        r.recipient_ods = vec!["A81002".into()];
+        let (f, rule) = field_of(validate(r, &l));
+        assert_eq!(f, "recipient_ods");
+        assert!(rule.contains("A81002") && rule.contains("A81001"), "{rule}");
+        let mut r = result(ORU);
+        r.document_type = v1::DocumentType::DischargeSummary as i32;
+        assert_eq!(field_of(validate(r, &l)).0, "document_type");
+        let (f, rule) = field_of(validate(result(&ORU.replace("ORU^R01", "ADT^A01")), &l));
+        assert_eq!(f, "payload");
+        assert!(rule.contains("MSH-9"), "{rule}");
     }
 
     #[test]
