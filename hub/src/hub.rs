@@ -411,7 +411,33 @@ impl Hub {
             )));
         };
         let folder = loaded.folder(&ep);
-        deliver::file::send(folder, d.clone(), m.meta(), payload).await
+        let format = d.format.as_deref().unwrap_or("original");
+        if format == "original" {
+            return deliver::file::send(folder, d.clone(), m.meta(), payload).await;
+        }
+        // The receiver's format: rendered afresh on each attempt (repeatably: the same
+        // delivery always renders the same bytes).
+        let id = d.id.to_string();
+        let created_at = crate::track::rfc3339(d.created_ms);
+        let r = edt_transforms::render::render(
+            format,
+            &m.meta(),
+            &payload,
+            &edt_transforms::render::Delivery {
+                id: &id,
+                recipient_ods: &d.recipient_ods,
+                recipient_type: &d.recipient_type,
+                created_at: &created_at,
+            },
+        )
+        .map_err(|e| SendError::Permanent(e.to_string()))?;
+        let what = format!(
+            "rendered as {format} ({}, {} bytes, sha256 {})",
+            r.meta.content_type, r.meta.payload_size, r.meta.payload_sha256
+        );
+        let mut sent = deliver::file::send(folder, d.clone(), r.meta, r.bytes).await?;
+        sent.detail = format!("{}, {what}", sent.detail);
+        Ok(sent)
     }
 
     /// Records how an attempt at `d` ended: sent, a retry scheduled (with its work item), or

@@ -358,3 +358,80 @@ async fn a_lab_result_is_routed_by_what_it_says_and_disagreement_is_refused() {
         "nothing else stored"
     );
 }
+
+#[tokio::test]
+async fn each_receiver_gets_the_format_its_route_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let directory = dir.path().join("directory.toml");
+    let mut text = std::fs::read_to_string(&directory).unwrap();
+    text.push_str(
+        "\n[[rules]]\nname = \"A81001 letters as GP Connect\"\nods = \"A81001\"\n\
+         document_types = [\"discharge-summary\"]\nendpoint = \"a81001-drop\"\nformat = \"gp-connect\"\n\
+         \n[[rules]]\nname = \"A81002 results as HL7 v2\"\nods = \"A81002\"\n\
+         document_types = [\"order-result\"]\nendpoint = \"a81002-drop\"\nformat = \"hl7v2\"\n",
+    );
+    std::fs::write(&directory, text).unwrap();
+    hub.cli_json(&["directory", "reload"]);
+    let mut sub = hub.submission().await;
+
+    // A PDF discharge summary arrives as a GP Connect Send Document carrying it.
+    let letter_req = letter("FMT-1", &["A81001"]);
+    let pdf = letter_req.payload.clone();
+    let r = sub.submit_document(letter_req).await.unwrap().into_inner();
+    hub.wait_all_sent([r.message_id.clone()], 20).await;
+    let delivery = &r.deliveries[0].delivery_id;
+    let folder = hub.drop_folder("A81001");
+    let xml = std::fs::read(folder.join(format!("{delivery}.xml"))).unwrap();
+    let m = edt_transforms::itk3::read_message(&xml, edt_transforms::itk3::Format::Xml).unwrap();
+    assert_eq!(m.event, "ITK007C");
+    assert_eq!(&m.message_id, delivery);
+    assert_eq!(m.nhs_number.as_deref(), Some("9434765919"));
+    let binary = m.document.resources_of_type("Binary").next().unwrap();
+    assert_eq!(edt_transforms::itk3::binary_content(binary).unwrap(), pdf);
+    let idx = drop_indexes(&folder);
+    assert_eq!(idx[0]["content_type"], "application/fhir+xml");
+    assert_eq!(idx[0]["payload_sha256"], edt_transforms::sha256_hex(&xml));
+    let shown = hub.cli_json(&["messages", "show", &r.message_id]);
+    assert!(
+        shown["timeline"]
+            .to_string()
+            .contains("rendered as gp-connect"),
+        "{shown}"
+    );
+
+    // An ORU^R01 arrives as HL7 v2, as sent.
+    let result = v1::SubmitDocumentRequest {
+        recipient_ods: vec![],
+        document_type: v1::DocumentType::OrderResult as i32,
+        content_type: "application/hl7-v2".into(),
+        payload: ORU.as_bytes().to_vec(),
+        nhs_number: String::new(),
+        file_name: String::new(),
+        ..letter("FMT-2", &[])
+    };
+    let r = sub.submit_document(result).await.unwrap().into_inner();
+    hub.wait_all_sent([r.message_id.clone()], 20).await;
+    let delivery = &r.deliveries[0].delivery_id;
+    let hl7 = std::fs::read(hub.drop_folder("A81002").join(format!("{delivery}.hl7"))).unwrap();
+    assert_eq!(hl7, ORU.as_bytes());
+    let parsed = edt_transforms::hl7::parse_oru(&hl7).unwrap();
+    assert_eq!(parsed.control_id, "LAB-77");
+
+    // A PDF cannot be an HL7 v2 result: failed at once, saying why.
+    let mut pdf_result = letter("FMT-3", &["A81002"]);
+    pdf_result.document_type = v1::DocumentType::OrderResult as i32;
+    let r = sub.submit_document(pdf_result).await.unwrap().into_inner();
+    let failed = eventually(20, "the PDF result to fail", || {
+        let shown = hub.cli_json(&["messages", "show", &r.message_id]);
+        async move { (shown["deliveries"][0]["state"] == "failed").then_some(shown) }
+    })
+    .await;
+    assert!(
+        failed["deliveries"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("only HL7 v2 results"),
+        "{failed}"
+    );
+}

@@ -13,6 +13,7 @@ pub mod itk3;
 pub mod model;
 pub mod nhs;
 pub mod ods;
+pub mod render;
 
 pub use model::{DocumentMeta, DocumentType};
 pub use nhs::{NhsNumber, NhsNumberError};
