@@ -61,6 +61,11 @@ pub struct BenchArgs {
     /// consumed with manual acks, on a quorum queue. The line then carries both figures.
     #[arg(long)]
     raw_amqp: Option<String>,
+    /// Measure the document formats in this process instead of driving a hub, on one core:
+    /// FHIR XML parsing, XML→JSON and writing, ITK3 reading (a 60 KB message), HL7 v2 ORU^R01
+    /// parsing (a 1 KB message).
+    #[arg(long)]
+    transform: bool,
     /// With --routing: the directory file (default: the sample directory, with the national
     /// practice file, in a temporary folder).
     #[arg(long)]
@@ -218,6 +223,73 @@ const MIX: [(&str, v1::DocumentType, &str); 5] = [
     ("application/hl7-v2", v1::DocumentType::OrderResult, "hl7"),
 ];
 
+/// Runs `f` repeatedly for about a second; returns runs per second.
+fn per_second(mut f: impl FnMut()) -> f64 {
+    f();
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < Duration::from_secs(1) {
+        for _ in 0..16 {
+            f();
+        }
+        n += 16;
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// `bench --transform`: one line with the format figures.
+fn transform() -> anyhow::Result<ExitCode> {
+    use edt_transforms::{fhir, hl7};
+    // A Send Document of about 60 KB (a 43 KB PDF, base64-encoded) and a 1 KB lab result.
+    let (itk, _) = structured_documents(&generated_payload(43 * 1024, 3));
+    let xml = itk[0].clone();
+    let mut oru = String::from_utf8(structured_documents(b"x").1[0].clone())?;
+    let mut k = 0;
+    while oru.len() < 1000 {
+        k += 1;
+        oru.push_str(&format!("NTE|{k}||Comment line {k} on the result\r"));
+    }
+    anyhow::ensure!(
+        hl7::parse_oru(oru.as_bytes()).is_ok(),
+        "bench ORU does not parse"
+    );
+    let mb = |bytes: usize, per_s: f64| bytes as f64 * per_s / 1e6;
+    let parse = per_second(|| {
+        std::hint::black_box(fhir::parse_xml(&xml).expect("parses"));
+    });
+    let to_json = per_second(|| {
+        std::hint::black_box(fhir::xml_to_json(&xml).expect("converts"));
+    });
+    let tree = fhir::parse_xml(&xml)?;
+    let render = per_second(|| {
+        std::hint::black_box(fhir::to_xml(&tree));
+    });
+    let read_itk = per_second(|| {
+        std::hint::black_box(
+            edt_transforms::itk3::read_message(&xml, edt_transforms::itk3::Format::Xml)
+                .expect("reads"),
+        );
+    });
+    let hl7_parse = per_second(|| {
+        std::hint::black_box(hl7::Message::parse(&oru).expect("parses"));
+    });
+    let hl7_oru = per_second(|| {
+        std::hint::black_box(hl7::parse_oru(oru.as_bytes()).expect("reads"));
+    });
+    println!(
+        "bench transform itk3_bytes={} fhir_xml_parse_mb_s={:.1} fhir_xml_to_json_mb_s={:.1} fhir_tree_to_xml_mb_s={:.1} itk3_read_message_mb_s={:.1} hl7_bytes={} hl7_parse_msgs_s={:.0} hl7_oru_read_msgs_s={:.0}",
+        xml.len(),
+        mb(xml.len(), parse),
+        mb(xml.len(), to_json),
+        mb(xml.len(), render),
+        mb(xml.len(), read_itk),
+        oru.len(),
+        hl7_parse,
+        hl7_oru,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// For each NHS number of the mix: a GP Connect Send Document (ITK3 XML) wrapping `pdf`, and
 /// an HL7 v2 ORU^R01 result, as trusts send them.
 fn structured_documents(pdf: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
@@ -299,6 +371,9 @@ fn wall_ms() -> f64 {
 pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.routing {
         return tokio::task::spawn_blocking(move || routing(&a)).await?;
+    }
+    if a.transform {
+        return tokio::task::spawn_blocking(transform).await?;
     }
     let payloads: Vec<Vec<u8>> =
         match &a.payload {
