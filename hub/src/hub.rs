@@ -411,18 +411,36 @@ impl Hub {
             )));
         };
         let folder = loaded.folder(&ep);
-        let format = d.format.as_deref().unwrap_or("original");
-        if format == "original" {
+        if d.format.as_deref().unwrap_or("original") == "original" {
             return deliver::file::send(folder, d.clone(), m.meta(), payload).await;
         }
         // The receiver's format: rendered afresh on each attempt (repeatably: the same
         // delivery always renders the same bytes).
+        let r = Self::render_for(d, m, &payload).map_err(SendError::Permanent)?;
+        let what = format!(
+            "rendered as {} ({}, {} bytes, sha256 {})",
+            d.format.as_deref().unwrap_or("original"),
+            r.meta.content_type,
+            r.meta.payload_size,
+            r.meta.payload_sha256
+        );
+        let mut sent = deliver::file::send(folder, d.clone(), r.meta, r.bytes).await?;
+        sent.detail = format!("{}, {what}", sent.detail);
+        Ok(sent)
+    }
+
+    /// The document delivery `d` gives its receiver, in the delivery's format.
+    pub fn render_for(
+        d: &DeliveryRecord,
+        m: &MessageRecord,
+        payload: &[u8],
+    ) -> Result<edt_transforms::render::Rendered, String> {
         let id = d.id.to_string();
         let created_at = crate::track::rfc3339(d.created_ms);
-        let r = edt_transforms::render::render(
-            format,
+        edt_transforms::render::render(
+            d.format.as_deref().unwrap_or("original"),
             &m.meta(),
-            &payload,
+            payload,
             &edt_transforms::render::Delivery {
                 id: &id,
                 recipient_ods: &d.recipient_ods,
@@ -430,14 +448,7 @@ impl Hub {
                 created_at: &created_at,
             },
         )
-        .map_err(|e| SendError::Permanent(e.to_string()))?;
-        let what = format!(
-            "rendered as {format} ({}, {} bytes, sha256 {})",
-            r.meta.content_type, r.meta.payload_size, r.meta.payload_sha256
-        );
-        let mut sent = deliver::file::send(folder, d.clone(), r.meta, r.bytes).await?;
-        sent.detail = format!("{}, {what}", sent.detail);
-        Ok(sent)
+        .map_err(|e| e.to_string())
     }
 
     /// Records how an attempt at `d` ended: sent, a retry scheduled (with its work item), or

@@ -399,6 +399,29 @@ async fn each_receiver_gets_the_format_its_route_names() {
             .contains("rendered as gp-connect"),
         "{shown}"
     );
+    // Ops can see exactly what the receiver got, and what the trust sent.
+    let out = dir.path().join("shown");
+    let original = dir.path().join("original.pdf");
+    let saved = hub.cli_json(&[
+        "messages",
+        "show",
+        &r.message_id,
+        "--rendered",
+        out.to_str().unwrap(),
+        "--original",
+        original.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(&original).unwrap(), pdf);
+    assert_eq!(
+        std::fs::read(out.join(format!("{delivery}.xml"))).unwrap(),
+        xml,
+        "rendered again, byte for byte"
+    );
+    assert_eq!(saved["saved"][1]["format"], "gp-connect");
+    assert_eq!(
+        saved["saved"][1]["sha256"],
+        edt_transforms::sha256_hex(&xml)
+    );
 
     // An ORU^R01 arrives as HL7 v2, as sent.
     let result = v1::SubmitDocumentRequest {

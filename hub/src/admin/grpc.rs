@@ -356,6 +356,67 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn get_document(
+        &self,
+        request: Request<v1::GetDocumentRequest>,
+    ) -> Result<Response<v1::DocumentBytes>, Status> {
+        let req = request.into_inner();
+        let id = parse_id("message_id", &req.message_id)?;
+        let hub = &self.hub;
+        let m = hub
+            .store
+            .message(id)
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("no message {id}")))?;
+        let payload = hub
+            .store
+            .payload(id)
+            .map_err(store_status)?
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "the bytes of message {id} are no longer held (retention)"
+                ))
+            })?;
+        if req.delivery_id.trim().is_empty() {
+            return Ok(Response::new(v1::DocumentBytes {
+                content_type: m.content_type.clone(),
+                sha256: m.payload_sha256.clone(),
+                file_name: m.file_name.clone().unwrap_or_default(),
+                format: "original".into(),
+                payload,
+            }));
+        }
+        let did = Uuid::parse_str(req.delivery_id.trim()).map_err(|_| {
+            Status::invalid_argument(format!(
+                "delivery_id: {:?} is not a delivery id (UUID)",
+                req.delivery_id
+            ))
+        })?;
+        let d = hub
+            .store
+            .delivery(did)
+            .map_err(store_status)?
+            .filter(|d| d.message_id == id)
+            .ok_or_else(|| Status::not_found(format!("message {id} has no delivery {did}")))?;
+        if d.endpoint.is_none() {
+            return Err(Status::failed_precondition(format!(
+                "delivery {did} was never routed, so nothing was rendered for it"
+            )));
+        }
+        let r = Hub::render_for(&d, &m, &payload).map_err(Status::failed_precondition)?;
+        Ok(Response::new(v1::DocumentBytes {
+            file_name: edt_transforms::index::document_file_name(
+                &did.to_string(),
+                &r.meta.content_type,
+                r.meta.file_name.as_deref(),
+            ),
+            content_type: r.meta.content_type,
+            sha256: r.meta.payload_sha256,
+            format: d.format.unwrap_or_else(|| "original".into()),
+            payload: r.bytes,
+        }))
+    }
+
     async fn get_organisation(
         &self,
         request: Request<v1::GetOrganisationRequest>,

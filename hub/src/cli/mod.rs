@@ -252,6 +252,13 @@ struct ShowArgs {
     id: String,
     #[arg(long)]
     json: bool,
+    /// Also save each delivery's document as rendered for its receiver into this folder
+    /// (`<delivery id>.<ext>`).
+    #[arg(long, value_name = "DIR")]
+    rendered: Option<PathBuf>,
+    /// Also save the original document as received to this file.
+    #[arg(long, value_name = "FILE")]
+    original: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -346,7 +353,16 @@ pub fn main() -> ExitCode {
             Command::Messages(MessagesCmd::List(a)) => {
                 ops::list(&a.hub, &a.filter, a.limit, a.json).await
             }
-            Command::Messages(MessagesCmd::Show(a)) => ops::show(&a.hub, &a.id, a.json).await,
+            Command::Messages(MessagesCmd::Show(a)) => {
+                ops::show(
+                    &a.hub,
+                    &a.id,
+                    a.json,
+                    a.rendered.as_deref(),
+                    a.original.as_deref(),
+                )
+                .await
+            }
             Command::Replay(a) => {
                 ops::replay(&a.hub, &a.ids, &a.filter, a.dry_run, &a.reason, a.json).await
             }

@@ -213,7 +213,57 @@ pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn show(hub: &HubArgs, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+/// Saves the original (to `original`) and each routed delivery's rendered document (into the
+/// folder `rendered`); returns what was written as (path, format, sha256).
+async fn save_documents(
+    admin: &client::Admin,
+    id: &str,
+    status: &v1::MessageStatus,
+    rendered: Option<&Path>,
+    original: Option<&Path>,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let mut saved = Vec::new();
+    let fetch = |delivery_id: String| {
+        let mut admin = admin.clone();
+        let message_id = id.to_string();
+        async move {
+            admin
+                .get_document(v1::GetDocumentRequest {
+                    message_id,
+                    delivery_id,
+                })
+                .await
+                .map_err(status_error)
+                .map(|r| r.into_inner())
+        }
+    };
+    if let Some(path) = original {
+        let doc = fetch(String::new()).await?;
+        std::fs::write(path, &doc.payload)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        saved.push((path.display().to_string(), doc.format, doc.sha256));
+    }
+    if let Some(dir) = rendered {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        for d in status.deliveries.iter().filter(|d| !d.endpoint.is_empty()) {
+            let doc = fetch(d.delivery_id.clone()).await?;
+            let path = dir.join(&doc.file_name);
+            std::fs::write(&path, &doc.payload)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            saved.push((path.display().to_string(), doc.format, doc.sha256));
+        }
+    }
+    Ok(saved)
+}
+
+pub async fn show(
+    hub: &HubArgs,
+    id: &str,
+    json: bool,
+    rendered: Option<&Path>,
+    original: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let tags = node_tags(hub).await?;
     let mut admin = client::admin(&home_of(hub, &tags, id)?).await?;
     let d = admin
@@ -224,8 +274,13 @@ pub async fn show(hub: &HubArgs, id: &str, json: bool) -> anyhow::Result<ExitCod
         .map_err(status_error)?
         .into_inner();
     let status = d.status.clone().unwrap_or_default();
+    let saved = save_documents(&admin, id, &status, rendered, original).await?;
     if json {
         let mut v = status_json(&status);
+        v["saved"] = saved
+            .iter()
+            .map(|(path, format, sha256)| json!({"path": path, "format": format, "sha256": sha256}))
+            .collect();
         v["all_deliveries"] = d.all_deliveries.iter().map(delivery_json).collect();
         v["timeline"] = d
             .timeline
@@ -315,6 +370,9 @@ pub async fn show(hub: &HubArgs, id: &str, json: bool) -> anyhow::Result<ExitCod
         ]);
     }
     println!("Timeline\n{t}");
+    for (path, format, sha256) in &saved {
+        println!("saved {format} document to {path} (sha256 {sha256})");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
