@@ -441,11 +441,29 @@ async fn each_receiver_gets_the_format_its_route_names() {
     let parsed = edt_transforms::hl7::parse_oru(&hl7).unwrap();
     assert_eq!(parsed.control_id, "LAB-77");
 
-    // A PDF cannot be an HL7 v2 result: failed at once, saying why.
+    // A PDF result arrives as an ORU^R01 carrying the PDF (OBX of type ED).
     let mut pdf_result = letter("FMT-3", &["A81002"]);
     pdf_result.document_type = v1::DocumentType::OrderResult as i32;
+    let report = pdf_result.payload.clone();
     let r = sub.submit_document(pdf_result).await.unwrap().into_inner();
-    let failed = eventually(20, "the PDF result to fail", || {
+    hub.wait_all_sent([r.message_id.clone()], 20).await;
+    let delivery = &r.deliveries[0].delivery_id;
+    let hl7 = std::fs::read(hub.drop_folder("A81002").join(format!("{delivery}.hl7"))).unwrap();
+    let oru = edt_transforms::hl7::parse_oru(&hl7).unwrap();
+    assert_eq!(&oru.control_id, delivery);
+    assert_eq!(oru.patient.nhs_number.unwrap().to_string(), "9434765919");
+    let ed = oru.results[0].observations[0].encapsulated.clone().unwrap();
+    assert_eq!(
+        edt_transforms::itk3::base64_decode(&ed.data).unwrap(),
+        report
+    );
+
+    // Without an NHS number it cannot be a result: failed at once, saying why.
+    let mut anonymous = letter("FMT-4", &["A81002"]);
+    anonymous.document_type = v1::DocumentType::OrderResult as i32;
+    anonymous.nhs_number = String::new();
+    let r = sub.submit_document(anonymous).await.unwrap().into_inner();
+    let failed = eventually(20, "the result without an NHS number to fail", || {
         let shown = hub.cli_json(&["messages", "show", &r.message_id]);
         async move { (shown["deliveries"][0]["state"] == "failed").then_some(shown) }
     })
@@ -454,7 +472,7 @@ async fn each_receiver_gets_the_format_its_route_names() {
         failed["deliveries"][0]["last_error"]
             .as_str()
             .unwrap()
-            .contains("only HL7 v2 results"),
+            .contains("needs the patient's NHS number"),
         "{failed}"
     );
 }

@@ -105,10 +105,62 @@ pub fn render(
             meta: meta.clone(),
             bytes: payload.to_vec(),
         }),
-        "hl7v2" => Err(fail(format!(
-            "only HL7 v2 results can be sent as HL7 v2; this is {}",
-            meta.content_type
-        ))),
+        // Any other file becomes an ORU^R01 carrying it in an OBX of type ED (the UK way of
+        // sending a PDF report to a results system).
+        "hl7v2" => {
+            let nhs = meta.nhs_number.as_deref().ok_or_else(|| {
+                fail("an HL7 v2 result needs the patient's NHS number (PID-3)".into())
+            })?;
+            let when: String = d
+                .created_at
+                .chars()
+                .take(19)
+                .filter(char::is_ascii_digit)
+                .collect();
+            let subtype = match crate::index::extension_for(&meta.content_type) {
+                "bin" => "OCTET-STREAM".to_string(),
+                ext => ext.to_ascii_uppercase(),
+            };
+            let title = meta
+                .title
+                .clone()
+                .unwrap_or_else(|| meta.document_type.to_string());
+            let data = itk3::base64_encode(payload);
+            let msg = crate::hl7::MessageBuilder::new()
+                .segment("MSH")
+                .text(3, "EDTHUB")
+                .text(4, &meta.sender_ods)
+                .text(6, d.recipient_ods)
+                .text(7, &when)
+                .components(9, &["ORU", "R01", "ORU_R01"])
+                .text(10, d.id)
+                .text(11, "P")
+                .text(12, "2.4")
+                .segment("PID")
+                .text(1, "1")
+                .components(3, &[nhs, "", "", "NHS", "NH"])
+                .segment("PD1")
+                .components(3, &["", "", d.recipient_ods])
+                .segment("OBR")
+                .text(1, "1")
+                .text(2, &meta.message_id)
+                .components(4, &["", &title])
+                .text(7, &when)
+                .text(25, "F")
+                .segment("OBX")
+                .text(1, "1")
+                .text(2, "ED")
+                .components(3, &["", &title])
+                .components(5, &["", "AP", &subtype, "Base64", &data])
+                .text(11, "F")
+                .build()
+                .map_err(|e| fail(e.to_string()))?;
+            Ok(rendered(
+                meta,
+                "application/hl7-v2",
+                msg.render().into_bytes(),
+            ))
+        }
         "itk3" => {
             let Some(f) = is_itk3(&meta.content_type) else {
                 return Err(fail(format!(
@@ -252,16 +304,32 @@ mod tests {
     }
 
     #[test]
+    fn a_pdf_result_becomes_an_oru_carrying_it() {
+        let pdf = b"%PDF-1.4\n\x00\xff|^~\\& report".to_vec();
+        let mut m = meta("application/pdf", &pdf);
+        m.document_type = DocumentType::OrderResult;
+        let r = render("hl7v2", &m, &pdf, &D).unwrap();
+        assert_eq!(r.meta.content_type, "application/hl7-v2");
+        let oru = crate::hl7::parse_oru(&r.bytes).unwrap();
+        assert_eq!(oru.control_id, D.id);
+        assert_eq!(oru.patient.nhs_number.unwrap().to_string(), "9434765919");
+        assert_eq!(oru.recipient.unwrap().ods_code.to_string(), "A81001");
+        let ed = oru.results[0].observations[0].encapsulated.clone().unwrap();
+        assert_eq!(ed.data_subtype, "PDF");
+        assert_eq!(itk3::base64_decode(&ed.data).unwrap(), pdf);
+    }
+
+    #[test]
     fn what_cannot_be_rendered_says_why() {
         let pdf = b"%PDF-1.4".to_vec();
         let mut m = meta("application/pdf", &pdf);
-        let e = render("hl7v2", &m, &pdf, &D).unwrap_err();
-        assert!(e.problem.contains("only HL7 v2 results"), "{e}");
         assert!(render("itk3", &m, &pdf, &D)
             .unwrap_err()
             .problem
             .contains("gp-connect"));
         m.nhs_number = None;
+        let e = render("hl7v2", &m, &pdf, &D).unwrap_err();
+        assert!(e.problem.contains("NHS number (PID-3)"), "{e}");
         assert!(render("gp-connect", &m, &pdf, &D)
             .unwrap_err()
             .problem
