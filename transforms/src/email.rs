@@ -7,7 +7,7 @@
 //! copied into the HTML part, so nothing the sender wrote can act in the reader's mail client.
 
 use crate::fhir::Element;
-use crate::itk3::{self, Format};
+use crate::itk3;
 use crate::model::DocumentMeta;
 
 /// Addressing and identity of the email.
@@ -153,14 +153,7 @@ fn sections_of(parent: &Element, depth: usize, out: &mut Vec<Section>) {
 
 /// The readable content of an ITK3 message or FHIR document (`None` for other content).
 pub fn letter_of(content_type: &str, payload: &[u8]) -> Option<Letter> {
-    let ct = content_type.to_ascii_lowercase();
-    let format = if ct.starts_with("application/fhir+xml") {
-        Format::Xml
-    } else if ct.starts_with("application/fhir+json") {
-        Format::Json
-    } else {
-        return None;
-    };
+    let format = crate::extract::fhir_format(content_type)?;
     let m = itk3::read_message_with(
         payload,
         format,

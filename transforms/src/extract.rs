@@ -44,82 +44,86 @@ pub struct ExtractError {
     pub code: u16,
 }
 
-/// The structured formats the hub reads, by MIME type (parameters ignored).
-fn kind(content_type: &str) -> Option<&'static str> {
-    let base = content_type
+fn base_type(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
-    match base.as_str() {
-        "application/fhir+xml" | "application/fhir+json" => Some("itk3"),
-        "application/hl7-v2" | "x-application/hl7-v2+er7" => Some("hl7v2"),
+        .to_ascii_lowercase()
+}
+
+/// The FHIR format of an ITK3 / FHIR content type (parameters ignored); `None` otherwise.
+pub fn fhir_format(content_type: &str) -> Option<Format> {
+    match base_type(content_type).as_str() {
+        "application/fhir+xml" => Some(Format::Xml),
+        "application/fhir+json" => Some(Format::Json),
         _ => None,
     }
 }
 
+/// Whether a content type is HL7 v2 (parameters ignored).
+pub fn is_hl7v2(content_type: &str) -> bool {
+    matches!(
+        base_type(content_type).as_str(),
+        "application/hl7-v2" | "x-application/hl7-v2+er7"
+    )
+}
+
 /// Reads the routing metadata of a document of a structured type; `Ok(None)` for other types.
 pub fn extract(content_type: &str, payload: &[u8]) -> Result<Option<Extracted>, ExtractError> {
-    match kind(content_type) {
-        Some("itk3") => {
-            let format = if content_type.to_ascii_lowercase().contains("json") {
-                Format::Json
-            } else {
-                Format::Xml
-            };
-            let m = itk3::read_message(payload, format).map_err(|e| ExtractError {
-                location: e.path.clone(),
-                problem: e.problem.clone(),
-                code: e.code.code(),
-            })?;
-            Ok(Some(Extracted {
-                format: "itk3",
-                recipients_from: "MessageHeader.destination.receiver",
-                recipients: m.receiver_ods.iter().map(|o| o.to_string()).collect(),
-                sender_ods: m.sender_ods.map(|o| o.to_string()),
-                nhs_number: m.nhs_number,
-                document_type: m
-                    .document_type
-                    .filter(|t| *t != DocumentType::GenericDocument),
-                document_id: Some(m.message_id),
-            }))
-        }
-        Some(_) => {
-            let oru = crate::hl7::parse_oru(payload).map_err(|e| {
-                // The reader's messages start with the field they are about (`PID-3[3]: …`).
-                let text = e.to_string();
-                let (location, problem) = match text.split_once(": ") {
-                    Some((l, p)) if !l.contains(' ') => (l.to_string(), p.to_string()),
-                    _ => (
-                        e.location()
-                            .map(|l| l.to_string())
-                            .unwrap_or_else(|| "MSH".to_string()),
-                        text.clone(),
-                    ),
-                };
-                ExtractError {
-                    location,
-                    problem,
-                    code: e.itk_code(),
-                }
-            })?;
-            Ok(Some(Extracted {
-                format: "hl7v2",
-                recipients_from: "PD1-3/PV1-3",
-                recipients: oru
-                    .recipient
-                    .iter()
-                    .map(|r| r.ods_code.to_string())
-                    .collect(),
-                sender_ods: None,
-                nhs_number: oru.patient.nhs_number.map(|n| n.to_string()),
-                document_type: Some(DocumentType::OrderResult),
-                document_id: Some(oru.control_id),
-            }))
-        }
-        None => Ok(None),
+    if let Some(format) = fhir_format(content_type) {
+        let m = itk3::read_message(payload, format).map_err(|e| ExtractError {
+            location: e.path.clone(),
+            problem: e.problem.clone(),
+            code: e.code.code(),
+        })?;
+        return Ok(Some(Extracted {
+            format: "itk3",
+            recipients_from: "MessageHeader.destination.receiver",
+            recipients: m.receiver_ods.iter().map(|o| o.to_string()).collect(),
+            sender_ods: m.sender_ods.map(|o| o.to_string()),
+            nhs_number: m.nhs_number,
+            document_type: m
+                .document_type
+                .filter(|t| *t != DocumentType::GenericDocument),
+            document_id: Some(m.message_id),
+        }));
     }
+    if is_hl7v2(content_type) {
+        let oru = crate::hl7::parse_oru(payload).map_err(|e| {
+            // The reader's messages start with the field they are about (`PID-3[3]: …`).
+            let text = e.to_string();
+            let (location, problem) = match text.split_once(": ") {
+                Some((l, p)) if !l.contains(' ') => (l.to_string(), p.to_string()),
+                _ => (
+                    e.location()
+                        .map(|l| l.to_string())
+                        .unwrap_or_else(|| "MSH".to_string()),
+                    text.clone(),
+                ),
+            };
+            ExtractError {
+                location,
+                problem,
+                code: e.itk_code(),
+            }
+        })?;
+        return Ok(Some(Extracted {
+            format: "hl7v2",
+            recipients_from: "PD1-3/PV1-3",
+            recipients: oru
+                .recipient
+                .iter()
+                .map(|r| r.ods_code.to_string())
+                .collect(),
+            sender_ods: None,
+            nhs_number: oru.patient.nhs_number.map(|n| n.to_string()),
+            document_type: Some(DocumentType::OrderResult),
+            document_id: Some(oru.control_id),
+        }));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

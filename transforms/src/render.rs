@@ -3,7 +3,8 @@
 //! HL7 v2 result as sent. Pure and repeatable: the same delivery renders the same bytes, so a
 //! retried delivery writes the same document.
 
-use crate::itk3::{self, Format, Handling, MessageParams, RecipientType, SendDocumentMeta};
+use crate::extract::{fhir_format, is_hl7v2};
+use crate::itk3::{self, Handling, MessageParams, RecipientType, SendDocumentMeta};
 use crate::model::DocumentMeta;
 use crate::{NhsNumber, OdsCode};
 
@@ -33,22 +34,6 @@ pub struct Rendered {
 pub struct RenderError {
     pub format: String,
     pub problem: String,
-}
-
-fn is_itk3(content_type: &str) -> Option<Format> {
-    let ct = content_type.to_ascii_lowercase();
-    if ct.starts_with("application/fhir+xml") {
-        Some(Format::Xml)
-    } else if ct.starts_with("application/fhir+json") {
-        Some(Format::Json)
-    } else {
-        None
-    }
-}
-
-fn is_hl7(content_type: &str) -> bool {
-    let ct = content_type.to_ascii_lowercase();
-    ct.starts_with("application/hl7-v2") || ct.starts_with("x-application/hl7-v2")
 }
 
 /// A UUID-shaped id derived from `seed` and `label` (stable for the same inputs).
@@ -101,7 +86,7 @@ pub fn render(
             meta: meta.clone(),
             bytes: payload.to_vec(),
         }),
-        "hl7v2" if is_hl7(&meta.content_type) => Ok(Rendered {
+        "hl7v2" if is_hl7v2(&meta.content_type) => Ok(Rendered {
             meta: meta.clone(),
             bytes: payload.to_vec(),
         }),
@@ -162,7 +147,7 @@ pub fn render(
             ))
         }
         "itk3" => {
-            let Some(f) = is_itk3(&meta.content_type) else {
+            let Some(f) = fhir_format(&meta.content_type) else {
                 return Err(fail(format!(
                     "an ITK3 message needs a FHIR document; this is {} (route it as gp-connect to wrap it)",
                     meta.content_type
@@ -191,7 +176,7 @@ pub fn render(
             Ok(rendered(meta, "application/fhir+xml", bytes))
         }
         "gp-connect" => {
-            if let Some(f) = is_itk3(&meta.content_type) {
+            if let Some(f) = fhir_format(&meta.content_type) {
                 // Already a message: pass it on if it is a Send Document.
                 let m = itk3::read_message(payload, f).map_err(|e| fail(e.to_string()))?;
                 if m.event == itk3::EVENT_SEND_DOCUMENT {
@@ -284,7 +269,7 @@ mod tests {
         assert_eq!(r, render("gp-connect", &m, &pdf, &D).unwrap(), "repeatable");
         assert_eq!(r.meta.content_type, "application/fhir+xml");
         assert_eq!(r.meta.payload_sha256, crate::sha256_hex(&r.bytes));
-        let read = itk3::read_message(&r.bytes, Format::Xml).unwrap();
+        let read = itk3::read_message(&r.bytes, itk3::Format::Xml).unwrap();
         assert_eq!(read.event, "ITK007C");
         assert_eq!(read.message_id, D.id);
         assert_eq!(read.nhs_number.as_deref(), Some("9434765919"));
@@ -299,7 +284,7 @@ mod tests {
         );
         // Re-addressed as an ITK3 message to this receiver.
         let itk = render("itk3", &again, &r.bytes, &D).unwrap();
-        let read = itk3::read_message(&itk.bytes, Format::Xml).unwrap();
+        let read = itk3::read_message(&itk.bytes, itk3::Format::Xml).unwrap();
         assert_eq!(read.receiver_ods[0].to_string(), "A81001");
     }
 
