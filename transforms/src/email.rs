@@ -159,6 +159,7 @@ pub fn letter_of(content_type: &str, payload: &[u8]) -> Option<Letter> {
         format,
         itk3::ReadOptions {
             lenient_nhs_number: true,
+            skip_attachments: true,
         },
     )
     .ok()?;

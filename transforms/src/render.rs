@@ -153,7 +153,13 @@ pub fn render(
                     meta.content_type
                 )));
             };
-            let m = itk3::read_message(payload, f).map_err(|e| fail(e.to_string()))?;
+            // Read in full at ingest; only the header and document are needed here.
+            let options = itk3::ReadOptions {
+                skip_attachments: true,
+                ..Default::default()
+            };
+            let m =
+                itk3::read_message_with(payload, f, options).map_err(|e| fail(e.to_string()))?;
             let mut handling = m.handling.clone();
             handling.recipient_type = recipient_type(d.recipient_type);
             let receiver = OdsCode::parse(d.recipient_ods)

@@ -22,6 +22,7 @@ fn corpus() -> Vec<u8> {
 
 const LENIENT: ReadOptions = ReadOptions {
     lenient_nhs_number: true,
+    skip_attachments: false,
 };
 
 /// Serialises in `format` and reads back.
@@ -113,6 +114,19 @@ fn corpus_reads_in_lenient_mode() {
     assert_eq!(
         a.id.as_deref(),
         Some("caf5f17d-e73d-4aaa-a406-dab1717da0c4")
+    );
+    let skipping = ReadOptions {
+        skip_attachments: true,
+        ..LENIENT
+    };
+    let light = read_message_with(&corpus(), Format::Xml, skipping).unwrap();
+    assert!(light.attachments.is_empty());
+    assert_eq!(
+        ItkMessage {
+            attachments: m.attachments.clone(),
+            ..light
+        },
+        m
     );
     let pdf = binary_content(m.document.first_resource("Binary").unwrap()).unwrap();
     assert!(pdf.starts_with(b"%PDF-"));

@@ -270,6 +270,34 @@ fn transform() -> anyhow::Result<ExitCode> {
                 .expect("reads"),
         );
     });
+    let meta = edt_transforms::DocumentMeta {
+        message_id: "bench".into(),
+        sender_ods: "RX1".into(),
+        document_type: edt_transforms::DocumentType::GenericDocument,
+        content_type: "application/fhir+xml".into(),
+        local_id: "bench".into(),
+        nhs_number: None,
+        file_name: None,
+        title: None,
+        payload_size: xml.len() as u64,
+        payload_sha256: String::new(),
+        received_at: "2026-11-25T09:00:00Z".into(),
+    };
+    let delivery = edt_transforms::render::Delivery {
+        id: "0195d1a4-0000-7000-8000-000000000001",
+        recipient_ods: "A81001",
+        recipient_type: "FA",
+        created_at: "2026-11-25T09:00:01Z",
+    };
+    anyhow::ensure!(
+        edt_transforms::render::render("itk3", &meta, &xml, &delivery).is_ok(),
+        "bench ITK3 message does not render"
+    );
+    let render_itk = per_second(|| {
+        std::hint::black_box(
+            edt_transforms::render::render("itk3", &meta, &xml, &delivery).expect("renders"),
+        );
+    });
     let hl7_parse = per_second(|| {
         std::hint::black_box(hl7::Message::parse(&oru).expect("parses"));
     });
@@ -277,12 +305,13 @@ fn transform() -> anyhow::Result<ExitCode> {
         std::hint::black_box(hl7::parse_oru(oru.as_bytes()).expect("reads"));
     });
     println!(
-        "bench transform itk3_bytes={} fhir_xml_parse_mb_s={:.1} fhir_xml_to_json_mb_s={:.1} fhir_tree_to_xml_mb_s={:.1} itk3_read_message_mb_s={:.1} hl7_bytes={} hl7_parse_msgs_s={:.0} hl7_oru_read_msgs_s={:.0}",
+        "bench transform itk3_bytes={} fhir_xml_parse_mb_s={:.1} fhir_xml_to_json_mb_s={:.1} fhir_tree_to_xml_mb_s={:.1} itk3_read_message_mb_s={:.1} itk3_render_mb_s={:.1} hl7_bytes={} hl7_parse_msgs_s={:.0} hl7_oru_read_msgs_s={:.0}",
         xml.len(),
         mb(xml.len(), parse),
         mb(xml.len(), to_json),
         mb(xml.len(), render),
         mb(xml.len(), read_itk),
+        mb(xml.len(), render_itk),
         oru.len(),
         hl7_parse,
         hl7_oru,

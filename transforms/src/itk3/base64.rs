@@ -25,69 +25,130 @@ pub enum Base64Error {
 
 /// Encodes bytes as padded standard base64.
 pub fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
+    let sextet = |n: u32, shift: u32| ALPHABET[((n >> shift) & 63) as usize];
+    let mut groups = bytes.chunks_exact(3);
+    for g in &mut groups {
+        let n = (u32::from(g[0]) << 16) | (u32::from(g[1]) << 8) | u32::from(g[2]);
+        out.extend_from_slice(&[sextet(n, 18), sextet(n, 12), sextet(n, 6), sextet(n, 0)]);
     }
-    out
+    match *groups.remainder() {
+        [a] => {
+            let n = u32::from(a) << 16;
+            out.extend_from_slice(&[sextet(n, 18), sextet(n, 12), b'=', b'=']);
+        }
+        [a, b] => {
+            let n = (u32::from(a) << 16) | (u32::from(b) << 8);
+            out.extend_from_slice(&[sextet(n, 18), sextet(n, 12), sextet(n, 6), b'=']);
+        }
+        _ => {}
+    }
+    // Every byte pushed comes from the ASCII alphabet or is `=`.
+    String::from_utf8(out).expect("base64 is ASCII")
 }
 
-fn sextet(c: u8) -> Option<u8> {
-    match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
+/// What each input byte means to the decoder: a sextet (0–63), or one of the markers below.
+const SKIP: u8 = 0x80;
+const PAD: u8 = 0x81;
+const BAD: u8 = 0xFF;
+
+const fn decode_table() -> [u8; 256] {
+    let mut table = [BAD; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
     }
+    table[b'=' as usize] = PAD;
+    // ASCII whitespace as `u8::is_ascii_whitespace` defines it.
+    table[b' ' as usize] = SKIP;
+    table[b'\t' as usize] = SKIP;
+    table[b'\n' as usize] = SKIP;
+    table[0x0C] = SKIP;
+    table[b'\r' as usize] = SKIP;
+    table
 }
+
+const DECODE: [u8; 256] = decode_table();
 
 /// Decodes padded standard base64. ASCII whitespace is skipped, since XML values are often
 /// wrapped; anything else outside the alphabet is an error.
 pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
-    let mut clean = Vec::with_capacity(text.len());
-    for (offset, &byte) in text.as_bytes().iter().enumerate() {
-        if byte.is_ascii_whitespace() {
-            continue;
+    let input = text.as_bytes();
+    let mut out = Vec::with_capacity(input.len() / 4 * 3);
+    // Sextets gathered for the current group of four, and how many.
+    let mut acc = 0u32;
+    let mut held = 0usize;
+    // Base64 characters (padding included) and `=` seen so far.
+    let mut count = 0usize;
+    let mut pads = 0usize;
+    let mut misplaced = false;
+    let mut i = 0;
+    while i < input.len() {
+        // Whole groups of four sextets at a time while the input is plain.
+        if held == 0 && pads == 0 {
+            while let Some(group) = input.get(i..i + 4) {
+                let s = [
+                    DECODE[group[0] as usize],
+                    DECODE[group[1] as usize],
+                    DECODE[group[2] as usize],
+                    DECODE[group[3] as usize],
+                ];
+                if (s[0] | s[1] | s[2] | s[3]) & 0xC0 != 0 {
+                    break;
+                }
+                let n = (u32::from(s[0]) << 18)
+                    | (u32::from(s[1]) << 12)
+                    | (u32::from(s[2]) << 6)
+                    | u32::from(s[3]);
+                out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+                i += 4;
+                count += 4;
+            }
+            if i == input.len() {
+                break;
+            }
         }
-        if byte != b'=' && sextet(byte).is_none() {
-            return Err(Base64Error::Byte { byte, offset });
+        let byte = input[i];
+        match DECODE[byte as usize] {
+            SKIP => {}
+            PAD => {
+                pads += 1;
+                count += 1;
+            }
+            BAD => return Err(Base64Error::Byte { byte, offset: i }),
+            sextet => {
+                count += 1;
+                if pads > 0 {
+                    // A character after padding: the input is still checked byte by byte.
+                    misplaced = true;
+                } else {
+                    acc = (acc << 6) | u32::from(sextet);
+                    held += 1;
+                    if held == 4 {
+                        out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+                        acc = 0;
+                        held = 0;
+                    }
+                }
+            }
         }
-        clean.push(byte);
+        i += 1;
     }
-    if clean.len() % 4 != 0 {
-        return Err(Base64Error::Length(clean.len()));
+    if count % 4 != 0 {
+        return Err(Base64Error::Length(count));
     }
-    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
-    let quads = clean.len() / 4;
-    for (q, quad) in clean.chunks(4).enumerate() {
-        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && q + 1 != quads) || quad[..4 - pad].contains(&b'=') {
-            return Err(Base64Error::Padding);
+    if misplaced || pads > 2 {
+        return Err(Base64Error::Padding);
+    }
+    // With the length a multiple of four and padding only at the end, `held` is 4 - pads.
+    match (held, pads) {
+        (0, 0) => {}
+        (2, 2) if acc & 0xF == 0 => out.push((acc >> 4) as u8),
+        (3, 1) if acc & 0x3 == 0 => {
+            out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]);
         }
-        let mut n = 0u32;
-        for &c in &quad[..4 - pad] {
-            n = (n << 6) | u32::from(sextet(c).ok_or(Base64Error::Padding)?);
-        }
-        n <<= 6 * pad as u32;
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        if bytes[3 - pad..].iter().any(|&b| b != 0) {
-            return Err(Base64Error::Padding);
-        }
-        out.extend_from_slice(&bytes[..3 - pad]);
+        _ => return Err(Base64Error::Padding),
     }
     Ok(out)
 }
@@ -135,5 +196,40 @@ mod tests {
         assert_eq!(decode("Zg==Zg=="), Err(Base64Error::Padding));
         assert_eq!(decode("Z==="), Err(Base64Error::Padding));
         assert_eq!(decode("Zh=="), Err(Base64Error::Padding));
+        assert_eq!(decode("Zm9="), Err(Base64Error::Padding));
+        assert_eq!(decode("===="), Err(Base64Error::Padding));
+        assert_eq!(decode("Zg=\n="), Ok(b"f".to_vec()));
+        assert_eq!(decode("Zm=v"), Err(Base64Error::Padding));
+        assert_eq!(
+            decode("Zm9v Zg==!"),
+            Err(Base64Error::Byte {
+                byte: b'!',
+                offset: 9
+            })
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decodes_what_encode_wrote_wrapped_anywhere(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            breaks in proptest::collection::vec((0usize..400, 0usize..4), 0..6),
+        ) {
+            let mut coded = encode(&bytes).into_bytes();
+            for (at, kind) in breaks {
+                let at = at.min(coded.len());
+                coded.insert(at, [b' ', b'\n', b'\r', b'\t'][kind]);
+            }
+            let coded = String::from_utf8(coded).unwrap();
+            proptest::prop_assert_eq!(decode(&coded), Ok(bytes));
+        }
+
+        #[test]
+        fn never_panics_and_only_decodes_base64(text in "[A-Za-z0-9+/= \n!]{0,40}") {
+            if let Ok(bytes) = decode(&text) {
+                let plain: String = text.split_ascii_whitespace().collect();
+                proptest::prop_assert_eq!(encode(&bytes), plain);
+            }
+        }
     }
 }

@@ -139,6 +139,9 @@ pub struct ReadOptions {
     /// Keep an NHS number that fails validation (reporting it in [`ItkMessage::warnings`])
     /// instead of rejecting the message. Off by default.
     pub lenient_nhs_number: bool,
+    /// Leave the Binary contents undecoded and [`ItkMessage::attachments`] empty: for a
+    /// message already read in full once (at ingest) and now only re-addressed.
+    pub skip_attachments: bool,
 }
 
 /// Reads an ITK3 message, rejecting any NHS number that fails Modulus 11.
@@ -587,6 +590,9 @@ fn read_document(
         }
     }
 
+    if options.skip_attachments {
+        return Ok(());
+    }
     for binary in doc.resources_of_type("Binary") {
         let path = entry_path(doc_path, doc, binary);
         let content_type = binary.child_value("contentType").ok_or_else(|| {
