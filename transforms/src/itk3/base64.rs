@@ -135,7 +135,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
         }
         i += 1;
     }
-    if count % 4 != 0 {
+    if !count.is_multiple_of(4) {
         return Err(Base64Error::Length(count));
     }
     if misplaced || pads > 2 {
