@@ -351,6 +351,7 @@ mod tests {
             channel: Channel::Grpc,
             received_ms: 1,
             recipients: vec!["A81001".into()],
+            reply_to: None,
         };
         let delivery = DeliveryRecord {
             id: new_id(),

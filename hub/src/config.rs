@@ -40,6 +40,140 @@ pub struct Config {
     pub limits: Limits,
     pub delivery: DeliveryConfig,
     pub acks: AckConfig,
+    pub smtp: SmtpConfig,
+}
+
+/// SMTP: the listener senders mail documents to, and the relay the hub mails letters and
+/// notices through.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Listen address for inbound mail (`--smtp-addr`). Unset (the default): no listener.
+    /// Port 0 picks a free port.
+    pub listen: Option<SocketAddr>,
+    /// The hub's mail domain: documents for a practice are mailed to `<ODS code>@<domain>`;
+    /// mail for any other domain is refused (the hub is never a relay). Default
+    /// `edthub.localhost`.
+    pub domain: String,
+    /// Largest message accepted, in bytes (advertised with SIZE). Default 25 MiB.
+    pub max_message_bytes: usize,
+    /// Concurrent connections; past that, new ones get `421` and are closed. Default 100.
+    pub max_connections: usize,
+    /// Most recipients on one message. Default 50.
+    pub max_recipients: usize,
+    /// Refuse MAIL until the client has used STARTTLS. Default false.
+    pub require_tls: bool,
+    /// Refuse MAIL until the client has authenticated (AUTH is offered only after STARTTLS).
+    /// Default false: the envelope sender must then be one of `senders`.
+    pub require_auth: bool,
+    /// PEM certificate chain and private key for STARTTLS. STARTTLS is offered only when both
+    /// are set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Seconds to wait for a command line. Default 300 (RFC 5321 section 4.5.3.2).
+    pub command_timeout_secs: u64,
+    /// Seconds to wait for each chunk of message data. Default 180.
+    pub data_timeout_secs: u64,
+    /// Longest a whole session may last, in seconds. Default 1800.
+    pub session_timeout_secs: u64,
+    /// Accounts that may authenticate, each bound to the sender ODS code it submits as.
+    pub users: Vec<SmtpUser>,
+    /// Envelope sender addresses (`MAIL FROM`) accepted without authentication, each bound to
+    /// a sender ODS code. Matched case-insensitively.
+    pub senders: Vec<SmtpSender>,
+    /// Where letters and failure notices are sent. Unset: mail endpoints fail (retried) and no
+    /// notices are sent.
+    pub relay: Option<RelayConfig>,
+}
+
+/// An SMTP account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpUser {
+    pub username: String,
+    /// SHA-256 of the password, in hex (`printf %s "$PASSWORD" | sha256sum`).
+    pub password_sha256: String,
+    /// The sender ODS code this account submits as.
+    pub sender_ods: String,
+}
+
+/// An envelope sender allowed without authentication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSender {
+    pub address: String,
+    pub sender_ods: String,
+}
+
+/// The outbound relay (an NHSmail-style submission server).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    pub host: String,
+    /// Default 587.
+    #[serde(default = "default_relay_port")]
+    pub port: u16,
+    /// "starttls" (default; the connection must upgrade), "tls" (implicit TLS, port 465) or
+    /// "none" (plain; for a relay on the same host only).
+    #[serde(default)]
+    pub security: RelaySecurity,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The account address letters are sent from.
+    pub from: String,
+    /// Extra CA certificate (PEM) to trust for the relay, besides the public roots.
+    pub ca_file: Option<PathBuf>,
+    /// Recipient domains inside the secure boundary. Mail to any other domain gets
+    /// `[secure]` in its subject, which makes NHSmail encrypt it. Default `["nhs.net"]`.
+    #[serde(default = "default_secure_domains")]
+    pub secure_domains: Vec<String>,
+    /// Seconds allowed for one submission. Default 60.
+    #[serde(default = "default_relay_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_relay_port() -> u16 {
+    587
+}
+
+fn default_secure_domains() -> Vec<String> {
+    vec!["nhs.net".into()]
+}
+
+fn default_relay_timeout() -> u64 {
+    60
+}
+
+/// How the relay connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelaySecurity {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            domain: "edthub.localhost".into(),
+            max_message_bytes: 25 * 1024 * 1024,
+            max_connections: 100,
+            max_recipients: 50,
+            require_tls: false,
+            require_auth: false,
+            tls_cert: None,
+            tls_key: None,
+            command_timeout_secs: 300,
+            data_timeout_secs: 180,
+            session_timeout_secs: 1800,
+            users: Vec::new(),
+            senders: Vec::new(),
+            relay: None,
+        }
+    }
 }
 
 /// The bus implementation.
@@ -141,6 +275,7 @@ impl Default for Config {
             limits: Limits::default(),
             delivery: DeliveryConfig::default(),
             acks: AckConfig::default(),
+            smtp: SmtpConfig::default(),
         }
     }
 }
@@ -227,6 +362,36 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "amqp.prefetch and amqp.relays must be at least 1".into(),
             ));
+        }
+        let smtp = &self.smtp;
+        if smtp.tls_cert.is_some() != smtp.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "smtp.tls_cert and smtp.tls_key must be given together".into(),
+            ));
+        }
+        if smtp.listen.is_some() && smtp.require_auth && smtp.tls_cert.is_none() {
+            return Err(ConfigError::Invalid(
+                "smtp.require_auth needs smtp.tls_cert and smtp.tls_key: AUTH is offered only after STARTTLS".into(),
+            ));
+        }
+        if smtp.listen.is_some() && smtp.require_tls && smtp.tls_cert.is_none() {
+            return Err(ConfigError::Invalid(
+                "smtp.require_tls needs smtp.tls_cert and smtp.tls_key".into(),
+            ));
+        }
+        if smtp.domain.is_empty() || smtp.domain.contains(['@', ' ']) {
+            return Err(ConfigError::Invalid(format!(
+                "smtp.domain {:?} is not a mail domain",
+                smtp.domain
+            )));
+        }
+        for u in &smtp.users {
+            if u.password_sha256.len() != 64 || !u.password_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid(format!(
+                    "smtp.users {:?}: password_sha256 must be 64 hex digits",
+                    u.username
+                )));
+            }
         }
         if self.acks.poll_ms == 0 {
             return Err(ConfigError::Invalid(

@@ -32,6 +32,8 @@ pub struct Submission {
     pub file_name: Option<String>,
     pub title: Option<String>,
     pub channel: Channel,
+    /// Where notices about this document go (the envelope sender of a mailed document).
+    pub reply_to: Option<String>,
 }
 
 /// The receipt for a submission.
@@ -244,6 +246,7 @@ impl Hub {
             channel: sub.channel,
             received_ms: now,
             recipients: sub.recipients.clone(),
+            reply_to: sub.reply_to.clone(),
         };
         let received = format!(
             "{} ({}, {} bytes) from {} over {}, local id {}",

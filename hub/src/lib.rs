@@ -18,5 +18,6 @@ pub mod ingest;
 pub mod route;
 pub mod server;
 pub mod shutdown;
+pub mod smtp;
 pub mod store;
 pub mod track;

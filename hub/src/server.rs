@@ -21,6 +21,7 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 pub struct Bound {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    pub smtp: Option<SocketAddr>,
 }
 
 /// Opens the hub, binds its listeners and serves until `shutdown` fires. `on_bound` is told
@@ -36,12 +37,21 @@ pub async fn run(
     let http = TcpListener::bind(config.http_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {}: {e}", config.http_addr))?;
+    let smtp = match config.smtp.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen for SMTP on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let hub = Hub::open(config).await?;
     let bound = Bound {
         grpc: grpc.local_addr()?,
         http: http.local_addr()?,
+        smtp: smtp.as_ref().map(|l| l.local_addr()).transpose()?,
     };
-    serve(hub, grpc, http, shutdown, |h| on_bound(h, bound)).await
+    serve(hub, grpc, http, smtp, shutdown, |h| on_bound(h, bound)).await
 }
 
 /// Serves an opened hub on bound listeners until `shutdown` fires.
@@ -49,6 +59,7 @@ pub async fn serve(
     hub: Arc<Hub>,
     grpc: TcpListener,
     http: TcpListener,
+    smtp: Option<TcpListener>,
     shutdown: Shutdown,
     on_ready: impl FnOnce(&Hub),
 ) -> anyhow::Result<()> {
@@ -95,6 +106,10 @@ pub async fn serve(
         crate::config::BusKind::Embedded => Vec::new(),
     };
     let acks = crate::acks::spawn(hub.clone(), shutdown.clone());
+    let smtp = match smtp {
+        Some(l) => Some(crate::smtp::spawn(hub.clone(), l, shutdown.clone())?),
+        None => None,
+    };
     let directory_watch = hub.directory.clone().spawn_watcher(
         std::time::Duration::from_millis(hub.config.directory_check_ms.max(100)),
         shutdown.clone(),
@@ -137,6 +152,9 @@ pub async fn serve(
         let _ = w.await;
     }
     let _ = acks.await;
+    if let Some(s) = smtp {
+        let _ = s.await;
+    }
     for r in relays {
         let _ = r.await;
     }

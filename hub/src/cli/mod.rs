@@ -116,6 +116,9 @@ struct ServeArgs {
     /// Directory file (TOML) to route with.
     #[arg(long)]
     directory: Option<PathBuf>,
+    /// SMTP listen address for mailed documents (overrides `smtp.listen`).
+    #[arg(long)]
+    smtp_addr: Option<SocketAddr>,
     /// Use RabbitMQ at this URL as the bus (e.g. amqp://guest:guest@127.0.0.1:5672/%2f).
     #[arg(long, env = "EDTHUB_AMQP_URL")]
     amqp_url: Option<String>,
@@ -434,6 +437,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(d) = a.directory {
         config.directory = Some(d);
     }
+    if let Some(s) = a.smtp_addr {
+        config.smtp.listen = Some(s);
+    }
     if let Some(u) = a.amqp_url {
         config.bus = crate::config::BusKind::Amqp;
         config.amqp.url = u;
@@ -453,10 +459,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         use std::io::Write;
         let loaded = hub.directory.get();
         println!(
-            "edthub {} listening grpc={} http={} node={} data_dir={} directory={} bus={}",
+            "edthub {} listening grpc={} http={} smtp={} node={} data_dir={} directory={} bus={}",
             env!("CARGO_PKG_VERSION"),
             bound.grpc,
             bound.http,
+            bound
+                .smtp
+                .map_or_else(|| "off".to_string(), |a| a.to_string()),
             hub.node,
             data_dir.display(),
             loaded.file.display(),

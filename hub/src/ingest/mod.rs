@@ -162,6 +162,7 @@ pub fn validate(
         file_name,
         title,
         channel: Channel::Grpc,
+        reply_to: None,
     };
     reconcile(&mut sub)?;
     Ok(sub)

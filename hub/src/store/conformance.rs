@@ -59,6 +59,7 @@ pub fn sample(sender: &str, local_id: &str, recipients: &[&str]) -> NewMessage {
             channel: Channel::Grpc,
             received_ms: now,
             recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            reply_to: None,
         },
         audit: vec![AuditEvent {
             at_ms: now,

@@ -292,6 +292,9 @@ pub struct MessageRecord {
     pub received_ms: u64,
     /// Recipients as requested.
     pub recipients: Vec<String>,
+    /// Where notices about this document go (the envelope sender of a mailed document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 impl MessageRecord {

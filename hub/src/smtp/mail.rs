@@ -1,0 +1,281 @@
+//! From a received mail to a submission: which MIME part is the document, and where its
+//! metadata comes from. The rules (also in the README):
+//!
+//! - Exactly one attachment is the document: FHIR / ITK3 XML or JSON, HL7 v2, PDF or any other
+//!   file. The body text is not a document. A part named `edthub.json` is metadata, not a
+//!   document.
+//! - Metadata, first found wins: the `edthub.json` part (`{"nhs_number", "document_type",
+//!   "title", "local_id"}`); tags in the subject (`[nhs:9434765919]`, `[type:discharge-summary]`,
+//!   `[ref:EPR-123]`, the rest of the subject being the title); what a structured document says
+//!   about itself; the Message-ID header as the local id (so a resent mail is recognised).
+
+use edt_proto::v1;
+use edt_transforms::DocumentType;
+use mail_parser::{MessageParser, MimeHeaders};
+
+/// Why a mail cannot become a submission; the text goes into a `554 5.6.0` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailError(pub String);
+
+/// Metadata the sender may give in `edthub.json`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Metadata {
+    nhs_number: Option<String>,
+    document_type: Option<String>,
+    title: Option<String>,
+    local_id: Option<String>,
+}
+
+const METADATA_PART: &str = "edthub.json";
+
+/// The content type the hub files a part under: what its bytes are when they say so (a
+/// sender's mail client often labels XML `text/xml` or HL7 `text/plain`), else what the part
+/// was labelled.
+fn content_type_of(declared: &str, name: Option<&str>, bytes: &[u8]) -> String {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF)
+        .unwrap_or(bytes.len());
+    let head = &bytes[start..bytes.len().min(start + 512)];
+    let ext = name
+        .and_then(|n| n.rsplit_once('.'))
+        .map(|(_, e)| e.to_ascii_lowercase());
+    if head.starts_with(b"%PDF-") {
+        return "application/pdf".into();
+    }
+    if head.starts_with(b"MSH|") || ext.as_deref() == Some("hl7") {
+        return "application/hl7-v2".into();
+    }
+    let text = String::from_utf8_lossy(head);
+    if head.starts_with(b"<") && text.contains("http://hl7.org/fhir") {
+        return "application/fhir+xml".into();
+    }
+    if head.starts_with(b"{") && text.contains("\"resourceType\"") {
+        return "application/fhir+json".into();
+    }
+    declared.to_string()
+}
+
+/// Subject tags: `[key:value]` (or `key=value`) pulled out, the rest is the title.
+fn subject_tags(subject: &str) -> (Vec<(String, String)>, String) {
+    let mut tags = Vec::new();
+    let mut title = String::new();
+    let mut rest = subject;
+    while let Some(open) = rest.find('[') {
+        let Some(len) = rest[open..].find(']') else {
+            break;
+        };
+        let inner = &rest[open + 1..open + len];
+        title.push_str(&rest[..open]);
+        match inner.split_once([':', '=']) {
+            Some((k, v)) => tags.push((k.trim().to_ascii_lowercase(), v.trim().to_string())),
+            // `[secure]` and the like are for mail systems, not the title.
+            None => {}
+        }
+        rest = &rest[open + len + 1..];
+    }
+    title.push_str(rest);
+    let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+    (tags, title)
+}
+
+fn document_type_named(name: &str) -> Result<DocumentType, MailError> {
+    name.trim()
+        .parse::<DocumentType>()
+        .map_err(|e| MailError(e.to_string()))
+}
+
+/// Builds the submission for a mail from `sender_ods` to `recipients`.
+pub fn request_from_mail(
+    raw: &[u8],
+    sender_ods: &str,
+    recipients: &[String],
+) -> Result<v1::SubmitDocumentRequest, MailError> {
+    let message = MessageParser::default()
+        .parse(raw)
+        .ok_or_else(|| MailError("the message is not a readable MIME message".into()))?;
+    let mut metadata = Metadata::default();
+    let mut documents = Vec::new();
+    for part in message.attachments() {
+        let name = part.attachment_name();
+        if name.is_some_and(|n| n.eq_ignore_ascii_case(METADATA_PART)) {
+            metadata = serde_json::from_slice(part.contents())
+                .map_err(|e| MailError(format!("{METADATA_PART} cannot be read: {e}")))?;
+            continue;
+        }
+        if part.is_message() || part.is_empty() {
+            continue;
+        }
+        let declared = part
+            .content_type()
+            .map(|c| match c.subtype() {
+                Some(s) => format!("{}/{}", c.ctype(), s).to_ascii_lowercase(),
+                None => c.ctype().to_ascii_lowercase(),
+            })
+            .unwrap_or_else(|| "application/octet-stream".into());
+        documents.push((name, declared, part.contents()));
+    }
+    let (name, declared, bytes) = match documents.len() {
+        0 => {
+            return Err(MailError(
+                "no usable attachment: attach the document (PDF, FHIR or ITK3 XML/JSON, HL7 v2)"
+                    .into(),
+            ))
+        }
+        1 => documents.remove(0),
+        n => {
+            let names: Vec<&str> = documents
+                .iter()
+                .map(|(n, _, _)| n.unwrap_or("(unnamed)"))
+                .collect();
+            return Err(MailError(format!(
+                "{n} documents attached ({}): send one document per message",
+                names.join(", ")
+            )));
+        }
+    };
+    let content_type = content_type_of(&declared, name, bytes);
+    let (tags, subject_title) = subject_tags(message.subject().unwrap_or(""));
+    let tag = |k: &str| tags.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+
+    let document_type = match metadata.document_type.or_else(|| tag("type")) {
+        Some(t) => document_type_named(&t)?,
+        None => edt_transforms::extract::extract(&content_type, bytes)
+            .ok()
+            .flatten()
+            .and_then(|d| d.document_type)
+            .unwrap_or(DocumentType::GenericDocument),
+    };
+    let local_id = metadata
+        .local_id
+        .or_else(|| tag("ref"))
+        .or_else(|| message.message_id().map(str::to_string))
+        .unwrap_or_else(|| edt_transforms::sha256_hex(raw));
+    let title = metadata
+        .title
+        .or_else(|| (!subject_title.is_empty()).then_some(subject_title));
+    Ok(v1::SubmitDocumentRequest {
+        sender_ods: sender_ods.to_string(),
+        recipient_ods: recipients.to_vec(),
+        document_type: crate::ingest::document_type_wire(document_type) as i32,
+        content_type,
+        payload: bytes.to_vec(),
+        local_id,
+        nhs_number: metadata
+            .nhs_number
+            .or_else(|| tag("nhs"))
+            .unwrap_or_default(),
+        file_name: name.unwrap_or_default().to_string(),
+        title: title.unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mail(subject: &str, parts: &[(&str, &str, &str)]) -> Vec<u8> {
+        let mut m = format!(
+            "From: a@trust.nhs.uk\r\nTo: A81001@hub\r\nSubject: {subject}\r\n\
+             Message-ID: <m-1@trust.nhs.uk>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain\r\n\r\nPlease see attached.\r\n"
+        );
+        for (ctype, name, body) in parts {
+            m.push_str(&format!(
+                "--b\r\nContent-Type: {ctype}\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\
+                 Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+                edt_transforms::itk3::base64_encode(body.as_bytes())
+            ));
+        }
+        m.push_str("--b--\r\n");
+        m.into_bytes()
+    }
+
+    #[test]
+    fn pdf_with_subject_tags() {
+        let raw = mail(
+            "[secure] Discharge letter [nhs:943 476 5919] [type:discharge-summary]",
+            &[("application/pdf", "letter.pdf", "%PDF-1.4 body")],
+        );
+        let r = request_from_mail(&raw, "RX1", &["A81001".into()]).unwrap();
+        assert_eq!(r.content_type, "application/pdf");
+        assert_eq!(r.payload, b"%PDF-1.4 body");
+        assert_eq!(r.nhs_number, "943 476 5919");
+        assert_eq!(r.title, "Discharge letter");
+        assert_eq!(r.file_name, "letter.pdf");
+        assert_eq!(r.local_id, "m-1@trust.nhs.uk");
+        assert_eq!(r.document_type, v1::DocumentType::DischargeSummary as i32);
+    }
+
+    #[test]
+    fn metadata_part_wins_and_labels_are_corrected() {
+        let raw = mail(
+            "Results [type:discharge-summary]",
+            &[
+                ("text/plain", "result.hl7", "MSH|^~\\&|LAB\r"),
+                (
+                    "application/json",
+                    "edthub.json",
+                    r#"{"document_type":"order-result","local_id":"LAB-9","title":"FBC"}"#,
+                ),
+            ],
+        );
+        let r = request_from_mail(&raw, "RX1", &[]).unwrap();
+        assert_eq!(r.content_type, "application/hl7-v2");
+        assert_eq!(r.local_id, "LAB-9");
+        assert_eq!(r.title, "FBC");
+        assert_eq!(r.document_type, v1::DocumentType::OrderResult as i32);
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let none = request_from_mail(&mail("x", &[]), "RX1", &[]).unwrap_err();
+        assert!(none.0.starts_with("no usable attachment"), "{}", none.0);
+        let two = request_from_mail(
+            &mail(
+                "x",
+                &[("application/pdf", "a.pdf", "%PDF-a"), ("application/pdf", "b.pdf", "%PDF-b")],
+            ),
+            "RX1",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(two.0, "2 documents attached (a.pdf, b.pdf): send one document per message");
+        let bad_type = request_from_mail(
+            &mail("x [type:letter]", &[("application/pdf", "a.pdf", "%PDF-a")]),
+            "RX1",
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            bad_type.0.starts_with("unknown document type \"letter\""),
+            "{}",
+            bad_type.0
+        );
+        let bad_meta = request_from_mail(
+            &mail(
+                "x",
+                &[("application/pdf", "a.pdf", "%PDF-a"), ("application/json", "edthub.json", "{\"nhs\":1}")],
+            ),
+            "RX1",
+            &[],
+        )
+        .unwrap_err();
+        assert!(bad_meta.0.starts_with("edthub.json cannot be read"), "{}", bad_meta.0);
+    }
+
+    #[test]
+    fn subject_tags_split() {
+        let (tags, title) = subject_tags("[secure] A  letter [ref=X-1] for [nhs: 9434765919]");
+        assert_eq!(title, "A letter for");
+        assert_eq!(
+            tags,
+            vec![
+                ("ref".to_string(), "X-1".to_string()),
+                ("nhs".to_string(), "9434765919".to_string())
+            ]
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! SMTP, both ways: the listener senders mail documents to (`session` per connection, the
+//! mail-to-submission rules in `mail`, command parsing in `command`), and the outbound
+//! relay client lives with the other transports in `deliver::smtp`.
+
+pub mod command;
+pub mod mail;
+mod session;
+
+use crate::hub::Hub;
+use crate::shutdown::Shutdown;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// What every session of a listener shares.
+pub(crate) struct Shared {
+    pub hub: Arc<Hub>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A rustls server configuration from PEM files (certificate chain, private key).
+pub fn server_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("TLS certificate {}: {e}", cert.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "TLS certificate {} holds no certificate",
+        cert.display()
+    );
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("TLS key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| anyhow::anyhow!("TLS certificate and key do not make a pair: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+/// Accepts SMTP connections on `listener` until `shutdown` fires.
+pub fn spawn(
+    hub: Arc<Hub>,
+    listener: TcpListener,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let cfg = &hub.config.smtp;
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => Some(tokio_rustls::TlsAcceptor::from(server_tls(c, k)?)),
+        _ => None,
+    };
+    let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let shared = Arc::new(Shared { hub, tls });
+    Ok(tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = shutdown.wait() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "smtp accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let shared = shared.clone();
+            match limit.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(async move {
+                        connection(&shared, tcp, peer.to_string()).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    metrics::counter!("edthub_smtp_connections_refused_total").increment(1);
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        let mut tcp = tcp;
+                        let _ = tcp
+                            .write_all(b"421 4.7.0 Too many connections; try again later\r\n")
+                            .await;
+                        let _ = tcp.shutdown().await;
+                    });
+                }
+            }
+        }
+    }))
+}
+
+async fn connection(shared: &Shared, tcp: TcpStream, peer: String) {
+    let cfg = &shared.hub.config.smtp;
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_secs(cfg.session_timeout_secs);
+    let mut state = session::State::new(peer, deadline);
+    let plain = match session::run(shared, &mut state, tcp, true).await {
+        Ok(session::Next::StartTls(tcp)) => tcp,
+        Ok(session::Next::Close) => return,
+        Err(e) => {
+            tracing::debug!(peer = %state.peer, error = %e, "smtp connection ended");
+            return;
+        }
+    };
+    let Some(acceptor) = shared.tls.clone() else {
+        return;
+    };
+    let handshake = tokio::time::timeout_at(deadline, acceptor.accept(plain)).await;
+    let tls = match handshake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(peer = %state.peer, error = %e, "smtp TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    state.restart_in_tls();
+    if let Err(e) = session::run(shared, &mut state, tls, false).await {
+        tracing::debug!(peer = %state.peer, error = %e, "smtp connection ended");
+    }
+}
