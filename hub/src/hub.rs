@@ -126,6 +126,8 @@ pub struct Hub {
     pub started_ms: u64,
     ready: AtomicBool,
     in_progress: Mutex<HashSet<Uuid>>,
+    /// The outbound mail relay, when one is configured.
+    pub relay: Option<deliver::smtp::Relay>,
 }
 
 impl Hub {
@@ -157,6 +159,12 @@ impl Hub {
                 max_deliveries: config.delivery.max_bus_deliveries,
             })),
         };
+        let relay = config
+            .smtp
+            .relay
+            .as_ref()
+            .map(deliver::smtp::Relay::new)
+            .transpose()?;
         let node = config.node_name();
         crate::track::set_node_tag(crate::track::node_tag(&node));
         let hub = Arc::new(Self {
@@ -170,6 +178,7 @@ impl Hub {
             started_ms: now_ms(),
             ready: AtomicBool::new(false),
             in_progress: Mutex::new(HashSet::new()),
+            relay,
         });
         Ok(hub)
     }
@@ -413,7 +422,28 @@ impl Hub {
                 d.endpoint.as_deref().unwrap_or("")
             )));
         };
-        let folder = loaded.folder(&ep);
+        if let edt_routers::EndpointKind::Email { address } = &ep.kind {
+            // The letter carries the document in the route's format (the original by default).
+            let (meta, bytes) = match d.format.as_deref().unwrap_or("original") {
+                "original" | "email" => (m.meta(), payload),
+                _ => {
+                    let r = Self::render_for(d, m, &payload).map_err(SendError::Permanent)?;
+                    (r.meta, r.bytes)
+                }
+            };
+            return deliver::smtp::send(
+                self.relay.as_ref(),
+                &self.config.smtp.domain,
+                d,
+                &meta,
+                &bytes,
+                address,
+            )
+            .await;
+        }
+        let folder = loaded.folder(&ep).ok_or_else(|| {
+            SendError::Permanent(format!("endpoint {:?} has no folder", ep.id))
+        })?;
         if d.format.as_deref().unwrap_or("original") == "original" {
             return deliver::file::send(folder, d.clone(), m.meta(), payload).await;
         }

@@ -64,8 +64,12 @@ pub async fn serve(
     on_ready: impl FnOnce(&Hub),
 ) -> anyhow::Result<()> {
     let loaded = hub.directory.get();
-    for ep in loaded.directory.endpoints() {
-        let n = crate::deliver::file::clean_temporaries(&loaded.folder(ep));
+    for (ep, folder) in loaded
+        .directory
+        .endpoints()
+        .filter_map(|ep| Some((ep, loaded.folder(ep)?)))
+    {
+        let n = crate::deliver::file::clean_temporaries(&folder);
         if n > 0 {
             tracing::info!(endpoint = %ep.id, removed = n, "removed temporary files left by a crash");
         }

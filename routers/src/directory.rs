@@ -78,6 +78,9 @@ pub enum EndpointKind {
     /// A folder: the document and its index file are written there; acknowledgements are read
     /// from its `acks/` subfolder.
     File { path: String },
+    /// A mailbox: the document is mailed as a letter with the original attached, through the
+    /// hub's SMTP relay (`[smtp.relay]` in the hub config).
+    Email { address: String },
 }
 
 /// A delivery endpoint.
@@ -869,7 +872,24 @@ fn build(
     // Acknowledgements are matched to endpoints by folder: two endpoints must not share one.
     let mut folders: HashMap<&str, &str> = HashMap::new();
     for e in endpoints.values() {
-        let EndpointKind::File { path } = &e.kind;
+        let path = match &e.kind {
+            EndpointKind::File { path } => path,
+            EndpointKind::Email { address } => {
+                let usable = address
+                    .rsplit_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+                    && !address.contains(|c: char| c.is_whitespace() || c.is_control())
+                    && !address.contains(['<', '>', ',']);
+                if !usable {
+                    return Err(invalid(
+                        "endpoint",
+                        &e.id,
+                        format!("{address:?} is not a mail address (local@domain)"),
+                    ));
+                }
+                continue;
+            }
+        };
         let key = path.trim_end_matches('/');
         if let Some(other) = folders.insert(key, &e.id) {
             return Err(invalid(

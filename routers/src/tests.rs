@@ -342,6 +342,8 @@ fn bad_directories_are_refused_with_their_location() {
     assert!(e.contains("at most one"), "{e}");
     let e = bad("[endpoints.x]\nkind = \"file\"\npath = \"drop/x\"\n[endpoints.y]\nkind = \"file\"\npath = \"drop/x/\"\n");
     assert!(e.contains("same folder"), "{e}");
+    let e = bad("[endpoints.m]\nkind = \"email\"\naddress = \"Bob <bob@x.org>\"\n");
+    assert!(e.contains("is not a mail address"), "{e}");
     let e = bad("bogus = 1\n");
     assert!(e.contains("bogus"), "{e}");
     let e = Directory::from_parts(

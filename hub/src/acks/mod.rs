@@ -104,7 +104,10 @@ pub async fn scan_file_acks(hub: &Hub) -> (usize, usize) {
     let mut consumed = Vec::new();
     let mut set_aside = 0;
     for endpoint in loaded.directory.endpoints() {
-        let folder = loaded.folder(endpoint).join(ACK_DIR);
+        let Some(folder) = loaded.folder(endpoint) else {
+            continue;
+        };
+        let folder = folder.join(ACK_DIR);
         let Ok(entries) = std::fs::read_dir(&folder) else {
             continue;
         };

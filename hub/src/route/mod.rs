@@ -18,17 +18,19 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The folder of a file endpoint, resolved against the directory file's folder.
-    pub fn folder(&self, endpoint: &Endpoint) -> PathBuf {
+    /// The folder of a file endpoint, resolved against the directory file's folder; `None`
+    /// for endpoints that are not folders.
+    pub fn folder(&self, endpoint: &Endpoint) -> Option<PathBuf> {
         match &endpoint.kind {
             EndpointKind::File { path } => {
                 let p = Path::new(path);
-                if p.is_absolute() {
+                Some(if p.is_absolute() {
                     p.to_path_buf()
                 } else {
                     self.base.join(p)
-                }
+                })
             }
+            EndpointKind::Email { .. } => None,
         }
     }
 
@@ -211,8 +213,8 @@ mod tests {
         let loaded = h.get();
         assert_eq!(loaded.directory.organisation_count(), 14_303);
         let ep = loaded.directory.endpoint("a81001-drop").unwrap();
-        assert_eq!(loaded.folder(ep), dir.path().join("drop/A81001"));
-        assert!(loaded.folder(ep).join("acks").is_dir());
+        assert_eq!(loaded.folder(ep), Some(dir.path().join("drop/A81001")));
+        assert!(loaded.folder(ep).unwrap().join("acks").is_dir());
         assert!(loaded.directory.sender("RX1").is_some());
         assert_eq!(loaded.directory.files().len(), 3);
     }
