@@ -386,7 +386,9 @@ impl Config {
             )));
         }
         for u in &smtp.users {
-            if u.password_sha256.len() != 64 || !u.password_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if u.password_sha256.len() != 64
+                || !u.password_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+            {
                 return Err(ConfigError::Invalid(format!(
                     "smtp.users {:?}: password_sha256 must be 64 hex digits",
                     u.username

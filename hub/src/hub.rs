@@ -441,9 +441,9 @@ impl Hub {
             )
             .await;
         }
-        let folder = loaded.folder(&ep).ok_or_else(|| {
-            SendError::Permanent(format!("endpoint {:?} has no folder", ep.id))
-        })?;
+        let folder = loaded
+            .folder(&ep)
+            .ok_or_else(|| SendError::Permanent(format!("endpoint {:?} has no folder", ep.id)))?;
         if d.format.as_deref().unwrap_or("original") == "original" {
             return deliver::file::send(folder, d.clone(), m.meta(), payload).await;
         }

@@ -6,4 +6,5 @@ mod crash;
 mod failures;
 mod ops;
 mod routing;
+mod smtp;
 mod spine;

@@ -39,6 +39,8 @@ pub struct Hub {
     pub grpc: String,
     /// `127.0.0.1:PORT` of the HTTP listener.
     pub http: String,
+    /// `127.0.0.1:PORT` of the SMTP listener, when the config turns it on.
+    pub smtp: Option<String>,
     stderr_log: PathBuf,
 }
 
@@ -107,6 +109,7 @@ impl Hub {
         Hub {
             grpc: format!("http://{}", field("grpc=")),
             http: field("http="),
+            smtp: Some(field("smtp=")).filter(|s| s != "off"),
             child: Some(child),
             data_dir: data_dir.to_path_buf(),
             config: config.to_path_buf(),

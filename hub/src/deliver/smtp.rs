@@ -25,9 +25,10 @@ impl Relay {
             if let Some(ca) = &config.ca_file {
                 let pem = std::fs::read(ca)
                     .map_err(|e| anyhow::anyhow!("smtp.relay.ca_file {}: {e}", ca.display()))?;
-                b = b.add_root_certificate(Certificate::from_pem(&pem).map_err(|e| {
-                    anyhow::anyhow!("smtp.relay.ca_file {}: {e}", ca.display())
-                })?);
+                b = b
+                    .add_root_certificate(Certificate::from_pem(&pem).map_err(|e| {
+                        anyhow::anyhow!("smtp.relay.ca_file {}: {e}", ca.display())
+                    })?);
             }
             Ok(b.build_rustls()?)
         };

@@ -61,7 +61,9 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         if rest.trim().is_empty() {
             Ok(cmd)
         } else {
-            Err(CommandError::Syntax(format!("{verb_upper} takes no arguments")))
+            Err(CommandError::Syntax(format!(
+                "{verb_upper} takes no arguments"
+            )))
         }
     };
     match verb_upper.as_str() {
@@ -206,8 +208,14 @@ mod tests {
 
     #[test]
     fn commands() {
-        assert_eq!(parse("EHLO trust.nhs.uk"), Ok(Command::Ehlo("trust.nhs.uk".into())));
-        assert_eq!(parse("helo [10.0.0.1]"), Ok(Command::Helo("[10.0.0.1]".into())));
+        assert_eq!(
+            parse("EHLO trust.nhs.uk"),
+            Ok(Command::Ehlo("trust.nhs.uk".into()))
+        );
+        assert_eq!(
+            parse("helo [10.0.0.1]"),
+            Ok(Command::Helo("[10.0.0.1]".into()))
+        );
         assert_eq!(
             parse("MAIL FROM:<a@b.nhs.uk> SIZE=1000 BODY=8BITMIME"),
             Ok(Command::Mail {

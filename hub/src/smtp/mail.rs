@@ -68,10 +68,9 @@ fn subject_tags(subject: &str) -> (Vec<(String, String)>, String) {
         };
         let inner = &rest[open + 1..open + len];
         title.push_str(&rest[..open]);
-        match inner.split_once([':', '=']) {
-            Some((k, v)) => tags.push((k.trim().to_ascii_lowercase(), v.trim().to_string())),
-            // `[secure]` and the like are for mail systems, not the title.
-            None => {}
+        // A tag without a value (`[secure]`) is for mail systems, not the title: dropped.
+        if let Some((k, v)) = inner.split_once([':', '=']) {
+            tags.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
         rest = &rest[open + len + 1..];
     }
@@ -116,28 +115,31 @@ pub fn request_from_mail(
             .unwrap_or_else(|| "application/octet-stream".into());
         documents.push((name, declared, part.contents()));
     }
-    let (name, declared, bytes) = match documents.len() {
-        0 => {
-            return Err(MailError(
+    let (name, declared, bytes) =
+        match documents.len() {
+            0 => return Err(MailError(
                 "no usable attachment: attach the document (PDF, FHIR or ITK3 XML/JSON, HL7 v2)"
                     .into(),
-            ))
-        }
-        1 => documents.remove(0),
-        n => {
-            let names: Vec<&str> = documents
-                .iter()
-                .map(|(n, _, _)| n.unwrap_or("(unnamed)"))
-                .collect();
-            return Err(MailError(format!(
-                "{n} documents attached ({}): send one document per message",
-                names.join(", ")
-            )));
-        }
-    };
+            )),
+            1 => documents.remove(0),
+            n => {
+                let names: Vec<&str> = documents
+                    .iter()
+                    .map(|(n, _, _)| n.unwrap_or("(unnamed)"))
+                    .collect();
+                return Err(MailError(format!(
+                    "{n} documents attached ({}): send one document per message",
+                    names.join(", ")
+                )));
+            }
+        };
     let content_type = content_type_of(&declared, name, bytes);
     let (tags, subject_title) = subject_tags(message.subject().unwrap_or(""));
-    let tag = |k: &str| tags.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let tag = |k: &str| {
+        tags.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
 
     let document_type = match metadata.document_type.or_else(|| tag("type")) {
         Some(t) => document_type_named(&t)?,
@@ -236,13 +238,19 @@ mod tests {
         let two = request_from_mail(
             &mail(
                 "x",
-                &[("application/pdf", "a.pdf", "%PDF-a"), ("application/pdf", "b.pdf", "%PDF-b")],
+                &[
+                    ("application/pdf", "a.pdf", "%PDF-a"),
+                    ("application/pdf", "b.pdf", "%PDF-b"),
+                ],
             ),
             "RX1",
             &[],
         )
         .unwrap_err();
-        assert_eq!(two.0, "2 documents attached (a.pdf, b.pdf): send one document per message");
+        assert_eq!(
+            two.0,
+            "2 documents attached (a.pdf, b.pdf): send one document per message"
+        );
         let bad_type = request_from_mail(
             &mail("x [type:letter]", &[("application/pdf", "a.pdf", "%PDF-a")]),
             "RX1",
@@ -257,13 +265,20 @@ mod tests {
         let bad_meta = request_from_mail(
             &mail(
                 "x",
-                &[("application/pdf", "a.pdf", "%PDF-a"), ("application/json", "edthub.json", "{\"nhs\":1}")],
+                &[
+                    ("application/pdf", "a.pdf", "%PDF-a"),
+                    ("application/json", "edthub.json", "{\"nhs\":1}"),
+                ],
             ),
             "RX1",
             &[],
         )
         .unwrap_err();
-        assert!(bad_meta.0.starts_with("edthub.json cannot be read"), "{}", bad_meta.0);
+        assert!(
+            bad_meta.0.starts_with("edthub.json cannot be read"),
+            "{}",
+            bad_meta.0
+        );
     }
 
     #[test]

@@ -98,7 +98,11 @@ async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, limit: usize) -> std::io:
         }
         r.consume(take);
         if done {
-            return Ok(if too_long { Line::TooLong } else { Line::Text(line) });
+            return Ok(if too_long {
+                Line::TooLong
+            } else {
+                Line::Text(line)
+            });
         }
     }
 }
@@ -202,7 +206,8 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 conn.out.line(&e.reply());
                 state.errors += 1;
                 if state.errors >= ERROR_LIMIT {
-                    conn.out.line("421 4.7.0 Too many errors: closing the connection");
+                    conn.out
+                        .line("421 4.7.0 Too many errors: closing the connection");
                     break;
                 }
                 continue;
@@ -294,10 +299,9 @@ fn envelope_step(shared: &Shared, state: &mut State, cmd: Command) -> String {
         ),
         Command::Vrfy => "502 5.5.1 VRFY is not supported".into(),
         Command::Expn => "502 5.5.1 EXPN is not supported".into(),
-        Command::Quit
-        | Command::Data
-        | Command::StartTls
-        | Command::Auth { .. } => unreachable!("handled by the session loop"),
+        Command::Quit | Command::Data | Command::StartTls | Command::Auth { .. } => {
+            unreachable!("handled by the session loop")
+        }
     }
 }
 
@@ -417,7 +421,8 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
         return Ok(true);
     }
     if state.envelope.is_some() {
-        conn.out.line("503 5.5.1 AUTH is not allowed during a mail transaction");
+        conn.out
+            .line("503 5.5.1 AUTH is not allowed during a mail transaction");
         return Ok(true);
     }
     if cfg.users.is_empty() {
@@ -476,7 +481,8 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let decoded: Option<Vec<String>> = responses.iter().map(|r| decode(r)).collect();
     let Some(decoded) = decoded else {
-        conn.out.line("501 5.5.2 Cannot decode the response (base64 expected)");
+        conn.out
+            .line("501 5.5.2 Cannot decode the response (base64 expected)");
         return Ok(true);
     };
     let (username, password) = if mechanism == "PLAIN" {
@@ -485,7 +491,8 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
         match (fields.next(), fields.next(), fields.next(), fields.next()) {
             (Some(_), Some(u), Some(p), None) => (u.to_string(), p.to_string()),
             _ => {
-                conn.out.line("501 5.5.2 PLAIN response is not authzid NUL user NUL password");
+                conn.out
+                    .line("501 5.5.2 PLAIN response is not authzid NUL user NUL password");
                 return Ok(true);
             }
         }
@@ -508,7 +515,8 @@ async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
             state.auth_failures += 1;
             tracing::warn!(peer = %state.peer, "smtp authentication failed");
             metrics::counter!("edthub_smtp_auth_failures_total").increment(1);
-            conn.out.line("535 5.7.8 Authentication credentials invalid");
+            conn.out
+                .line("535 5.7.8 Authentication credentials invalid");
             if state.auth_failures >= AUTH_ATTEMPTS {
                 conn.out
                     .line("421 4.7.0 Too many failed authentications: closing the connection");
@@ -528,7 +536,10 @@ async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
     deadline: Instant,
 ) -> std::io::Result<Option<String>> {
     conn.out.line(&format!("334 {challenge}"));
-    match conn.next_line(timeout, COMMAND_LINE_LIMIT, deadline).await? {
+    match conn
+        .next_line(timeout, COMMAND_LINE_LIMIT, deadline)
+        .await?
+    {
         Some(Line::Text(l)) => Ok(Some(String::from_utf8_lossy(trim_eol(&l)).into_owned())),
         _ => Ok(None),
     }
@@ -536,7 +547,11 @@ async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// DATA: reads the message, turns it into a submission and replies once it is durable (or
@@ -600,7 +615,10 @@ async fn data<S: AsyncRead + AsyncWrite + Unpin>(
     } else {
         submit(shared, state, &envelope, &message).await
     };
-    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "smtp message handled");
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "smtp message handled"
+    );
     conn.out.line(&reply);
     Ok(true)
 }
@@ -610,17 +628,14 @@ async fn submit(shared: &Shared, state: &State, envelope: &Envelope, message: &[
     let count = |outcome: &'static str| {
         metrics::counter!("edthub_smtp_messages_total", "outcome" => outcome).increment(1);
     };
-    let req = match super::mail::request_from_mail(
-        message,
-        &envelope.sender_ods,
-        &envelope.recipients,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            count("refused");
-            return format!("554 5.6.0 {}; nothing was stored", e.0);
-        }
-    };
+    let req =
+        match super::mail::request_from_mail(message, &envelope.sender_ods, &envelope.recipients) {
+            Ok(r) => r,
+            Err(e) => {
+                count("refused");
+                return format!("554 5.6.0 {}; nothing was stored", e.0);
+            }
+        };
     let sub = crate::ingest::validate(req, &hub.config.limits).map(|mut s| {
         s.channel = Channel::Smtp;
         s.reply_to = (!envelope.from.is_empty()).then(|| envelope.from.clone());
