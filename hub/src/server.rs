@@ -114,6 +114,10 @@ pub async fn serve(
         Some(l) => Some(crate::smtp::spawn(hub.clone(), l, shutdown.clone())?),
         None => None,
     };
+    let notices = hub
+        .relay
+        .is_some()
+        .then(|| crate::smtp::notice::spawn(hub.clone(), shutdown.clone()));
     let directory_watch = hub.directory.clone().spawn_watcher(
         std::time::Duration::from_millis(hub.config.directory_check_ms.max(100)),
         shutdown.clone(),
@@ -158,6 +162,9 @@ pub async fn serve(
     let _ = acks.await;
     if let Some(s) = smtp {
         let _ = s.await;
+    }
+    if let Some(n) = notices {
+        let _ = n.await;
     }
     for r in relays {
         let _ = r.await;

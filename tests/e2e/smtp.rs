@@ -2,7 +2,6 @@
 //! the hub's listener (plain, and STARTTLS + AUTH), and the hub mailing letters to `aiosmtpd`
 //! (STARTTLS + AUTH required) as its relay.
 
-use edt_proto::v1;
 use edt_tests::{eventually, Hub, FAST};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -713,10 +712,7 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
          ca_file = {:?}\n",
         ca.display().to_string()
     );
-    let hub = Hub::start(
-        dir.path(),
-        &format!("{FAST}\n[smtp]\ndomain = \"{DOMAIN}\"\n{relay}"),
-    );
+    let hub = Hub::start(dir.path(), &smtp_config(&relay));
 
     // Three practices read their letters by mail: one inside the secure boundary, one outside,
     // and one whose mailbox the relay refuses.
@@ -863,5 +859,62 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
         timeline.contains("mailed to gp.a81001@nhs.net"),
         "{timeline}"
     );
-    let _ = v1::DocumentType::DischargeSummary;
+    // A mailed document whose delivery fails: its sender gets one notice, replying to the
+    // sender's own mail. (The gRPC submission above gets none.)
+    let (mut s, _) = Dialogue::open(hub.smtp.as_deref().unwrap());
+    s.expect("EHLO trust.example", "250");
+    s.expect(&format!("MAIL FROM:<{SENDER}>"), "250");
+    s.expect("RCPT TO:<A81004@hub.test>", "250");
+    s.expect("DATA", "354");
+    let r = s.data(
+        &mail(
+            "Clinic letter [nhs:9434765919]",
+            "clinic-7@trust.nhs.uk",
+            &[("application/pdf", "clinic.pdf", &pdf("notice"))],
+        ),
+        "250",
+    );
+    let mailed = queued_id(&r);
+    s.expect("QUIT", "221");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count_letters() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notice reached the sender: {}",
+            hub.cli_json(&["messages", "show", &mailed])
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let envelope: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sink.out.join("3.json")).unwrap()).unwrap();
+    assert_eq!(envelope["rcpt_tos"][0], SENDER);
+    let raw = std::fs::read(sink.out.join("3.eml")).unwrap();
+    let notice = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let subject = notice.subject().unwrap();
+    assert!(
+        subject.contains("Not delivered (failed)") && subject.contains("A81004"),
+        "{subject}"
+    );
+    assert_eq!(
+        notice.in_reply_to().as_text(),
+        Some("clinic-7@trust.nhs.uk")
+    );
+    let body = notice.body_text(0).unwrap();
+    for needle in [
+        mailed.as_str(),
+        "A81004",
+        "Clinic letter",
+        "Mailbox refused by the test relay",
+    ] {
+        assert!(body.contains(needle), "{needle} not in the notice:\n{body}");
+    }
+    // At most once: nothing more arrives, and the timeline shows the notice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count_letters(), 3, "one notice per delivery outcome");
+    let events = hub.timeline_events(&mailed);
+    assert_eq!(
+        events.iter().filter(|e| *e == "notice").count(),
+        1,
+        "{events:?}"
+    );
 }

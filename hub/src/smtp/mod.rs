@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod mail;
+pub mod notice;
 mod session;
 
 use crate::hub::Hub;

@@ -1,0 +1,214 @@
+//! Notices to mail senders: when a delivery of a mailed document ends `failed`, `rejected` or
+//! `unroutable`, the hub mails the envelope sender what, to whom, why and the message id.
+//!
+//! At most once per delivery outcome: the notice is claimed in the message's timeline
+//! (`notice`) and flushed before it is sent; a send that fails is recorded (`notice-failed`)
+//! so a later sweep tries again. The store's change feed drives it; a sweep every minute
+//! catches anything the feed missed (a restart, a lagging receiver).
+
+use crate::hub::Hub;
+use crate::shutdown::Shutdown;
+use crate::track::{AuditEvent, Channel, DeliveryRecord, DeliveryState, MessageRecord};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+const OUTCOMES: [DeliveryState; 3] = [
+    DeliveryState::Failed,
+    DeliveryState::Rejected,
+    DeliveryState::Unroutable,
+];
+const SWEEP: Duration = Duration::from_secs(60);
+
+/// Runs the notifier until `shutdown` fires. Does nothing useful without a relay.
+pub fn spawn(hub: Arc<Hub>, mut shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut changes = hub.store.changes();
+        let mut sweep = tokio::time::interval(SWEEP);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                _ = sweep.tick() => sweep_all(&hub).await,
+                changed = changes.recv() => match changed {
+                    Ok(id) => check_message(&hub, id).await,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => sweep_all(&hub).await,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+            }
+        }
+    })
+}
+
+async fn sweep_all(hub: &Hub) {
+    let now = crate::track::now_ms();
+    let mut seen = std::collections::HashSet::new();
+    for state in OUTCOMES {
+        let Ok(ids) = hub.store.deliveries_in_state(state, now, 10_000) else {
+            continue;
+        };
+        for d in ids {
+            if let Ok(Some(d)) = hub.store.delivery(d) {
+                if seen.insert(d.message_id) {
+                    check_message(hub, d.message_id).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sends whatever notices message `id` is owed.
+async fn check_message(hub: &Hub, id: Uuid) {
+    let Ok(Some(m)) = hub.store.message(id) else {
+        return;
+    };
+    let Some(reply_to) = m.reply_to.clone() else {
+        return;
+    };
+    if m.channel != Channel::Smtp {
+        return;
+    }
+    let Ok(deliveries) = hub.store.deliveries_of(id) else {
+        return;
+    };
+    let owed: Vec<DeliveryRecord> = deliveries
+        .into_iter()
+        .filter(|d| d.is_current() && OUTCOMES.contains(&d.state))
+        .collect();
+    if owed.is_empty() {
+        return;
+    }
+    let Ok(timeline) = hub.store.audit_of(id) else {
+        return;
+    };
+    for d in owed {
+        // The latest notice event for this delivery and outcome decides.
+        let last = timeline.iter().rev().find(|e| {
+            e.delivery_id == Some(d.id) && e.to == Some(d.state) && e.event.starts_with("notice")
+        });
+        if last.is_some_and(|e| e.event == "notice") {
+            continue;
+        }
+        let Some(relay) = hub.relay.as_ref() else {
+            tracing::warn!(message = %id, delivery = %d.id, "a notice is owed to the sender but no SMTP relay is configured");
+            return;
+        };
+        let claim = event(&m, &d, "notice", format!("notice to the sender {reply_to}"));
+        if hub.store.audit(claim).is_err() || hub.store.flush().await.is_err() {
+            return;
+        }
+        let result = match notice(hub, &m, &d, &reply_to) {
+            Ok(bytes) => relay.submit(&reply_to, &bytes).await.map_err(|e| match e {
+                crate::deliver::SendError::Transient(s)
+                | crate::deliver::SendError::Permanent(s) => s,
+            }),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(_) => {
+                metrics::counter!("edthub_smtp_notices_total", "outcome" => "sent").increment(1);
+                tracing::info!(message = %id, delivery = %d.id, state = d.state.as_str(), "notice mailed to the sender");
+            }
+            Err(e) => {
+                metrics::counter!("edthub_smtp_notices_total", "outcome" => "failed").increment(1);
+                tracing::warn!(message = %id, delivery = %d.id, error = %e, "notice could not be mailed; will try again");
+                let _ = hub.store.audit(event(
+                    &m,
+                    &d,
+                    "notice-failed",
+                    format!("notice to {reply_to} not sent: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+fn event(m: &MessageRecord, d: &DeliveryRecord, name: &str, reason: String) -> AuditEvent {
+    AuditEvent {
+        at_ms: crate::track::now_ms(),
+        message_id: m.id,
+        delivery_id: Some(d.id),
+        event: name.to_string(),
+        from: None,
+        to: Some(d.state),
+        actor: "hub".to_string(),
+        reason,
+    }
+}
+
+/// The notice itself: plain text, replying to the sender's own mail where its Message-ID is
+/// known.
+fn notice(hub: &Hub, m: &MessageRecord, d: &DeliveryRecord, to: &str) -> Result<Vec<u8>, String> {
+    use lettre::message::header::ContentType;
+    let relay = hub.relay.as_ref().ok_or("no relay")?;
+    let domain = &hub.config.smtp.domain;
+    let loaded = hub.directory.get();
+    let practice = loaded
+        .directory
+        .organisation(&d.recipient_ods)
+        .map(|o| format!("{} ({})", d.recipient_ods, o.name))
+        .unwrap_or_else(|| d.recipient_ods.clone());
+    let what = m
+        .title
+        .clone()
+        .or_else(|| m.file_name.clone())
+        .unwrap_or_else(|| m.document_type.to_string());
+    let why = match (d.state, &d.ack_code, &d.ack_reason, &d.last_error) {
+        (DeliveryState::Rejected, code, reason, _) => format!(
+            "the receiver rejected it{}{}",
+            code.as_deref()
+                .map(|c| format!(" with code {c}"))
+                .unwrap_or_default(),
+            reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        (_, _, _, Some(e)) => e.clone(),
+        _ => "no reason was recorded".to_string(),
+    };
+    let body = format!(
+        "The hub could not deliver a document you sent.\n\n\
+         Document:    {what} ({}, {} bytes)\n\
+         Your ref:    {}\n\
+         To:          {practice}\n\
+         Outcome:     {}\n\
+         Why:         {why}\n\
+         Message id:  {}\n\
+         Delivery id: {}\n\n\
+         Quote the message id when you contact the hub's operators; they can correct the \
+         routing and replay the delivery.\n",
+        m.document_type,
+        m.payload_size,
+        m.local_id,
+        d.state.as_str(),
+        m.id,
+        d.id,
+    );
+    let mut builder = lettre::Message::builder()
+        .from(
+            relay
+                .from()
+                .parse()
+                .map_err(|e| format!("smtp.relay.from: {e}"))?,
+        )
+        .to(to
+            .parse()
+            .map_err(|e| format!("sender address {to:?}: {e}"))?)
+        .subject(format!(
+            "Not delivered ({}): {what} to {}",
+            d.state.as_str(),
+            d.recipient_ods
+        ))
+        .message_id(Some(format!(
+            "<notice-{}-{}@{domain}>",
+            d.id,
+            d.state.as_str()
+        )))
+        .header(ContentType::TEXT_PLAIN);
+    // A Message-ID used as the local id lets the sender's mail client thread the notice.
+    if m.local_id.contains('@') && !m.local_id.contains(char::is_whitespace) {
+        builder = builder.in_reply_to(format!("<{}>", m.local_id.trim_matches(['<', '>'])));
+    }
+    let message = builder.body(body).map_err(|e| e.to_string())?;
+    Ok(message.formatted())
+}
