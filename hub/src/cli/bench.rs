@@ -66,6 +66,17 @@ pub struct BenchArgs {
     /// parsing (a 1 KB message).
     #[arg(long)]
     transform: bool,
+    /// Drive the hub's SMTP listener at this address instead of gRPC: --connections
+    /// connections each mail documents (a --payload-bytes PDF attachment, one recipient in
+    /// turn) with pipelined MAIL/RCPT/DATA; the line gives messages accepted (250) per second.
+    #[arg(long, value_name = "ADDR")]
+    smtp: Option<String>,
+    /// With --smtp: connections in parallel.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// With --smtp: the envelope sender (one of the hub's `smtp.senders`).
+    #[arg(long, default_value = "letters@trust.nhs.uk")]
+    smtp_from: String,
     /// With --routing: the directory file (default: the sample directory, with the national
     /// practice file, in a temporary folder).
     #[arg(long)]
@@ -208,6 +219,127 @@ async fn raw_amqp(url: &str, n: usize, bytes: usize, concurrency: usize) -> anyh
         .await?;
     let _ = conn.close(200, "bench done".into()).await;
     Ok(n as f64 / secs)
+}
+
+/// `bench --smtp`: mails documents over several connections; one line with the rate of 250s.
+async fn smtp(a: &BenchArgs, addr: &str) -> anyhow::Result<ExitCode> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let attachment = edt_transforms::itk3::base64_encode(&generated_payload(a.payload_bytes, 5));
+    let wrapped: Vec<&str> = attachment
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    let attachment = Arc::new(wrapped.join("\r\n"));
+    let run_id = crate::track::new_id().simple().to_string();
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..a.connections.max(1) {
+        let (addr, from, attachment, next, run_id) = (
+            addr.to_string(),
+            a.smtp_from.clone(),
+            attachment.clone(),
+            next.clone(),
+            run_id.clone(),
+        );
+        let (docs, recipients) = (a.docs, a.recipients.clone());
+        tasks.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await?;
+            tcp.set_nodelay(true)?;
+            let (r, mut w) = tcp.into_split();
+            let mut r = BufReader::new(r);
+            // Reads one (possibly multi-line) reply; returns its first line.
+            async fn reply(
+                r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+            ) -> anyhow::Result<String> {
+                let mut first = String::new();
+                loop {
+                    let mut line = String::new();
+                    anyhow::ensure!(r.read_line(&mut line).await? > 0, "connection closed");
+                    if first.is_empty() {
+                        first = line.trim_end().to_string();
+                    }
+                    if line.as_bytes().get(3) != Some(&b'-') {
+                        return Ok(first);
+                    }
+                }
+            }
+            let greeting = reply(&mut r).await?;
+            let domain = greeting
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("localhost")
+                .to_string();
+            w.write_all(format!("EHLO bench-{c}\r\n").as_bytes()).await?;
+            reply(&mut r).await?;
+            let mut latencies = Vec::new();
+            let mut refused = 0usize;
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= docs {
+                    break;
+                }
+                let to = &recipients[n % recipients.len()];
+                let t = Instant::now();
+                let message = format!(
+                    "MAIL FROM:<{from}>\r\nRCPT TO:<{to}@{domain}>\r\nDATA\r\n"
+                );
+                w.write_all(message.as_bytes()).await?;
+                for _ in 0..3 {
+                    reply(&mut r).await?;
+                }
+                let body = format!(
+                    "From: <{from}>\r\nTo: <{to}@{domain}>\r\nSubject: Discharge summary \
+                     [nhs:9434765919] [type:discharge-summary]\r\nMessage-ID: <bench-{run_id}-{n}@{domain}>\r\n\
+                     MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+                     --b\r\nContent-Type: text/plain\r\n\r\nLetter attached.\r\n\
+                     --b\r\nContent-Type: application/pdf\r\n\
+                     Content-Disposition: attachment; filename=\"letter-{n}.pdf\"\r\n\
+                     Content-Transfer-Encoding: base64\r\n\r\n{attachment}\r\n--b--\r\n.\r\n"
+                );
+                w.write_all(body.as_bytes()).await?;
+                let done = reply(&mut r).await?;
+                if done.starts_with("250") {
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    refused += 1;
+                    if refused == 1 {
+                        eprintln!("bench: refused: {done}");
+                    }
+                }
+            }
+            w.write_all(b"QUIT\r\n").await?;
+            Ok::<_, anyhow::Error>((latencies, refused))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        let (l, r) = t.await??;
+        latencies.extend(l);
+        refused += r;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "bench smtp messages={} connections={} attachment_bytes={} secs={:.2} accepted_per_s={:.1} p50_ms={:.1} p99_ms={:.1} refused={}",
+        latencies.len(),
+        a.connections,
+        a.payload_bytes,
+        secs,
+        latencies.len() as f64 / secs,
+        pct(0.5),
+        pct(0.99),
+        refused
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// (content type, document type, file extension) in the proportions a trust sends.
@@ -400,6 +532,9 @@ fn wall_ms() -> f64 {
 pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.routing {
         return tokio::task::spawn_blocking(move || routing(&a)).await?;
+    }
+    if let Some(addr) = &a.smtp {
+        return smtp(&a, addr).await;
     }
     if a.transform {
         return tokio::task::spawn_blocking(transform).await?;
