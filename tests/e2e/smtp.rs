@@ -722,6 +722,7 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
         ("A81001", "gp.a81001@nhs.net"),
         ("A81002", "surgery@example.org"),
         ("A81004", "refuse@example.org"),
+        ("A81005", "busy@example.org"),
     ] {
         let from = format!(
             "[endpoints.{}-drop]\nkind = \"file\"\npath = \"drop/{ods}\"",
@@ -738,7 +739,7 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
     hub.cli_json(&["directory", "reload"]);
 
     let mut sub = hub.submission().await;
-    let req = edt_tests::letter("MAIL-1", &["A81001", "A81002", "A81004"]);
+    let req = edt_tests::letter("MAIL-1", &["A81001", "A81002", "A81004", "A81005"]);
     let original = req.payload.clone();
     let r = sub.submit_document(req).await.unwrap().into_inner();
     let by_ods = |ods: &str| {
@@ -854,6 +855,23 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
         "the relay's own text: {error}"
     );
     assert_eq!(failed["attempts"], 1, "a 5xx is not retried");
+    let busy = shown["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["recipient_ods"] == "A81005")
+        .unwrap();
+    assert!(
+        busy["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("Test relay busy, try later"),
+        "{busy}"
+    );
+    assert!(
+        busy["attempts"].as_u64().unwrap() > 1 || busy["state"] == "retrying",
+        "a 4xx is retried: {busy}"
+    );
     let timeline = shown["timeline"].to_string();
     assert!(
         timeline.contains("mailed to gp.a81001@nhs.net"),
@@ -917,4 +935,36 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
         1,
         "{events:?}"
     );
+}
+
+#[tokio::test]
+async fn connection_limit_and_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(
+        dir.path(),
+        &smtp_config("max_connections = 2\ncommand_timeout_secs = 1"),
+    );
+    let addr = hub.smtp.clone().unwrap();
+    let (mut first, _) = Dialogue::open(&addr);
+    let (_second, _) = Dialogue::open(&addr);
+    let (mut third, greeting) = Dialogue::open(&addr);
+    assert!(greeting.starts_with("421 4.7.0"), "{greeting}");
+    let mut rest = String::new();
+    assert_eq!(
+        third.reader.read_line(&mut rest).unwrap(),
+        0,
+        "closed after 421"
+    );
+    // An idle client is told and dropped; its slot is free again.
+    let r = first.reply();
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    drop(first);
+    eventually(10, "a free connection slot", || {
+        let addr = addr.clone();
+        async move {
+            let (_d, greeting) = Dialogue::open(&addr);
+            greeting.starts_with("220").then_some(())
+        }
+    })
+    .await;
 }
