@@ -371,6 +371,7 @@ mod tests {
             ack_code: None,
             ack_reason: None,
             format: Some("original".into()),
+            transport_id: None,
         };
         WorkItem {
             header: WorkHeader {

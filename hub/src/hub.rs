@@ -503,6 +503,7 @@ impl Hub {
                     format!("{}{by}", sent.detail),
                 );
                 c.count_attempt = true;
+                c.transport_id = Some(sent.transport_id).filter(|t| !t.is_empty());
                 (c, Attempt::Sent)
             }
             Err(SendError::Transient(e)) if attempts_made < self.config.delivery.max_attempts => {
@@ -903,6 +904,7 @@ fn planned_delivery(
         ack_code: None,
         ack_reason: None,
         format,
+        transport_id: None,
     };
     let enqueue = (state == DeliveryState::Pending).then(|| deliver_item(id, 0));
     let audit = AuditEvent {

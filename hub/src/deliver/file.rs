@@ -131,6 +131,7 @@ mod tests {
             ack_code: None,
             ack_reason: None,
             format: None,
+            transport_id: None,
         }
     }
 

@@ -42,6 +42,7 @@ pub fn sample(sender: &str, local_id: &str, recipients: &[&str]) -> NewMessage {
             ack_code: None,
             ack_reason: None,
             format: None,
+            transport_id: None,
         })
         .collect();
     NewMessage {
@@ -91,7 +92,26 @@ pub async fn run_all(f: &dyn StoreFactory) {
     replay_supersedes_without_editing_history(f).await;
     list_queries(f).await;
     unmatched_acks_are_kept(f).await;
+    transport_ids_find_their_delivery(f).await;
     flushed_writes_survive_reopen(f).await;
+}
+
+pub async fn transport_ids_find_their_delivery(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let new = sample("RX1", &new_id().to_string(), &["A81001", "A81002"]);
+    let (a, b) = (new.deliveries[0].id, new.deliveries[1].id);
+    s.submit(new).unwrap();
+    let mut c = Change::new(DeliveryEvent::TransportAccepted, "test", "sent");
+    c.transport_id = Some("20261125093000000001_ABCDEF".into());
+    let d = s.apply(a, c).unwrap();
+    assert_eq!(d.transport_id.as_deref(), Some("20261125093000000001_ABCDEF"));
+    step(&*s, b, DeliveryEvent::TransportAccepted);
+    assert_eq!(
+        s.delivery_by_transport("20261125093000000001_ABCDEF").unwrap(),
+        Some(a)
+    );
+    assert_eq!(s.delivery(b).unwrap().unwrap().transport_id, None);
+    assert_eq!(s.delivery_by_transport("unknown").unwrap(), None);
 }
 
 pub async fn submit_and_read_back(f: &dyn StoreFactory) {

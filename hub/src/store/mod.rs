@@ -85,6 +85,8 @@ pub struct Change {
     pub error: Option<String>,
     /// Sets `ack_code` / `ack_reason`.
     pub ack: Option<(String, String)>,
+    /// Records the transport's id for the delivery (and indexes it).
+    pub transport_id: Option<String>,
     pub next_attempt_ms: Option<u64>,
     pub enqueue: Option<Enqueue>,
 }
@@ -98,6 +100,7 @@ impl Change {
             count_attempt: false,
             error: None,
             ack: None,
+            transport_id: None,
             next_attempt_ms: None,
             enqueue: None,
         }
@@ -168,6 +171,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Uuid>, StoreError>;
     /// Message ids matching the query, newest first, and whether the limit cut the list.
     fn list(&self, query: &ListQuery) -> Result<(Vec<Uuid>, bool), StoreError>;
+    /// The delivery a transport id (e.g. a MESH message id) was recorded for.
+    fn delivery_by_transport(&self, transport_id: &str) -> Result<Option<Uuid>, StoreError>;
     /// Current deliveries in `state` last changed before `before_ms` (oldest first).
     fn deliveries_in_state(
         &self,

@@ -30,7 +30,8 @@ const BY_RECIPIENT: usize = 6;
 const BY_SENDER: usize = 7;
 const DEDUPE: usize = 8;
 const QUEUE: usize = 9;
-const TREE_NAMES: [&str; 10] = [
+const TRANSPORTS: usize = 10;
+const TREE_NAMES: [&str; 11] = [
     "messages",
     "payloads",
     "deliveries",
@@ -41,6 +42,7 @@ const TREE_NAMES: [&str; 10] = [
     "idx_sender",
     "dedupe",
     embedded::READY_TREE,
+    "idx_transport",
 ];
 
 type Tx = [TransactionalTree];
@@ -246,6 +248,10 @@ impl Store for SledStore {
             if to == DeliveryState::Sent {
                 d.sent_ms = Some(now);
             }
+            if let Some(tid) = &change.transport_id {
+                d.transport_id = Some(tid.clone());
+                t[TRANSPORTS].insert(tid.as_bytes(), d.id.as_bytes().as_slice())?;
+            }
             if old.is_current() {
                 unindex_delivery(t, &old)?;
             }
@@ -393,6 +399,13 @@ impl Store for SledStore {
     ) -> Result<Option<Uuid>, StoreError> {
         self.tree(DEDUPE)
             .get(keys::dedupe(sender_ods, local_id))?
+            .map(|v| Uuid::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    fn delivery_by_transport(&self, transport_id: &str) -> Result<Option<Uuid>, StoreError> {
+        self.tree(TRANSPORTS)
+            .get(transport_id.as_bytes())?
             .map(|v| Uuid::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
             .transpose()
     }

@@ -340,6 +340,9 @@ pub struct DeliveryRecord {
     /// The format the receiver files ("original", "itk3", ...); `None` means original.
     #[serde(default)]
     pub format: Option<String>,
+    /// The transport's id for the last hand-over (MESH message id, SMTP Message-ID, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport_id: Option<String>,
 }
 
 impl DeliveryRecord {
