@@ -41,6 +41,83 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub acks: AckConfig,
     pub smtp: SmtpConfig,
+    pub mesh: MeshConfig,
+}
+
+/// MESH: the hub's own mailbox, which sends to practices' mailboxes and receives their ITK3
+/// responses and MESH's reports.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshConfig {
+    /// Base URL of the MESH API, e.g. `https://msg.intspineservices.nhs.uk` (integration) or
+    /// `https://mesh-sync.spineservices.nhs.uk` (live). Unset: MESH is off.
+    pub url: Option<String>,
+    /// The hub's mailbox id.
+    pub mailbox: String,
+    /// The mailbox password.
+    pub password: String,
+    /// The environment's shared secret for the NHSMESH authorization header.
+    pub shared_key: String,
+    /// Extra CA certificate (PEM) to trust for the MESH server.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and key (PEM) for mutual TLS, as MESH requires in live use.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// How often the inbox is read, in milliseconds. Default 300000 (5 minutes, the
+    /// standard's fastest polling); `edthub mesh poll` reads it at once.
+    pub poll_ms: u64,
+    /// Documents larger than this are sent in chunks of this size (each gzipped). Default
+    /// 20 MiB (MESH takes at most 100 MB per request).
+    pub chunk_bytes: usize,
+    /// Seconds allowed for one MESH request. Default 120.
+    pub timeout_secs: u64,
+    /// Workflow id per document type (`discharge-summary`, ...) and for GP Connect Send
+    /// Document (`gp-connect`), overriding the standard ones. A route's endpoint may name its
+    /// own.
+    pub workflows: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            mailbox: String::new(),
+            password: String::new(),
+            shared_key: String::new(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            poll_ms: 300_000,
+            chunk_bytes: 20 * 1024 * 1024,
+            timeout_secs: 120,
+            workflows: Default::default(),
+        }
+    }
+}
+
+impl MeshConfig {
+    /// The workflow for a document of `document_type` sent in `format`.
+    pub fn workflow(&self, document_type: &str, format: &str) -> Option<String> {
+        let key = if format == "gp-connect" {
+            "gp-connect"
+        } else {
+            document_type
+        };
+        if let Some(w) = self.workflows.get(key) {
+            return Some(w.clone());
+        }
+        Some(
+            match key {
+                "discharge-summary" => "TOC_FHIR_IP_DISCH",
+                "emergency-care-discharge" => "TOC_FHIR_EC_DISCH",
+                "mental-health-discharge" => "TOC_FHIR_MH_DISCH",
+                "outpatient-letter" => "TOC_FHIR_OP_ATTEN",
+                "gp-connect" | "generic-document" => "GPFED_CONSULT_REPORT",
+                _ => return None,
+            }
+            .to_string(),
+        )
+    }
 }
 
 /// SMTP: the listener senders mail documents to, and the relay the hub mails letters and
@@ -276,6 +353,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             acks: AckConfig::default(),
             smtp: SmtpConfig::default(),
+            mesh: MeshConfig::default(),
         }
     }
 }
@@ -393,6 +471,30 @@ impl Config {
                     "smtp.users {:?}: password_sha256 must be 64 hex digits",
                     u.username
                 )));
+            }
+        }
+        if let Some(url) = &self.mesh.url {
+            let m = &self.mesh;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "mesh.url {url:?} must start with https:// (or http:// for a local sandbox)"
+                )));
+            }
+            if m.mailbox.is_empty() || m.password.is_empty() || m.shared_key.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "mesh.mailbox, mesh.password and mesh.shared_key are needed with mesh.url"
+                        .into(),
+                ));
+            }
+            if m.client_cert.is_some() != m.client_key.is_some() {
+                return Err(ConfigError::Invalid(
+                    "mesh.client_cert and mesh.client_key must be given together".into(),
+                ));
+            }
+            if m.chunk_bytes < 1024 || m.poll_ms == 0 {
+                return Err(ConfigError::Invalid(
+                    "mesh.chunk_bytes must be at least 1024 and mesh.poll_ms at least 1".into(),
+                ));
             }
         }
         if self.acks.poll_ms == 0 {

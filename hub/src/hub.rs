@@ -128,6 +128,8 @@ pub struct Hub {
     in_progress: Mutex<HashSet<Uuid>>,
     /// The outbound mail relay, when one is configured.
     pub relay: Option<deliver::smtp::Relay>,
+    /// The MESH client, when MESH is configured.
+    pub mesh: Option<crate::mesh::client::MeshClient>,
 }
 
 impl Hub {
@@ -165,6 +167,10 @@ impl Hub {
             .as_ref()
             .map(deliver::smtp::Relay::new)
             .transpose()?;
+        let mesh = match &config.mesh.url {
+            Some(_) => Some(crate::mesh::client::MeshClient::new(&config.mesh)?),
+            None => None,
+        };
         let node = config.node_name();
         crate::track::set_node_tag(crate::track::node_tag(&node));
         let hub = Arc::new(Self {
@@ -179,6 +185,7 @@ impl Hub {
             ready: AtomicBool::new(false),
             in_progress: Mutex::new(HashSet::new()),
             relay,
+            mesh,
         });
         Ok(hub)
     }
@@ -422,6 +429,17 @@ impl Hub {
                 d.endpoint.as_deref().unwrap_or("")
             )));
         };
+        if let edt_routers::EndpointKind::Mesh { mailbox, workflow } = &ep.kind {
+            return deliver::mesh::send(
+                self,
+                d,
+                m,
+                payload,
+                mailbox.as_deref(),
+                workflow.as_deref(),
+            )
+            .await;
+        }
         if let edt_routers::EndpointKind::Email { address } = &ep.kind {
             // The letter carries the document in the route's format (the original by default).
             let (meta, bytes) = match d.format.as_deref().unwrap_or("original") {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod deliver;
 pub mod hub;
 pub mod ingest;
+pub mod mesh;
 pub mod route;
 pub mod server;
 pub mod shutdown;

@@ -114,6 +114,10 @@ pub async fn serve(
         Some(l) => Some(crate::smtp::spawn(hub.clone(), l, shutdown.clone())?),
         None => None,
     };
+    let mesh_poll = hub
+        .mesh
+        .is_some()
+        .then(|| crate::mesh::poll::spawn(hub.clone(), shutdown.clone()));
     let notices = hub
         .relay
         .is_some()
@@ -165,6 +169,9 @@ pub async fn serve(
     }
     if let Some(n) = notices {
         let _ = n.await;
+    }
+    if let Some(p) = mesh_poll {
+        let _ = p.await;
     }
     for r in relays {
         let _ = r.await;

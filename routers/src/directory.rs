@@ -81,6 +81,14 @@ pub enum EndpointKind {
     /// A mailbox: the document is mailed as a letter with the original attached, through the
     /// hub's SMTP relay (`[smtp.relay]` in the hub config).
     Email { address: String },
+    /// A MESH mailbox. Without `mailbox`, MESH's endpoint lookup finds the recipient's
+    /// mailbox for the workflow; without `workflow`, the workflow follows the document type.
+    Mesh {
+        #[serde(default)]
+        mailbox: Option<String>,
+        #[serde(default)]
+        workflow: Option<String>,
+    },
 }
 
 /// A delivery endpoint.
@@ -889,6 +897,7 @@ fn build(
                 }
                 continue;
             }
+            EndpointKind::Mesh { .. } => continue,
         };
         let key = path.trim_end_matches('/');
         if let Some(other) = folders.insert(key, &e.id) {

@@ -4,6 +4,7 @@ mod amqp;
 mod bad_input;
 mod crash;
 mod failures;
+mod mesh;
 mod ops;
 mod routing;
 mod smtp;

@@ -417,6 +417,55 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn poll_mesh(
+        &self,
+        _request: Request<v1::PollMeshRequest>,
+    ) -> Result<Response<v1::PollMeshResponse>, Status> {
+        use crate::mesh::client::MeshError;
+        let s = crate::mesh::poll::poll_once(&self.hub)
+            .await
+            .map_err(|e| match e {
+                MeshError::Transient(m) => Status::unavailable(m),
+                MeshError::Permanent(m) => Status::failed_precondition(m),
+            })?;
+        tracing::info!(
+            actor = "ops",
+            seen = s.seen,
+            applied = s.applied,
+            "MESH inbox read on request"
+        );
+        Ok(Response::new(v1::PollMeshResponse {
+            seen: s.seen as u32,
+            applied: s.applied as u32,
+            unmatched: s.unmatched as u32,
+            later: s.later as u32,
+        }))
+    }
+
+    async fn list_unmatched_acks(
+        &self,
+        request: Request<v1::ListUnmatchedAcksRequest>,
+    ) -> Result<Response<v1::ListUnmatchedAcksResponse>, Status> {
+        let limit = match request.into_inner().limit {
+            0 => 100,
+            n => n as usize,
+        };
+        let acks = self
+            .hub
+            .store
+            .unmatched_acks(limit)
+            .map_err(store_status)?
+            .into_iter()
+            .map(|u| v1::UnmatchedAck {
+                at: Some(convert::ts(u.at_ms)),
+                source: u.source,
+                problem: u.problem,
+                kept_at: u.kept_at,
+            })
+            .collect();
+        Ok(Response::new(v1::ListUnmatchedAcksResponse { acks }))
+    }
+
     async fn get_organisation(
         &self,
         request: Request<v1::GetOrganisationRequest>,

@@ -54,6 +54,35 @@ enum Command {
     /// RabbitMQ: print the topology the hub declares.
     #[command(subcommand)]
     Amqp(AmqpCmd),
+    /// MESH: read the hub's inbox now.
+    #[command(subcommand)]
+    Mesh(MeshCmd),
+    /// Acknowledgements the hub could not match or read (kept, never dropped).
+    #[command(subcommand)]
+    Acks(AcksCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum MeshCmd {
+    /// Read the MESH inbox now: ITK3 responses and MESH reports are applied to deliveries.
+    Poll(JsonArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum AcksCmd {
+    /// List unmatched or unreadable acknowledgements, newest first, with where each is kept.
+    Unmatched(UnmatchedArgs),
+}
+
+#[derive(Args, Debug)]
+struct UnmatchedArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -375,6 +404,8 @@ pub fn main() -> ExitCode {
                 ops::explain(&a.hub, &a.to, &a.doc_type, a.from.as_deref(), a.json).await
             }
             Command::Directory(DirectoryCmd::Reload(a)) => ops::reload(&a.hub, a.json).await,
+            Command::Mesh(MeshCmd::Poll(a)) => ops::mesh_poll(&a.hub, a.json).await,
+            Command::Acks(AcksCmd::Unmatched(a)) => ops::unmatched(&a.hub, a.limit, a.json).await,
             Command::Directory(DirectoryCmd::Show(a)) => {
                 ops::organisation(&a.hub, &a.ods, a.json).await
             }

@@ -810,6 +810,77 @@ pub async fn reload(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn mesh_poll(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let mut out = Vec::new();
+    for addr in &hub.hub {
+        let mut admin = client::admin(addr).await?;
+        let r = admin
+            .poll_mesh(v1::PollMeshRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if !json {
+            println!(
+                "MESH inbox{}: {} messages, {} applied, {} unmatched (kept), {} left for later",
+                if hub.hub.len() > 1 {
+                    format!(" on {addr}")
+                } else {
+                    String::new()
+                },
+                r.seen,
+                r.applied,
+                r.unmatched,
+                r.later
+            );
+        }
+        out.push(json!({"seen": r.seen, "applied": r.applied, "unmatched": r.unmatched, "later": r.later}));
+    }
+    if json {
+        match out.as_slice() {
+            [one] => print_json(one),
+            _ => print_json(&json!({ "nodes": out })),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn unmatched(hub: &HubArgs, limit: u32, json: bool) -> anyhow::Result<ExitCode> {
+    let mut all = Vec::new();
+    for addr in &hub.hub {
+        let mut admin = client::admin(addr).await?;
+        let r = admin
+            .list_unmatched_acks(v1::ListUnmatchedAcksRequest { limit })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        all.extend(r.acks);
+    }
+    all.sort_by_key(|a| std::cmp::Reverse(a.at.map(|t| (t.seconds, t.nanos))));
+    if json {
+        print_json(&json!({
+            "acks": all.iter().map(|a| json!({
+                "at": time_of(&a.at),
+                "source": a.source,
+                "problem": a.problem,
+                "kept_at": a.kept_at,
+            })).collect::<Vec<_>>()
+        }));
+    } else if all.is_empty() {
+        println!("no unmatched acknowledgements");
+    } else {
+        for a in &all {
+            println!(
+                "{}  {}\n    {}\n    kept at {}",
+                time_of(&a.at),
+                a.source,
+                a.problem,
+                a.kept_at
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn organisation(hub: &HubArgs, ods: &str, json: bool) -> anyhow::Result<ExitCode> {
     let mut admin = client::admin(hub.first()).await?;
     let o = admin

@@ -2,6 +2,7 @@
 //! its endpoint's transport. One module per transport.
 
 pub mod file;
+pub mod mesh;
 pub mod smtp;
 
 use crate::bus::{Bus, DELIVER_QUEUE};

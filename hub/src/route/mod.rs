@@ -30,7 +30,7 @@ impl Loaded {
                     self.base.join(p)
                 })
             }
-            EndpointKind::Email { .. } => None,
+            EndpointKind::Email { .. } | EndpointKind::Mesh { .. } => None,
         }
     }
 

@@ -104,10 +104,14 @@ pub async fn transport_ids_find_their_delivery(f: &dyn StoreFactory) {
     let mut c = Change::new(DeliveryEvent::TransportAccepted, "test", "sent");
     c.transport_id = Some("20261125093000000001_ABCDEF".into());
     let d = s.apply(a, c).unwrap();
-    assert_eq!(d.transport_id.as_deref(), Some("20261125093000000001_ABCDEF"));
+    assert_eq!(
+        d.transport_id.as_deref(),
+        Some("20261125093000000001_ABCDEF")
+    );
     step(&*s, b, DeliveryEvent::TransportAccepted);
     assert_eq!(
-        s.delivery_by_transport("20261125093000000001_ABCDEF").unwrap(),
+        s.delivery_by_transport("20261125093000000001_ABCDEF")
+            .unwrap(),
         Some(a)
     );
     assert_eq!(s.delivery(b).unwrap().unwrap().transport_id, None);

@@ -143,6 +143,9 @@ pub enum DeliveryEvent {
     SlaExpired,
     /// Ops cancelled it.
     Cancel,
+    /// The transport reported later that it could not deliver what it had taken (a MESH
+    /// REPORT: undelivered, unregistered recipient, endpoint lookup failure).
+    TransportFailed,
 }
 
 impl DeliveryEvent {
@@ -156,6 +159,7 @@ impl DeliveryEvent {
             Self::ReceiverReject => "receiver-reject",
             Self::SlaExpired => "sla-expired",
             Self::Cancel => "cancel",
+            Self::TransportFailed => "transport-failed",
         }
     }
 }
@@ -183,6 +187,7 @@ pub fn transition(
         (S::Sent | S::Delivered | S::Overdue, E::BusinessAccept) => S::Accepted,
         (S::Sent | S::Delivered | S::Overdue, E::ReceiverReject) => S::Rejected,
         (S::Sent | S::Delivered, E::SlaExpired) => S::Overdue,
+        (S::Sent | S::Overdue, E::TransportFailed) => S::Failed,
         (
             S::Pending | S::Retrying | S::Sent | S::Delivered | S::Overdue | S::Unroutable,
             E::Cancel,
@@ -372,7 +377,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const EVENTS: [DeliveryEvent; 8] = [
+    const EVENTS: [DeliveryEvent; 9] = [
         DeliveryEvent::TransportAccepted,
         DeliveryEvent::RetryScheduled,
         DeliveryEvent::GaveUp,
@@ -381,6 +386,7 @@ mod tests {
         DeliveryEvent::ReceiverReject,
         DeliveryEvent::SlaExpired,
         DeliveryEvent::Cancel,
+        DeliveryEvent::TransportFailed,
     ];
 
     #[test]
