@@ -330,9 +330,14 @@ pub struct DeliveryConfig {
 pub struct AckConfig {
     /// How often drop folders' `acks/` subfolders are read, in milliseconds. Default 500.
     pub poll_ms: u64,
-    /// A delivery sent (or delivered) this many seconds ago with no acknowledgement becomes
-    /// `overdue`. Default 86400 (24 hours).
+    /// A delivery sent this many seconds ago with no business acknowledgement (accepted or
+    /// rejected) becomes `overdue`. Default 86400 (24 hours, the discharge summary standard).
     pub sla_secs: u64,
+    /// A delivery sent this many seconds ago with no acknowledgement at all (not even an
+    /// infrastructure one, such as ITK3 20013) becomes `overdue` sooner. 0 (the default): only
+    /// `sla_secs` applies, as receivers that never send infrastructure acks would otherwise
+    /// all be overdue.
+    pub infrastructure_sla_secs: u64,
     /// How often the SLA is checked, in seconds. Default 30.
     pub sla_check_secs: u64,
 }
@@ -385,6 +390,7 @@ impl Default for AckConfig {
         Self {
             poll_ms: 500,
             sla_secs: 86_400,
+            infrastructure_sla_secs: 0,
             sla_check_secs: 30,
         }
     }

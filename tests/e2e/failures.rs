@@ -205,3 +205,86 @@ async fn ops_can_cancel_a_delivery_that_is_retrying() {
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("cancelled"));
 }
+
+/// Silence becomes `overdue`: no acknowledgement at all within the infrastructure SLA, or no
+/// business acknowledgement within the business SLA; both listed and counted for ops.
+#[tokio::test]
+async fn silence_past_the_slas_is_overdue_listed_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let fast = FAST.replace(
+        "[acks]\npoll_ms = 100\n",
+        "[acks]\npoll_ms = 100\nsla_secs = 4\ninfrastructure_sla_secs = 1\nsla_check_secs = 1\n",
+    );
+    assert_ne!(fast, FAST);
+    let hub = Hub::start(dir.path(), &fast);
+    let mut sub = hub.submission().await;
+    let silent = sub
+        .submit_document(letter("SLA-1", &["A81001"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let delivered = sub
+        .submit_document(letter("SLA-2", &["A81002"]))
+        .await
+        .unwrap()
+        .into_inner();
+    // A81002's system says it has the document, and then nothing more.
+    let folder = hub.drop_folder("A81002");
+    let idx = eventually(10, "the index file", || {
+        let f = folder.clone();
+        async move { drop_indexes(&f).into_iter().next() }
+    })
+    .await;
+    let did = idx["delivery_id"].as_str().unwrap().to_string();
+    std::fs::write(
+        folder.join("acks").join(format!("{did}.ack")),
+        r#"{"status":"delivered"}"#,
+    )
+    .unwrap();
+    wait_state(&hub, &delivered.message_id, "delivered").await;
+
+    wait_state(&hub, &silent.message_id, "overdue").await;
+    let shown = hub.cli_json(&["messages", "show", &silent.message_id]);
+    assert!(
+        shown["timeline"]
+            .to_string()
+            .contains("no infrastructure acknowledgement within 1 s"),
+        "{shown}"
+    );
+    wait_state(&hub, &delivered.message_id, "overdue").await;
+    let shown = hub.cli_json(&["messages", "show", &delivered.message_id]);
+    assert!(
+        shown["timeline"]
+            .to_string()
+            .contains("no business acknowledgement within 4 s"),
+        "{shown}"
+    );
+    let listed = hub.cli_json(&["messages", "list", "--state", "overdue"]);
+    let ids: Vec<&str> = listed["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&silent.message_id.as_str()) && ids.contains(&delivered.message_id.as_str()),
+        "{ids:?}"
+    );
+    eventually(10, "the overdue gauge", || {
+        let hub = &hub;
+        async move {
+            let (_, body) = hub.http_get("/metrics");
+            body.lines()
+                .any(|l| l.starts_with("edthub_deliveries_overdue") && l.ends_with(" 2"))
+                .then_some(())
+        }
+    })
+    .await;
+    // A late acceptance still counts.
+    std::fs::write(
+        folder.join("acks").join(format!("{did}.ack")),
+        r#"{"status":"accepted"}"#,
+    )
+    .unwrap();
+    wait_state(&hub, &delivered.message_id, "accepted").await;
+}

@@ -309,21 +309,57 @@ fn set_aside_file(hub: &Hub, ack_dir: &Path, path: &Path, name: &str, problem: &
 
 /// Marks sent or delivered deliveries with no acknowledgement within the SLA as `overdue`.
 pub async fn check_sla(hub: &Hub) -> Result<usize, StoreError> {
-    let sla_ms = hub.config.acks.sla_secs.saturating_mul(1000);
-    let before = now_ms().saturating_sub(sla_ms);
+    let acks = &hub.config.acks;
+    let now = now_ms();
+    let business_ms = acks.sla_secs.saturating_mul(1000);
+    let infra_ms = match acks.infrastructure_sla_secs {
+        0 => business_ms,
+        s => s.saturating_mul(1000).min(business_ms),
+    };
+    let mut late = Vec::new();
+    // Sent and never acknowledged: the infrastructure SLA (or the business one).
+    for id in
+        hub.store
+            .deliveries_in_state(DeliveryState::Sent, now.saturating_sub(infra_ms), 10_000)?
+    {
+        let why = if infra_ms < business_ms {
+            format!(
+                "no infrastructure acknowledgement within {} s",
+                acks.infrastructure_sla_secs
+            )
+        } else {
+            format!("no business acknowledgement within {} s", acks.sla_secs)
+        };
+        late.push((id, why));
+    }
+    // Delivered but not filed: the business SLA, from when it was sent.
+    for id in hub
+        .store
+        .deliveries_in_state(DeliveryState::Delivered, now, 10_000)?
+    {
+        let Some(d) = hub.store.delivery(id)? else {
+            continue;
+        };
+        if d.sent_ms
+            .unwrap_or(d.updated_ms)
+            .saturating_add(business_ms)
+            <= now
+        {
+            late.push((
+                id,
+                format!("no business acknowledgement within {} s", acks.sla_secs),
+            ));
+        }
+    }
     let mut n = 0;
-    for state in [DeliveryState::Sent, DeliveryState::Delivered] {
-        for id in hub.store.deliveries_in_state(state, before, 10_000)? {
-            let change = Change::new(
-                DeliveryEvent::SlaExpired,
-                "hub",
-                format!("no acknowledgement within {} s", hub.config.acks.sla_secs),
-            );
-            match hub.store.apply(id, change) {
-                Ok(_) => n += 1,
-                Err(StoreError::InvalidTransition(_)) => {}
-                Err(e) => return Err(e),
-            }
+    for (id, why) in late {
+        match hub
+            .store
+            .apply(id, Change::new(DeliveryEvent::SlaExpired, "hub", why))
+        {
+            Ok(_) => n += 1,
+            Err(StoreError::InvalidTransition(_)) => {}
+            Err(e) => return Err(e),
         }
     }
     if n > 0 {
@@ -331,6 +367,13 @@ pub async fn check_sla(hub: &Hub) -> Result<usize, StoreError> {
         metrics::counter!("edthub_overdue_total").increment(n as u64);
         tracing::warn!(count = n, "deliveries overdue");
     }
+    let overdue = hub
+        .store
+        .count_by_state()?
+        .into_iter()
+        .find(|(s, _)| *s == DeliveryState::Overdue)
+        .map_or(0, |(_, c)| c);
+    metrics::gauge!("edthub_deliveries_overdue").set(overdue as f64);
     Ok(n)
 }
 
