@@ -440,6 +440,15 @@ impl Hub {
             )
             .await;
         }
+        if let edt_routers::EndpointKind::Grpc { .. } = &ep.kind {
+            // Held for the receiver to pull; rendered when it does. Its acknowledgement moves
+            // the delivery on from here.
+            Self::render_for(d, m, &payload).map_err(SendError::Permanent)?;
+            return Ok(deliver::Sent {
+                transport_id: String::new(),
+                detail: format!("held for endpoint {} to pull over gRPC", ep.id),
+            });
+        }
         if let edt_routers::EndpointKind::Email { address } = &ep.kind {
             // The letter carries the document in the route's format (the original by default).
             let (meta, bytes) = match d.format.as_deref().unwrap_or("original") {

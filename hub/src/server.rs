@@ -87,6 +87,9 @@ pub async fn serve(
     let submission = DocumentSubmissionServer::new(SubmissionService { hub: hub.clone() })
         .max_decoding_message_size(max);
     let tracking = TrackingServer::new(TrackingService { hub: hub.clone() });
+    let receiver = edt_proto::v1::receiver_delivery_server::ReceiverDeliveryServer::new(
+        crate::deliver::pull::ReceiverService { hub: hub.clone() },
+    );
     let admin = AdminServer::with_interceptor(
         AdminService { hub: hub.clone() },
         check_token(hub.config.admin_token.clone()),
@@ -137,6 +140,7 @@ pub async fn serve(
         .add_service(reflection)
         .add_service(submission)
         .add_service(tracking)
+        .add_service(receiver)
         .add_service(admin)
         .serve_with_incoming_shutdown(
             // Small replies (receipts, statuses) must not wait for Nagle's algorithm.

@@ -89,6 +89,9 @@ pub enum EndpointKind {
         #[serde(default)]
         workflow: Option<String>,
     },
+    /// The receiver pulls its documents over gRPC (`ReceiverDelivery`), authenticating with a
+    /// bearer token whose SHA-256 (hex) is given here.
+    Grpc { token_sha256: String },
 }
 
 /// A delivery endpoint.
@@ -898,6 +901,18 @@ fn build(
                 continue;
             }
             EndpointKind::Mesh { .. } => continue,
+            EndpointKind::Grpc { token_sha256 } => {
+                if token_sha256.len() != 64 || !token_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+                {
+                    return Err(invalid(
+                        "endpoint",
+                        &e.id,
+                        "token_sha256 must be 64 hex digits (printf %s \"$TOKEN\" | sha256sum)"
+                            .to_string(),
+                    ));
+                }
+                continue;
+            }
         };
         let key = path.trim_end_matches('/');
         if let Some(other) = folders.insert(key, &e.id) {

@@ -6,6 +6,7 @@ mod crash;
 mod failures;
 mod mesh;
 mod ops;
+mod receiver;
 mod routing;
 mod smtp;
 mod spine;

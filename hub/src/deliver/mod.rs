@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod mesh;
+pub mod pull;
 pub mod smtp;
 
 use crate::bus::{Bus, DELIVER_QUEUE};

@@ -30,7 +30,9 @@ impl Loaded {
                     self.base.join(p)
                 })
             }
-            EndpointKind::Email { .. } | EndpointKind::Mesh { .. } => None,
+            EndpointKind::Email { .. } | EndpointKind::Mesh { .. } | EndpointKind::Grpc { .. } => {
+                None
+            }
         }
     }
 

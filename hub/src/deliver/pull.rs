@@ -1,0 +1,231 @@
+//! `edt.hub.v1.ReceiverDelivery`: receivers that pull their documents over gRPC. A delivery to
+//! an endpoint of kind "grpc" is `sent` once held for the receiver; the receiver's stream
+//! offers it (again on every new stream) until the receiver acknowledges it, and its
+//! acknowledgements feed the same state machine as every other ack.
+
+use crate::acks::{AckFile, AckStatus, Outcome};
+use crate::admin::convert;
+use crate::hub::Hub;
+use crate::track::{DeliveryRecord, DeliveryState};
+use edt_proto::v1::{self, receiver_delivery_server::ReceiverDelivery};
+use edt_routers::{Action, EndpointKind};
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+pub struct ReceiverService {
+    pub hub: Arc<Hub>,
+}
+
+/// The endpoint whose token the caller presents.
+fn endpoint_of<T>(hub: &Hub, req: &Request<T>) -> Result<String, Status> {
+    let token = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            metrics::counter!("edthub_receiver_auth_failures_total").increment(1);
+            Status::unauthenticated("ReceiverDelivery needs the endpoint's bearer token")
+        })?;
+    let hash = edt_transforms::sha256_hex(token.as_bytes());
+    let loaded = hub.directory.get();
+    let found = loaded.directory.endpoints().find(|e| {
+        matches!(&e.kind, EndpointKind::Grpc { token_sha256 } if token_sha256.eq_ignore_ascii_case(&hash))
+    });
+    match found {
+        Some(e) => Ok(e.id.clone()),
+        None => {
+            metrics::counter!("edthub_receiver_auth_failures_total").increment(1);
+            tracing::warn!("receiver presented a token no endpoint has");
+            Err(Status::unauthenticated("the bearer token is not valid"))
+        }
+    }
+}
+
+/// The document of a delivery as the receiver gets it.
+fn document(hub: &Hub, d: &DeliveryRecord) -> Option<v1::ReceivedDocument> {
+    let m = hub.store.message(d.message_id).ok()??;
+    let payload = hub.store.payload(m.id).ok()??;
+    let r = Hub::render_for(d, &m, &payload).ok()?;
+    Some(v1::ReceivedDocument {
+        delivery_id: d.id.to_string(),
+        message_id: m.id.to_string(),
+        recipient_ods: d.recipient_ods.clone(),
+        sender_ods: m.sender_ods.clone(),
+        document_type: crate::ingest::document_type_wire(m.document_type) as i32,
+        content_type: r.meta.content_type.clone(),
+        file_name: edt_transforms::index::document_file_name(
+            &d.id.to_string(),
+            &r.meta.content_type,
+            r.meta.file_name.as_deref(),
+        ),
+        title: m.title.clone().unwrap_or_default(),
+        nhs_number: m.nhs_number.clone().unwrap_or_default(),
+        format: d.format.clone().unwrap_or_else(|| "original".into()),
+        sha256: r.meta.payload_sha256.clone(),
+        payload: r.bytes,
+        sent_at: d.sent_ms.map(convert::ts),
+    })
+}
+
+fn offered(d: &DeliveryRecord, endpoint: &str, ods: &str) -> bool {
+    d.is_current()
+        && d.state == DeliveryState::Sent
+        && d.endpoint.as_deref() == Some(endpoint)
+        && (ods.is_empty() || d.recipient_ods == ods)
+}
+
+type DocStream = Pin<Box<dyn Stream<Item = Result<v1::ReceivedDocument, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ReceiverDelivery for ReceiverService {
+    type PullDocumentsStream = DocStream;
+
+    async fn pull_documents(
+        &self,
+        request: Request<v1::PullDocumentsRequest>,
+    ) -> Result<Response<DocStream>, Status> {
+        let endpoint = endpoint_of(&self.hub, &request)?;
+        let ods = request
+            .into_inner()
+            .recipient_ods
+            .trim()
+            .to_ascii_uppercase();
+        if !ods.is_empty() {
+            let loaded = self.hub.directory.get();
+            let routed_here = loaded.directory.rules_for(&ods).iter().any(
+                |r| matches!(&r.action, Action::Deliver { endpoint: e, .. } if e.id == endpoint),
+            );
+            if !routed_here {
+                return Err(Status::permission_denied(format!(
+                    "documents for {ods} are not routed to this receiver's endpoint"
+                )));
+            }
+        }
+        let hub = self.hub.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            // Subscribe before the backlog scan so nothing falls between the two.
+            let mut changes = hub.store.changes();
+            let mut given: HashSet<Uuid> = HashSet::new();
+            let backlog = |given: &mut HashSet<Uuid>| -> Vec<DeliveryRecord> {
+                hub.store
+                    .deliveries_in_state(DeliveryState::Sent, u64::MAX, 1_000_000)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|id| hub.store.delivery(id).ok().flatten())
+                    .filter(|d| offered(d, &endpoint, &ods) && given.insert(d.id))
+                    .collect()
+            };
+            let mut pending = backlog(&mut given);
+            loop {
+                for d in pending.drain(..) {
+                    if let Some(doc) = document(&hub, &d) {
+                        if tx.send(Ok(doc)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    changed = changes.recv() => match changed {
+                        Ok(message) => {
+                            pending = hub
+                                .store
+                                .deliveries_of(message)
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter(|d| offered(d, &endpoint, &ods) && given.insert(d.id))
+                                .collect();
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            pending = backlog(&mut given);
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<v1::AcknowledgeRequest>,
+    ) -> Result<Response<v1::AcknowledgeResponse>, Status> {
+        let endpoint = endpoint_of(&self.hub, &request)?;
+        let req = request.into_inner();
+        let id = Uuid::parse_str(req.delivery_id.trim()).map_err(|_| {
+            Status::invalid_argument(format!(
+                "delivery_id: {:?} is not a delivery id",
+                req.delivery_id
+            ))
+        })?;
+        let status = match v1::AckStatus::try_from(req.status) {
+            Ok(v1::AckStatus::Delivered) => AckStatus::Delivered,
+            Ok(v1::AckStatus::Accepted) => AckStatus::Accepted,
+            Ok(v1::AckStatus::Rejected) => AckStatus::Rejected,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "status: must be DELIVERED, ACCEPTED or REJECTED",
+                ))
+            }
+        };
+        if status == AckStatus::Rejected && req.reason.trim().is_empty() {
+            return Err(Status::invalid_argument("reason: a rejection must say why"));
+        }
+        let d = self
+            .hub
+            .store
+            .delivery(id)
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .ok_or_else(|| Status::not_found(format!("no delivery {id}")))?;
+        if d.endpoint.as_deref() != Some(endpoint.as_str()) {
+            tracing::warn!(delivery = %id, endpoint, "receiver tried to acknowledge another endpoint's delivery");
+            return Err(Status::permission_denied(format!(
+                "delivery {id} is not one of this receiver's documents"
+            )));
+        }
+        let ack = AckFile {
+            status,
+            code: Some(req.code).filter(|c| !c.is_empty()),
+            reason: Some(req.reason).filter(|r| !r.is_empty()),
+        };
+        let outcome = crate::acks::apply(
+            &self.hub,
+            id,
+            &endpoint,
+            &ack,
+            &format!("grpc-receiver:{endpoint}"),
+        )
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+        match outcome {
+            Outcome::Consumed | Outcome::Forward(_) => {
+                self.hub
+                    .store
+                    .flush()
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                let state = self
+                    .hub
+                    .store
+                    .delivery(id)
+                    .map_err(|e| Status::unavailable(e.to_string()))?
+                    .map_or(d.state, |d| d.state);
+                Ok(Response::new(v1::AcknowledgeResponse {
+                    state: convert::state(state),
+                }))
+            }
+            Outcome::Later => Err(Status::unavailable(
+                "the hand-over of this document is still being recorded; try again shortly",
+            )),
+            Outcome::SetAside(problem) => Err(Status::failed_precondition(problem)),
+        }
+    }
+}
