@@ -156,8 +156,9 @@ pub async fn send(
 mod tests {
     use super::*;
 
-    #[test]
-    fn secure_tag_outside_the_secure_domains() {
+    // The relay's connection pool runs on the runtime.
+    #[tokio::test]
+    async fn secure_tag_outside_the_secure_domains() {
         let relay = Relay::new(&RelayConfig {
             host: "127.0.0.1".into(),
             port: 25,
