@@ -240,7 +240,9 @@ pub fn apply(
             "no delivery {id} is known to this hub"
         )));
     };
-    if d.endpoint.as_deref() != Some(endpoint) {
+    // An empty endpoint: the transport matched the delivery by its own id (an ITK3 response
+    // read from MESH by another node) rather than by where it was sent.
+    if !endpoint.is_empty() && d.endpoint.as_deref() != Some(endpoint) {
         return Ok(Outcome::SetAside(format!(
             "delivery {id} was not sent to endpoint {endpoint}"
         )));

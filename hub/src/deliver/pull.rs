@@ -73,8 +73,9 @@ fn document(hub: &Hub, d: &DeliveryRecord) -> Option<v1::ReceivedDocument> {
 }
 
 fn offered(d: &DeliveryRecord, endpoint: &str, ods: &str) -> bool {
+    // Overdue ones too: a practice offline past the SLA still gets what waits for it.
     d.is_current()
-        && d.state == DeliveryState::Sent
+        && matches!(d.state, DeliveryState::Sent | DeliveryState::Overdue)
         && d.endpoint.as_deref() == Some(endpoint)
         && (ods.is_empty() || d.recipient_ods == ods)
 }
@@ -112,16 +113,34 @@ impl ReceiverDelivery for ReceiverService {
             // Subscribe before the backlog scan so nothing falls between the two.
             let mut changes = hub.store.changes();
             let mut given: HashSet<Uuid> = HashSet::new();
-            let backlog = |given: &mut HashSet<Uuid>| -> Vec<DeliveryRecord> {
-                hub.store
-                    .deliveries_in_state(DeliveryState::Sent, u64::MAX, 1_000_000)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|id| hub.store.delivery(id).ok().flatten())
-                    .filter(|d| offered(d, &endpoint, &ods) && given.insert(d.id))
-                    .collect()
+            // The scan reads the store: off the async workers.
+            let backlog = |hub: Arc<Hub>, endpoint: String, ods: String| async move {
+                tokio::task::spawn_blocking(move || {
+                    let mut found = Vec::new();
+                    for state in [DeliveryState::Sent, DeliveryState::Overdue] {
+                        for id in hub
+                            .store
+                            .deliveries_in_state(state, u64::MAX, 1_000_000)
+                            .unwrap_or_default()
+                        {
+                            if let Some(d) = hub.store.delivery(id).ok().flatten() {
+                                if offered(&d, &endpoint, &ods) {
+                                    found.push(d);
+                                }
+                            }
+                        }
+                    }
+                    found
+                })
+                .await
+                .unwrap_or_default()
             };
-            let mut pending = backlog(&mut given);
+            let mut pending: Vec<DeliveryRecord> =
+                backlog(hub.clone(), endpoint.clone(), ods.clone())
+                    .await
+                    .into_iter()
+                    .filter(|d| given.insert(d.id))
+                    .collect();
             loop {
                 for d in pending.drain(..) {
                     if let Some(doc) = document(&hub, &d) {
@@ -143,7 +162,11 @@ impl ReceiverDelivery for ReceiverService {
                                 .collect();
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            pending = backlog(&mut given);
+                            pending = backlog(hub.clone(), endpoint.clone(), ods.clone())
+                                .await
+                                .into_iter()
+                                .filter(|d| given.insert(d.id))
+                                .collect();
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     },

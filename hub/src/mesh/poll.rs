@@ -37,6 +37,8 @@ pub struct PollSummary {
 
 enum Handled {
     Applied,
+    /// Another node's delivery: pass it to that node's queue.
+    Forward(crate::cluster::HomeEvent),
     Unmatched(String),
     Later,
 }
@@ -91,6 +93,31 @@ pub async fn poll_once(hub: &Hub) -> Result<PollSummary, MeshError> {
         summary.seen += 1;
         let message = match client.download(&id).await {
             Ok(m) => m,
+            Err(MeshError::Permanent(e)) => {
+                // It will never download: kept as unmatched (with what is known) so ops see
+                // it, and taken out of the inbox.
+                tracing::warn!(mesh_message = %id, error = %e, "MESH message cannot be downloaded");
+                let stub = Downloaded {
+                    id: id.clone(),
+                    message_type: String::new(),
+                    from: String::new(),
+                    workflow: String::new(),
+                    local_id: String::new(),
+                    linked_message_id: String::new(),
+                    status_success: String::new(),
+                    status_code: String::new(),
+                    status_description: String::new(),
+                    body: Vec::new(),
+                };
+                let kept = keep_unmatched(hub, &stub, &format!("cannot be downloaded: {e}"));
+                if kept.is_ok() && hub.store.flush().await.is_ok() {
+                    summary.unmatched += 1;
+                    let _ = client.acknowledge(&id).await;
+                } else {
+                    summary.later += 1;
+                }
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(mesh_message = %id, error = %e, "MESH download failed; left in the inbox");
                 summary.later += 1;
@@ -109,6 +136,15 @@ pub async fn poll_once(hub: &Hub) -> Result<PollSummary, MeshError> {
             Handled::Later => {
                 summary.later += 1;
                 continue;
+            }
+            Handled::Forward(ref event) => {
+                let home = crate::cluster::home_queue(crate::track::home_tag(&event.delivery_id()));
+                if let Err(e) = hub.bus.publish(&home, event.encode(), Duration::ZERO).await {
+                    tracing::warn!(mesh_message = %id, error = %e, "could not pass a MESH response to its home node; left in the inbox");
+                    summary.later += 1;
+                    continue;
+                }
+                summary.applied += 1;
             }
             Handled::Applied => summary.applied += 1,
             Handled::Unmatched(ref problem) => {
@@ -158,22 +194,39 @@ fn handle(hub: &Hub, m: &Downloaded) -> Result<Handled, StoreError> {
             response.message_id, response.original_message_id
         )));
     };
+    let status = match (response.positive, response.kind) {
+        (true, ResponseKind::Infrastructure) => AckStatus::Delivered,
+        (true, ResponseKind::Business) => AckStatus::Accepted,
+        (false, _) => AckStatus::Rejected,
+    };
+    let detail = || {
+        let mut reason = response.text.clone();
+        if let Some(diag) = response.diagnostics.as_deref().filter(|d| !d.is_empty()) {
+            reason = format!("{reason} ({diag})");
+        }
+        reason
+    };
     let Some(d) = hub.store.delivery(delivery)? else {
+        // With several nodes on one mailbox, the response may be for another node's delivery.
+        if crate::track::home_tag(&delivery) != crate::track::own_tag()
+            && hub.config.bus == crate::config::BusKind::Amqp
+        {
+            return Ok(Handled::Forward(crate::cluster::HomeEvent::Ack {
+                delivery,
+                endpoint: String::new(),
+                node: hub.node.clone(),
+                status,
+                code: Some(response.code.code().to_string()),
+                reason: Some(detail()),
+            }));
+        }
         return Ok(Handled::Unmatched(format!(
             "ITK3 response {} acknowledges {delivery}, which this hub does not know",
             response.message_id
         )));
     };
     let code = response.code.code().to_string();
-    let mut reason = response.text.clone();
-    if let Some(diag) = response.diagnostics.as_deref().filter(|d| !d.is_empty()) {
-        reason = format!("{reason} ({diag})");
-    }
-    let status = match (response.positive, response.kind) {
-        (true, ResponseKind::Infrastructure) => AckStatus::Delivered,
-        (true, ResponseKind::Business) => AckStatus::Accepted,
-        (false, _) => AckStatus::Rejected,
-    };
+    let reason = detail();
     // A business response can overtake the infrastructure one: a late 20013 changes nothing.
     if status == AckStatus::Delivered
         && matches!(d.state, DeliveryState::Accepted | DeliveryState::Rejected)
@@ -246,9 +299,15 @@ fn report(hub: &Hub, m: &Downloaded) -> Result<Handled, StoreError> {
 fn keep_unmatched(hub: &Hub, m: &Downloaded, problem: &str) -> Result<(), StoreError> {
     let dir = hub.config.data_dir.join("mesh-unmatched");
     let path = dir.join(format!("{}.msg", m.id));
-    std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(&path, &m.body))
-        .map_err(|e| StoreError::Engine(format!("keeping {}: {e}", path.display())))?;
+    // On disk before MESH is told it can forget the message.
+    let written = std::fs::create_dir_all(&dir).and_then(|_| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&m.body)?;
+        f.sync_all()?;
+        std::fs::File::open(&dir)?.sync_all()
+    });
+    written.map_err(|e| StoreError::Engine(format!("keeping {}: {e}", path.display())))?;
     tracing::warn!(mesh_message = %m.id, problem, "unmatched MESH message kept");
     hub.store.record_unmatched_ack(UnmatchedAck {
         at_ms: now_ms(),

@@ -7,7 +7,8 @@
 //! - Metadata, first found wins: the `edthub.json` part (`{"nhs_number", "document_type",
 //!   "title", "local_id"}`); tags in the subject (`[nhs:9434765919]`, `[type:discharge-summary]`,
 //!   `[ref:EPR-123]`, the rest of the subject being the title); what a structured document says
-//!   about itself; the Message-ID header as the local id (so a resent mail is recognised).
+//!   about itself; the Message-ID header with a short hash of the recipients as the local id
+//!   (so a resent mail is recognised, and one sent again to other recipients is not).
 
 use edt_proto::v1;
 use edt_transforms::DocumentType;
@@ -85,6 +86,34 @@ fn document_type_named(name: &str) -> Result<DocumentType, MailError> {
         .map_err(|e| MailError(e.to_string()))
 }
 
+/// The bytes of a part exactly as the sender attached them. For text parts the parser converts
+/// the content to UTF-8; a document's bytes must not change (an HL7 file in Latin-1, an XML
+/// file declaring its own encoding), so those are taken from the raw message and only the
+/// transfer encoding is undone.
+fn part_bytes(message: &mail_parser::Message<'_>, part: &mail_parser::MessagePart<'_>) -> Vec<u8> {
+    if !part.is_text() {
+        return part.contents().to_vec();
+    }
+    let raw = message.raw_message();
+    let (start, end) = (
+        part.raw_body_offset() as usize,
+        part.raw_end_offset() as usize,
+    );
+    let Some(body) = raw.get(start..end.max(start)) else {
+        return part.contents().to_vec();
+    };
+    let decoded = match part.encoding {
+        mail_parser::Encoding::Base64 => std::str::from_utf8(body)
+            .ok()
+            .and_then(|s| edt_transforms::itk3::base64_decode(s).ok()),
+        mail_parser::Encoding::QuotedPrintable => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
+        }
+        _ => std::str::from_utf8(body).is_err().then(|| body.to_vec()),
+    };
+    decoded.unwrap_or_else(|| part.contents().to_vec())
+}
+
 /// Builds the submission for a mail from `sender_ods` to `recipients`.
 pub fn request_from_mail(
     raw: &[u8],
@@ -113,7 +142,7 @@ pub fn request_from_mail(
                 None => c.ctype().to_ascii_lowercase(),
             })
             .unwrap_or_else(|| "application/octet-stream".into());
-        documents.push((name, declared, part.contents()));
+        documents.push((name, declared, part_bytes(&message, part)));
     }
     let (name, declared, bytes) =
         match documents.len() {
@@ -133,6 +162,7 @@ pub fn request_from_mail(
                 )));
             }
         };
+    let bytes = &bytes[..];
     let content_type = content_type_of(&declared, name, bytes);
     let (tags, subject_title) = subject_tags(message.subject().unwrap_or(""));
     let tag = |k: &str| {
@@ -149,11 +179,20 @@ pub fn request_from_mail(
             .and_then(|d| d.document_type)
             .unwrap_or(DocumentType::GenericDocument),
     };
-    let local_id = metadata
-        .local_id
-        .or_else(|| tag("ref"))
-        .or_else(|| message.message_id().map(str::to_string))
-        .unwrap_or_else(|| edt_transforms::sha256_hex(raw));
+    // A Message-ID names the mail, not the document for each recipient: a client that sends
+    // the same mail again to recipients refused earlier (452) must not be taken for a resend.
+    let local_id = match metadata.local_id.or_else(|| tag("ref")) {
+        Some(id) => id,
+        None => {
+            let mut to = recipients.to_vec();
+            to.sort();
+            let for_whom = &edt_transforms::sha256_hex(to.join(",").as_bytes())[..8];
+            match message.message_id() {
+                Some(id) => format!("{id}#{for_whom}"),
+                None => format!("{}#{for_whom}", &edt_transforms::sha256_hex(raw)[..32]),
+            }
+        }
+    };
     let title = metadata
         .title
         .or_else(|| (!subject_title.is_empty()).then_some(subject_title));
@@ -207,7 +246,18 @@ mod tests {
         assert_eq!(r.nhs_number, "943 476 5919");
         assert_eq!(r.title, "Discharge letter");
         assert_eq!(r.file_name, "letter.pdf");
-        assert_eq!(r.local_id, "m-1@trust.nhs.uk");
+        assert!(
+            r.local_id.starts_with("m-1@trust.nhs.uk#"),
+            "{}",
+            r.local_id
+        );
+        let again = request_from_mail(&raw, "RX1", &["A81001".into()]).unwrap();
+        assert_eq!(
+            again.local_id, r.local_id,
+            "the same mail again is a resend"
+        );
+        let others = request_from_mail(&raw, "RX1", &["A81002".into()]).unwrap();
+        assert_ne!(others.local_id, r.local_id, "to other recipients it is not");
         assert_eq!(r.document_type, v1::DocumentType::DischargeSummary as i32);
     }
 
@@ -279,6 +329,29 @@ mod tests {
             "{}",
             bad_meta.0
         );
+    }
+
+    #[test]
+    fn text_attachments_keep_their_bytes() {
+        // An HL7 result in Latin-1, labelled as text: the bytes must not be re-encoded.
+        let hl7: &[u8] = b"MSH|^~\\&|LAB|RX1\rPID|||9434765919^^^NHS^NH||M\xc9NARD\r";
+        let raw = format!(
+            "From: a@trust.nhs.uk\r\nSubject: x\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\
+             Content-Disposition: attachment; filename=\"r.hl7\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+            edt_transforms::itk3::base64_encode(hl7)
+        );
+        let r = request_from_mail(raw.as_bytes(), "RX1", &["A81001".into()]).unwrap();
+        assert_eq!(r.payload, hl7);
+        assert_eq!(r.content_type, "application/hl7-v2");
+        let qp = raw.replace("base64", "quoted-printable").replace(
+            &edt_transforms::itk3::base64_encode(hl7),
+            "MSH|^~\\&|LAB|RX1=0DPID|||9434765919^^^NHS^NH||M=C9NARD=0D",
+        );
+        let r = request_from_mail(qp.as_bytes(), "RX1", &["A81001".into()]).unwrap();
+        assert_eq!(r.payload, hl7);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn spawn(hub: Arc<Hub>, mut shutdown: Shutdown) -> tokio::task::JoinHandle<(
                 _ = shutdown.wait() => break,
                 _ = sweep.tick() => sweep_all(&hub).await,
                 changed = changes.recv() => match changed {
-                    Ok(id) => check_message(&hub, id).await,
+                    Ok(id) => check_message(&hub, id, false).await,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => sweep_all(&hub).await,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },
@@ -49,15 +49,17 @@ async fn sweep_all(hub: &Hub) {
         for d in ids {
             if let Ok(Some(d)) = hub.store.delivery(d) {
                 if seen.insert(d.message_id) {
-                    check_message(hub, d.message_id).await;
+                    check_message(hub, d.message_id, true).await;
                 }
             }
         }
     }
 }
 
-/// Sends whatever notices message `id` is owed.
-async fn check_message(hub: &Hub, id: Uuid) {
+/// Sends whatever notices message `id` is owed. A notice that could not be sent is tried
+/// again only by the sweep (`retry_failed`), not on every change, so a relay that is down is
+/// not hammered.
+async fn check_message(hub: &Hub, id: Uuid, retry_failed: bool) {
     let Ok(Some(m)) = hub.store.message(id) else {
         return;
     };
@@ -85,8 +87,10 @@ async fn check_message(hub: &Hub, id: Uuid) {
         let last = timeline.iter().rev().find(|e| {
             e.delivery_id == Some(d.id) && e.to == Some(d.state) && e.event.starts_with("notice")
         });
-        if last.is_some_and(|e| e.event == "notice") {
-            continue;
+        match last.map(|e| e.event.as_str()) {
+            Some("notice") | Some("notice-undeliverable") => continue,
+            Some("notice-failed") if !retry_failed => continue,
+            _ => {}
         }
         let Some(relay) = hub.relay.as_ref() else {
             tracing::warn!(message = %id, delivery = %d.id, "a notice is owed to the sender but no SMTP relay is configured");
@@ -96,25 +100,32 @@ async fn check_message(hub: &Hub, id: Uuid) {
         if hub.store.audit(claim).is_err() || hub.store.flush().await.is_err() {
             return;
         }
+        // Err((why, last)): a final failure (the relay refuses the notice, the address is
+        // unusable) is not tried again.
         let result = match notice(hub, &m, &d, &reply_to) {
             Ok(bytes) => relay.submit(&reply_to, &bytes).await.map_err(|e| match e {
-                crate::deliver::SendError::Transient(s)
-                | crate::deliver::SendError::Permanent(s) => s,
+                crate::deliver::SendError::Transient(s) => (s, false),
+                crate::deliver::SendError::Permanent(s) => (s, true),
             }),
-            Err(e) => Err(e),
+            Err(e) => Err((e, true)),
         };
         match result {
             Ok(_) => {
                 metrics::counter!("edthub_smtp_notices_total", "outcome" => "sent").increment(1);
                 tracing::info!(message = %id, delivery = %d.id, state = d.state.as_str(), "notice mailed to the sender");
             }
-            Err(e) => {
+            Err((e, last)) => {
                 metrics::counter!("edthub_smtp_notices_total", "outcome" => "failed").increment(1);
-                tracing::warn!(message = %id, delivery = %d.id, error = %e, "notice could not be mailed; will try again");
+                tracing::warn!(message = %id, delivery = %d.id, error = %e, last, "notice could not be mailed");
+                let name = if last {
+                    "notice-undeliverable"
+                } else {
+                    "notice-failed"
+                };
                 let _ = hub.store.audit(event(
                     &m,
                     &d,
-                    "notice-failed",
+                    name,
                     format!("notice to {reply_to} not sent: {e}"),
                 ));
             }
@@ -206,8 +217,9 @@ fn notice(hub: &Hub, m: &MessageRecord, d: &DeliveryRecord, to: &str) -> Result<
         )))
         .header(ContentType::TEXT_PLAIN);
     // A Message-ID used as the local id lets the sender's mail client thread the notice.
-    if m.local_id.contains('@') && !m.local_id.contains(char::is_whitespace) {
-        builder = builder.in_reply_to(format!("<{}>", m.local_id.trim_matches(['<', '>'])));
+    let mail_id = m.local_id.split('#').next().unwrap_or("");
+    if mail_id.contains('@') && !mail_id.contains(char::is_whitespace) {
+        builder = builder.in_reply_to(format!("<{}>", mail_id.trim_matches(['<', '>'])));
     }
     let message = builder.body(body).map_err(|e| e.to_string())?;
     Ok(message.formatted())

@@ -195,6 +195,11 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             Some(Line::TooLong) => {
                 conn.out.line("500 5.5.2 Line too long");
                 state.errors += 1;
+                if state.errors >= ERROR_LIMIT {
+                    conn.out
+                        .line("421 4.7.0 Too many errors: closing the connection");
+                    break;
+                }
                 continue;
             }
             Some(Line::Text(l)) => l,
@@ -242,8 +247,19 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             }
             other => {
                 // Multi-line replies (EHLO) come joined by CRLF.
-                for line in envelope_step(shared, state, other).split("\r\n") {
+                let reply = envelope_step(shared, state, other);
+                for line in reply.split("\r\n") {
                     conn.out.line(line);
+                }
+                // Refused senders and recipients count as errors: probing the directory or
+                // the registered senders ends the session.
+                if reply.starts_with('5') {
+                    state.errors += 1;
+                    if state.errors >= ERROR_LIMIT {
+                        conn.out
+                            .line("421 4.7.0 Too many errors: closing the connection");
+                        break;
+                    }
                 }
             }
         }
