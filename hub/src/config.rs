@@ -42,6 +42,55 @@ pub struct Config {
     pub acks: AckConfig,
     pub smtp: SmtpConfig,
     pub mesh: MeshConfig,
+    pub tls: TlsConfig,
+    /// Who may call the gRPC API. Empty (the default): no identities are checked, except the
+    /// Admin service's `admin_token` when set. With any identity configured, every call needs
+    /// a bearer token naming one.
+    pub identities: Vec<IdentityConfig>,
+}
+
+/// TLS for the gRPC listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain and private key. Both, or neither.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates: when set, clients must present a certificate it issued (mutual
+    /// TLS).
+    pub client_ca: Option<PathBuf>,
+    /// The hub is behind a proxy that terminates TLS: allow plain listeners on addresses other
+    /// than loopback. Without it (and without `cert`) the hub refuses to start on them.
+    pub behind_proxy: bool,
+}
+
+/// A caller of the gRPC API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Recorded as the actor of what it does.
+    pub name: String,
+    /// SHA-256 (hex) of its bearer token: `printf %s "$TOKEN" | sha256sum`.
+    pub token_sha256: String,
+    pub roles: Vec<Role>,
+    /// ODS codes it acts for: the senders a submitter may submit as, the recipients a receiver
+    /// may pull and acknowledge.
+    #[serde(default)]
+    pub ods: Vec<String>,
+}
+
+/// What an identity may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Submit documents as its own ODS codes, and track them.
+    Submitter,
+    /// Pull and acknowledge documents for its own ODS codes.
+    Receiver,
+    /// Every admin call: list, show, replay, cancel, reload, MESH poll.
+    Ops,
+    /// The read-only admin calls.
+    Auditor,
 }
 
 /// MESH: the hub's own mailbox, which sends to practices' mailboxes and receives their ITK3
@@ -359,6 +408,8 @@ impl Default for Config {
             acks: AckConfig::default(),
             smtp: SmtpConfig::default(),
             mesh: MeshConfig::default(),
+            tls: TlsConfig::default(),
+            identities: Vec::new(),
         }
     }
 }
@@ -446,6 +497,48 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "amqp.prefetch and amqp.relays must be at least 1".into(),
             ));
+        }
+        let tls = &self.tls;
+        if tls.cert.is_some() != tls.key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls.cert and tls.key must be given together".into(),
+            ));
+        }
+        if tls.client_ca.is_some() && tls.cert.is_none() {
+            return Err(ConfigError::Invalid(
+                "tls.client_ca needs tls.cert and tls.key".into(),
+            ));
+        }
+        if !self.grpc_addr.ip().is_loopback() && tls.cert.is_none() && !tls.behind_proxy {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to serve gRPC on {} without TLS: set tls.cert and tls.key, or \
+                 tls.behind_proxy = true when a proxy terminates TLS in front of the hub",
+                self.grpc_addr
+            )));
+        }
+        if let Some(addr) = self.smtp.listen {
+            if !addr.ip().is_loopback() && self.smtp.tls_cert.is_none() && !tls.behind_proxy {
+                return Err(ConfigError::Invalid(format!(
+                    "refusing to serve SMTP on {addr} without STARTTLS: set smtp.tls_cert and \
+                     smtp.tls_key, or tls.behind_proxy = true"
+                )));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for i in &self.identities {
+            if i.token_sha256.len() != 64 || !i.token_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "identities {:?}: token_sha256 must be 64 hex digits",
+                    i.name
+                )));
+            }
+            if i.roles.is_empty() || !names.insert(i.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "identities {:?}: needs a unique name and at least one role",
+                    i.name
+                )));
+            }
         }
         let smtp = &self.smtp;
         if smtp.tls_cert.is_some() != smtp.tls_key.is_some() {

@@ -8,6 +8,7 @@
 
 pub mod acks;
 pub mod admin;
+pub mod auth;
 pub mod bus;
 pub mod cli;
 pub mod cluster;

@@ -31,6 +31,9 @@ pub async fn run(
     shutdown: Shutdown,
     on_bound: impl FnOnce(&Hub, Bound),
 ) -> anyhow::Result<()> {
+    // One TLS provider for every listener and client (lapin, lettre, tonic and reqwest all
+    // use aws-lc-rs; installing it keeps any crate from having to guess).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let grpc = TcpListener::bind(config.grpc_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for gRPC on {}: {e}", config.grpc_addr))?;
@@ -92,7 +95,14 @@ pub async fn serve(
     );
     let admin = AdminServer::with_interceptor(
         AdminService { hub: hub.clone() },
-        check_token(hub.config.admin_token.clone()),
+        // With identities configured, they decide (admin_token is for hubs without them).
+        check_token(
+            hub.config
+                .identities
+                .is_empty()
+                .then(|| hub.config.admin_token.clone())
+                .flatten(),
+        ),
     );
     health_reporter
         .set_serving::<DocumentSubmissionServer<SubmissionService>>()
@@ -133,7 +143,25 @@ pub async fn serve(
     let mut s1 = shutdown.clone();
     // Documents are tens of kilobytes to megabytes: HTTP/2's default 64 KiB windows would
     // throttle concurrent submissions on one connection to a trickle.
-    let grpc_server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let (Some(cert), Some(key)) = (&hub.config.tls.cert, &hub.config.tls.key) {
+        let read = |p: &std::path::Path, what: &str| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("tls.{what} {}: {e}", p.display()))
+        };
+        let mut tls = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(read(cert, "cert")?, read(key, "key")?),
+        );
+        if let Some(ca) = &hub.config.tls.client_ca {
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
+                ca,
+                "client_ca",
+            )?));
+        }
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| anyhow::anyhow!("TLS for gRPC: {e}"))?;
+    }
+    let grpc_server = builder
         .initial_connection_window_size(32 * 1024 * 1024)
         .initial_stream_window_size(4 * 1024 * 1024)
         .add_service(health_service)

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `edthub` binary, real files, real gRPC, the real CLI.
 
+mod access;
 mod amqp;
 mod bad_input;
 mod crash;

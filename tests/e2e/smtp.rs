@@ -42,77 +42,6 @@ fn peers_python() -> PathBuf {
     p
 }
 
-/// Test certificates: a CA, and a server certificate it signed for `localhost` and
-/// 127.0.0.1. Returns (CA certificate, server certificate, server key).
-fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let p = |n: &str| dir.join(n);
-    std::fs::write(
-        p("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         extendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let steps: [Vec<&str>; 3] = [
-        vec![
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=edthub test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-        vec![
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "server.csr",
-        ],
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "cert.pem",
-        ],
-    ];
-    for args in steps {
-        let out = tool("openssl")
-            .args(&args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    (p("ca.pem"), p("cert.pem"), p("key.pem"))
-}
-
 fn smtp_config(extra: &str) -> String {
     format!(
         "{FAST}\n[smtp]\nlisten = \"127.0.0.1:0\"\ndomain = \"{DOMAIN}\"\n{extra}\n\
@@ -539,7 +468,7 @@ with smtplib.SMTP("{host}", {port}) as s:
 #[tokio::test]
 async fn starttls_and_auth_are_required_and_work_with_stock_clients() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificate(dir.path());
+    let (ca, cert, key) = edt_tests::certificate(dir.path());
     let hash = edt_transforms::sha256_hex(PASSWORD.as_bytes());
     let hub = Hub::start(
         dir.path(),
@@ -706,7 +635,7 @@ fn start_sink(dir: &Path, cert: &Path, key: &Path, port: u16) -> Sink {
 #[tokio::test]
 async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificate(dir.path());
+    let (ca, cert, key) = edt_tests::certificate(dir.path());
     let port = free_port();
     let sink = start_sink(dir.path(), &cert, &key, port);
     let relay = format!(

@@ -39,6 +39,32 @@ fn status_of(hub: &Hub, id: Uuid) -> Result<v1::MessageStatus, Status> {
         .ok_or_else(|| Status::not_found(format!("no message {id}")))
 }
 
+/// Ops and auditors track any message; a submitter only those sent as its own ODS codes.
+fn may_track<T>(hub: &Hub, request: &Request<T>, id: Uuid) -> Result<(), Status> {
+    use crate::config::Role;
+    let caller = crate::auth::identify(&hub.config, request, "track a message")?;
+    let Some(c) = caller else {
+        return Ok(());
+    };
+    if c.has(Role::Ops) || c.has(Role::Auditor) {
+        return Ok(());
+    }
+    crate::auth::require(&Some(c.clone()), &[Role::Submitter], "track messages")?;
+    let sender = hub
+        .store
+        .message(id)
+        .map_err(store_status)?
+        .map(|m| m.sender_ods);
+    match sender {
+        Some(s) if c.acts_for(&s) => Ok(()),
+        _ => Err(crate::auth::deny(
+            Status::permission_denied(format!("message {id} was not sent by {}", c.name)),
+            &c.name,
+            "track a message",
+        )),
+    }
+}
+
 pub struct TrackingService {
     pub hub: Arc<Hub>,
 }
@@ -52,6 +78,7 @@ impl Tracking for TrackingService {
         request: Request<v1::GetMessageRequest>,
     ) -> Result<Response<v1::MessageStatus>, Status> {
         let id = parse_id("message_id", &request.get_ref().message_id)?;
+        may_track(&self.hub, &request, id)?;
         Ok(Response::new(status_of(&self.hub, id)?))
     }
 
@@ -62,6 +89,7 @@ impl Tracking for TrackingService {
         request: Request<v1::GetMessageRequest>,
     ) -> Result<Response<Self::WatchMessageStream>, Status> {
         let id = parse_id("message_id", &request.get_ref().message_id)?;
+        may_track(&self.hub, &request, id)?;
         let mut changes = self.hub.store.changes();
         let first = status_of(&self.hub, id)?;
         let hub = self.hub.clone();
@@ -109,6 +137,30 @@ pub struct AdminService {
     pub hub: Arc<Hub>,
 }
 
+impl AdminService {
+    /// Checks the caller may make this call (ops for changes; ops or auditor for reads) and
+    /// names it for the audit trail.
+    fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        write: bool,
+        what: &str,
+    ) -> Result<String, Status> {
+        use crate::config::Role;
+        let caller = crate::auth::identify(&self.hub.config, request, what)?;
+        let roles: &[Role] = if write {
+            &[Role::Ops]
+        } else {
+            &[Role::Ops, Role::Auditor]
+        };
+        crate::auth::require(&caller, roles, what)?;
+        Ok(match caller {
+            Some(c) => format!("ops:{}", c.name),
+            None => actor(request),
+        })
+    }
+}
+
 /// Who is acting, for the audit trail: `ops:<x-edthub-user>` or `ops`.
 fn actor<T>(r: &Request<T>) -> String {
     match r
@@ -151,6 +203,7 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::ListMessagesRequest>,
     ) -> Result<Response<v1::ListMessagesResponse>, Status> {
+        self.authorize(&request, false, "list messages")?;
         let q = query(request.get_ref())?;
         let (ids, truncated) = self.hub.store.list(&q).map_err(store_status)?;
         let mut messages = Vec::with_capacity(ids.len());
@@ -169,6 +222,7 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::GetMessageRequest>,
     ) -> Result<Response<v1::MessageDetail>, Status> {
+        self.authorize(&request, false, "read a message")?;
         let id = parse_id("message_id", &request.get_ref().message_id)?;
         let status = status_of(&self.hub, id)?;
         let all = self.hub.store.deliveries_of(id).map_err(store_status)?;
@@ -184,7 +238,7 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::ReplayMessagesRequest>,
     ) -> Result<Response<v1::ReplayMessagesResponse>, Status> {
-        let actor = actor(&request);
+        let actor = self.authorize(&request, true, "replay")?;
         let req = request.into_inner();
         let mut truncated = false;
         let ids: Vec<Uuid> = if !req.message_ids.is_empty() {
@@ -257,7 +311,7 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::CancelDeliveryRequest>,
     ) -> Result<Response<v1::CancelDeliveryResponse>, Status> {
-        let actor = actor(&request);
+        let actor = self.authorize(&request, true, "cancel deliveries")?;
         let req = request.into_inner();
         let id = Uuid::parse_str(req.delivery_id.trim()).map_err(|_| {
             Status::invalid_argument(format!("delivery_id: {:?} is not a UUID", req.delivery_id))
@@ -282,6 +336,7 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::ExplainRouteRequest>,
     ) -> Result<Response<v1::ExplainRouteResponse>, Status> {
+        self.authorize(&request, false, "explain routes")?;
         let req = request.into_inner();
         let document_type = crate::ingest::document_type(req.document_type).ok_or_else(|| {
             Status::invalid_argument("document_type: must be set to a known document type")
@@ -336,7 +391,7 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::ReloadDirectoryRequest>,
     ) -> Result<Response<v1::ReloadDirectoryResponse>, Status> {
-        let actor = actor(&request);
+        let actor = self.authorize(&request, true, "reload the directory")?;
         let handle = self.hub.directory.clone();
         let loaded = tokio::task::spawn_blocking(move || handle.reload())
             .await
@@ -360,6 +415,7 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::GetDocumentRequest>,
     ) -> Result<Response<v1::DocumentBytes>, Status> {
+        self.authorize(&request, false, "read documents")?;
         let req = request.into_inner();
         let id = parse_id("message_id", &req.message_id)?;
         let hub = &self.hub;
@@ -419,8 +475,9 @@ impl Admin for AdminService {
 
     async fn poll_mesh(
         &self,
-        _request: Request<v1::PollMeshRequest>,
+        request: Request<v1::PollMeshRequest>,
     ) -> Result<Response<v1::PollMeshResponse>, Status> {
+        let actor = self.authorize(&request, true, "poll MESH")?;
         use crate::mesh::client::MeshError;
         let s = crate::mesh::poll::poll_once(&self.hub)
             .await
@@ -429,7 +486,7 @@ impl Admin for AdminService {
                 MeshError::Permanent(m) => Status::failed_precondition(m),
             })?;
         tracing::info!(
-            actor = "ops",
+            actor,
             seen = s.seen,
             applied = s.applied,
             "MESH inbox read on request"
@@ -446,6 +503,7 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::ListUnmatchedAcksRequest>,
     ) -> Result<Response<v1::ListUnmatchedAcksResponse>, Status> {
+        self.authorize(&request, false, "list unmatched acks")?;
         let limit = match request.into_inner().limit {
             0 => 100,
             n => n as usize,
@@ -470,6 +528,7 @@ impl Admin for AdminService {
         &self,
         request: Request<v1::GetOrganisationRequest>,
     ) -> Result<Response<v1::OrganisationInfo>, Status> {
+        self.authorize(&request, false, "look up organisations")?;
         let ods = edt_transforms::OdsCode::parse(&request.get_ref().ods)
             .map_err(|e| Status::invalid_argument(format!("ods: ODS code {e}")))?
             .to_string();
@@ -528,8 +587,9 @@ impl Admin for AdminService {
 
     async fn get_stats(
         &self,
-        _request: Request<v1::GetStatsRequest>,
+        request: Request<v1::GetStatsRequest>,
     ) -> Result<Response<v1::Stats>, Status> {
+        self.authorize(&request, false, "read stats")?;
         let hub = &self.hub;
         let counts = hub.store.count_by_state().map_err(store_status)?;
         let q = crate::bus::DELIVER_QUEUE;

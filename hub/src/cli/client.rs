@@ -59,15 +59,44 @@ fn normalise(addr: &str) -> String {
 
 pub async fn channel(addr: &str) -> anyhow::Result<Channel> {
     let url = normalise(addr);
-    let ep = Endpoint::from_shared(url.clone())
+    let mut ep = Endpoint::from_shared(url.clone())
         .map_err(|e| anyhow::anyhow!("--hub {addr:?} is not a valid address: {e}"))?
         .connect_timeout(std::time::Duration::from_secs(5));
+    if url.starts_with("https://") {
+        ep = ep
+            .tls_config(client_tls()?)
+            .map_err(|e| anyhow::anyhow!("TLS for {url}: {e}"))?;
+    }
     ep.connect().await.map_err(|e| {
         anyhow::Error::new(Unreachable {
             addr: url,
             reason: source_chain(&e),
         })
     })
+}
+
+/// TLS for `https://` hubs: the CA that signed the hub's certificate (`EDTHUB_CA`), and for
+/// mutual TLS this client's certificate and key (`EDTHUB_CLIENT_CERT`, `EDTHUB_CLIENT_KEY`).
+fn client_tls() -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |var: &str| -> anyhow::Result<Option<Vec<u8>>> {
+        match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(p) => std::fs::read(&p)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("{var}={p}: {e}")),
+        }
+    };
+    let ca = read("EDTHUB_CA")?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "an https:// hub needs EDTHUB_CA: the CA certificate (PEM) that signed the hub's"
+        )
+    })?;
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+    if let (Some(cert), Some(key)) = (read("EDTHUB_CLIENT_CERT")?, read("EDTHUB_CLIENT_KEY")?) {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Ok(tls)
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {
@@ -88,13 +117,22 @@ pub async fn admin(addr: &str) -> anyhow::Result<Admin> {
     ))
 }
 
-pub async fn tracking(addr: &str) -> anyhow::Result<TrackingClient<Channel>> {
-    Ok(TrackingClient::new(channel(addr).await?))
+pub async fn tracking(
+    addr: &str,
+) -> anyhow::Result<TrackingClient<InterceptedService<Channel, Auth>>> {
+    Ok(TrackingClient::with_interceptor(
+        channel(addr).await?,
+        Auth::from_env(),
+    ))
 }
 
-pub async fn submission(addr: &str) -> anyhow::Result<DocumentSubmissionClient<Channel>> {
-    Ok(DocumentSubmissionClient::new(channel(addr).await?)
-        .max_encoding_message_size(256 * 1024 * 1024))
+pub async fn submission(
+    addr: &str,
+) -> anyhow::Result<DocumentSubmissionClient<InterceptedService<Channel, Auth>>> {
+    Ok(
+        DocumentSubmissionClient::with_interceptor(channel(addr).await?, Auth::from_env())
+            .max_encoding_message_size(256 * 1024 * 1024),
+    )
 }
 
 /// A gRPC error as a readable message.

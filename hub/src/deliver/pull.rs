@@ -20,29 +20,79 @@ pub struct ReceiverService {
     pub hub: Arc<Hub>,
 }
 
-/// The endpoint whose token the caller presents.
-fn endpoint_of<T>(hub: &Hub, req: &Request<T>) -> Result<String, Status> {
+/// Whose documents a caller may see.
+#[derive(Clone)]
+enum Scope {
+    /// An endpoint's own token: everything routed to that endpoint.
+    Endpoint(String),
+    /// An identity with the receiver role: its ODS codes' documents at pull endpoints.
+    Recipients { name: String, ods: Vec<String> },
+}
+
+impl Scope {
+    fn actor(&self) -> String {
+        match self {
+            Self::Endpoint(e) => format!("grpc-receiver:{e}"),
+            Self::Recipients { name, .. } => format!("grpc-receiver:{name}"),
+        }
+    }
+
+    /// Whether delivery `d` is this caller's (whatever its state).
+    fn owns(&self, hub: &Hub, d: &DeliveryRecord) -> bool {
+        match self {
+            Self::Endpoint(e) => d.endpoint.as_deref() == Some(e.as_str()),
+            Self::Recipients { ods, .. } => {
+                ods.iter().any(|o| o.eq_ignore_ascii_case(&d.recipient_ods))
+                    && d.endpoint.as_deref().is_some_and(|e| {
+                        matches!(
+                            hub.directory.get().directory.endpoint(e).map(|e| &e.kind),
+                            Some(EndpointKind::Grpc { .. })
+                        )
+                    })
+            }
+        }
+    }
+}
+
+/// The caller: an endpoint's token, or an identity with the receiver role.
+fn scope_of<T>(hub: &Hub, req: &Request<T>) -> Result<Scope, Status> {
     let token = req
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| {
-            metrics::counter!("edthub_receiver_auth_failures_total").increment(1);
-            Status::unauthenticated("ReceiverDelivery needs the endpoint's bearer token")
+            crate::auth::deny(
+                Status::unauthenticated("ReceiverDelivery needs a bearer token"),
+                "(none)",
+                "pull documents",
+            )
         })?;
     let hash = edt_transforms::sha256_hex(token.as_bytes());
     let loaded = hub.directory.get();
     let found = loaded.directory.endpoints().find(|e| {
         matches!(&e.kind, EndpointKind::Grpc { token_sha256 } if token_sha256.eq_ignore_ascii_case(&hash))
     });
-    match found {
-        Some(e) => Ok(e.id.clone()),
-        None => {
-            metrics::counter!("edthub_receiver_auth_failures_total").increment(1);
-            tracing::warn!("receiver presented a token no endpoint has");
-            Err(Status::unauthenticated("the bearer token is not valid"))
+    if let Some(e) = found {
+        return Ok(Scope::Endpoint(e.id.clone()));
+    }
+    match crate::auth::identify(&hub.config, req, "pull documents")? {
+        Some(c) => {
+            crate::auth::require(
+                &Some(c.clone()),
+                &[crate::config::Role::Receiver],
+                "pull documents",
+            )?;
+            Ok(Scope::Recipients {
+                name: c.name,
+                ods: c.ods,
+            })
         }
+        None => Err(crate::auth::deny(
+            Status::unauthenticated("the bearer token is not valid"),
+            "(unknown token)",
+            "pull documents",
+        )),
     }
 }
 
@@ -72,12 +122,12 @@ fn document(hub: &Hub, d: &DeliveryRecord) -> Option<v1::ReceivedDocument> {
     })
 }
 
-fn offered(d: &DeliveryRecord, endpoint: &str, ods: &str) -> bool {
+fn offered(hub: &Hub, d: &DeliveryRecord, scope: &Scope, ods: &str) -> bool {
     // Overdue ones too: a practice offline past the SLA still gets what waits for it.
     d.is_current()
         && matches!(d.state, DeliveryState::Sent | DeliveryState::Overdue)
-        && d.endpoint.as_deref() == Some(endpoint)
         && (ods.is_empty() || d.recipient_ods == ods)
+        && scope.owns(hub, d)
 }
 
 type DocStream = Pin<Box<dyn Stream<Item = Result<v1::ReceivedDocument, Status>> + Send>>;
@@ -90,7 +140,7 @@ impl ReceiverDelivery for ReceiverService {
         &self,
         request: Request<v1::PullDocumentsRequest>,
     ) -> Result<Response<DocStream>, Status> {
-        let endpoint = endpoint_of(&self.hub, &request)?;
+        let scope = scope_of(&self.hub, &request)?;
         let ods = request
             .into_inner()
             .recipient_ods
@@ -98,13 +148,22 @@ impl ReceiverDelivery for ReceiverService {
             .to_ascii_uppercase();
         if !ods.is_empty() {
             let loaded = self.hub.directory.get();
-            let routed_here = loaded.directory.rules_for(&ods).iter().any(
-                |r| matches!(&r.action, Action::Deliver { endpoint: e, .. } if e.id == endpoint),
-            );
+            let routed_here = match &scope {
+                Scope::Endpoint(endpoint) => loaded.directory.rules_for(&ods).iter().any(|r| {
+                    matches!(&r.action, Action::Deliver { endpoint: e, .. } if &e.id == endpoint)
+                }),
+                Scope::Recipients { ods: mine, .. } => {
+                    mine.iter().any(|o| o.eq_ignore_ascii_case(&ods))
+                }
+            };
             if !routed_here {
-                return Err(Status::permission_denied(format!(
-                    "documents for {ods} are not routed to this receiver's endpoint"
-                )));
+                return Err(crate::auth::deny(
+                    Status::permission_denied(format!(
+                        "documents for {ods} are not routed to this receiver"
+                    )),
+                    &scope.actor(),
+                    "pull documents",
+                ));
             }
         }
         let hub = self.hub.clone();
@@ -114,7 +173,7 @@ impl ReceiverDelivery for ReceiverService {
             let mut changes = hub.store.changes();
             let mut given: HashSet<Uuid> = HashSet::new();
             // The scan reads the store: off the async workers.
-            let backlog = |hub: Arc<Hub>, endpoint: String, ods: String| async move {
+            let backlog = |hub: Arc<Hub>, scope: Scope, ods: String| async move {
                 tokio::task::spawn_blocking(move || {
                     let mut found = Vec::new();
                     for state in [DeliveryState::Sent, DeliveryState::Overdue] {
@@ -124,7 +183,7 @@ impl ReceiverDelivery for ReceiverService {
                             .unwrap_or_default()
                         {
                             if let Some(d) = hub.store.delivery(id).ok().flatten() {
-                                if offered(&d, &endpoint, &ods) {
+                                if offered(&hub, &d, &scope, &ods) {
                                     found.push(d);
                                 }
                             }
@@ -135,12 +194,11 @@ impl ReceiverDelivery for ReceiverService {
                 .await
                 .unwrap_or_default()
             };
-            let mut pending: Vec<DeliveryRecord> =
-                backlog(hub.clone(), endpoint.clone(), ods.clone())
-                    .await
-                    .into_iter()
-                    .filter(|d| given.insert(d.id))
-                    .collect();
+            let mut pending: Vec<DeliveryRecord> = backlog(hub.clone(), scope.clone(), ods.clone())
+                .await
+                .into_iter()
+                .filter(|d| given.insert(d.id))
+                .collect();
             loop {
                 for d in pending.drain(..) {
                     if let Some(doc) = document(&hub, &d) {
@@ -158,11 +216,11 @@ impl ReceiverDelivery for ReceiverService {
                                 .deliveries_of(message)
                                 .unwrap_or_default()
                                 .into_iter()
-                                .filter(|d| offered(d, &endpoint, &ods) && given.insert(d.id))
+                                .filter(|d| offered(&hub, d, &scope, &ods) && given.insert(d.id))
                                 .collect();
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            pending = backlog(hub.clone(), endpoint.clone(), ods.clone())
+                            pending = backlog(hub.clone(), scope.clone(), ods.clone())
                                 .await
                                 .into_iter()
                                 .filter(|d| given.insert(d.id))
@@ -182,7 +240,7 @@ impl ReceiverDelivery for ReceiverService {
         &self,
         request: Request<v1::AcknowledgeRequest>,
     ) -> Result<Response<v1::AcknowledgeResponse>, Status> {
-        let endpoint = endpoint_of(&self.hub, &request)?;
+        let scope = scope_of(&self.hub, &request)?;
         let req = request.into_inner();
         let id = Uuid::parse_str(req.delivery_id.trim()).map_err(|_| {
             Status::invalid_argument(format!(
@@ -209,12 +267,16 @@ impl ReceiverDelivery for ReceiverService {
             .delivery(id)
             .map_err(|e| Status::unavailable(e.to_string()))?
             .ok_or_else(|| Status::not_found(format!("no delivery {id}")))?;
-        if d.endpoint.as_deref() != Some(endpoint.as_str()) {
-            tracing::warn!(delivery = %id, endpoint, "receiver tried to acknowledge another endpoint's delivery");
-            return Err(Status::permission_denied(format!(
-                "delivery {id} is not one of this receiver's documents"
-            )));
+        if !scope.owns(&self.hub, &d) {
+            return Err(crate::auth::deny(
+                Status::permission_denied(format!(
+                    "delivery {id} is not one of this receiver's documents"
+                )),
+                &scope.actor(),
+                "acknowledge a document",
+            ));
         }
+        let endpoint = d.endpoint.clone().unwrap_or_default();
         let ack = AckFile {
             status,
             code: Some(req.code).filter(|c| !c.is_empty()),

@@ -31,9 +31,33 @@ impl DocumentSubmission for SubmissionService {
         &self,
         request: Request<v1::SubmitDocumentRequest>,
     ) -> Result<Response<v1::SubmitDocumentResponse>, Status> {
+        use crate::auth;
+        let caller = auth::identify(&self.hub.config, &request, "submit a document")?;
+        auth::require(
+            &caller,
+            &[crate::config::Role::Submitter],
+            "submit documents",
+        )?;
         let sub =
             super::validate(request.into_inner(), &self.hub.config.limits).map_err(status_of)?;
-        let actor = format!("grpc:{}", sub.sender_ods);
+        if let Some(c) = &caller {
+            if !c.acts_for(&sub.sender_ods) {
+                return Err(auth::deny(
+                    Status::permission_denied(format!(
+                        "{} may submit only as {}, not as {}",
+                        c.name,
+                        c.ods.join(", "),
+                        sub.sender_ods
+                    )),
+                    &c.name,
+                    "submit a document",
+                ));
+            }
+        }
+        let actor = match &caller {
+            Some(c) => format!("grpc:{}", c.name),
+            None => format!("grpc:{}", sub.sender_ods),
+        };
         let receipt = self.hub.submit(sub, &actor).await.map_err(status_of)?;
         Ok(Response::new(v1::SubmitDocumentResponse {
             message_id: receipt.message_id.to_string(),
