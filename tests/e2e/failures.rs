@@ -260,6 +260,11 @@ async fn silence_past_the_slas_is_overdue_listed_and_counted() {
         "{shown}"
     );
     let listed = hub.cli_json(&["messages", "list", "--state", "overdue"]);
+    assert_eq!(
+        hub.cli_json(&["overdue"])["messages"],
+        listed["messages"],
+        "edthub overdue lists the same"
+    );
     let ids: Vec<&str> = listed["messages"]
         .as_array()
         .unwrap()

@@ -142,3 +142,71 @@ async fn sigterm_stops_cleanly_and_data_survives() {
     let shown = hub.cli_json(&["messages", "show", &r.message_id]);
     assert_eq!(shown["message_id"], r.message_id);
 }
+
+#[tokio::test]
+async fn completions_and_the_manual_come_from_the_cli_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = std::process::Command::new(edt_tests::binary())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for word in ["messages", "replay", "overdue", "unmatched"] {
+            assert!(text.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let out = std::process::Command::new(edt_tests::binary())
+        .arg("man")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.contains(".TH edthub 1"),
+        "{}",
+        &page[..page.len().min(200)]
+    );
+    assert!(page.contains("replay"));
+}
+
+/// Logs name messages by id; patient identifiers and payloads stay out of them at info level.
+#[tokio::test]
+async fn logs_carry_ids_but_no_patient_identifiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    let mut req = letter("LOG-1", &["A81001", "A81003"]);
+    req.title = "Discharge summary for JOHN SMITH".into();
+    let r = sub.submit_document(req).await.unwrap().into_inner();
+    edt_tests::eventually(10, "the delivery sent", || {
+        let hub = &hub;
+        let id = r.message_id.clone();
+        async move {
+            let s = hub.cli_json(&["messages", "show", &id]);
+            s["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["state"] == "sent")
+                .then_some(())
+        }
+    })
+    .await;
+    let log = hub.log();
+    assert!(
+        log.contains(&r.message_id) || log.contains(&r.deliveries[0].delivery_id),
+        "ids are logged:\n{log}"
+    );
+    for secret in [
+        "9434765919",
+        "943 476 5919",
+        "JOHN SMITH",
+        "discharge summary LOG-1",
+    ] {
+        assert!(
+            !log.contains(secret),
+            "{secret:?} appears in the log:\n{log}"
+        );
+    }
+}

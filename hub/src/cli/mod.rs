@@ -60,6 +60,23 @@ enum Command {
     /// Acknowledgements the hub could not match or read (kept, never dropped).
     #[command(subcommand)]
     Acks(AcksCmd),
+    /// Messages with a delivery that is overdue (no acknowledgement within the SLA).
+    Overdue(OverdueArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), e.g. `edthub man > edthub.1`.
+    Man,
+}
+
+#[derive(Args, Debug)]
+struct OverdueArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// At most this many messages.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -382,6 +399,25 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(a) => serve(a).await,
             Command::Amqp(AmqpCmd::Definitions(a)) => definitions(&a),
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut cmd, "edthub", &mut std::io::stdout());
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Man => {
+                let cmd = <Cli as clap::CommandFactory>::command();
+                clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Overdue(a) => {
+                let filter = Filter {
+                    state: Some("overdue".into()),
+                    recipient: None,
+                    sender: None,
+                    since: None,
+                };
+                ops::list(&a.hub, &filter, a.limit, a.json).await
+            }
             Command::Messages(MessagesCmd::List(a)) => {
                 ops::list(&a.hub, &a.filter, a.limit, a.json).await
             }
