@@ -210,3 +210,84 @@ async fn logs_carry_ids_but_no_patient_identifiers() {
         );
     }
 }
+
+#[tokio::test]
+async fn list_filters_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let mut req = letter(&format!("LIST-{n}"), &["A81001"]);
+        if n % 2 == 1 {
+            req.document_type = edt_proto::v1::DocumentType::OutpatientLetter as i32;
+            req.title = format!("Clinic letter {n}");
+        }
+        if n == 4 {
+            req.nhs_number = "4010232137".into();
+        }
+        ids.push(
+            sub.submit_document(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .message_id,
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let listed = |args: &[&str]| -> Vec<String> {
+        let mut a = vec!["messages", "list"];
+        a.extend_from_slice(args);
+        hub.cli_json(&a)["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(listed(&[]), newest_first);
+    assert_eq!(
+        listed(&["--type", "outpatient-letter"]),
+        vec![ids[3].clone(), ids[1].clone()]
+    );
+    assert_eq!(
+        listed(&["--nhs-number", "401 023 2137"]),
+        vec![ids[4].clone()]
+    );
+    assert_eq!(
+        listed(&["--search", "CLINIC LETTER 3"]),
+        vec![ids[3].clone()]
+    );
+    assert_eq!(listed(&["--search", "LIST-2"]), vec![ids[2].clone()]);
+    assert_eq!(listed(&["--channel", "grpc"]).len(), 5);
+    assert!(listed(&["--channel", "smtp"]).is_empty());
+    // Pages of two, newest first, each continuing where the last stopped.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut args = vec!["messages", "list", "--limit", "2"];
+        let a;
+        if let Some(x) = &after {
+            a = x.clone();
+            args.extend(["--after", a.as_str()]);
+        }
+        let page = hub.cli_json(&args);
+        seen.extend(
+            page["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["message_id"].as_str().unwrap().to_string()),
+        );
+        match page["next_after"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, newest_first);
+    // Bad filters are refused, naming the flag.
+    let out = hub.cli(&["messages", "list", "--channel", "fax"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("channel"));
+}

@@ -188,11 +188,45 @@ fn query(f: &v1::ListMessagesRequest) -> Result<ListQuery, Status> {
             .map(|c| Some(c.to_string()))
             .map_err(|e| Status::invalid_argument(format!("{field}: ODS code {e}")))
     };
+    let document_type = match f.document_type {
+        0 => None,
+        v => Some(crate::ingest::document_type(v).ok_or_else(|| {
+            Status::invalid_argument(format!("document_type: {v} is not a document type"))
+        })?),
+    };
+    let nhs_number = match f.nhs_number.trim() {
+        "" => None,
+        n => Some(
+            edt_transforms::NhsNumber::parse(n)
+                .map_err(|e| Status::invalid_argument(format!("nhs_number: {e}")))?
+                .to_string(),
+        ),
+    };
+    let channel = match f.channel.trim() {
+        "" => None,
+        "grpc" => Some(crate::track::Channel::Grpc),
+        "smtp" => Some(crate::track::Channel::Smtp),
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "channel: {other:?} is not a channel (grpc, smtp)"
+            )))
+        }
+    };
+    let after = match f.after.trim() {
+        "" => None,
+        a => Some(parse_id("after", a)?),
+    };
     Ok(ListQuery {
         state,
         recipient_ods: ods(&f.recipient_ods, "recipient_ods")?,
         sender_ods: ods(&f.sender_ods, "sender_ods")?,
         since_ms: f.since.as_ref().map(convert::ms),
+        until_ms: f.until.as_ref().map(convert::ms),
+        document_type,
+        nhs_number,
+        channel,
+        text: Some(f.text.trim().to_string()).filter(|t| !t.is_empty()),
+        after,
         limit: f.limit as usize,
     })
 }

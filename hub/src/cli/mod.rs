@@ -228,6 +228,25 @@ pub struct Filter {
     /// 7d), or since an RFC 3339 time.
     #[arg(long)]
     pub since: Option<String>,
+    /// ... and at or before this (a duration ago, or an RFC 3339 time).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this document type (discharge-summary, outpatient-letter, ...).
+    #[arg(long = "type")]
+    pub doc_type: Option<String>,
+    /// Only this patient's documents.
+    #[arg(long)]
+    pub nhs_number: Option<String>,
+    /// Only documents that came in this way (grpc, smtp).
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Only messages whose metadata contains this text (id, local id, title, file name,
+    /// sender, recipients, content type).
+    #[arg(long)]
+    pub search: Option<String>,
+    /// The next page: messages older than this message id (the last one shown).
+    #[arg(long)]
+    pub after: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -412,9 +431,7 @@ pub fn main() -> ExitCode {
             Command::Overdue(a) => {
                 let filter = Filter {
                     state: Some("overdue".into()),
-                    recipient: None,
-                    sender: None,
-                    since: None,
+                    ..Default::default()
                 };
                 ops::list(&a.hub, &filter, a.limit, a.json).await
             }

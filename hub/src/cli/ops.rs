@@ -94,12 +94,31 @@ fn to_request(f: &Filter, limit: u32) -> anyhow::Result<v1::ListMessagesRequest>
         Some(s) => Some(convert::ts(parse_since(s, now_ms())?)),
         None => None,
     };
+    let until = match &f.until {
+        Some(s) => Some(convert::ts(
+            parse_since(s, now_ms()).map_err(|e| anyhow::anyhow!("--until: {e}"))?,
+        )),
+        None => None,
+    };
+    let document_type = match &f.doc_type {
+        Some(t) => crate::ingest::document_type_wire(
+            t.parse::<edt_transforms::DocumentType>()
+                .map_err(|e| anyhow::anyhow!("--type: {e}"))?,
+        ) as i32,
+        None => 0,
+    };
     Ok(v1::ListMessagesRequest {
         state,
         recipient_ods: f.recipient.clone().unwrap_or_default(),
         sender_ods: f.sender.clone().unwrap_or_default(),
         since,
         limit,
+        until,
+        document_type,
+        nhs_number: f.nhs_number.clone().unwrap_or_default(),
+        channel: f.channel.clone().unwrap_or_default(),
+        text: f.search.clone().unwrap_or_default(),
+        after: f.after.clone().unwrap_or_default(),
     })
 }
 
@@ -183,10 +202,18 @@ pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::
             resp.truncated = true;
         }
     }
+    // The cursor for the next page: the oldest message shown.
+    let next_after = resp
+        .truncated
+        .then(|| resp.messages.last().and_then(|s| s.message.as_ref()))
+        .flatten()
+        .map(|m| m.message_id.clone());
     if json {
         print_json(&json!({
             "messages": resp.messages.iter().map(status_json).collect::<Vec<_>>(),
+            "shown": resp.messages.len(),
             "truncated": resp.truncated,
+            "next_after": next_after,
         }));
         return Ok(ExitCode::SUCCESS);
     }
@@ -207,8 +234,12 @@ pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::
         ]);
     }
     println!("{t}");
-    if resp.truncated {
-        println!("(more messages match: raise --limit or narrow the filter)");
+    match next_after {
+        Some(after) => println!(
+            "{} messages shown; more match: next page with --after {after}",
+            resp.messages.len()
+        ),
+        None => println!("{} messages", resp.messages.len()),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -129,7 +129,72 @@ pub struct ListQuery {
     /// Changed (with a state or recipient filter) or received (otherwise) at or after this
     /// time.
     pub since_ms: Option<u64>,
+    /// Changed (with a state or recipient filter) or received at or before this time.
+    pub until_ms: Option<u64>,
+    pub document_type: Option<edt_transforms::DocumentType>,
+    pub nhs_number: Option<String>,
+    pub channel: Option<crate::track::Channel>,
+    /// Case-insensitive text in the message's metadata.
+    pub text: Option<String>,
+    /// Only messages older than this one (paging, newest first).
+    pub after: Option<Uuid>,
     pub limit: usize,
+}
+
+impl ListQuery {
+    /// Whether `m` passes the filters that need the message itself.
+    pub fn accepts(&self, m: &crate::track::MessageRecord) -> bool {
+        if self.sender_ods.as_ref().is_some_and(|s| &m.sender_ods != s)
+            || self.document_type.is_some_and(|t| m.document_type != t)
+            || self.channel.is_some_and(|c| m.channel != c)
+            || self.after.is_some_and(|a| m.id >= a)
+        {
+            return false;
+        }
+        if let Some(n) = &self.nhs_number {
+            if m.nhs_number.as_deref() != Some(n.as_str()) {
+                return false;
+            }
+        }
+        if self.state.is_none() && self.recipient_ods.is_none() {
+            if let Some(u) = self.until_ms {
+                if m.received_ms > u {
+                    return false;
+                }
+            }
+        }
+        if let Some(t) = &self.text {
+            let t = t.to_lowercase();
+            let fields = [
+                Some(m.id.to_string()),
+                Some(m.local_id.clone()),
+                m.title.clone(),
+                m.file_name.clone(),
+                Some(m.sender_ods.clone()),
+                Some(m.recipients.join(" ")),
+                Some(m.content_type.clone()),
+            ];
+            if !fields
+                .iter()
+                .flatten()
+                .any(|f| f.to_lowercase().contains(&t))
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether filters beyond the indexes' own are set.
+    pub fn needs_message(&self) -> bool {
+        self.sender_ods.is_some()
+            || self.document_type.is_some()
+            || self.nhs_number.is_some()
+            || self.channel.is_some()
+            || self.text.is_some()
+            || self.after.is_some()
+            || (self.until_ms.is_some() && self.state.is_none() && self.recipient_ods.is_none())
+    }
 }
 
 /// An acknowledgement that matched no delivery, or could not be read, kept for ops.

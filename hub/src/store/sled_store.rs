@@ -413,6 +413,7 @@ impl Store for SledStore {
     fn list(&self, q: &ListQuery) -> Result<(Vec<Uuid>, bool), StoreError> {
         let limit = if q.limit == 0 { 100 } else { q.limit };
         let since = q.since_ms.unwrap_or(0);
+        let until = q.until_ms.unwrap_or(u64::MAX);
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         // Accepts a candidate message if the filters not used for the scan hold.
@@ -420,9 +421,9 @@ impl Store for SledStore {
             if seen.contains(&id) {
                 return Ok(true);
             }
-            if let Some(sender) = &q.sender_ods {
+            if q.needs_message() {
                 match self.message(id)? {
-                    Some(m) if &m.sender_ods == sender => {}
+                    Some(m) if q.accepts(&m) => {}
                     _ => return Ok(true),
                 }
             }
@@ -443,6 +444,9 @@ impl Store for SledStore {
                     if updated_at(&k, prefix.len()) < since {
                         break;
                     }
+                    if updated_at(&k, prefix.len()) > until {
+                        continue;
+                    }
                     if let Some(d) = keys::trailing_id(&k)
                         .map(|id| self.delivery(id))
                         .transpose()?
@@ -456,10 +460,13 @@ impl Store for SledStore {
             }
             (Some(state), None) => {
                 let from = keys::state_prefix_from(*state, since);
-                let end = keys::state_prefix(*state)
-                    .into_iter()
-                    .map(|b| b + 1)
-                    .collect::<Vec<u8>>();
+                let end = match q.until_ms {
+                    Some(u) => keys::state_prefix_from(*state, u.saturating_add(1)),
+                    None => keys::state_prefix(*state)
+                        .into_iter()
+                        .map(|b| b + 1)
+                        .collect::<Vec<u8>>(),
+                };
                 for kv in self.tree(BY_STATE).range(from..end).rev() {
                     let (k, _) = kv?;
                     if let Some(d) = keys::trailing_id(&k)
@@ -479,7 +486,7 @@ impl Store for SledStore {
                 for kv in self.tree(BY_RECIPIENT).scan_prefix(&prefix) {
                     let (k, _) = kv?;
                     let at = updated_at(&k, prefix.len() + 1);
-                    if at >= since {
+                    if at >= since && at <= until {
                         if let Some(id) = keys::trailing_id(&k) {
                             hits.push((at, id));
                         }
@@ -508,9 +515,19 @@ impl Store for SledStore {
                     }
                 } else {
                     let from = keys::min_id_at(since);
+                    // Ids are time-ordered: until and after bound the scan itself.
+                    let mut upper = vec![0xffu8; 17];
+                    if let Some(u) = q.until_ms {
+                        upper = keys::min_id_at(u.saturating_add(1)).as_bytes().to_vec();
+                    }
+                    if let Some(a) = q.after {
+                        if a.as_bytes().as_slice() < upper.as_slice() {
+                            upper = a.as_bytes().to_vec();
+                        }
+                    }
                     for kv in self
                         .tree(MESSAGES)
-                        .range(from.as_bytes().as_slice()..)
+                        .range(from.as_bytes().to_vec()..upper)
                         .rev()
                     {
                         let (k, _) = kv?;
