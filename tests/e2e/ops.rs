@@ -291,3 +291,62 @@ async fn list_filters_and_pages() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("channel"));
 }
+
+#[tokio::test]
+async fn audit_export_as_csv_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    let r = sub
+        .submit_document(letter("AUDIT-1", &["A81001"]))
+        .await
+        .unwrap()
+        .into_inner();
+    hub.wait_all_sent([r.message_id.clone()], 20).await;
+    let d = &r.deliveries[0].delivery_id;
+    let out = hub.cli(&["cancel", d, "--reason", "wrong patient, \"per ward\""]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = hub.cli(&["audit", "export", "--since", "1h"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("at,message_id,delivery_id,event,from,to,actor,reason")
+    );
+    let cancel = csv
+        .lines()
+        .find(|l| l.contains(",cancel,"))
+        .unwrap_or_else(|| panic!("no cancel in:\n{csv}"));
+    assert!(
+        cancel.contains(&r.message_id) && cancel.contains(d.as_str()),
+        "{cancel}"
+    );
+    assert!(
+        cancel.ends_with(",\"wrong patient, \"\"per ward\"\"\""),
+        "quoted as CSV: {cancel}"
+    );
+    let timeline = hub.timeline_events(&r.message_id);
+    let json = hub.cli_json(&["audit", "export", "--since", "1h", "--format", "json"]);
+    let events = json["events"].as_array().unwrap();
+    assert_eq!(events.len(), timeline.len(), "{json}");
+    assert!(events
+        .windows(2)
+        .all(|w| w[0]["at"].as_str() <= w[1]["at"].as_str()));
+    let c = events.iter().find(|e| e["event"] == "cancel").unwrap();
+    assert!(c["actor"].as_str().unwrap().starts_with("ops"), "{c}");
+    // Nothing before an hour ago.
+    let old = hub.cli_json(&[
+        "audit", "export", "--since", "3h", "--until", "2h", "--format", "json",
+    ]);
+    assert!(old["events"].as_array().unwrap().is_empty());
+}

@@ -558,6 +558,45 @@ impl Admin for AdminService {
         Ok(Response::new(v1::ListUnmatchedAcksResponse { acks }))
     }
 
+    type ExportAuditStream = Pin<Box<dyn Stream<Item = Result<v1::AuditEvent, Status>> + Send>>;
+
+    async fn export_audit(
+        &self,
+        request: Request<v1::ExportAuditRequest>,
+    ) -> Result<Response<Self::ExportAuditStream>, Status> {
+        let actor = self.authorize(&request, false, "export the audit trail")?;
+        let req = request.into_inner();
+        let since = req.since.as_ref().map(convert::ms).unwrap_or(0);
+        let until = req
+            .until
+            .as_ref()
+            .map(convert::ms)
+            .unwrap_or_else(crate::track::now_ms);
+        tracing::info!(target: "audit", actor, since, until, "audit trail exported");
+        let hub = self.hub.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::task::spawn_blocking(move || {
+            let mut events = Vec::new();
+            let r = hub.store.audit_between(since, until, &mut |e| {
+                events.push(e);
+                true
+            });
+            if let Err(e) = r {
+                let _ = tx.blocking_send(Err(store_status(e)));
+                return;
+            }
+            events.sort_by_key(|e| e.at_ms);
+            for e in events {
+                if tx.blocking_send(Ok(convert::audit(&e))).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn get_organisation(
         &self,
         request: Request<v1::GetOrganisationRequest>,

@@ -62,10 +62,42 @@ enum Command {
     Acks(AcksCmd),
     /// Messages with a delivery that is overdue (no acknowledgement within the SLA).
     Overdue(OverdueArgs),
+    /// The audit trail: who did what to which message, and when.
+    #[command(subcommand)]
+    Audit(AuditCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff), e.g. `edthub man > edthub.1`.
     Man,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Every timeline event between two times, oldest first, as CSV or JSON (to stdout).
+    Export(AuditArgs),
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum AuditFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct AuditArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// From this long ago (e.g. 24h, 7d) or an RFC 3339 time.
+    #[arg(long)]
+    since: String,
+    /// Up to this long ago or time (default: now).
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long, value_enum, default_value = "csv")]
+    format: AuditFormat,
+    /// The same as --format json.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -427,6 +459,15 @@ pub fn main() -> ExitCode {
                 let cmd = <Cli as clap::CommandFactory>::command();
                 clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
                 Ok(ExitCode::SUCCESS)
+            }
+            Command::Audit(AuditCmd::Export(a)) => {
+                ops::audit_export(
+                    &a.hub,
+                    &a.since,
+                    a.until.as_deref(),
+                    a.json || matches!(a.format, AuditFormat::Json),
+                )
+                .await
             }
             Command::Overdue(a) => {
                 let filter = Filter {

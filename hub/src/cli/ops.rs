@@ -841,6 +841,77 @@ pub async fn reload(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+pub async fn audit_export(
+    hub: &HubArgs,
+    since: &str,
+    until: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let now = now_ms();
+    let since = parse_since(since, now).map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+    let until = until
+        .map(|u| parse_since(u, now).map_err(|e| anyhow::anyhow!("--until: {e}")))
+        .transpose()?;
+    let mut events = Vec::new();
+    for addr in &hub.hub {
+        let mut admin = client::admin(addr).await?;
+        let mut stream = admin
+            .export_audit(v1::ExportAuditRequest {
+                since: Some(convert::ts(since)),
+                until: until.map(convert::ts),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        while let Some(e) = stream.message().await.map_err(status_error)? {
+            events.push(e);
+        }
+    }
+    events.sort_by_key(|e| e.at.map(|t| (t.seconds, t.nanos)));
+    if json {
+        let rows: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                json!({
+                    "at": time_of(&e.at),
+                    "message_id": e.message_id,
+                    "delivery_id": e.delivery_id,
+                    "event": e.event,
+                    "from": state_name(e.from_state),
+                    "to": state_name(e.to_state),
+                    "actor": e.actor,
+                    "reason": e.reason,
+                })
+            })
+            .collect();
+        print_json(&json!({ "events": rows }));
+    } else {
+        println!("at,message_id,delivery_id,event,from,to,actor,reason");
+        for e in &events {
+            println!(
+                "{},{},{},{},{},{},{},{}",
+                time_of(&e.at),
+                e.message_id,
+                e.delivery_id,
+                csv_field(&e.event),
+                state_name(e.from_state),
+                state_name(e.to_state),
+                csv_field(&e.actor),
+                csv_field(&e.reason)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn mesh_poll(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     for addr in &hub.hub {

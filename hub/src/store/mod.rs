@@ -229,6 +229,14 @@ pub trait Store: Send + Sync + 'static {
     fn deliveries_of(&self, message: Uuid) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// The message's timeline, oldest first.
     fn audit_of(&self, message: Uuid) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Every audit event with `since_ms <= at_ms <= until_ms`, handed to `f` (in key order);
+    /// `f` returns false to stop.
+    fn audit_between(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        f: &mut dyn FnMut(AuditEvent) -> bool,
+    ) -> Result<(), StoreError>;
     fn find_by_local_id(
         &self,
         sender_ods: &str,

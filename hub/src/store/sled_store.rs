@@ -392,6 +392,25 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn audit_between(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        f: &mut dyn FnMut(AuditEvent) -> bool,
+    ) -> Result<(), StoreError> {
+        // Events are keyed by message: a message received before `since` can have events
+        // after it, so the whole tree is read (messages received after `until` are skipped).
+        let end = keys::min_id_at(until_ms.saturating_add(1));
+        for kv in self.tree(AUDIT).range(..end.as_bytes().to_vec()) {
+            let (_, v) = kv?;
+            let e: AuditEvent = dec(&v, "audit event")?;
+            if e.at_ms >= since_ms && e.at_ms <= until_ms && !f(e) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn find_by_local_id(
         &self,
         sender_ods: &str,
