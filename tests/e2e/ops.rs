@@ -350,3 +350,52 @@ async fn audit_export_as_csv_and_json() {
     ]);
     assert!(old["events"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_large_replay_asks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    // A81003 closed in 2017: every document for it is unroutable, and replayable.
+    for n in 0..21 {
+        sub.submit_document(letter(&format!("BULK-{n}"), &["A81003"]))
+            .await
+            .unwrap();
+    }
+    let out = hub.cli(&["replay", "--state", "unroutable", "--reason", "ODS fixed"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("21 messages match: add --yes"), "{err}");
+    assert_eq!(
+        hub.cli_json(&[
+            "messages",
+            "list",
+            "--state",
+            "unroutable",
+            "--limit",
+            "100"
+        ])["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        21,
+        "nothing was replayed"
+    );
+    let out = hub.cli(&[
+        "replay",
+        "--state",
+        "unroutable",
+        "--reason",
+        "ODS fixed",
+        "--yes",
+        "--json",
+    ]);
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(done["replayed"].as_u64().unwrap() + done["skipped"].as_u64().unwrap(), 21, "{done}");
+}

@@ -372,6 +372,9 @@ struct ReplayArgs {
     /// Show what would be replayed without changing anything.
     #[arg(long)]
     dry_run: bool,
+    /// Replay without asking even when many messages match (more than 20).
+    #[arg(long, short = 'y')]
+    yes: bool,
     /// Why, for the audit trail.
     #[arg(long, default_value = "")]
     reason: String,
@@ -490,7 +493,18 @@ pub fn main() -> ExitCode {
                 .await
             }
             Command::Replay(a) => {
-                ops::replay(&a.hub, &a.ids, &a.filter, a.dry_run, &a.reason, a.json).await
+                ops::replay(
+                    &a.hub,
+                    &a.ids,
+                    &a.filter,
+                    ops::ReplayOpts {
+                        dry_run: a.dry_run,
+                        yes: a.yes,
+                        reason: &a.reason,
+                        json: a.json,
+                    },
+                )
+                .await
             }
             Command::Cancel(a) => ops::cancel(&a.hub, &a.delivery_id, &a.reason, a.json).await,
             Command::Stats(a) => ops::stats(&a.hub, a.json).await,

@@ -407,16 +407,37 @@ pub async fn show(
     Ok(ExitCode::SUCCESS)
 }
 
+/// More matches than this need `--yes` (or an answer at the terminal).
+const CONFIRM_ABOVE: usize = 20;
+
+pub struct ReplayOpts<'a> {
+    pub dry_run: bool,
+    pub yes: bool,
+    pub reason: &'a str,
+    pub json: bool,
+}
+
 pub async fn replay(
     hub: &HubArgs,
     ids: &[String],
     f: &Filter,
-    dry_run: bool,
-    reason: &str,
-    json: bool,
+    opts: ReplayOpts<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let filtered =
-        f.state.is_some() || f.recipient.is_some() || f.sender.is_some() || f.since.is_some();
+    let ReplayOpts {
+        dry_run,
+        yes,
+        reason,
+        json,
+    } = opts;
+    let filtered = f.state.is_some()
+        || f.recipient.is_some()
+        || f.sender.is_some()
+        || f.since.is_some()
+        || f.until.is_some()
+        || f.doc_type.is_some()
+        || f.nhs_number.is_some()
+        || f.channel.is_some()
+        || f.search.is_some();
     if ids.is_empty() && !filtered {
         anyhow::bail!("give message ids, or a filter such as --state failed");
     }
@@ -456,6 +477,23 @@ pub async fn replay(
         let tags = node_tags(hub).await?;
         for id in ids {
             targets.push((home_of(hub, &tags, id)?, id.clone()));
+        }
+    }
+    if !dry_run && !yes && targets.len() > CONFIRM_ABOVE {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "{} messages match: add --yes to replay them all (or --dry-run to list them)",
+                targets.len()
+            );
+        }
+        eprint!("Replay {} messages? [y/N] ", targets.len());
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("nothing replayed");
+            return Ok(ExitCode::from(1));
         }
     }
     let bar = indicatif::ProgressBar::new(targets.len() as u64);
