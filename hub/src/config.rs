@@ -43,10 +43,21 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub mesh: MeshConfig,
     pub tls: TlsConfig,
+    pub retention: RetentionConfig,
     /// Who may call the gRPC API. Empty (the default): no identities are checked, except the
     /// Admin service's `admin_token` when set. With any identity configured, every call needs
     /// a bearer token naming one.
     pub identities: Vec<IdentityConfig>,
+}
+
+/// How long document bytes are kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Payload bytes (the original; rendered documents are made from it) are purged this many
+    /// days after receipt once every delivery is final; metadata and the timeline stay. 0
+    /// (the default): kept for ever. `edthub purge` runs it by hand.
+    pub payload_days: u64,
 }
 
 /// TLS for the gRPC listener.
@@ -409,6 +420,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             mesh: MeshConfig::default(),
             tls: TlsConfig::default(),
+            retention: RetentionConfig::default(),
             identities: Vec::new(),
         }
     }

@@ -595,6 +595,63 @@ impl Hub {
         Ok(result)
     }
 
+    /// Purges the payloads of messages received more than `older_than_ms` ago whose every
+    /// current delivery is final. Returns (messages, bytes, kept because not final, ids).
+    pub async fn purge(
+        &self,
+        older_than_ms: u64,
+        dry_run: bool,
+        actor: &str,
+        reason: &str,
+    ) -> Result<(u64, u64, u64, Vec<Uuid>), StoreError> {
+        let before = now_ms().saturating_sub(older_than_ms);
+        let (mut messages, mut bytes, mut kept) = (0u64, 0u64, 0u64);
+        let mut ids = Vec::new();
+        for id in self.store.payload_candidates(before, 100_000)? {
+            let all = self.store.deliveries_of(id)?;
+            let current: Vec<DeliveryRecord> =
+                all.into_iter().filter(DeliveryRecord::is_current).collect();
+            if current.iter().any(|d| !d.state.is_final()) {
+                kept += 1;
+                continue;
+            }
+            if dry_run {
+                let size = self.store.payload(id)?.map_or(0, |p| p.len() as u64);
+                messages += 1;
+                bytes += size;
+                ids.push(id);
+                continue;
+            }
+            let event = AuditEvent {
+                at_ms: now_ms(),
+                message_id: id,
+                delivery_id: None,
+                event: "payload-purged".into(),
+                from: None,
+                to: None,
+                actor: actor.to_string(),
+                reason: reason.to_string(),
+            };
+            match self.store.purge_payload(id, &current, event) {
+                Ok(Some(n)) => {
+                    messages += 1;
+                    bytes += n;
+                    ids.push(id);
+                }
+                Ok(None) => {}
+                // A delivery changed meanwhile (a replay): keep it this time.
+                Err(StoreError::Busy(_)) => kept += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        if !dry_run && messages > 0 {
+            self.store.flush().await?;
+            metrics::counter!("edthub_payloads_purged_total").increment(messages);
+            tracing::info!(target: "audit", actor, messages, bytes, "payloads purged");
+        }
+        Ok((messages, bytes, kept, ids))
+    }
+
     /// Applies the outcome of an attempt another node made at one of this node's deliveries.
     /// Idempotent: applied only while `attempt` is the attempt this delivery is waiting on.
     pub async fn apply_remote_outcome(

@@ -131,6 +131,27 @@ pub async fn serve(
         .mesh
         .is_some()
         .then(|| crate::mesh::poll::spawn(hub.clone(), shutdown.clone()));
+    let retention = (hub.config.retention.payload_days > 0).then(|| {
+        let hub = hub.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let days = hub.config.retention.payload_days;
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = tick.tick() => {}
+                }
+                let reason = format!("retention: older than {days} days, every delivery final");
+                if let Err(e) = hub
+                    .purge(days.saturating_mul(86_400_000), false, "hub", &reason)
+                    .await
+                {
+                    tracing::error!(error = %e, "retention purge failed; will try again");
+                }
+            }
+        })
+    });
     let notices = hub
         .relay
         .is_some()
@@ -204,6 +225,9 @@ pub async fn serve(
     }
     if let Some(p) = mesh_poll {
         let _ = p.await;
+    }
+    if let Some(r) = retention {
+        let _ = r.await;
     }
     for r in relays {
         let _ = r.await;

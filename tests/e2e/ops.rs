@@ -397,5 +397,118 @@ async fn a_large_replay_asks_first() {
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    assert_eq!(done["replayed"].as_u64().unwrap() + done["skipped"].as_u64().unwrap(), 21, "{done}");
+    assert_eq!(
+        done["replayed"].as_u64().unwrap() + done["skipped"].as_u64().unwrap(),
+        21,
+        "{done}"
+    );
+}
+
+#[tokio::test]
+async fn purge_removes_payloads_of_finished_messages_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    let accepted = sub
+        .submit_document(letter("PURGE-1", &["A81001"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let unroutable = sub
+        .submit_document(letter("PURGE-2", &["A81003"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let waiting = sub
+        .submit_document(letter("PURGE-3", &["A81002"]))
+        .await
+        .unwrap()
+        .into_inner();
+    hub.wait_all_sent(
+        [accepted.message_id.clone(), waiting.message_id.clone()],
+        20,
+    )
+    .await;
+    let did = &accepted.deliveries[0].delivery_id;
+    std::fs::write(
+        hub.drop_folder("A81001")
+            .join("acks")
+            .join(format!("{did}.ack")),
+        r#"{"status":"accepted"}"#,
+    )
+    .unwrap();
+    edt_tests::eventually(10, "the acceptance", || {
+        let hub = &hub;
+        let id = accepted.message_id.clone();
+        async move {
+            (hub.cli_json(&["messages", "show", &id])["deliveries"][0]["state"] == "accepted")
+                .then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+
+    let plan = hub.cli_json(&["purge", "--older-than", "1s", "--dry-run"]);
+    assert_eq!(plan["messages"], 2, "{plan}");
+    assert_eq!(plan["kept_not_final"], 1, "{plan}");
+    let mut planned: Vec<String> = plan["message_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    planned.sort();
+    let mut expected = vec![accepted.message_id.clone(), unroutable.message_id.clone()];
+    expected.sort();
+    assert_eq!(planned, expected);
+    let original = dir.path().join("original.pdf");
+    let keep = hub.cli(&[
+        "messages",
+        "show",
+        &accepted.message_id,
+        "--original",
+        original.to_str().unwrap(),
+    ]);
+    assert!(keep.status.success(), "a dry run removes nothing");
+
+    let done = hub.cli_json(&["purge", "--older-than", "1s", "--reason", "retention test"]);
+    assert_eq!(done["messages"], 2, "{done}");
+    assert_eq!(done["bytes"], plan["bytes"]);
+    let gone = hub.cli(&[
+        "messages",
+        "show",
+        &accepted.message_id,
+        "--original",
+        original.to_str().unwrap(),
+    ]);
+    assert!(!gone.status.success());
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("no longer held"),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+    // Metadata and the timeline stay, with who purged and why.
+    let shown = hub.cli_json(&["messages", "show", &accepted.message_id]);
+    assert_eq!(shown["local_id"], "PURGE-1");
+    let purged = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "payload-purged")
+        .expect("recorded");
+    assert_eq!(purged["reason"], "retention test");
+    assert!(purged["actor"].as_str().unwrap().starts_with("ops"));
+    // The unfinished one still has its bytes; a second purge finds nothing new.
+    let kept = hub.cli(&[
+        "messages",
+        "show",
+        &waiting.message_id,
+        "--original",
+        original.to_str().unwrap(),
+    ]);
+    assert!(kept.status.success());
+    assert_eq!(
+        hub.cli_json(&["purge", "--older-than", "1s"])["messages"],
+        0
+    );
 }

@@ -597,6 +597,44 @@ impl Admin for AdminService {
         )))
     }
 
+    async fn purge_payloads(
+        &self,
+        request: Request<v1::PurgePayloadsRequest>,
+    ) -> Result<Response<v1::PurgePayloadsResponse>, Status> {
+        let req = request.get_ref().clone();
+        let actor = self.authorize(&request, !req.dry_run, "purge payloads")?;
+        let secs = match req.older_than_seconds {
+            0 => self
+                .hub
+                .config
+                .retention
+                .payload_days
+                .saturating_mul(86_400),
+            s => s,
+        };
+        if secs == 0 {
+            return Err(Status::invalid_argument(
+                "older_than_seconds: give an age (this hub has no retention.payload_days)",
+            ));
+        }
+        let reason = if req.reason.trim().is_empty() {
+            format!("older than {secs} s and every delivery final")
+        } else {
+            req.reason.clone()
+        };
+        let (messages, bytes, kept, ids) = self
+            .hub
+            .purge(secs.saturating_mul(1000), req.dry_run, &actor, &reason)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(v1::PurgePayloadsResponse {
+            messages,
+            bytes,
+            kept_not_final: kept,
+            message_ids: ids.iter().map(Uuid::to_string).collect(),
+        }))
+    }
+
     async fn get_organisation(
         &self,
         request: Request<v1::GetOrganisationRequest>,

@@ -62,6 +62,9 @@ enum Command {
     Acks(AcksCmd),
     /// Messages with a delivery that is overdue (no acknowledgement within the SLA).
     Overdue(OverdueArgs),
+    /// Remove the payload bytes of old messages whose every delivery is final (metadata and
+    /// timeline stay).
+    Purge(PurgeArgs),
     /// The audit trail: who did what to which message, and when.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -96,6 +99,24 @@ struct AuditArgs {
     #[arg(long, value_enum, default_value = "csv")]
     format: AuditFormat,
     /// The same as --format json.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct PurgeArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// Received longer ago than this (e.g. 30d, 12h). Default: the hub's
+    /// retention.payload_days.
+    #[arg(long)]
+    older_than: Option<String>,
+    /// Show what would go without removing anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// Why, for the audit trail.
+    #[arg(long, default_value = "")]
+    reason: String,
     #[arg(long)]
     json: bool,
 }
@@ -469,6 +490,16 @@ pub fn main() -> ExitCode {
                     &a.since,
                     a.until.as_deref(),
                     a.json || matches!(a.format, AuditFormat::Json),
+                )
+                .await
+            }
+            Command::Purge(a) => {
+                ops::purge(
+                    &a.hub,
+                    a.older_than.as_deref(),
+                    a.dry_run,
+                    &a.reason,
+                    a.json,
                 )
                 .await
             }

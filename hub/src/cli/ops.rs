@@ -950,6 +950,69 @@ pub async fn audit_export(
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn purge(
+    hub: &HubArgs,
+    older_than: Option<&str>,
+    dry_run: bool,
+    reason: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let secs = match older_than {
+        None => 0,
+        Some(s) => {
+            let now = now_ms();
+            let at = parse_since(s, now).map_err(|e| anyhow::anyhow!("--older-than: {e}"))?;
+            (now.saturating_sub(at) / 1000).max(1)
+        }
+    };
+    let mut out = Vec::new();
+    for addr in &hub.hub {
+        let mut admin = client::admin(addr).await?;
+        let r = admin
+            .purge_payloads(v1::PurgePayloadsRequest {
+                older_than_seconds: secs,
+                dry_run,
+                reason: reason.to_string(),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        if !json {
+            println!(
+                "{} {} payloads ({} bytes){}; {} kept (a delivery is not final yet)",
+                if dry_run { "would purge" } else { "purged" },
+                r.messages,
+                r.bytes,
+                if hub.hub.len() > 1 {
+                    format!(" on {addr}")
+                } else {
+                    String::new()
+                },
+                r.kept_not_final
+            );
+            if dry_run {
+                for id in &r.message_ids {
+                    println!("  {id}");
+                }
+            }
+        }
+        out.push(json!({
+            "dry_run": dry_run,
+            "messages": r.messages,
+            "bytes": r.bytes,
+            "kept_not_final": r.kept_not_final,
+            "message_ids": r.message_ids,
+        }));
+    }
+    if json {
+        match out.as_slice() {
+            [one] => print_json(one),
+            _ => print_json(&json!({ "nodes": out })),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn mesh_poll(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     for addr in &hub.hub {

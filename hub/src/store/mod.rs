@@ -244,6 +244,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Uuid>, StoreError>;
     /// Message ids matching the query, newest first, and whether the limit cut the list.
     fn list(&self, query: &ListQuery) -> Result<(Vec<Uuid>, bool), StoreError>;
+    /// Messages received before `before_ms` whose payload is still held, oldest first.
+    fn payload_candidates(&self, before_ms: u64, limit: usize) -> Result<Vec<Uuid>, StoreError>;
+    /// Removes a message's payload, recording `event` in its timeline, provided the
+    /// deliveries `final_deliveries` are still as they were read (final and not replayed).
+    /// Returns the bytes freed, or `None` if there was nothing to remove.
+    fn purge_payload(
+        &self,
+        message: Uuid,
+        final_deliveries: &[DeliveryRecord],
+        event: AuditEvent,
+    ) -> Result<Option<u64>, StoreError>;
     /// The delivery a transport id (e.g. a MESH message id) was recorded for.
     fn delivery_by_transport(&self, transport_id: &str) -> Result<Option<Uuid>, StoreError>;
     /// Current deliveries in `state` last changed before `before_ms` (oldest first).

@@ -422,6 +422,46 @@ impl Store for SledStore {
             .transpose()
     }
 
+    fn payload_candidates(&self, before_ms: u64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
+        let end = keys::min_id_at(before_ms);
+        let mut out = Vec::new();
+        for kv in self.tree(PAYLOADS).range(..end.as_bytes().to_vec()) {
+            let (k, _) = kv?;
+            if let Ok(id) = Uuid::from_slice(&k) {
+                out.push(id);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn purge_payload(
+        &self,
+        message: Uuid,
+        final_deliveries: &[DeliveryRecord],
+        event: AuditEvent,
+    ) -> Result<Option<u64>, StoreError> {
+        let freed = self.run(|t| {
+            for d in final_deliveries {
+                let now = tx_get::<DeliveryRecord>(&t[DELIVERIES], d.id.as_bytes(), "delivery")?;
+                if now.as_ref() != Some(d) {
+                    return abort(StoreError::Busy(d.id));
+                }
+            }
+            let Some(old) = t[PAYLOADS].remove(message.as_bytes())? else {
+                return Ok(None);
+            };
+            put_audit(t, &event)?;
+            Ok(Some(old.len() as u64))
+        })?;
+        if freed.is_some() {
+            let _ = self.changes.send(message);
+        }
+        Ok(freed)
+    }
+
     fn delivery_by_transport(&self, transport_id: &str) -> Result<Option<Uuid>, StoreError> {
         self.tree(TRANSPORTS)
             .get(transport_id.as_bytes())?
