@@ -56,20 +56,39 @@ pub fn identify<T>(
     if config.identities.is_empty() {
         return Ok(None);
     }
-    let Some(token) = bearer(req) else {
-        return Err(deny(
-            Status::unauthenticated("this hub needs a bearer token (authorization: Bearer ...)"),
-            "(none)",
-            what,
-        ));
+    let found: Option<&IdentityConfig> = match bearer(req) {
+        Some(token) => {
+            let hash = edt_transforms::sha256_hex(token.as_bytes());
+            config.identities.iter().find(|i| {
+                !i.token_sha256.is_empty()
+                    && constant_time_eq(
+                        i.token_sha256.to_ascii_lowercase().as_bytes(),
+                        hash.as_bytes(),
+                    )
+            })
+        }
+        // No token: the TLS client certificate, when the hub asks for one.
+        None => {
+            let certs = req.peer_certs();
+            let Some(first) = certs.as_ref().and_then(|c| c.first()) else {
+                return Err(deny(
+                    Status::unauthenticated(
+                        "this hub needs a bearer token (authorization: Bearer ...) or a client certificate",
+                    ),
+                    "(none)",
+                    what,
+                ));
+            };
+            let hash = edt_transforms::sha256_hex(first.as_ref());
+            config.identities.iter().find(|i| {
+                !i.cert_sha256.is_empty()
+                    && constant_time_eq(
+                        i.cert_sha256.to_ascii_lowercase().as_bytes(),
+                        hash.as_bytes(),
+                    )
+            })
+        }
     };
-    let hash = edt_transforms::sha256_hex(token.as_bytes());
-    let found: Option<&IdentityConfig> = config.identities.iter().find(|i| {
-        constant_time_eq(
-            i.token_sha256.to_ascii_lowercase().as_bytes(),
-            hash.as_bytes(),
-        )
-    });
     match found {
         Some(i) => Ok(Some(Caller {
             name: i.name.clone(),
@@ -114,6 +133,7 @@ mod tests {
             identities: vec![IdentityConfig {
                 name: "rx1-epr".into(),
                 token_sha256: edt_transforms::sha256_hex(b"secret").to_ascii_uppercase(),
+                cert_sha256: String::new(),
                 roles: vec![Role::Submitter],
                 ods: vec!["RX1".into()],
             }],

@@ -82,7 +82,12 @@ pub struct IdentityConfig {
     /// Recorded as the actor of what it does.
     pub name: String,
     /// SHA-256 (hex) of its bearer token: `printf %s "$TOKEN" | sha256sum`.
+    #[serde(default)]
     pub token_sha256: String,
+    /// Or: SHA-256 (hex) of its TLS client certificate (DER), with `tls.client_ca` set:
+    /// `openssl x509 -in client.crt -outform DER | sha256sum`.
+    #[serde(default)]
+    pub cert_sha256: String,
     pub roles: Vec<Role>,
     /// ODS codes it acts for: the senders a submitter may submit as, the recipients a receiver
     /// may pull and acknowledge.
@@ -537,11 +542,22 @@ impl Config {
             }
         }
         let mut names = std::collections::HashSet::new();
+        let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
         for i in &self.identities {
-            if i.token_sha256.len() != 64 || !i.token_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+            let token = !i.token_sha256.is_empty();
+            let cert = !i.cert_sha256.is_empty();
+            if (!token && !cert)
+                || (token && !hex64(&i.token_sha256))
+                || (cert && !hex64(&i.cert_sha256))
             {
                 return Err(ConfigError::Invalid(format!(
-                    "identities {:?}: token_sha256 must be 64 hex digits",
+                    "identities {:?}: needs token_sha256 or cert_sha256, each 64 hex digits",
+                    i.name
+                )));
+            }
+            if cert && tls.client_ca.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "identities {:?}: cert_sha256 needs tls.client_ca (client certificates)",
                     i.name
                 )));
             }

@@ -330,3 +330,123 @@ async fn a_plain_listener_off_loopback_is_refused() {
         "{err}"
     );
 }
+
+/// A client certificate signed by `ca`: (certificate, key, SHA-256 of its DER).
+fn client_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=ward-ops",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.crt",
+        ],
+        &[
+            "x509",
+            "-in",
+            "client.crt",
+            "-outform",
+            "DER",
+            "-out",
+            "client.der",
+        ],
+    ];
+    for args in steps {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let der = std::fs::read(dir.join("client.der")).unwrap();
+    (
+        dir.join("client.crt"),
+        dir.join("client.key"),
+        edt_transforms::sha256_hex(&der),
+    )
+}
+
+#[tokio::test]
+async fn mutual_tls_identifies_a_client_by_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = edt_tests::certificate(dir.path());
+    let (client_cert, client_key, fingerprint) = client_certificate(dir.path());
+    let hub = Hub::start(
+        dir.path(),
+        &format!(
+            "{FAST}\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\n\
+             [[identities]]\nname = \"ward-ops\"\ncert_sha256 = \"{fingerprint}\"\nroles = [\"ops\"]\n",
+            cert.display().to_string(),
+            key.display().to_string(),
+            ca.display().to_string(),
+        ),
+    );
+    let url = hub.grpc.replace("http://", "https://");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(&ca).unwrap()))
+        .domain_name("localhost");
+    // Without a client certificate the handshake fails.
+    let without = async {
+        let c = Channel::from_shared(url.clone())
+            .unwrap()
+            .tls_config(tls.clone())
+            .unwrap()
+            .connect()
+            .await?;
+        AdminClient::new(c)
+            .list_messages(v1::ListMessagesRequest::default())
+            .await
+            .map_err(|e| e.into())
+            .map(|_| ())
+    };
+    let r: Result<(), Box<dyn std::error::Error>> = without.await;
+    assert!(r.is_err(), "a client without a certificate is turned away");
+    // With one, the certificate is the identity: no token needed.
+    let c = Channel::from_shared(url)
+        .unwrap()
+        .tls_config(tls.identity(tonic::transport::Identity::from_pem(
+            std::fs::read(&client_cert).unwrap(),
+            std::fs::read(&client_key).unwrap(),
+        )))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut admin = AdminClient::new(c);
+    let r = admin
+        .reload_directory(Request::new(v1::ReloadDirectoryRequest {}))
+        .await;
+    assert_eq!(code(r), Code::Ok, "ward-ops may reload");
+}
