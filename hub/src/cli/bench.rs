@@ -77,6 +77,15 @@ pub struct BenchArgs {
     /// With --smtp: the envelope sender (one of the hub's `smtp.senders`).
     #[arg(long, default_value = "letters@trust.nhs.uk")]
     smtp_from: String,
+    /// Fill a stopped node's data directory (--data-dir) with this many messages spread over
+    /// the last 30 days, their deliveries mostly accepted (some failed, rejected, overdue),
+    /// then time list queries on it in process. Start the hub on the directory afterwards to
+    /// measure it over gRPC.
+    #[arg(long, value_name = "N")]
+    seed: Option<usize>,
+    /// With --seed: the data directory to fill.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// With --routing: the directory file (default: the sample directory, with the national
     /// practice file, in a temporary folder).
     #[arg(long)]
@@ -219,6 +228,97 @@ async fn raw_amqp(url: &str, n: usize, bytes: usize, concurrency: usize) -> anyh
         .await?;
     let _ = conn.close(200, "bench done".into()).await;
     Ok(n as f64 / secs)
+}
+
+/// A time-ordered id for a moment in the past, tagged with this node.
+fn id_at(ms: u64) -> uuid::Uuid {
+    let mut b = *uuid::Uuid::now_v7().as_bytes();
+    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    b[14..16].copy_from_slice(&crate::track::own_tag().to_be_bytes());
+    uuid::Uuid::from_bytes(b)
+}
+
+/// `bench --seed N --data-dir DIR`.
+async fn seed(n: usize, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use crate::store::{ListQuery, Store};
+    use crate::track::DeliveryState;
+    let node = crate::config::Config::default().node_name();
+    crate::track::set_node_tag(crate::track::node_tag(&node));
+    let store = crate::store::SledStore::open(&dir.join("db"))?;
+    let now = crate::track::now_ms();
+    let span: u64 = 30 * 86_400_000;
+    let practices = ["A81001", "A81002", "A81004", "A81005", "A81006"];
+    let payload = generated_payload(1024, 11);
+    let t = Instant::now();
+    for i in 0..n {
+        let received = now - span + span * i as u64 / n.max(1) as u64;
+        let recipient = practices[i % practices.len()];
+        let mut new = crate::store::conformance::sample("RX1", &format!("SEED-{i}"), &[recipient]);
+        let id = id_at(received);
+        new.message.id = id;
+        new.message.received_ms = received;
+        new.message.payload_size = payload.len() as u64;
+        new.message.payload_sha256 = edt_transforms::sha256_hex(&payload);
+        new.payload = payload.clone();
+        for e in &mut new.audit {
+            e.message_id = id;
+            e.at_ms = received;
+        }
+        for d in &mut new.deliveries {
+            d.id = id_at(received);
+            d.message_id = id;
+            d.endpoint = Some(format!("{}-drop", recipient.to_ascii_lowercase()));
+            d.state = match i % 100 {
+                0..=4 => DeliveryState::Failed,
+                5..=7 => DeliveryState::Rejected,
+                8..=9 => DeliveryState::Overdue,
+                _ => DeliveryState::Accepted,
+            };
+            d.attempts = 1;
+            d.created_ms = received;
+            d.sent_ms = Some(received + 1_000);
+            d.updated_ms = (received + 60_000).min(now);
+        }
+        store.submit(new)?;
+        if i % 100_000 == 99_999 {
+            store.flush().await?;
+        }
+    }
+    store.flush().await?;
+    let secs = t.elapsed().as_secs_f64();
+    // List queries as `messages list` makes them (newest first, a page of 100).
+    let time = |q: ListQuery| -> anyhow::Result<(f64, usize)> {
+        let t = Instant::now();
+        let (ids, _) = store.list(&q)?;
+        Ok((t.elapsed().as_secs_f64() * 1000.0, ids.len()))
+    };
+    let page = |state, since| ListQuery {
+        state,
+        since_ms: since,
+        limit: 100,
+        ..Default::default()
+    };
+    let (failed_day_ms, failed_day) =
+        time(page(Some(DeliveryState::Failed), Some(now - 86_400_000)))?;
+    let (failed_all_ms, _) = time(page(Some(DeliveryState::Failed), None))?;
+    let (newest_ms, _) = time(page(None, None))?;
+    let (week_ms, _) = time(page(None, Some(now - 7 * 86_400_000)))?;
+    let size: u64 = walk_size(&dir.join("db"));
+    println!(
+        "bench seed messages={n} secs={secs:.1} msgs_per_s={:.0} db_bytes={size} list_failed_last_day_ms={failed_day_ms:.1} list_failed_last_day_hits={failed_day} list_failed_ms={failed_all_ms:.1} list_newest_ms={newest_ms:.1} list_last_week_ms={week_ms:.1}",
+        n as f64 / secs
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn walk_size(p: &std::path::Path) -> u64 {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(p)
+            .map(|d| d.flatten().map(|e| walk_size(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
 }
 
 /// `bench --smtp`: mails documents over several connections; one line with the rate of 250s.
@@ -532,6 +632,13 @@ fn wall_ms() -> f64 {
 pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.routing {
         return tokio::task::spawn_blocking(move || routing(&a)).await?;
+    }
+    if let Some(n) = a.seed {
+        let dir = a
+            .data_dir
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("--seed needs --data-dir"))?;
+        return seed(n, &dir).await;
     }
     if let Some(addr) = &a.smtp {
         return smtp(&a, addr).await;
