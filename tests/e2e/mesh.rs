@@ -238,54 +238,7 @@ fn mesh_hub(dir: &Path, sandbox: &Sandbox, base: &str, extra: &str, a81002_forma
 
 /// A discharge summary as the trust's EPR sends it: an ITK3 message (FHIR XML).
 fn discharge_summary(n: usize, pdf: &[u8]) -> Vec<u8> {
-    use edt_transforms::itk3::{self, Handling, MessageParams, SendDocumentMeta};
-    let id = |k: &str| format!("{k:0>8}-0000-4000-8000-{n:012}");
-    let params = |document_type, definition: &str| MessageParams {
-        bundle_id: id("1"),
-        bundle_identifier: id("2"),
-        message_id: id("3"),
-        timestamp: "2026-11-25T09:00:00+00:00".into(),
-        document_type,
-        sender_ods: edt_transforms::OdsCode::parse("RX1").unwrap(),
-        receiver_ods: None,
-        source_endpoint: Some(HUB_MAILBOX.into()),
-        handling: Handling::new(definition),
-    };
-    let meta = SendDocumentMeta {
-        message: MessageParams {
-            bundle_id: id("1"),
-            bundle_identifier: id("2"),
-            message_id: id("3"),
-            timestamp: "2026-11-25T09:00:00+00:00".into(),
-            document_type: edt_transforms::DocumentType::GenericDocument,
-            sender_ods: edt_transforms::OdsCode::parse("RX1").unwrap(),
-            receiver_ods: None,
-            source_endpoint: Some(HUB_MAILBOX.into()),
-            handling: Handling::new(itk3::MESSAGE_DEFINITION_SEND_DOCUMENT),
-        },
-        document_bundle_id: id("4"),
-        document_identifier: id("5"),
-        composition_identifier: id("6"),
-        composition_type: None,
-        title: "Discharge summary".into(),
-        date: "2026-11-25T09:00:00+00:00".into(),
-        nhs_number: edt_transforms::NhsNumber::parse("9434765919").unwrap(),
-        sender_name: Some("Sample Acute Trust".into()),
-        replaces: None,
-    };
-    // The document Bundle of a Send Document, carried as an eDischarge message.
-    let wrapped = itk3::render_send_document(pdf, "application/pdf", meta);
-    let doc = itk3::read_message_element(&wrapped, Default::default())
-        .unwrap()
-        .document;
-    let message = itk3::render_message(
-        &doc,
-        params(
-            edt_transforms::DocumentType::DischargeSummary,
-            itk3::MESSAGE_DEFINITION_EDISCHARGE,
-        ),
-    );
-    edt_transforms::fhir::to_xml(&message).into_bytes()
+    edt_tests::itk3_message(n, "Discharge summary", pdf, true)
 }
 
 fn submission(local_id: &str, to: &str, payload: Vec<u8>) -> v1::SubmitDocumentRequest {

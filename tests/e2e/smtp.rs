@@ -166,32 +166,7 @@ OBX|1|NM|INR^I.N.R.||2.5||||||F\r";
 
 /// A GP Connect Send Document from RX1 wrapping a PDF.
 fn send_document() -> Vec<u8> {
-    use edt_transforms::itk3::{self, Handling, MessageParams, SendDocumentMeta};
-    let id = |k: &str| format!("{k:0>8}-0000-4000-8000-000000000001");
-    let meta = SendDocumentMeta {
-        message: MessageParams {
-            bundle_id: id("1"),
-            bundle_identifier: id("2"),
-            message_id: id("3"),
-            timestamp: "2026-11-25T09:00:00+00:00".into(),
-            document_type: edt_transforms::DocumentType::GenericDocument,
-            sender_ods: edt_transforms::OdsCode::parse("RX1").unwrap(),
-            receiver_ods: None,
-            source_endpoint: None,
-            handling: Handling::new(itk3::MESSAGE_DEFINITION_SEND_DOCUMENT),
-        },
-        document_bundle_id: id("4"),
-        document_identifier: id("5"),
-        composition_identifier: id("6"),
-        composition_type: None,
-        title: "Outpatient letter".into(),
-        date: "2026-11-25T09:00:00+00:00".into(),
-        nhs_number: edt_transforms::NhsNumber::parse("9434765919").unwrap(),
-        sender_name: Some("Sample Acute Trust".into()),
-        replaces: None,
-    };
-    let msg = itk3::render_send_document(&pdf("fhir"), "application/pdf", meta);
-    edt_transforms::fhir::to_xml(&msg).into_bytes()
+    edt_tests::itk3_message(1, "Outpatient letter", &pdf("fhir"), false)
 }
 
 /// The message id in a `250 2.0.0 OK: queued as ID` reply.

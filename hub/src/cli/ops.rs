@@ -78,6 +78,14 @@ pub fn status_json(s: &v1::MessageStatus) -> Value {
     })
 }
 
+/// One node's result as it is; several as `{"nodes": [...]}`.
+fn print_per_node(out: &[Value]) {
+    match out {
+        [one] => print_json(one),
+        _ => print_json(&json!({ "nodes": out })),
+    }
+}
+
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("json"));
 }
@@ -871,10 +879,7 @@ pub async fn reload(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
         }));
     }
     if json {
-        match out.as_slice() {
-            [one] => print_json(one),
-            _ => print_json(&json!({ "nodes": out })),
-        }
+        print_per_node(&out);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1005,10 +1010,7 @@ pub async fn purge(
         }));
     }
     if json {
-        match out.as_slice() {
-            [one] => print_json(one),
-            _ => print_json(&json!({ "nodes": out })),
-        }
+        print_per_node(&out);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1039,10 +1041,7 @@ pub async fn mesh_poll(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
         out.push(json!({"seen": r.seen, "applied": r.applied, "unmatched": r.unmatched, "later": r.later}));
     }
     if json {
-        match out.as_slice() {
-            [one] => print_json(one),
-            _ => print_json(&json!({ "nodes": out })),
-        }
+        print_per_node(&out);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -55,6 +55,16 @@ impl State {
         }
     }
 
+    /// Counts a refused command; true (with a 421 queued) when the session should end.
+    fn count_error(&mut self, out: &mut Out) -> bool {
+        self.errors += 1;
+        if self.errors >= ERROR_LIMIT {
+            out.line("421 4.7.0 Too many errors: closing the connection");
+            return true;
+        }
+        false
+    }
+
     /// After STARTTLS the client starts again (RFC 3207 section 4.2).
     pub fn restart_in_tls(&mut self) {
         self.tls = true;
@@ -194,10 +204,7 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             None | Some(Line::Eof) => break,
             Some(Line::TooLong) => {
                 conn.out.line("500 5.5.2 Line too long");
-                state.errors += 1;
-                if state.errors >= ERROR_LIMIT {
-                    conn.out
-                        .line("421 4.7.0 Too many errors: closing the connection");
+                if state.count_error(&mut conn.out) {
                     break;
                 }
                 continue;
@@ -209,10 +216,7 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(c) => c,
             Err(e) => {
                 conn.out.line(&e.reply());
-                state.errors += 1;
-                if state.errors >= ERROR_LIMIT {
-                    conn.out
-                        .line("421 4.7.0 Too many errors: closing the connection");
+                if state.count_error(&mut conn.out) {
                     break;
                 }
                 continue;
@@ -253,13 +257,8 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 // Refused senders and recipients count as errors: probing the directory or
                 // the registered senders ends the session.
-                if reply.starts_with('5') {
-                    state.errors += 1;
-                    if state.errors >= ERROR_LIMIT {
-                        conn.out
-                            .line("421 4.7.0 Too many errors: closing the connection");
-                        break;
-                    }
+                if reply.starts_with('5') && state.count_error(&mut conn.out) {
+                    break;
                 }
             }
         }
