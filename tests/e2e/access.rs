@@ -331,78 +331,11 @@ async fn a_plain_listener_off_loopback_is_refused() {
     );
 }
 
-/// A client certificate signed by `ca`: (certificate, key, SHA-256 of its DER).
-fn client_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
-    std::fs::write(
-        dir.join("client.ext"),
-        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    let steps: [&[&str]; 3] = [
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=ward-ops",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-        ],
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-            "-out",
-            "client.crt",
-        ],
-        &[
-            "x509",
-            "-in",
-            "client.crt",
-            "-outform",
-            "DER",
-            "-out",
-            "client.der",
-        ],
-    ];
-    for args in steps {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let der = std::fs::read(dir.join("client.der")).unwrap();
-    (
-        dir.join("client.crt"),
-        dir.join("client.key"),
-        edt_transforms::sha256_hex(&der),
-    )
-}
-
 #[tokio::test]
 async fn mutual_tls_identifies_a_client_by_its_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = edt_tests::certificate(dir.path());
-    let (client_cert, client_key, fingerprint) = client_certificate(dir.path());
+    let (client_cert, client_key, fingerprint) = edt_tests::client_certificate(dir.path());
     let hub = Hub::start(
         dir.path(),
         &format!(

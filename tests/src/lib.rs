@@ -358,6 +358,20 @@ pub fn drop_indexes(folder: &Path) -> Vec<serde_json::Value> {
     out
 }
 
+/// Runs openssl in `dir`, failing the test with its words if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is not installed: tests/run-all installs it");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Test certificates: a CA, and a server certificate it signed for `localhost` and
 /// 127.0.0.1. Returns (CA certificate, server certificate, server key).
 pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -415,16 +429,7 @@ pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         ],
     ];
     for args in steps {
-        let out = Command::new("openssl")
-            .args(&args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl is not installed: tests/run-all installs it");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        openssl(dir, &args);
     }
     (p("ca.pem"), p("cert.pem"), p("key.pem"))
 }
@@ -476,4 +481,66 @@ pub fn itk3_message(n: usize, title: &str, pdf: &[u8], discharge: bool) -> Vec<u
         ),
     );
     edt_transforms::fhir::to_xml(&message).into_bytes()
+}
+
+/// A client certificate (CN ward-ops) signed by the CA of [`certificate`], in the same folder: (certificate, key, SHA-256 of its DER).
+pub fn client_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    std::fs::write(
+        dir.join("client.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=ward-ops",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.crt",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-in",
+            "client.crt",
+            "-outform",
+            "DER",
+            "-out",
+            "client.der",
+        ],
+    );
+    let der = std::fs::read(dir.join("client.der")).unwrap();
+    (
+        dir.join("client.crt"),
+        dir.join("client.key"),
+        edt_transforms::sha256_hex(&der),
+    )
 }

@@ -78,6 +78,15 @@ pub fn status_json(s: &v1::MessageStatus) -> Value {
     })
 }
 
+/// " on ADDR" when several hubs were named, for lines about one of them.
+fn on_node(hub: &HubArgs, addr: &str) -> String {
+    if hub.hub.len() > 1 {
+        format!(" on {addr}")
+    } else {
+        String::new()
+    }
+}
+
 /// One node's result as it is; several as `{"nodes": [...]}`.
 fn print_per_node(out: &[Value]) {
     match out {
@@ -858,11 +867,7 @@ pub async fn reload(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
             .map_err(status_error)?
             .into_inner();
         if !json {
-            let on = if hub.hub.len() > 1 {
-                format!(" on {addr}")
-            } else {
-                String::new()
-            };
+            let on = on_node(hub, addr);
             println!(
                 "directory reloaded{on}: {} organisations, {} rules, {} endpoints from {}",
                 r.organisations,
@@ -988,11 +993,7 @@ pub async fn purge(
                 if dry_run { "would purge" } else { "purged" },
                 r.messages,
                 r.bytes,
-                if hub.hub.len() > 1 {
-                    format!(" on {addr}")
-                } else {
-                    String::new()
-                },
+                on_node(hub, addr),
                 r.kept_not_final
             );
             if dry_run {
@@ -1027,11 +1028,7 @@ pub async fn mesh_poll(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
         if !json {
             println!(
                 "MESH inbox{}: {} messages, {} applied, {} unmatched (kept), {} left for later",
-                if hub.hub.len() > 1 {
-                    format!(" on {addr}")
-                } else {
-                    String::new()
-                },
+                on_node(hub, addr),
                 r.seen,
                 r.applied,
                 r.unmatched,

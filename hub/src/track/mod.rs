@@ -215,12 +215,15 @@ pub fn now_ms() -> u64 {
 }
 
 /// RFC 3339 rendering of a millisecond timestamp.
+/// Always with milliseconds, so the strings sort as the times do.
 pub fn rfc3339(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .ok()
         })
         .unwrap_or_default()
 }
@@ -401,6 +404,13 @@ mod tests {
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "time-ordered");
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
+    }
+
+    #[test]
+    fn times_render_with_milliseconds_and_sort_as_strings() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_500), "1970-01-01T00:00:01.500Z");
+        assert!(rfc3339(999) < rfc3339(1_000));
     }
 
     #[test]
