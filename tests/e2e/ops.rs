@@ -512,3 +512,46 @@ async fn purge_removes_payloads_of_finished_messages_only() {
         0
     );
 }
+
+#[tokio::test]
+async fn stats_show_the_last_hour_and_day_by_sender_and_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    for (n, to) in [["A81001"], ["A81003"], ["A81001"]].iter().enumerate() {
+        sub.submit_document(letter(&format!("STATS-{n}"), to))
+            .await
+            .unwrap();
+    }
+    let mut other = letter("STATS-R1K", &["A81002"]);
+    other.sender_ods = "R1K".into();
+    sub.submit_document(other).await.unwrap();
+    let s = hub.cli_json(&["stats"]);
+    assert_eq!(s["received_last_hour"], 4, "{s}");
+    assert_eq!(s["received_last_day"], 4, "{s}");
+    let find = |list: &str, ods: &str| {
+        s[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["ods_code"] == ods)
+            .unwrap_or_else(|| panic!("{ods} not in {list}: {s}"))
+            .clone()
+    };
+    assert_eq!(s["senders"][0]["ods_code"], "RX1", "busiest first");
+    assert_eq!(find("senders", "RX1")["last_day"], 3);
+    assert_eq!(
+        find("senders", "RX1")["need_attention"],
+        1,
+        "A81003 is unroutable"
+    );
+    assert_eq!(find("senders", "R1K")["last_hour"], 1);
+    assert_eq!(find("recipients", "A81001")["last_day"], 2);
+    assert_eq!(find("recipients", "A81003")["need_attention"], 1);
+    let text = hub.cli(&["stats"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("SENDER") && text.contains("RECIPIENT"),
+        "{text}"
+    );
+}

@@ -133,6 +133,86 @@ impl Tracking for TrackingService {
     }
 }
 
+/// The last day's traffic: totals, and by sender and recipient.
+struct Recent {
+    hour: u64,
+    day: u64,
+    senders: Vec<v1::Activity>,
+    recipients: Vec<v1::Activity>,
+}
+
+fn recent_activity(hub: &Hub) -> Result<Recent, StoreError> {
+    use std::collections::HashMap;
+    let now = crate::track::now_ms();
+    let (hour_ago, day_ago) = (
+        now.saturating_sub(3_600_000),
+        now.saturating_sub(86_400_000),
+    );
+    let mut r = Recent {
+        hour: 0,
+        day: 0,
+        senders: Vec::new(),
+        recipients: Vec::new(),
+    };
+    let mut senders: HashMap<String, v1::Activity> = HashMap::new();
+    let mut recipients: HashMap<String, v1::Activity> = HashMap::new();
+    let mut after = None;
+    loop {
+        let (ids, more) = hub.store.list(&ListQuery {
+            since_ms: Some(day_ago),
+            after,
+            limit: 1000,
+            ..Default::default()
+        })?;
+        for id in &ids {
+            let Some(m) = hub.store.message(*id)? else {
+                continue;
+            };
+            let recent = m.received_ms >= hour_ago;
+            r.day += 1;
+            r.hour += u64::from(recent);
+            let bump = |map: &mut HashMap<String, v1::Activity>, ods: &str, attention: u64| {
+                let a = map.entry(ods.to_string()).or_insert_with(|| v1::Activity {
+                    ods_code: ods.to_string(),
+                    ..Default::default()
+                });
+                a.last_day += 1;
+                a.last_hour += u64::from(recent);
+                a.need_attention += attention;
+            };
+            let deliveries = hub.store.deliveries_of(m.id)?;
+            let mut attention_here = 0;
+            for d in deliveries.iter().filter(|d| d.is_current()) {
+                use crate::track::DeliveryState as S;
+                let bad = u64::from(matches!(
+                    d.state,
+                    S::Failed | S::Rejected | S::Unroutable | S::Overdue
+                ));
+                attention_here += bad;
+                bump(&mut recipients, &d.recipient_ods, bad);
+            }
+            bump(&mut senders, &m.sender_ods, attention_here);
+        }
+        if !more {
+            break;
+        }
+        after = ids.last().copied();
+    }
+    let top = |map: HashMap<String, v1::Activity>| {
+        let mut v: Vec<v1::Activity> = map.into_values().collect();
+        v.sort_by(|a, b| {
+            b.last_day
+                .cmp(&a.last_day)
+                .then(a.ods_code.cmp(&b.ods_code))
+        });
+        v.truncate(50);
+        v
+    };
+    r.senders = top(senders);
+    r.recipients = top(recipients);
+    Ok(r)
+}
+
 pub struct AdminService {
     pub hub: Arc<Hub>,
 }
@@ -703,6 +783,13 @@ impl Admin for AdminService {
         self.authorize(&request, false, "read stats")?;
         let hub = &self.hub;
         let counts = hub.store.count_by_state().map_err(store_status)?;
+        let activity = {
+            let hub = hub.clone();
+            tokio::task::spawn_blocking(move || recent_activity(&hub))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(store_status)?
+        };
         let q = crate::bus::DELIVER_QUEUE;
         let bus_err = |e: crate::bus::BusError| Status::unavailable(e.to_string());
         Ok(Response::new(v1::Stats {
@@ -724,6 +811,10 @@ impl Admin for AdminService {
             started_at: Some(convert::ts(hub.started_ms)),
             node: hub.node.clone(),
             node_tag: u32::from(crate::track::own_tag()),
+            received_last_hour: activity.hour,
+            received_last_day: activity.day,
+            senders: activity.senders,
+            recipients: activity.recipients,
         }))
     }
 }

@@ -635,6 +635,19 @@ fn stats_json(s: &v1::Stats) -> Value {
         "queue_depth": s.queue_depth,
         "dead_letters": s.dead_letters,
         "unmatched_acks": s.unmatched_acks,
+        "received_last_hour": s.received_last_hour,
+        "received_last_day": s.received_last_day,
+        "senders": s.senders.iter().map(activity_json).collect::<Vec<_>>(),
+        "recipients": s.recipients.iter().map(activity_json).collect::<Vec<_>>(),
+    })
+}
+
+fn activity_json(a: &v1::Activity) -> Value {
+    json!({
+        "ods_code": a.ods_code,
+        "last_hour": a.last_hour,
+        "last_day": a.last_day,
+        "need_attention": a.need_attention,
     })
 }
 
@@ -682,7 +695,26 @@ fn print_stats(s: &v1::Stats) {
         "unmatched acks".to_string(),
         s.unmatched_acks.to_string(),
     ]);
+    t.add_row(vec![
+        "received, last hour / day".to_string(),
+        format!("{} / {}", s.received_last_hour, s.received_last_day),
+    ]);
     println!("{t}");
+    for (what, list) in [("SENDER", &s.senders), ("RECIPIENT", &s.recipients)] {
+        if list.is_empty() {
+            continue;
+        }
+        let mut t = table(&[what, "LAST HOUR", "LAST DAY", "NEED ATTENTION"]);
+        for a in list.iter().take(20) {
+            t.add_row(vec![
+                a.ods_code.clone(),
+                a.last_hour.to_string(),
+                a.last_day.to_string(),
+                a.need_attention.to_string(),
+            ]);
+        }
+        println!("{t}");
+    }
 }
 
 pub struct SubmitOpts<'a> {
