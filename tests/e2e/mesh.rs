@@ -3,7 +3,7 @@
 //! and MESH reports back, and the delivery states they lead to.
 
 use edt_proto::v1;
-use edt_tests::{Hub, FAST};
+use edt_tests::{free_port, peers_python as python, workspace, Hub, FAST};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -12,28 +12,6 @@ use std::time::{Duration, Instant};
 
 const HUB_MAILBOX: &str = "RX1EDT001";
 const KEY: &str = "TestKey";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn python() -> PathBuf {
-    let p = workspace().join("target/peers-venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run tests/run-all, which creates it and installs mesh-sandbox",
-        p.display()
-    );
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The MESH sandbox on a port, with the hub's and the practices' mailboxes.
 struct Sandbox {

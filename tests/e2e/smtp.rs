@@ -2,7 +2,7 @@
 //! the hub's listener (plain, and STARTTLS + AUTH), and the hub mailing letters to `aiosmtpd`
 //! (STARTTLS + AUTH required) as its relay.
 
-use edt_tests::{eventually, Hub, FAST};
+use edt_tests::{eventually, free_port, peers_python, workspace, Hub, FAST};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -12,10 +12,6 @@ use std::time::Duration;
 const DOMAIN: &str = "hub.test";
 const SENDER: &str = "letters@trust.nhs.uk";
 const PASSWORD: &str = "correct horse battery staple";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// A stock tool the tests need; missing is a failure, not a skip.
 fn tool(name: &str) -> Command {
@@ -29,17 +25,6 @@ fn tool(name: &str) -> Command {
         "{name} is not installed: tests/run-all installs it (apt-get install {name})"
     );
     Command::new(name)
-}
-
-/// The Python of the test peers' virtual environment (made by tests/run-all).
-fn peers_python() -> PathBuf {
-    let p = workspace().join("target/peers-venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run tests/run-all, which creates it and installs aiosmtpd",
-        p.display()
-    );
-    p
 }
 
 fn smtp_config(extra: &str) -> String {
@@ -549,15 +534,6 @@ with smtplib.SMTP("{host}", {port}) as s:
         .unwrap()
         .iter()
         .any(|m| m["local_id"] == "EPR-2"));
-}
-
-/// A free TCP port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Sink {

@@ -372,6 +372,30 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// Signs a request in `dir` with the test CA made by [`certificate`].
+fn sign(dir: &Path, csr: &str, ext: &str, out: &str) {
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+            "-out",
+            out,
+        ],
+    );
+}
+
 /// Test certificates: a CA, and a server certificate it signed for `localhost` and
 /// 127.0.0.1. Returns (CA certificate, server certificate, server key).
 pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -382,7 +406,7 @@ pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
          extendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    let steps: [Vec<&str>; 3] = [
+    let steps: [Vec<&str>; 2] = [
         vec![
             "req",
             "-x509",
@@ -410,27 +434,11 @@ pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
             "-out",
             "server.csr",
         ],
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "cert.pem",
-        ],
     ];
     for args in steps {
         openssl(dir, &args);
     }
+    sign(dir, "server.csr", "server.ext", "cert.pem");
     (p("ca.pem"), p("cert.pem"), p("key.pem"))
 }
 
@@ -505,26 +513,7 @@ pub fn client_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf
             "client.csr",
         ],
     );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-            "-out",
-            "client.crt",
-        ],
-    );
+    sign(dir, "client.csr", "client.ext", "client.crt");
     openssl(
         dir,
         &[
@@ -543,4 +532,30 @@ pub fn client_certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf
         dir.join("client.key"),
         edt_transforms::sha256_hex(&der),
     )
+}
+
+/// The workspace root (peer scripts, deploy files, the peers' virtual environment).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The Python of the test peers' virtual environment (aiosmtpd, mesh-sandbox, Mesh-Client),
+/// made by tests/run-all; missing is a failure, not a skip.
+pub fn peers_python() -> PathBuf {
+    let p = workspace().join("target/peers-venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run tests/run-all, which creates it and installs the test peers",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
