@@ -144,7 +144,11 @@ impl Hub {
             tracing::info!(file = %dir_file.display(), "wrote a sample directory");
         }
         let directory = Arc::new(DirectoryHandle::load(&dir_file)?);
-        let store = SledStore::open(&config.data_dir.join("db"))?;
+        let store = SledStore::open(
+            &config.data_dir.join("db"),
+            &config.data_dir.join("payloads"),
+            config.cache_mb,
+        )?;
         let bus = EmbeddedBus::open(
             store.db(),
             store.signals(),

@@ -243,6 +243,11 @@ async fn two_nodes_share_work_and_lose_nothing_when_one_is_killed() {
     for id in receipted.keys() {
         assert!(ids.contains(id), "{id} missing from the merged list");
     }
+    assert_eq!(
+        listed["total"].as_u64(),
+        Some(ids.len() as u64),
+        "the total is summed over the nodes"
+    );
     let b_msg = &by_node[1][0];
     let shown = edt_tests::cli_json_across(&[&a, &b], &["messages", "show", b_msg]);
     assert_eq!(&shown["message_id"], b_msg.as_str());

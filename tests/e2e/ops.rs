@@ -273,6 +273,11 @@ async fn list_filters_and_pages() {
             args.extend(["--after", a.as_str()]);
         }
         let page = hub.cli_json(&args);
+        assert_eq!(
+            page["total"].as_u64(),
+            Some((newest_first.len() - seen.len()) as u64),
+            "the total counts every match from this page on: {page}"
+        );
         seen.extend(
             page["messages"]
                 .as_array()
@@ -286,6 +291,34 @@ async fn list_filters_and_pages() {
         }
     }
     assert_eq!(seen, newest_first);
+    let text = String::from_utf8(hub.cli(&["messages", "list", "--limit", "2"]).stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "2 of {} matching messages shown",
+            newest_first.len()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "no colour into a pipe: {text:?}");
+    // On a terminal (a pseudo-terminal from script(1)) the table is styled, unless NO_COLOR.
+    let on_terminal = |no_color: &str| {
+        let out = std::process::Command::new("script")
+            .args(["-qec", "\"$EDTHUB\" messages list --limit 2", "/dev/null"])
+            .env("EDTHUB", edt_tests::binary())
+            .env("EDTHUB_ADDR", &hub.grpc)
+            .env("NO_COLOR", no_color)
+            .output()
+            .expect("script(1) runs (util-linux)");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let styled = on_terminal("");
+    assert!(styled.contains("\x1b[1m"), "bold headers: {styled:?}");
+    assert!(styled.contains("matching messages shown"), "{styled:?}");
+    assert!(
+        !on_terminal("1").contains("\x1b["),
+        "NO_COLOR turns colour off"
+    );
     // Bad filters are refused, naming the flag.
     let out = hub.cli(&["messages", "list", "--channel", "fax"]);
     assert!(!out.status.success());

@@ -12,6 +12,9 @@ use uuid::Uuid;
 
 use tonic::{Request, Response, Status};
 
+/// How far `ListMessages` counts matches past its page.
+const LIST_COUNT_CAP: usize = 10_000;
+
 fn parse_id(field: &str, s: &str) -> Result<Uuid, Status> {
     Uuid::parse_str(s.trim())
         .map_err(|_| Status::invalid_argument(format!("{field}: {s:?} is not a message id (UUID)")))
@@ -319,9 +322,14 @@ impl Admin for AdminService {
     ) -> Result<Response<v1::ListMessagesResponse>, Status> {
         self.authorize(&request, false, "list messages")?;
         let q = query(request.get_ref())?;
-        let (ids, truncated) = self.hub.store.list(&q).map_err(store_status)?;
-        let mut messages = Vec::with_capacity(ids.len());
-        for id in ids {
+        let page = self
+            .hub
+            .store
+            .list_page(&q, LIST_COUNT_CAP)
+            .map_err(store_status)?;
+        let truncated = page.total > page.ids.len() as u64;
+        let mut messages = Vec::with_capacity(page.ids.len());
+        for id in page.ids {
             if let Some(v) = self.hub.view(id).map_err(store_status)? {
                 messages.push(convert::status(&v));
             }
@@ -329,6 +337,8 @@ impl Admin for AdminService {
         Ok(Response::new(v1::ListMessagesResponse {
             messages,
             truncated,
+            total: page.total,
+            total_is_lower_bound: page.total_is_lower_bound,
         }))
     }
 

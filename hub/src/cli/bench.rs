@@ -244,7 +244,7 @@ async fn seed(n: usize, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     use crate::track::DeliveryState;
     let node = crate::config::Config::default().node_name();
     crate::track::set_node_tag(crate::track::node_tag(&node));
-    let store = crate::store::SledStore::open(&dir.join("db"))?;
+    let store = crate::store::SledStore::open(&dir.join("db"), &dir.join("payloads"), 64)?;
     let now = crate::track::now_ms();
     let span: u64 = 30 * 86_400_000;
     let practices = ["A81001", "A81002", "A81004", "A81005", "A81006"];

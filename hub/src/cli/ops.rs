@@ -4,7 +4,7 @@ use super::client::{self, parse_since, status_error};
 use super::{Filter, HubArgs};
 use crate::admin::convert;
 use crate::track::{now_ms, rfc3339, DeliveryState};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Attribute, Cell, Color, Table};
 use edt_proto::v1;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -28,11 +28,37 @@ fn doc_type_name(v: i32) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// A table for people. Cells are coloured only when standard output is a terminal and
+/// `NO_COLOR` is not set.
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_style(UTF8_FULL_CONDENSED)
-        .set_header(header.to_vec());
+    t.load_style(UTF8_FULL_CONDENSED).set_header(
+        header
+            .iter()
+            .map(|h| Cell::new(h).add_attribute(Attribute::Bold)),
+    );
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        t.force_no_tty();
+    }
     t
+}
+
+/// A delivery state, coloured by what it asks of ops: red needs action, yellow needs a look,
+/// green is done.
+fn state_cell(v: i32) -> Cell {
+    coloured(Cell::new(state_name(v)), v)
+}
+
+fn coloured(cell: Cell, state: i32) -> Cell {
+    match convert::state_from_wire(state) {
+        Some(DeliveryState::Failed | DeliveryState::Rejected | DeliveryState::Unroutable) => {
+            cell.fg(Color::Red)
+        }
+        Some(DeliveryState::Overdue | DeliveryState::Retrying) => cell.fg(Color::Yellow),
+        Some(DeliveryState::Accepted | DeliveryState::Delivered) => cell.fg(Color::Green),
+        Some(DeliveryState::Sent) => cell.fg(Color::Cyan),
+        _ => cell,
+    }
 }
 
 pub fn delivery_json(d: &v1::Delivery) -> Value {
@@ -201,6 +227,8 @@ pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::
             .map_err(status_error)?
             .into_inner();
         resp.truncated |= r.truncated;
+        resp.total += r.total;
+        resp.total_is_lower_bound |= r.total_is_lower_bound;
         resp.messages.extend(r.messages);
     }
     if hub.hub.len() > 1 {
@@ -229,6 +257,8 @@ pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::
         print_json(&json!({
             "messages": resp.messages.iter().map(status_json).collect::<Vec<_>>(),
             "shown": resp.messages.len(),
+            "total": resp.total,
+            "total_is_lower_bound": resp.total_is_lower_bound,
             "truncated": resp.truncated,
             "next_after": next_after,
         }));
@@ -242,21 +272,30 @@ pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::
     for s in &resp.messages {
         let m = s.message.clone().unwrap_or_default();
         t.add_row(vec![
-            m.message_id.clone(),
-            time_of(&m.received_at),
-            m.sender_ods.clone(),
-            doc_type_name(m.document_type),
-            state_name(s.state),
-            deliveries_summary(s),
+            Cell::new(&m.message_id),
+            Cell::new(time_of(&m.received_at)),
+            Cell::new(&m.sender_ods),
+            Cell::new(doc_type_name(m.document_type)),
+            state_cell(s.state),
+            Cell::new(deliveries_summary(s)),
         ]);
     }
     println!("{t}");
+    let total = format!(
+        "{}{}",
+        if resp.total_is_lower_bound {
+            "at least "
+        } else {
+            ""
+        },
+        resp.total
+    );
     match next_after {
         Some(after) => println!(
-            "{} messages shown; more match: next page with --after {after}",
+            "{} of {total} matching messages shown, newest first; next page with --after {after}",
             resp.messages.len()
         ),
-        None => println!("{} messages", resp.messages.len()),
+        None => println!("{} matching messages", resp.messages.len()),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -383,12 +422,12 @@ pub async fn show(
             detail.push(format!("replay of {}", x.replay_of));
         }
         t.add_row(vec![
-            x.delivery_id.clone(),
-            format!("{} ({})", x.recipient_ods, x.recipient_type),
-            x.endpoint.clone(),
-            state_name(x.state),
-            x.attempts.to_string(),
-            detail.join("; "),
+            Cell::new(&x.delivery_id),
+            Cell::new(format!("{} ({})", x.recipient_ods, x.recipient_type)),
+            Cell::new(&x.endpoint),
+            state_cell(x.state),
+            Cell::new(x.attempts),
+            Cell::new(detail.join("; ")),
         ]);
     }
     println!("{t}");
@@ -684,9 +723,15 @@ fn print_stats(s: &v1::Stats) {
     let mut t = table(&["", "COUNT"]);
     t.add_row(vec!["messages".to_string(), s.messages.to_string()]);
     for c in &s.deliveries_by_state {
+        let count = Cell::new(c.count);
         t.add_row(vec![
-            format!("deliveries {}", state_name(c.state)),
-            c.count.to_string(),
+            Cell::new(format!("deliveries {}", state_name(c.state))),
+            // The state's colour on a count that is not zero, so what needs action stands out.
+            if c.count > 0 {
+                coloured(count, c.state)
+            } else {
+                count
+            },
         ]);
     }
     t.add_row(vec!["work queued".to_string(), s.queue_depth.to_string()]);

@@ -2,7 +2,9 @@
 //! An engine's tests provide a [`StoreFactory`] whose `open` opens (after the previous handle
 //! is dropped: reopens) the same database, and call [`run_all`].
 
-use super::{Change, ListQuery, NewMessage, Replay, Store, StoreError, Submitted, UnmatchedAck};
+use super::{
+    Change, ListPage, ListQuery, NewMessage, Replay, Store, StoreError, Submitted, UnmatchedAck,
+};
 use crate::track::{
     new_id, now_ms, AuditEvent, Channel, DeliveryEvent, DeliveryRecord, DeliveryState,
     MessageRecord,
@@ -357,6 +359,24 @@ pub async fn list_queries(f: &dyn StoreFactory) {
         })
         .unwrap();
     assert_eq!(limited, (newest_first[..2].to_vec(), true));
+    let q2 = ListQuery {
+        sender_ods: Some(sender.clone()),
+        limit: 2,
+        ..Default::default()
+    };
+    let counted = s.list_page(&q2, 100).unwrap();
+    assert_eq!(
+        counted,
+        ListPage {
+            ids: newest_first[..2].to_vec(),
+            total: 5,
+            total_is_lower_bound: false,
+        },
+        "the page and every match counted"
+    );
+    let capped = s.list_page(&q2, 4).unwrap();
+    assert_eq!((capped.total, capped.total_is_lower_bound), (4, true));
+    assert_eq!(capped.ids, newest_first[..2].to_vec());
     // Two deliveries fail; one of them long ago (by the time filter's reckoning).
     step(s.as_ref(), ids[1].1, DeliveryEvent::GaveUp);
     let cut = now_ms();

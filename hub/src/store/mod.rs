@@ -10,6 +10,7 @@
 pub mod conformance;
 pub(crate) mod flush;
 mod keys;
+pub mod payloads;
 mod sled_store;
 
 pub use sled_store::SledStore;
@@ -197,6 +198,17 @@ impl ListQuery {
     }
 }
 
+/// One page of a listing and how many messages match in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Newest first.
+    pub ids: Vec<Uuid>,
+    /// Matching messages, the page included.
+    pub total: u64,
+    /// Counting stopped at the limit asked for: there may be more.
+    pub total_is_lower_bound: bool,
+}
+
 /// An acknowledgement that matched no delivery, or could not be read, kept for ops.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UnmatchedAck {
@@ -243,7 +255,14 @@ pub trait Store: Send + Sync + 'static {
         local_id: &str,
     ) -> Result<Option<Uuid>, StoreError>;
     /// Message ids matching the query, newest first, and whether the limit cut the list.
-    fn list(&self, query: &ListQuery) -> Result<(Vec<Uuid>, bool), StoreError>;
+    fn list(&self, query: &ListQuery) -> Result<(Vec<Uuid>, bool), StoreError> {
+        let page = self.list_page(query, 0)?;
+        let truncated = page.total > page.ids.len() as u64;
+        Ok((page.ids, truncated))
+    }
+    /// A page of [`Store::list`] with the number of matching messages, counted up to
+    /// `count_to` (at least one more than the page).
+    fn list_page(&self, query: &ListQuery, count_to: usize) -> Result<ListPage, StoreError>;
     /// Messages received before `before_ms` whose payload is still held, oldest first.
     fn payload_candidates(&self, before_ms: u64, limit: usize) -> Result<Vec<Uuid>, StoreError>;
     /// Removes a message's payload, recording `event` in its timeline, provided the

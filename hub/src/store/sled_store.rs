@@ -4,8 +4,10 @@
 
 use super::flush::GroupCommit;
 use super::keys;
+use super::payloads::PayloadFiles;
 use super::{
-    Change, Enqueue, ListQuery, NewMessage, Replay, Store, StoreError, Submitted, UnmatchedAck,
+    Change, Enqueue, ListPage, ListQuery, NewMessage, Replay, Store, StoreError, Submitted,
+    UnmatchedAck,
 };
 use crate::bus::embedded::{self, Signals};
 use crate::track::{now_ms, transition, AuditEvent, DeliveryRecord, DeliveryState, MessageRecord};
@@ -31,7 +33,8 @@ const BY_SENDER: usize = 7;
 const DEDUPE: usize = 8;
 const QUEUE: usize = 9;
 const TRANSPORTS: usize = 10;
-const TREE_NAMES: [&str; 11] = [
+const COUNTS: usize = 11;
+const TREE_NAMES: [&str; 12] = [
     "messages",
     "payloads",
     "deliveries",
@@ -43,7 +46,13 @@ const TREE_NAMES: [&str; 11] = [
     "dedupe",
     embedded::READY_TREE,
     "idx_transport",
+    "state_counts",
 ];
+
+/// Key in `state_counts` saying the counts cover every delivery (set once they are built).
+const COUNTS_BUILT: &[u8] = b"built";
+/// Key in `state_counts` holding the number of messages.
+const MESSAGE_COUNT: &[u8] = b"messages";
 
 type Tx = [TransactionalTree];
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -51,6 +60,7 @@ type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 /// The sled-backed store.
 pub struct SledStore {
     db: sled::Db,
+    payloads: Arc<PayloadFiles>,
     trees: Vec<sled::Tree>,
     unmatched: sled::Tree,
     commit: GroupCommit,
@@ -78,33 +88,40 @@ fn unwrap_tx<T>(r: Result<T, TransactionError<StoreError>>) -> Result<T, StoreEr
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. Must be called inside a tokio runtime: it starts
-    /// the group-commit task.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store: the database in `dir`, payload files in `payloads`. Must
+    /// be called inside a tokio runtime: it starts the group-commit task.
+    /// `cache_mb` bounds sled's cache of tree nodes.
+    pub fn open(dir: &Path, payloads: &Path, cache_mb: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(cache_mb.max(1) * 1024 * 1024)
             .flush_every_ms(Some(1000))
             .mode(sled::Mode::HighThroughput)
             .open()?;
-        Self::from_db(db)
+        Self::from_db(db, payloads)
     }
 
-    /// A store in a temporary database, removed on drop (tests).
-    pub fn temporary() -> Result<Self, StoreError> {
-        Self::from_db(sled::Config::new().temporary(true).open()?)
+    /// A store in a temporary database, removed on drop, with payloads in `payloads` (tests).
+    #[cfg(test)]
+    pub fn temporary(payloads: &Path) -> Result<Self, StoreError> {
+        Self::from_db(sled::Config::new().temporary(true).open()?, payloads)
     }
 
-    fn from_db(db: sled::Db) -> Result<Self, StoreError> {
+    fn from_db(db: sled::Db, payloads: &Path) -> Result<Self, StoreError> {
+        let payloads = Arc::new(PayloadFiles::open(payloads).map_err(|e| {
+            StoreError::Engine(format!("payload folder {}: {e}", payloads.display()))
+        })?);
         let trees = TREE_NAMES
             .iter()
             .map(|n| db.open_tree(n))
             .collect::<Result<Vec<_>, _>>()?;
         let unmatched = db.open_tree("unmatched_acks")?;
+        build_counts(&trees)?;
         let (changes, _) = broadcast::channel(4096);
         let signals = Arc::new(Signals::default());
         Ok(Self {
-            commit: GroupCommit::start(db.clone(), signals.clone()),
+            commit: GroupCommit::start(db.clone(), signals.clone(), Some(payloads.clone())),
+            payloads,
             db,
             trees,
             unmatched,
@@ -149,6 +166,28 @@ impl SledStore {
     }
 }
 
+/// Counts the state index once, for a database written before the counts were kept.
+fn build_counts(trees: &[sled::Tree]) -> Result<(), StoreError> {
+    if trees[COUNTS].contains_key(COUNTS_BUILT)? {
+        return Ok(());
+    }
+    let counted: Vec<(DeliveryState, u64)> = DeliveryState::ALL
+        .into_iter()
+        .map(|s| {
+            let n = trees[BY_STATE].scan_prefix(keys::state_prefix(s)).count();
+            (s, n as u64)
+        })
+        .collect();
+    let messages = trees[MESSAGES].len() as u64;
+    // Nothing else writes while the store is being opened.
+    for (s, n) in counted {
+        trees[COUNTS].insert([s as u8], &n.to_be_bytes())?;
+    }
+    trees[COUNTS].insert(MESSAGE_COUNT, &messages.to_be_bytes())?;
+    trees[COUNTS].insert(COUNTS_BUILT, &[])?;
+    Ok(())
+}
+
 fn tx_get<T: DeserializeOwned>(
     t: &TransactionalTree,
     key: &[u8],
@@ -165,13 +204,29 @@ fn put_delivery(t: &Tx, d: &DeliveryRecord) -> TxResult<()> {
     if d.is_current() {
         t[BY_STATE].insert(keys::by_state(d), &[])?;
         t[BY_RECIPIENT].insert(keys::by_recipient(d), &[])?;
+        add_count(t, d.state, 1)?;
     }
     Ok(())
 }
 
 fn unindex_delivery(t: &Tx, d: &DeliveryRecord) -> TxResult<()> {
-    t[BY_STATE].remove(keys::by_state(d))?;
+    if t[BY_STATE].remove(keys::by_state(d))?.is_some() {
+        add_count(t, d.state, -1)?;
+    }
     t[BY_RECIPIENT].remove(keys::by_recipient(d))?;
+    Ok(())
+}
+
+fn read_count(v: Option<sled::IVec>) -> u64 {
+    v.and_then(|v| v.as_ref().try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// Keeps the number of current deliveries in each state, so stats need no scan.
+fn add_count(t: &Tx, state: DeliveryState, by: i64) -> TxResult<()> {
+    let key = [state as u8];
+    let n = read_count(t[COUNTS].get(key)?).saturating_add_signed(by);
+    t[COUNTS].insert(&key, &n.to_be_bytes())?;
     Ok(())
 }
 
@@ -190,6 +245,10 @@ impl Store for SledStore {
     fn submit(&self, new: NewMessage) -> Result<Submitted, StoreError> {
         let m = &new.message;
         let dedupe = keys::dedupe(&m.sender_ods, &m.local_id);
+        // The payload is on file before its message is recorded (see `payloads`).
+        self.payloads
+            .write(&m.id, &new.payload)
+            .map_err(|e| StoreError::Engine(format!("writing the payload of {}: {e}", m.id)))?;
         let outcome = self.run(|t| {
             if let Some(orig) = t[DEDUPE].get(&dedupe)? {
                 return match Uuid::from_slice(&orig) {
@@ -199,7 +258,8 @@ impl Store for SledStore {
             }
             t[DEDUPE].insert(dedupe.as_slice(), m.id.as_bytes().as_slice())?;
             t[MESSAGES].insert(m.id.as_bytes().as_slice(), enc(m))?;
-            t[PAYLOADS].insert(m.id.as_bytes().as_slice(), new.payload.as_slice())?;
+            let messages = read_count(t[COUNTS].get(MESSAGE_COUNT)?) + 1;
+            t[COUNTS].insert(MESSAGE_COUNT, &messages.to_be_bytes())?;
             t[BY_SENDER].insert(keys::by_sender(&m.sender_ods, m.received_ms, m.id), &[])?;
             for d in &new.deliveries {
                 put_delivery(t, d)?;
@@ -212,11 +272,17 @@ impl Store for SledStore {
                 put_enqueue(t, e)?;
             }
             Ok(Submitted::Created(m.id))
-        })?;
-        if let Submitted::Created(id) = outcome {
-            self.after_commit(id, new.enqueue.iter().map(|e| e.queue.clone()));
+        });
+        match &outcome {
+            Ok(Submitted::Created(id)) => {
+                self.after_commit(*id, new.enqueue.iter().map(|e| e.queue.clone()))
+            }
+            // Nothing recorded: the payload written for it goes too.
+            Ok(Submitted::Duplicate(_)) | Err(_) => {
+                let _ = self.payloads.remove(&m.id);
+            }
         }
-        Ok(outcome)
+        outcome
     }
 
     fn apply(&self, delivery: Uuid, change: Change) -> Result<DeliveryRecord, StoreError> {
@@ -359,7 +425,14 @@ impl Store for SledStore {
     }
 
     fn payload(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree(PAYLOADS).get(id.as_bytes())?.map(|v| v.to_vec()))
+        match self.payloads.read(&id) {
+            Ok(Some(p)) => Ok(Some(p)),
+            // Stores written before payloads moved to files keep them in the database.
+            Ok(None) => Ok(self.tree(PAYLOADS).get(id.as_bytes())?.map(|v| v.to_vec())),
+            Err(e) => Err(StoreError::Engine(format!(
+                "reading the payload of {id}: {e}"
+            ))),
+        }
     }
 
     fn delivery(&self, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError> {
@@ -430,10 +503,15 @@ impl Store for SledStore {
             if let Ok(id) = Uuid::from_slice(&k) {
                 out.push(id);
                 if out.len() >= limit {
-                    break;
+                    return Ok(out);
                 }
             }
         }
+        let files = self
+            .payloads
+            .candidates(before_ms, limit - out.len())
+            .map_err(|e| StoreError::Engine(format!("listing payload files: {e}")))?;
+        out.extend(files);
         Ok(out)
     }
 
@@ -443,6 +521,17 @@ impl Store for SledStore {
         final_deliveries: &[DeliveryRecord],
         event: AuditEvent,
     ) -> Result<Option<u64>, StoreError> {
+        let file = |e: std::io::Error| StoreError::Engine(format!("payload of {message}: {e}"));
+        if self.message(message)?.is_none() {
+            // An orphan: written for a submission that was never recorded. Removed once it is
+            // old enough that no submission can still be recording it.
+            let orphaned = keys::id_ms(&message) + 600_000 < crate::track::now_ms();
+            return match orphaned {
+                true => self.payloads.remove(&message).map_err(file).map(|_| None),
+                false => Ok(None),
+            };
+        }
+        let on_file = self.payloads.read(&message).map_err(file)?.map(|p| p.len());
         let freed = self.run(|t| {
             for d in final_deliveries {
                 let now = tx_get::<DeliveryRecord>(&t[DELIVERIES], d.id.as_bytes(), "delivery")?;
@@ -450,13 +539,15 @@ impl Store for SledStore {
                     return abort(StoreError::Busy(d.id));
                 }
             }
-            let Some(old) = t[PAYLOADS].remove(message.as_bytes())? else {
+            let in_db = t[PAYLOADS].remove(message.as_bytes())?.map(|v| v.len());
+            let Some(len) = in_db.or(on_file) else {
                 return Ok(None);
             };
             put_audit(t, &event)?;
-            Ok(Some(old.len() as u64))
+            Ok(Some(len as u64))
         })?;
         if freed.is_some() {
+            self.payloads.remove(&message).map_err(file)?;
             let _ = self.changes.send(message);
         }
         Ok(freed)
@@ -469,13 +560,16 @@ impl Store for SledStore {
             .transpose()
     }
 
-    fn list(&self, q: &ListQuery) -> Result<(Vec<Uuid>, bool), StoreError> {
+    fn list_page(&self, q: &ListQuery, count_to: usize) -> Result<ListPage, StoreError> {
         let limit = if q.limit == 0 { 100 } else { q.limit };
+        let cap = count_to.max(limit + 1);
         let since = q.since_ms.unwrap_or(0);
         let until = q.until_ms.unwrap_or(u64::MAX);
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        // Accepts a candidate message if the filters not used for the scan hold.
+        let mut total = 0usize;
+        // Accepts a candidate message if the filters not used for the scan hold; false once
+        // the count has reached `cap`.
         let mut take = |id: Uuid, out: &mut Vec<Uuid>| -> Result<bool, StoreError> {
             if seen.contains(&id) {
                 return Ok(true);
@@ -487,8 +581,11 @@ impl Store for SledStore {
                 }
             }
             seen.insert(id);
-            out.push(id);
-            Ok(out.len() <= limit)
+            total += 1;
+            if out.len() < limit {
+                out.push(id);
+            }
+            Ok(total < cap)
         };
         let updated_at = |k: &[u8], at: usize| -> u64 {
             k.get(at..at + 8)
@@ -599,9 +696,11 @@ impl Store for SledStore {
                 }
             }
         }
-        let truncated = out.len() > limit;
-        out.truncate(limit);
-        Ok((out, truncated))
+        Ok(ListPage {
+            ids: out,
+            total: total as u64,
+            total_is_lower_bound: total >= cap,
+        })
     }
 
     fn deliveries_in_state(
@@ -628,19 +727,12 @@ impl Store for SledStore {
     fn count_by_state(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
         DeliveryState::ALL
             .into_iter()
-            .map(|s| {
-                let n = self
-                    .tree(BY_STATE)
-                    .scan_prefix(keys::state_prefix(s))
-                    .keys()
-                    .count();
-                Ok((s, n as u64))
-            })
+            .map(|s| Ok((s, read_count(self.tree(COUNTS).get([s as u8])?))))
             .collect()
     }
 
     fn message_count(&self) -> Result<u64, StoreError> {
-        Ok(self.tree(MESSAGES).len() as u64)
+        Ok(read_count(self.tree(COUNTS).get(MESSAGE_COUNT)?))
     }
 
     fn record_unmatched_ack(&self, ack: UnmatchedAck) -> Result<(), StoreError> {
@@ -684,7 +776,7 @@ mod tests {
             Box::pin(async move {
                 // A dropped handle's background tasks may still hold the file lock briefly.
                 for _ in 0..100 {
-                    match SledStore::open(&self.0) {
+                    match SledStore::open(&self.0.join("db"), &self.0.join("payloads"), 16) {
                         Ok(s) => return Arc::new(s) as Arc<dyn Store>,
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
@@ -697,13 +789,75 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sled_store_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
-        conformance::run_all(&Factory(dir.path().join("db"))).await;
+        conformance::run_all(&Factory(dir.path().to_path_buf())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn state_counts_follow_every_change_and_are_rebuilt() {
+        use crate::track::DeliveryEvent;
+        let dir = tempfile::tempdir().unwrap();
+        let scanned = |s: &SledStore| -> Vec<(DeliveryState, u64)> {
+            DeliveryState::ALL
+                .into_iter()
+                .map(|st| {
+                    let n = s.tree(BY_STATE).scan_prefix(keys::state_prefix(st)).count();
+                    (st, n as u64)
+                })
+                .collect()
+        };
+        let s = SledStore::open(&dir.path().join("db"), &dir.path().join("payloads"), 8).unwrap();
+        let mut first = Vec::new();
+        for i in 0..3 {
+            let new = conformance::sample("RX1", &format!("C{i}"), &["A81001", "A81002"]);
+            first.push(new.deliveries[0].clone());
+            s.submit(new).unwrap();
+        }
+        let step = |d: Uuid, e: DeliveryEvent| s.apply(d, Change::new(e, "t", "")).unwrap();
+        step(first[0].id, DeliveryEvent::GaveUp);
+        step(first[1].id, DeliveryEvent::Cancel);
+        let mut again = first[0].clone();
+        again.id = crate::track::new_id();
+        s.replay(Replay {
+            original: first[0].id,
+            new: again,
+            actor: "t".into(),
+            reason: "t".into(),
+            routing: String::new(),
+            enqueue: None,
+        })
+        .unwrap();
+        let counts = s.count_by_state().unwrap();
+        assert_eq!(counts, scanned(&s), "counts match the index");
+        assert_eq!(s.message_count().unwrap(), 3);
+        let n = |st| counts.iter().find(|(x, _)| *x == st).unwrap().1;
+        assert_eq!(
+            (
+                n(DeliveryState::Pending),
+                n(DeliveryState::Cancelled),
+                n(DeliveryState::Failed)
+            ),
+            (5, 1, 0),
+            "the replay took the failed delivery's place"
+        );
+        // A database from before the counts: they are built on open.
+        s.tree(COUNTS).clear().unwrap();
+        s.flush().await.unwrap();
+        drop(s);
+        let s = loop {
+            match SledStore::open(&dir.path().join("db"), &dir.path().join("payloads"), 8) {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        assert_eq!(s.count_by_state().unwrap(), counts);
+        assert_eq!(s.message_count().unwrap(), 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn submit_enqueues_work_in_the_same_transaction() {
         use crate::bus::{embedded::EmbeddedBus, Bus};
-        let s = SledStore::temporary().unwrap();
+        let payloads = tempfile::tempdir().unwrap();
+        let s = SledStore::temporary(payloads.path()).unwrap();
         let bus = EmbeddedBus::open(s.db(), s.signals(), s.group_commit(), 5).unwrap();
         let mut new = conformance::sample("RX1", "L1", &["A81001"]);
         new.enqueue.push(Enqueue {
