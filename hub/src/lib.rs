@@ -4,7 +4,8 @@
 //! → [`route`] (ODS directory) → [`bus`] (work queues) → [`deliver`] (one module per transport)
 //! → [`acks`] (acknowledgements back from receivers) → [`track`] (the state machine). [`admin`]
 //! serves tracking and ops over gRPC and HTTP; [`cli`] is the `edthub` command line.
-#![forbid(unsafe_code)]
+// One exception, `cli::quiet_on_closed_pipe`, restores SIGPIPE for the CLI.
+#![deny(unsafe_code)]
 
 pub mod acks;
 pub mod admin;

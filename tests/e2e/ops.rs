@@ -504,9 +504,39 @@ async fn purge_removes_payloads_of_finished_messages_only() {
     ]);
     assert!(keep.status.success(), "a dry run removes nothing");
 
+    // Payloads are files under the data directory: the purge gives their space back.
+    let payload_files = || -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        for day in std::fs::read_dir(hub.data_dir.join("payloads")).unwrap() {
+            for f in std::fs::read_dir(day.unwrap().path()).unwrap() {
+                let f = f.unwrap();
+                out.push((
+                    f.file_name().to_string_lossy().into_owned(),
+                    f.metadata().unwrap().len(),
+                ));
+            }
+        }
+        out.sort();
+        out
+    };
+    let before = payload_files();
+    assert_eq!(before.len(), 3, "one file per message: {before:?}");
     let done = hub.cli_json(&["purge", "--older-than", "1s", "--reason", "retention test"]);
     assert_eq!(done["messages"], 2, "{done}");
     assert_eq!(done["bytes"], plan["bytes"]);
+    let after = payload_files();
+    let simple = |id: &str| id.replace('-', "");
+    assert_eq!(
+        after.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        vec![simple(&waiting.message_id)],
+        "only the unfinished message's payload is left on disk"
+    );
+    let freed: u64 = before.iter().map(|(_, n)| n).sum::<u64>() - after[0].1;
+    assert_eq!(
+        Some(freed),
+        done["bytes"].as_u64(),
+        "the bytes reported are the bytes freed"
+    );
     let gone = hub.cli(&[
         "messages",
         "show",
@@ -587,4 +617,20 @@ async fn stats_show_the_last_hour_and_day_by_sender_and_recipient() {
         text.contains("SENDER") && text.contains("RECIPIENT"),
         "{text}"
     );
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // As with `edthub ... | head` once head has had enough: every write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(edt_tests::binary())
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {out:?}");
 }

@@ -457,9 +457,24 @@ struct SubmitArgs {
     json: bool,
 }
 
+/// A command whose output goes to `head` or `less` ends quietly when the reader stops
+/// reading, as other command-line tools do, instead of panicking on a failed print. (The
+/// server keeps Rust's default of ignoring SIGPIPE.)
+#[allow(unsafe_code)]
+fn quiet_on_closed_pipe() {
+    // SAFETY: called at start-up before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_closed_pipe();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

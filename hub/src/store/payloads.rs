@@ -73,15 +73,21 @@ impl PayloadFiles {
         }
     }
 
+    /// The payload's size, or `None` if there is none.
+    pub fn size(&self, id: &Uuid) -> io::Result<Option<u64>> {
+        match fs::metadata(self.path(id)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes a payload; returns the bytes freed (`None` if there was none).
     pub fn remove(&self, id: &Uuid) -> io::Result<Option<u64>> {
-        let path = self.path(id);
-        let len = match fs::metadata(&path) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(len) = self.size(id)? else {
+            return Ok(None);
         };
-        match fs::remove_file(&path) {
+        match fs::remove_file(self.path(id)) {
             Ok(()) => Ok(Some(len)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),

@@ -531,7 +531,7 @@ impl Store for SledStore {
                 false => Ok(None),
             };
         }
-        let on_file = self.payloads.read(&message).map_err(file)?.map(|p| p.len());
+        let on_file = self.payloads.size(&message).map_err(file)?;
         let freed = self.run(|t| {
             for d in final_deliveries {
                 let now = tx_get::<DeliveryRecord>(&t[DELIVERIES], d.id.as_bytes(), "delivery")?;
@@ -539,12 +539,14 @@ impl Store for SledStore {
                     return abort(StoreError::Busy(d.id));
                 }
             }
-            let in_db = t[PAYLOADS].remove(message.as_bytes())?.map(|v| v.len());
+            let in_db = t[PAYLOADS]
+                .remove(message.as_bytes())?
+                .map(|v| v.len() as u64);
             let Some(len) = in_db.or(on_file) else {
                 return Ok(None);
             };
             put_audit(t, &event)?;
-            Ok(Some(len as u64))
+            Ok(Some(len))
         })?;
         if freed.is_some() {
             self.payloads.remove(&message).map_err(file)?;
