@@ -611,8 +611,27 @@ impl Hub {
         let before = now_ms().saturating_sub(older_than_ms);
         let (mut messages, mut bytes, mut kept) = (0u64, 0u64, 0u64);
         let mut ids = Vec::new();
+        let purged = |id, reason: &str| AuditEvent {
+            at_ms: now_ms(),
+            message_id: id,
+            delivery_id: None,
+            event: "payload-purged".into(),
+            from: None,
+            to: None,
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+        };
         for id in self.store.payload_candidates(before, 100_000)? {
             let all = self.store.deliveries_of(id)?;
+            if all.is_empty() && self.store.message(id)?.is_none() {
+                // A payload file whose submission was never recorded: not a message, so not
+                // reported; the store removes it once it is old enough.
+                if !dry_run {
+                    self.store
+                        .purge_payload(id, &[], purged(id, "orphaned payload"))?;
+                }
+                continue;
+            }
             let current: Vec<DeliveryRecord> =
                 all.into_iter().filter(DeliveryRecord::is_current).collect();
             if current.iter().any(|d| !d.state.is_final()) {
@@ -626,17 +645,7 @@ impl Hub {
                 ids.push(id);
                 continue;
             }
-            let event = AuditEvent {
-                at_ms: now_ms(),
-                message_id: id,
-                delivery_id: None,
-                event: "payload-purged".into(),
-                from: None,
-                to: None,
-                actor: actor.to_string(),
-                reason: reason.to_string(),
-            };
-            match self.store.purge_payload(id, &current, event) {
+            match self.store.purge_payload(id, &current, purged(id, reason)) {
                 Ok(Some(n)) => {
                     messages += 1;
                     bytes += n;

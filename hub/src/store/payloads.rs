@@ -61,7 +61,10 @@ impl PayloadFiles {
             other => other?,
         };
         self.dirty.store(true, Ordering::Release);
-        f.write_all(bytes)
+        f.write_all(bytes).inspect_err(|_| {
+            // Nothing half-written is left behind (a full disk, say).
+            let _ = fs::remove_file(&path);
+        })
     }
 
     /// The payload, or `None` if it was never written or has been purged.

@@ -856,6 +856,44 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn orphaned_and_duplicate_payload_files_do_not_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&dir.path().join("db"), &dir.path().join("payloads"), 8).unwrap();
+        let old = keys::min_id_at(now_ms() - 3_600_000);
+        let young = crate::track::new_id();
+        s.payloads.write(&old, b"o").unwrap();
+        s.payloads.write(&young, b"y").unwrap();
+        let event = |id| AuditEvent {
+            at_ms: now_ms(),
+            message_id: id,
+            delivery_id: None,
+            event: "payload-purged".into(),
+            from: None,
+            to: None,
+            actor: "t".into(),
+            reason: "orphaned payload".into(),
+        };
+        assert_eq!(s.purge_payload(old, &[], event(old)).unwrap(), None);
+        assert_eq!(s.purge_payload(young, &[], event(young)).unwrap(), None);
+        assert_eq!(s.payload(old).unwrap(), None, "an old orphan is removed");
+        assert!(
+            s.payload(young).unwrap().is_some(),
+            "a submission may still be recording a young one"
+        );
+        assert!(
+            s.audit_of(old).unwrap().is_empty(),
+            "not a message: no timeline"
+        );
+        // A duplicate submission leaves no file behind.
+        s.submit(conformance::sample("RX1", "DUP", &["A81001"]))
+            .unwrap();
+        let dup = conformance::sample("RX1", "DUP", &["A81001"]);
+        let dup_id = dup.message.id;
+        assert!(matches!(s.submit(dup).unwrap(), Submitted::Duplicate(_)));
+        assert_eq!(s.payload(dup_id).unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn submit_enqueues_work_in_the_same_transaction() {
         use crate::bus::{embedded::EmbeddedBus, Bus};
         let payloads = tempfile::tempdir().unwrap();
