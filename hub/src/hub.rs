@@ -621,41 +621,56 @@ impl Hub {
             actor: actor.to_string(),
             reason: reason.to_string(),
         };
-        for id in self.store.payload_candidates(before, 100_000)? {
-            let all = self.store.deliveries_of(id)?;
-            if all.is_empty() && self.store.message(id)?.is_none() {
-                // A payload file whose submission was never recorded: not a message, so not
-                // reported; the store removes it once it is old enough.
-                if !dry_run {
-                    self.store
-                        .purge_payload(id, &[], purged(id, "orphaned payload"))?;
+        // In batches, oldest first, so a store of millions is purged in one go without
+        // holding a runtime thread for long.
+        const BATCH: usize = 1000;
+        let mut after = None;
+        loop {
+            let batch = self.store.payload_candidates(before, after, BATCH)?;
+            let next = (batch.len() == BATCH)
+                .then(|| batch.last().copied())
+                .flatten();
+            for id in batch {
+                let all = self.store.deliveries_of(id)?;
+                if all.is_empty() && self.store.message(id)?.is_none() {
+                    // A payload file whose submission was never recorded: not a message, so not
+                    // reported; the store removes it once it is old enough.
+                    if !dry_run {
+                        self.store
+                            .purge_payload(id, &[], purged(id, "orphaned payload"))?;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            let current: Vec<DeliveryRecord> =
-                all.into_iter().filter(DeliveryRecord::is_current).collect();
-            if current.iter().any(|d| !d.state.is_final()) {
-                kept += 1;
-                continue;
-            }
-            if dry_run {
-                let size = self.store.payload(id)?.map_or(0, |p| p.len() as u64);
-                messages += 1;
-                bytes += size;
-                ids.push(id);
-                continue;
-            }
-            match self.store.purge_payload(id, &current, purged(id, reason)) {
-                Ok(Some(n)) => {
+                let current: Vec<DeliveryRecord> =
+                    all.into_iter().filter(DeliveryRecord::is_current).collect();
+                if current.iter().any(|d| !d.state.is_final()) {
+                    kept += 1;
+                    continue;
+                }
+                if dry_run {
+                    let size = self.store.payload(id)?.map_or(0, |p| p.len() as u64);
                     messages += 1;
-                    bytes += n;
+                    bytes += size;
                     ids.push(id);
+                    continue;
                 }
-                Ok(None) => {}
-                // A delivery changed meanwhile (a replay): keep it this time.
-                Err(StoreError::Busy(_)) => kept += 1,
-                Err(e) => return Err(e),
+                match self.store.purge_payload(id, &current, purged(id, reason)) {
+                    Ok(Some(n)) => {
+                        messages += 1;
+                        bytes += n;
+                        ids.push(id);
+                    }
+                    Ok(None) => {}
+                    // A delivery changed meanwhile (a replay): keep it this time.
+                    Err(StoreError::Busy(_)) => kept += 1,
+                    Err(e) => return Err(e),
+                }
             }
+            if next.is_none() {
+                break;
+            }
+            after = next;
+            tokio::task::yield_now().await;
         }
         if !dry_run && messages > 0 {
             self.store.flush().await?;

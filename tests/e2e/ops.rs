@@ -577,6 +577,45 @@ async fn purge_removes_payloads_of_finished_messages_only() {
 }
 
 #[tokio::test]
+async fn purge_goes_through_every_batch() {
+    // More than one batch (1,000) of finished messages: one purge takes them all.
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    let n = 1_050;
+    for i in 0..n {
+        // A81003 is closed: unroutable, final at once.
+        sub.submit_document(letter(&format!("BATCH-{i}"), &["A81003"]))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let plan = hub.cli_json(&["purge", "--older-than", "1s", "--dry-run"]);
+    assert_eq!(plan["messages"], n, "{}", plan["messages"]);
+    assert_eq!(
+        plan["message_ids"].as_array().unwrap().len(),
+        1000,
+        "ids are capped"
+    );
+    let text = String::from_utf8(
+        hub.cli(&["purge", "--older-than", "1s", "--dry-run"])
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        text.contains("... and 50 more"),
+        "{}",
+        &text[text.len() - 200..]
+    );
+    let done = hub.cli_json(&["purge", "--older-than", "1s"]);
+    assert_eq!(done["messages"], n);
+    assert_eq!(
+        hub.cli_json(&["purge", "--older-than", "1s"])["messages"],
+        0
+    );
+}
+
+#[tokio::test]
 async fn stats_show_the_last_hour_and_day_by_sender_and_recipient() {
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), FAST);

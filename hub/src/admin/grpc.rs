@@ -721,7 +721,7 @@ impl Admin for AdminService {
             messages,
             bytes,
             kept_not_final: kept,
-            message_ids: ids.iter().map(Uuid::to_string).collect(),
+            message_ids: ids.iter().take(1000).map(Uuid::to_string).collect(),
         }))
     }
 

@@ -1077,6 +1077,10 @@ pub async fn purge(
                 for id in &r.message_ids {
                     println!("  {id}");
                 }
+                let more = r.messages.saturating_sub(r.message_ids.len() as u64);
+                if more > 0 {
+                    println!("  ... and {more} more");
+                }
             }
         }
         out.push(json!({

@@ -263,8 +263,14 @@ pub trait Store: Send + Sync + 'static {
     /// A page of [`Store::list`] with the number of matching messages, counted up to
     /// `count_to` (at least one more than the page).
     fn list_page(&self, query: &ListQuery, count_to: usize) -> Result<ListPage, StoreError>;
-    /// Messages received before `before_ms` whose payload is still held, oldest first.
-    fn payload_candidates(&self, before_ms: u64, limit: usize) -> Result<Vec<Uuid>, StoreError>;
+    /// Messages received before `before_ms` (and after `after`, for paging) whose payload is
+    /// still held, oldest first.
+    fn payload_candidates(
+        &self,
+        before_ms: u64,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError>;
     /// Removes a message's payload, recording `event` in its timeline, provided the
     /// deliveries `final_deliveries` are still as they were read (final and not replayed).
     /// Returns the bytes freed, or `None` if there was nothing to remove.

@@ -112,19 +112,25 @@ impl PayloadFiles {
             })
     }
 
-    /// Ids of payloads minted before `before_ms`, oldest day first, at most `limit`; empty day
-    /// folders found on the way are removed.
-    pub fn candidates(&self, before_ms: u64, limit: usize) -> io::Result<Vec<Uuid>> {
+    /// Ids of payloads minted before `before_ms` and after `after` (paging), oldest first, at
+    /// most `limit`; empty day folders found on the way are removed.
+    pub fn candidates(
+        &self,
+        before_ms: u64,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> io::Result<Vec<Uuid>> {
+        let first_day = after.map_or(0, |a| id_ms(&a) / DAY_MS);
         let mut days: Vec<u64> = fs::read_dir(&self.dir)?
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|d| d * DAY_MS < before_ms)
+            .filter(|d| d * DAY_MS < before_ms && *d >= first_day)
             .collect();
         days.sort_unstable();
         let mut out = Vec::new();
         for day in days {
             let mut ids: Vec<Uuid> = fs::read_dir(self.day_dir(day))?
                 .filter_map(|e| Uuid::try_parse(e.ok()?.file_name().to_str()?).ok())
-                .filter(|id| id_ms(id) < before_ms)
+                .filter(|id| id_ms(id) < before_ms && after.is_none_or(|a| *id > a))
                 .collect();
             if ids.is_empty() {
                 // Gone already if a write raced in: then it is not empty and stays.
@@ -161,14 +167,16 @@ mod tests {
         assert!(p.write(&old, b"again").is_err(), "never overwritten");
         p.sync().unwrap();
         assert_eq!(p.read(&old).unwrap().as_deref(), Some(&b"old"[..]));
-        assert_eq!(p.candidates(cut, 10).unwrap(), vec![old]);
-        assert_eq!(p.candidates(u64::MAX, 1).unwrap(), vec![old]);
+        assert_eq!(p.candidates(cut, None, 10).unwrap(), vec![old]);
+        assert_eq!(p.candidates(u64::MAX, None, 1).unwrap(), vec![old]);
+        assert_eq!(p.candidates(u64::MAX, Some(old), 5).unwrap(), vec![new]);
+        assert!(p.candidates(u64::MAX, Some(new), 5).unwrap().is_empty());
         assert_eq!(p.remove(&old).unwrap(), Some(3));
         assert_eq!(p.remove(&old).unwrap(), None);
         assert_eq!(p.read(&old).unwrap(), None);
-        assert_eq!(p.candidates(u64::MAX, 10).unwrap(), vec![new]);
+        assert_eq!(p.candidates(u64::MAX, None, 10).unwrap(), vec![new]);
         p.remove(&new).unwrap();
-        assert!(p.candidates(u64::MAX, 10).unwrap().is_empty());
+        assert!(p.candidates(u64::MAX, None, 10).unwrap().is_empty());
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,

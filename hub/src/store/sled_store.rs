@@ -16,6 +16,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 use std::collections::HashSet;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -495,10 +496,22 @@ impl Store for SledStore {
             .transpose()
     }
 
-    fn payload_candidates(&self, before_ms: u64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
-        let end = keys::min_id_at(before_ms);
+    fn payload_candidates(
+        &self,
+        before_ms: u64,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let end = keys::min_id_at(before_ms).as_bytes().to_vec();
         let mut out = Vec::new();
-        for kv in self.tree(PAYLOADS).range(..end.as_bytes().to_vec()) {
+        let older = match after {
+            Some(a) => self
+                .tree(PAYLOADS)
+                .range((Bound::Excluded(a.as_bytes().to_vec()), Bound::Excluded(end))),
+            None => self.tree(PAYLOADS).range(..end),
+        };
+        // Payloads kept in the database by an older version, then files.
+        for kv in older {
             let (k, _) = kv?;
             if let Ok(id) = Uuid::from_slice(&k) {
                 out.push(id);
@@ -509,7 +522,7 @@ impl Store for SledStore {
         }
         let files = self
             .payloads
-            .candidates(before_ms, limit - out.len())
+            .candidates(before_ms, after, limit - out.len())
             .map_err(|e| StoreError::Engine(format!("listing payload files: {e}")))?;
         out.extend(files);
         Ok(out)
