@@ -629,6 +629,18 @@ async fn stats_show_the_last_hour_and_day_by_sender_and_recipient() {
     other.sender_ods = "R1K".into();
     sub.submit_document(other).await.unwrap();
     let s = hub.cli_json(&["stats"]);
+    // The hub reports its own resident memory, as the kernel sees it.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", hub.pid().unwrap())).unwrap();
+    let kernel_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let reported = s["resident_bytes"].as_f64().unwrap() / 1024.0;
+    assert!(
+        (0.5..2.0).contains(&(reported / kernel_kib)),
+        "reported {reported} KiB, kernel says {kernel_kib} KiB"
+    );
     assert_eq!(s["received_last_hour"], 4, "{s}");
     assert_eq!(s["received_last_day"], 4, "{s}");
     let find = |list: &str, ods: &str| {

@@ -122,6 +122,11 @@ impl Hub {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
+    /// The hub's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `kill -9`.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -825,8 +825,17 @@ impl Admin for AdminService {
             received_last_day: activity.day,
             senders: activity.senders,
             recipients: activity.recipients,
+            resident_bytes: resident_bytes().unwrap_or(0),
         }))
     }
+}
+
+/// This process's resident memory, from `/proc/self/status` (Linux).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Checks the admin bearer token, when one is configured.

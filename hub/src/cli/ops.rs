@@ -676,6 +676,7 @@ fn stats_json(s: &v1::Stats) -> Value {
         "unmatched_acks": s.unmatched_acks,
         "received_last_hour": s.received_last_hour,
         "received_last_day": s.received_last_day,
+        "resident_bytes": s.resident_bytes,
         "senders": s.senders.iter().map(activity_json).collect::<Vec<_>>(),
         "recipients": s.recipients.iter().map(activity_json).collect::<Vec<_>>(),
     })
@@ -744,6 +745,12 @@ fn print_stats(s: &v1::Stats) {
         "received, last hour / day".to_string(),
         format!("{} / {}", s.received_last_hour, s.received_last_day),
     ]);
+    if s.resident_bytes > 0 {
+        t.add_row(vec![
+            "memory (resident)".to_string(),
+            format!("{:.1} MB", s.resident_bytes as f64 / 1e6),
+        ]);
+    }
     println!("{t}");
     for (what, list) in [("SENDER", &s.senders), ("RECIPIENT", &s.recipients)] {
         if list.is_empty() {
