@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
+/// The timeline event of a purge.
+const PAYLOAD_PURGED: &str = "payload-purged";
+
 /// A document that passed validation, ready to store.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -615,7 +618,7 @@ impl Hub {
             at_ms: now_ms(),
             message_id: id,
             delivery_id: None,
-            event: "payload-purged".into(),
+            event: PAYLOAD_PURGED.into(),
             from: None,
             to: None,
             actor: actor.to_string(),
@@ -630,6 +633,7 @@ impl Hub {
             let next = (batch.len() == BATCH)
                 .then(|| batch.last().copied())
                 .flatten();
+            let mut purged_ids = Vec::new();
             for id in batch {
                 let all = self.store.deliveries_of(id)?;
                 if all.is_empty() && self.store.message(id)?.is_none() {
@@ -647,8 +651,20 @@ impl Hub {
                     kept += 1;
                     continue;
                 }
+                if self
+                    .store
+                    .audit_of(id)?
+                    .iter()
+                    .any(|e| e.event == PAYLOAD_PURGED)
+                {
+                    // Purged and recorded, but the bytes outlived a crash: they go now.
+                    if !dry_run {
+                        self.store.release_payload(id)?;
+                    }
+                    continue;
+                }
                 if dry_run {
-                    let size = self.store.payload(id)?.map_or(0, |p| p.len() as u64);
+                    let size = self.store.payload_size(id)?.unwrap_or(0);
                     messages += 1;
                     bytes += size;
                     ids.push(id);
@@ -659,11 +675,19 @@ impl Hub {
                         messages += 1;
                         bytes += n;
                         ids.push(id);
+                        purged_ids.push(id);
                     }
                     Ok(None) => {}
                     // A delivery changed meanwhile (a replay): keep it this time.
                     Err(StoreError::Busy(_)) => kept += 1,
                     Err(e) => return Err(e),
+                }
+            }
+            if !purged_ids.is_empty() {
+                // The records first, then the bytes.
+                self.store.flush().await?;
+                for id in purged_ids {
+                    self.store.release_payload(id)?;
                 }
             }
             if next.is_none() {
@@ -673,7 +697,6 @@ impl Hub {
             tokio::task::yield_now().await;
         }
         if !dry_run && messages > 0 {
-            self.store.flush().await?;
             metrics::counter!("edthub_payloads_purged_total").increment(messages);
             tracing::info!(target: "audit", actor, messages, bytes, "payloads purged");
         }

@@ -444,7 +444,7 @@ mod tests {
                     }
                 };
                 let signals = Arc::new(Signals::default());
-                let commit = GroupCommit::start(db.clone(), signals.clone(), None);
+                let commit = GroupCommit::start(db.clone(), signals.clone());
                 let bus = EmbeddedBus::open(&db, signals, commit, conformance::MAX_DELIVERIES)
                     .expect("open bus");
                 Arc::new(bus) as Arc<dyn Bus>

@@ -290,12 +290,18 @@ pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::
         },
         resp.total
     );
+    // With --after, the count is of the matches from that point on.
+    let from_here = if f.after.is_some() {
+        " from here on"
+    } else {
+        ""
+    };
     match next_after {
         Some(after) => println!(
-            "{} of {total} matching messages shown, newest first; next page with --after {after}",
+            "{} of {total} matching messages{from_here} shown, newest first; next page with --after {after}",
             resp.messages.len()
         ),
-        None => println!("{} matching messages", resp.messages.len()),
+        None => println!("{} matching messages{from_here}", resp.messages.len()),
     }
     Ok(ExitCode::SUCCESS)
 }

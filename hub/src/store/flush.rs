@@ -2,13 +2,10 @@
 //! asked while the previous flush was running. A request is answered only by a flush that
 //! started after the request was made, so it covers every write committed before it.
 //!
-//! Each flush first makes the payload files written since the last one durable.
-//!
 //! It also keeps a durability watermark: every sled id (`generate_id`) below it belongs to a
 //! write that is on disk. The embedded bus hands out only work items below the watermark, so
 //! nothing is delivered before the hub could have acknowledged it; each flush wakes the bus.
 
-use super::payloads::PayloadFiles;
 use crate::bus::embedded::Signals;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,7 +22,7 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the flusher task for `db` on the current runtime; `signals` are woken after each
     /// flush.
-    pub fn start(db: sled::Db, signals: Arc<Signals>, payloads: Option<Arc<PayloadFiles>>) -> Self {
+    pub fn start(db: sled::Db, signals: Arc<Signals>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
         // Everything already in the database at open was read back from disk.
         let durable = Arc::new(AtomicU64::new(db.generate_id().unwrap_or(0)));
@@ -46,22 +43,11 @@ impl GroupCommit {
                         )
                     })
                     .map_err(|_| ());
-                // Payloads first: a recorded message must never lack its payload.
-                let synced = match payloads.clone() {
-                    Some(p) => tokio::task::spawn_blocking(move || p.sync())
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| format!("syncing payloads: {e}"))),
-                    None => Ok(()),
-                };
-                let result = match synced {
-                    Ok(()) => db
-                        .flush_async()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e),
-                };
+                let result = db
+                    .flush_async()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
                 if let (Ok(()), Ok(w)) = (&result, watermark) {
                     mark.fetch_max(w, Ordering::AcqRel);
                 }

@@ -70,7 +70,6 @@ pub fn trailing_id(key: &[u8]) -> Option<Uuid> {
         .and_then(|at| Uuid::from_slice(&key[at..]).ok())
 }
 
-/// The smallest UUIDv7 for a time: a bound for range scans over time-ordered ids.
 /// Milliseconds since 1970 in a UUIDv7 (its first 48 bits).
 pub fn id_ms(id: &Uuid) -> u64 {
     id.as_bytes()[..6]
@@ -78,6 +77,7 @@ pub fn id_ms(id: &Uuid) -> u64 {
         .fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
 }
 
+/// The smallest UUIDv7 for a time: a bound for range scans over time-ordered ids.
 pub fn min_id_at(ms: u64) -> Uuid {
     // UUIDv7 holds 48 bits of milliseconds.
     let ms = ms.min((1 << 48) - 1);

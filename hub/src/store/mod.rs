@@ -271,15 +271,22 @@ pub trait Store: Send + Sync + 'static {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<Uuid>, StoreError>;
-    /// Removes a message's payload, recording `event` in its timeline, provided the
+    /// Purges a message's payload, recording `event` in its timeline, provided the
     /// deliveries `final_deliveries` are still as they were read (final and not replayed).
-    /// Returns the bytes freed, or `None` if there was nothing to remove.
+    /// Returns the bytes to be freed, or `None` if there was nothing to remove. The bytes
+    /// themselves go with [`Store::release_payload`], called once a flush has made the event
+    /// durable, so no document is deleted without its record. (An orphan, a payload without a
+    /// message, is removed at once.)
     fn purge_payload(
         &self,
         message: Uuid,
         final_deliveries: &[DeliveryRecord],
         event: AuditEvent,
     ) -> Result<Option<u64>, StoreError>;
+    /// Deletes the bytes of a payload already purged by [`Store::purge_payload`].
+    fn release_payload(&self, message: Uuid) -> Result<(), StoreError>;
+    /// The size of a message's payload, if it is held.
+    fn payload_size(&self, id: Uuid) -> Result<Option<u64>, StoreError>;
     /// The delivery a transport id (e.g. a MESH message id) was recorded for.
     fn delivery_by_transport(&self, transport_id: &str) -> Result<Option<Uuid>, StoreError>;
     /// Current deliveries in `state` last changed before `before_ms` (oldest first).

@@ -2,17 +2,16 @@
 //! is the day (since 1970) the message id was minted, so the oldest payloads sit together.
 //!
 //! Files keep the database small (sled's memory grows with every record it holds) and let a
-//! purge give disk space back at once. A payload is written before the transaction that
-//! records its message, and made durable by the group commit (one `syncfs` for every payload
-//! written since the last flush) before that transaction is: a recorded message always has its
-//! payload. A file whose message was never recorded (the process died in between, or it was a
-//! duplicate) is an orphan; [`PayloadFiles::candidates`] reports it and the purge removes it.
+//! purge give disk space back at once. A payload is written and fsynced (with its folder)
+//! before the transaction that records its message, since the database's own pages can reach
+//! the disk at any time after that: a recorded message always has its payload. A file whose
+//! message was never recorded (the process died in between, or it was a duplicate) is an
+//! orphan; [`PayloadFiles::candidates`] reports it and the purge removes it.
 
 use super::keys::id_ms;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use uuid::Uuid;
 
 const DAY_MS: u64 = 86_400_000;
@@ -20,8 +19,6 @@ const DAY_MS: u64 = 86_400_000;
 /// The payload folder of one node.
 pub struct PayloadFiles {
     dir: PathBuf,
-    /// A payload was written since the last [`PayloadFiles::sync`].
-    dirty: AtomicBool,
 }
 
 impl PayloadFiles {
@@ -30,7 +27,6 @@ impl PayloadFiles {
         fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            dirty: AtomicBool::new(false),
         })
     }
 
@@ -43,10 +39,11 @@ impl PayloadFiles {
             .join(id.simple().to_string())
     }
 
-    /// Writes a new payload (never over an existing one). Durable after the next
-    /// [`PayloadFiles::sync`].
+    /// Writes a new payload (never over an existing one) and makes it durable: the file's
+    /// data, then its folder's entry for it (and a new day folder's entry in the root).
     pub fn write(&self, id: &Uuid, bytes: &[u8]) -> io::Result<()> {
         let path = self.path(id);
+        let day = path.parent().expect("a day folder");
         let open = || {
             fs::OpenOptions::new()
                 .write(true)
@@ -55,13 +52,17 @@ impl PayloadFiles {
         };
         let mut f = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(path.parent().expect("a day folder"))?;
+                fs::create_dir_all(day)?;
+                fs::File::open(&self.dir)?.sync_all()?;
                 open()?
             }
             other => other?,
         };
-        self.dirty.store(true, Ordering::Release);
-        f.write_all(bytes).inspect_err(|_| {
+        let written = f
+            .write_all(bytes)
+            .and_then(|()| f.sync_data())
+            .and_then(|()| fs::File::open(day)?.sync_all());
+        written.inspect_err(|_| {
             // Nothing half-written is left behind (a full disk, say).
             let _ = fs::remove_file(&path);
         })
@@ -95,21 +96,6 @@ impl PayloadFiles {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// Makes every payload written so far durable (one `syncfs` of the payloads' file system,
-    /// skipped when nothing was written since the last call).
-    pub fn sync(&self) -> io::Result<()> {
-        if !self.dirty.swap(false, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let dir = fs::File::open(&self.dir)?;
-        rustix::fs::syncfs(&dir)
-            .map_err(io::Error::from)
-            .inspect_err(|_| {
-                // Not synced: the next flush must try again.
-                self.dirty.store(true, Ordering::Release);
-            })
     }
 
     /// Ids of payloads minted before `before_ms` and after `after` (paging), oldest first, at
@@ -165,7 +151,6 @@ mod tests {
         p.write(&old, b"old").unwrap();
         p.write(&new, b"new").unwrap();
         assert!(p.write(&old, b"again").is_err(), "never overwritten");
-        p.sync().unwrap();
         assert_eq!(p.read(&old).unwrap().as_deref(), Some(&b"old"[..]));
         assert_eq!(p.candidates(cut, None, 10).unwrap(), vec![old]);
         assert_eq!(p.candidates(u64::MAX, None, 1).unwrap(), vec![old]);
