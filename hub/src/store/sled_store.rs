@@ -50,6 +50,9 @@ const TREE_NAMES: [&str; 12] = [
     "state_counts",
 ];
 
+/// How long [`Store::list_page`] may go on counting once its page is full.
+const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(30);
+
 /// Key in `state_counts` saying the counts cover every delivery (set once they are built).
 const COUNTS_BUILT: &[u8] = b"built";
 /// Key in `state_counts` holding the number of messages.
@@ -603,9 +606,23 @@ impl Store for SledStore {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         let mut total = 0usize;
+        // Counting past the page reads records the page did not need: it gets a time budget,
+        // so a big count costs a listing little (the total is then a lower bound).
+        let counting_ends = std::time::Instant::now() + COUNT_BUDGET;
+        let mut out_of_time = false;
         // Accepts a candidate message if the filters not used for the scan hold; false once
-        // the count has reached `cap`.
+        // the count has reached `cap` or its time is up.
+        let mut examined = 0usize;
         let mut take = |id: Uuid, out: &mut Vec<Uuid>| -> Result<bool, StoreError> {
+            examined += 1;
+            // Only once a match past the page is known, so `truncated` stays exact.
+            if total > limit
+                && examined.is_multiple_of(64)
+                && std::time::Instant::now() > counting_ends
+            {
+                out_of_time = true;
+                return Ok(false);
+            }
             if seen.contains(&id) {
                 return Ok(true);
             }
@@ -734,7 +751,7 @@ impl Store for SledStore {
         Ok(ListPage {
             ids: out,
             total: total as u64,
-            total_is_lower_bound: total >= cap,
+            total_is_lower_bound: total >= cap || out_of_time,
         })
     }
 
