@@ -279,6 +279,34 @@ async fn seed(n: usize, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
             d.sent_ms = Some(received + 1_000);
             d.updated_ms = (received + 60_000).min(now);
         }
+        // A timeline as a delivered message has one: created, sent, then its outcome.
+        let d = new.deliveries[0].clone();
+        for (at, event, from, to) in [
+            (received, "created", None, Some(DeliveryState::Pending)),
+            (
+                received + 1_000,
+                "sent",
+                Some(DeliveryState::Pending),
+                Some(DeliveryState::Sent),
+            ),
+            (
+                d.updated_ms,
+                "outcome",
+                Some(DeliveryState::Sent),
+                Some(d.state),
+            ),
+        ] {
+            new.audit.push(crate::track::AuditEvent {
+                at_ms: at,
+                message_id: id,
+                delivery_id: Some(d.id),
+                event: event.into(),
+                from,
+                to,
+                actor: "seed".into(),
+                reason: String::new(),
+            });
+        }
         store.submit(new)?;
         if i % 100_000 == 99_999 {
             store.flush().await?;

@@ -9,6 +9,7 @@ pub fn msg_delivery(message: Uuid, delivery: Uuid) -> Vec<u8> {
 }
 
 /// `[message id][seq]`: a message's audit events in order.
+#[cfg(test)]
 pub fn audit(message: Uuid, seq: u64) -> Vec<u8> {
     [message.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
 }

@@ -235,10 +235,29 @@ fn add_count(t: &Tx, state: DeliveryState, by: i64) -> TxResult<()> {
     Ok(())
 }
 
+/// Appends to the message's timeline: one record per message (its events as JSON lines), so
+/// a message's history costs the database one entry, not one per event.
 fn put_audit(t: &Tx, e: &AuditEvent) -> TxResult<()> {
-    let seq = t[AUDIT].generate_id()?;
-    t[AUDIT].insert(keys::audit(e.message_id, seq), enc(e))?;
+    let key = e.message_id.as_bytes();
+    let mut timeline = t[AUDIT].get(key)?.map(|v| v.to_vec()).unwrap_or_default();
+    serde_json::to_writer(&mut timeline, e).expect("records serialise");
+    timeline.push(b'\n');
+    t[AUDIT].insert(key.as_slice(), timeline)?;
     Ok(())
+}
+
+/// The events of one entry of the audit tree: a timeline (keyed by the message id alone) or,
+/// in stores written before timelines, a single event (keyed by message id and sequence).
+fn audit_events(key: &[u8], value: &[u8]) -> Result<Vec<AuditEvent>, StoreError> {
+    if key.len() == 16 {
+        value
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| dec(line, "audit event"))
+            .collect()
+    } else {
+        Ok(vec![dec(value, "audit event")?])
+    }
 }
 
 fn put_enqueue(t: &Tx, e: &Enqueue) -> TxResult<()> {
@@ -461,13 +480,19 @@ impl Store for SledStore {
     }
 
     fn audit_of(&self, message: Uuid) -> Result<Vec<AuditEvent>, StoreError> {
-        self.tree(AUDIT)
-            .scan_prefix(message.as_bytes())
-            .map(|kv| {
-                let (_, v) = kv?;
-                dec(&v, "audit event")
-            })
-            .collect()
+        // Events stored one per entry by an older version come first: they are the older.
+        let (mut earlier, mut timeline) = (Vec::new(), Vec::new());
+        for kv in self.tree(AUDIT).scan_prefix(message.as_bytes()) {
+            let (k, v) = kv?;
+            let events = audit_events(&k, &v)?;
+            if k.len() == 16 {
+                timeline = events;
+            } else {
+                earlier.extend(events);
+            }
+        }
+        earlier.append(&mut timeline);
+        Ok(earlier)
     }
 
     fn audit_between(
@@ -480,10 +505,11 @@ impl Store for SledStore {
         // after it, so the whole tree is read (messages received after `until` are skipped).
         let end = keys::min_id_at(until_ms.saturating_add(1));
         for kv in self.tree(AUDIT).range(..end.as_bytes().to_vec()) {
-            let (_, v) = kv?;
-            let e: AuditEvent = dec(&v, "audit event")?;
-            if e.at_ms >= since_ms && e.at_ms <= until_ms && !f(e) {
-                break;
+            let (k, v) = kv?;
+            for e in audit_events(&k, &v)? {
+                if e.at_ms >= since_ms && e.at_ms <= until_ms && !f(e) {
+                    return Ok(());
+                }
             }
         }
         Ok(())
@@ -963,6 +989,60 @@ mod tests {
         s.release_payload(mid).unwrap();
         assert_eq!(s.payload(mid).unwrap(), None);
         assert_eq!(s.payload_size(mid).unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn timelines_stored_one_event_per_entry_still_read_in_order() {
+        use crate::track::DeliveryEvent;
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&dir.path().join("db"), &dir.path().join("payloads"), 8).unwrap();
+        let new = conformance::sample("RX1", "LEGACY", &["A81001"]);
+        let (mid, did) = (new.message.id, new.deliveries[0].id);
+        // As an older version stored them: an entry per event, keyed by message and sequence.
+        for (seq, what) in ["imported", "noted"].into_iter().enumerate() {
+            let e = AuditEvent {
+                at_ms: seq as u64 + 1,
+                message_id: mid,
+                delivery_id: None,
+                event: what.into(),
+                from: None,
+                to: None,
+                actor: "older version".into(),
+                reason: String::new(),
+            };
+            s.tree(AUDIT)
+                .insert(keys::audit(mid, seq as u64), enc(&e))
+                .unwrap();
+        }
+        s.submit(new).unwrap();
+        s.apply(did, Change::new(DeliveryEvent::Cancel, "t", ""))
+            .unwrap();
+        let events: Vec<String> = s
+            .audit_of(mid)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        let cancelled = DeliveryEvent::Cancel.as_str().to_string();
+        assert_eq!(
+            events,
+            ["imported", "noted", "received", cancelled.as_str()]
+        );
+        assert_eq!(
+            s.tree(AUDIT).len(),
+            3,
+            "the new events share one entry beside the two old ones"
+        );
+        let mut exported = Vec::new();
+        s.audit_between(0, u64::MAX, &mut |e| {
+            exported.push(e.event);
+            true
+        })
+        .unwrap();
+        exported.sort();
+        let mut all = events.clone();
+        all.sort();
+        assert_eq!(exported, all);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
