@@ -50,7 +50,7 @@ const TREE_NAMES: [&str; 12] = [
     "state_counts",
 ];
 
-/// How long [`Store::list_page`] may go on counting once its page is full.
+/// How long [`Store::list_page`] may go on counting once a match past its page is known.
 const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// Key in `state_counts` saying the counts cover every delivery (set once they are built).
