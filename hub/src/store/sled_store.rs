@@ -851,17 +851,20 @@ mod tests {
 
     impl StoreFactory for Factory {
         fn open(&self) -> BoxFuture<'_, Arc<dyn Store>> {
-            Box::pin(async move {
-                // A dropped handle's background tasks may still hold the file lock briefly.
-                for _ in 0..100 {
-                    match SledStore::open(&self.0.join("db"), &self.0.join("payloads"), 16) {
-                        Ok(s) => return Arc::new(s) as Arc<dyn Store>,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                    }
-                }
-                panic!("cannot reopen {}", self.0.display())
-            })
+            Box::pin(async move { Arc::new(open_in(&self.0).await) as Arc<dyn Store> })
         }
+    }
+
+    /// Opens the store kept in `dir` (database and payloads), waiting out a dropped handle's
+    /// background tasks, which may still hold the file lock briefly.
+    async fn open_in(dir: &std::path::Path) -> SledStore {
+        for _ in 0..100 {
+            match SledStore::open(&dir.join("db"), &dir.join("payloads"), 8) {
+                Ok(s) => return s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("cannot reopen {}", dir.display())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -883,7 +886,7 @@ mod tests {
                 })
                 .collect()
         };
-        let s = SledStore::open(&dir.path().join("db"), &dir.path().join("payloads"), 8).unwrap();
+        let s = open_in(dir.path()).await;
         let mut first = Vec::new();
         for i in 0..3 {
             let new = conformance::sample("RX1", &format!("C{i}"), &["A81001", "A81002"]);
@@ -921,12 +924,7 @@ mod tests {
         s.tree(COUNTS).clear().unwrap();
         s.flush().await.unwrap();
         drop(s);
-        let s = loop {
-            match SledStore::open(&dir.path().join("db"), &dir.path().join("payloads"), 8) {
-                Ok(s) => break s,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
+        let s = open_in(dir.path()).await;
         assert_eq!(s.count_by_state().unwrap(), counts);
         assert_eq!(s.message_count().unwrap(), 3);
     }
@@ -934,7 +932,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn orphaned_and_duplicate_payload_files_do_not_stay() {
         let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(&dir.path().join("db"), &dir.path().join("payloads"), 8).unwrap();
+        let s = open_in(dir.path()).await;
         let old = keys::min_id_at(now_ms() - 3_600_000);
         let young = crate::track::new_id();
         s.payloads.write(&old, b"o").unwrap();
@@ -995,7 +993,7 @@ mod tests {
     async fn timelines_stored_one_event_per_entry_still_read_in_order() {
         use crate::track::DeliveryEvent;
         let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(&dir.path().join("db"), &dir.path().join("payloads"), 8).unwrap();
+        let s = open_in(dir.path()).await;
         let new = conformance::sample("RX1", "LEGACY", &["A81001"]);
         let (mid, did) = (new.message.id, new.deliveries[0].id);
         // As an older version stored them: an entry per event, keyed by message and sequence.
