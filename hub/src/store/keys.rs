@@ -3,7 +3,9 @@
 use crate::track::{DeliveryRecord, DeliveryState};
 use uuid::Uuid;
 
-/// `[message id][delivery id]`: the deliveries of a message.
+/// `[message id][delivery id]`: the deliveries of a message (stores written before messages'
+/// records listed them).
+#[cfg(test)]
 pub fn msg_delivery(message: Uuid, delivery: Uuid) -> Vec<u8> {
     [message.as_bytes().as_slice(), delivery.as_bytes()].concat()
 }
@@ -28,35 +30,6 @@ pub fn state_prefix(state: DeliveryState) -> Vec<u8> {
 
 pub fn state_prefix_from(state: DeliveryState, from_ms: u64) -> Vec<u8> {
     [&[state as u8][..], &from_ms.to_be_bytes()].concat()
-}
-
-/// `[recipient ODS][0][state][updated ms][delivery id]`: current deliveries by recipient.
-pub fn by_recipient(d: &DeliveryRecord) -> Vec<u8> {
-    [
-        recipient_state_prefix(&d.recipient_ods, d.state).as_slice(),
-        &d.updated_ms.to_be_bytes(),
-        d.id.as_bytes(),
-    ]
-    .concat()
-}
-
-pub fn recipient_prefix(ods: &str) -> Vec<u8> {
-    [ods.as_bytes(), &[0]].concat()
-}
-
-pub fn recipient_state_prefix(ods: &str, state: DeliveryState) -> Vec<u8> {
-    [ods.as_bytes(), &[0, state as u8]].concat()
-}
-
-/// `[sender ODS][0][received ms][message id]`: messages by sender.
-pub fn by_sender(sender: &str, received_ms: u64, message: Uuid) -> Vec<u8> {
-    [
-        sender.as_bytes(),
-        &[0],
-        &received_ms.to_be_bytes(),
-        message.as_bytes(),
-    ]
-    .concat()
 }
 
 /// `[sender ODS][0][local id]`: idempotency of submissions.

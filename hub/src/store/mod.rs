@@ -8,8 +8,10 @@
 //! [`conformance`] is the test suite every engine must pass.
 
 pub mod conformance;
+mod entry;
 pub(crate) mod flush;
 mod keys;
+mod lists;
 pub mod payloads;
 mod sled_store;
 

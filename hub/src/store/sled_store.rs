@@ -2,8 +2,10 @@
 //! change one multi-tree transaction, durability by explicit group-committed flushes (sled's
 //! background flush is not relied on).
 
+use super::entry::Entry;
 use super::flush::GroupCommit;
 use super::keys;
+use super::lists;
 use super::payloads::PayloadFiles;
 use super::{
     Change, Enqueue, ListPage, ListQuery, NewMessage, Replay, Store, StoreError, Submitted,
@@ -35,7 +37,9 @@ const DEDUPE: usize = 8;
 const QUEUE: usize = 9;
 const TRANSPORTS: usize = 10;
 const COUNTS: usize = 11;
-const TREE_NAMES: [&str; 12] = [
+const LISTS: usize = 12;
+const BUCKETS: usize = 13;
+const TREE_NAMES: [&str; 14] = [
     "messages",
     "payloads",
     "deliveries",
@@ -48,13 +52,22 @@ const TREE_NAMES: [&str; 12] = [
     embedded::READY_TREE,
     "idx_transport",
     "state_counts",
+    "lists",
+    "buckets",
 ];
+
+/// Bucketed maps in `buckets` (see `lists`): submissions by sender and local id, deliveries by
+/// transport id.
+const DEDUPE_MAP: u8 = b'D';
+const TRANSPORT_MAP: u8 = b'T';
 
 /// How long [`Store::list_page`] may go on counting once a match past its page is known.
 const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// Key in `state_counts` saying the counts cover every delivery (set once they are built).
 const COUNTS_BUILT: &[u8] = b"built";
+/// Key in `state_counts` saying an older store's indexes have been converted into lists.
+const LISTS_CONVERTED: &[u8] = b"lists";
 /// Key in `state_counts` holding the number of messages.
 const MESSAGE_COUNT: &[u8] = b"messages";
 
@@ -121,6 +134,7 @@ impl SledStore {
             .collect::<Result<Vec<_>, _>>()?;
         let unmatched = db.open_tree("unmatched_acks")?;
         build_counts(&trees)?;
+        convert_indexes(&db, &trees)?;
         let (changes, _) = broadcast::channel(4096);
         let signals = Arc::new(Signals::default());
         Ok(Self {
@@ -192,6 +206,65 @@ fn build_counts(trees: &[sled::Tree]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Converts the sender and recipient indexes of a store written before lists (an entry per
+/// message or delivery) into lists, once, streaming. A conversion cut short is started again;
+/// one finished is marked before the old entries are removed.
+fn convert_indexes(db: &sled::Db, trees: &[sled::Tree]) -> Result<(), StoreError> {
+    if trees[BY_RECIPIENT].is_empty() && trees[BY_SENDER].is_empty() {
+        return Ok(());
+    }
+    if !trees[COUNTS].contains_key(LISTS_CONVERTED)? {
+        // Nothing but a conversion writes lists before it is marked done.
+        trees[LISTS].clear()?;
+        // `[ODS][0][state][ms][delivery]` and `[ODS][0][ms][message]`: one ODS code's
+        // entries are together.
+        for (tree, kind, skip) in [(BY_RECIPIENT, b'R', 1), (BY_SENDER, b'S', 0)] {
+            let mut name = Vec::new();
+            let mut entries: Vec<(u64, Uuid)> = Vec::new();
+            let write = |name: &[u8], entries: &mut Vec<(u64, Uuid)>| {
+                entries.sort();
+                let done = lists::append_all(&trees[LISTS], name, entries);
+                entries.clear();
+                done
+            };
+            for kv in trees[tree].iter() {
+                let (k, _) = kv?;
+                let Some(zero) = k.iter().position(|b| *b == 0) else {
+                    continue;
+                };
+                let rest = k.get(zero + 1 + skip..).unwrap_or_default();
+                let (Some(ms), Ok(id)) = (
+                    rest.get(..8).and_then(|b| b.try_into().ok()),
+                    Uuid::from_slice(rest.get(8..).unwrap_or_default()),
+                ) else {
+                    continue;
+                };
+                let this = [&[kind], &k[..zero]].concat();
+                if this != name || entries.len() >= 64 * lists::CHUNK * 64 {
+                    write(&name, &mut entries)?;
+                    name = this;
+                }
+                entries.push((u64::from_be_bytes(ms), id));
+            }
+            write(&name, &mut entries)?;
+        }
+        trees[COUNTS].insert(LISTS_CONVERTED, &[])?;
+        db.flush()?;
+    }
+    trees[BY_RECIPIENT].clear()?;
+    trees[BY_SENDER].clear()?;
+    db.flush()?;
+    Ok(())
+}
+
+fn recipient_list(ods: &str) -> Vec<u8> {
+    [b"R", ods.as_bytes()].concat()
+}
+
+fn sender_list(ods: &str) -> Vec<u8> {
+    [b"S", ods.as_bytes()].concat()
+}
+
 fn tx_get<T: DeserializeOwned>(
     t: &TransactionalTree,
     key: &[u8],
@@ -203,13 +276,18 @@ fn tx_get<T: DeserializeOwned>(
     }
 }
 
+/// Records a delivery. A current one is indexed by state (the entry's value names its message
+/// and recipient, so listings need not read the delivery) and appended to its recipient's list,
+/// where the entry is current while the delivery's `updated_ms` still matches it.
 fn put_delivery(t: &Tx, d: &DeliveryRecord) -> TxResult<()> {
     t[DELIVERIES].insert(d.id.as_bytes().as_slice(), enc(d))?;
     if d.is_current() {
-        if t[BY_STATE].insert(keys::by_state(d), &[])?.is_none() {
+        let value = [d.message_id.as_bytes(), d.recipient_ods.as_bytes()].concat();
+        if t[BY_STATE].insert(keys::by_state(d), value)?.is_none() {
             add_count(t, d.state, 1)?;
         }
-        t[BY_RECIPIENT].insert(keys::by_recipient(d), &[])?;
+        let list = recipient_list(&d.recipient_ods);
+        lists::append(&t[LISTS], &list, d.updated_ms, d.id)?;
     }
     Ok(())
 }
@@ -218,7 +296,6 @@ fn unindex_delivery(t: &Tx, d: &DeliveryRecord) -> TxResult<()> {
     if t[BY_STATE].remove(keys::by_state(d))?.is_some() {
         add_count(t, d.state, -1)?;
     }
-    t[BY_RECIPIENT].remove(keys::by_recipient(d))?;
     Ok(())
 }
 
@@ -235,14 +312,41 @@ fn add_count(t: &Tx, state: DeliveryState, by: i64) -> TxResult<()> {
     Ok(())
 }
 
-/// Appends to the message's timeline: one record per message (its events as JSON lines), so
-/// a message's history costs the database one entry, not one per event.
+fn push_event(timeline: &mut Vec<u8>, e: &AuditEvent) {
+    serde_json::to_writer(&mut *timeline, e).expect("records serialise");
+    timeline.push(b'\n');
+}
+
+/// Appends to the message's timeline, the tail of its record (see `entry`). Events of a
+/// message with no record go to the audit tree.
 fn put_audit(t: &Tx, e: &AuditEvent) -> TxResult<()> {
     let key = e.message_id.as_bytes();
-    let mut timeline = t[AUDIT].get(key)?.map(|v| v.to_vec()).unwrap_or_default();
-    serde_json::to_writer(&mut timeline, e).expect("records serialise");
-    timeline.push(b'\n');
-    t[AUDIT].insert(key.as_slice(), timeline)?;
+    let (tree, mut record) = match t[MESSAGES].get(key)? {
+        // A record in the older layout is rewritten in the current one.
+        Some(v) if v.first() == Some(&b'{') => {
+            (MESSAGES, Entry::decode(&v).or_else(abort)?.encode())
+        }
+        Some(v) => (MESSAGES, v.to_vec()),
+        None => (
+            AUDIT,
+            t[AUDIT].get(key)?.map(|v| v.to_vec()).unwrap_or_default(),
+        ),
+    };
+    push_event(&mut record, e);
+    t[tree].insert(key.as_slice(), record)?;
+    Ok(())
+}
+
+/// Adds a delivery to its message's record.
+fn add_delivery_to_message(t: &Tx, message: Uuid, delivery: Uuid) -> TxResult<()> {
+    let Some(v) = t[MESSAGES].get(message.as_bytes())? else {
+        return abort(StoreError::Corrupt(format!(
+            "no record of message {message}"
+        )));
+    };
+    let mut entry = Entry::decode(&v).or_else(abort)?;
+    entry.deliveries.push(delivery);
+    t[MESSAGES].insert(message.as_bytes().as_slice(), entry.encode())?;
     Ok(())
 }
 
@@ -250,14 +354,19 @@ fn put_audit(t: &Tx, e: &AuditEvent) -> TxResult<()> {
 /// in stores written before timelines, a single event (keyed by message id and sequence).
 fn audit_events(key: &[u8], value: &[u8]) -> Result<Vec<AuditEvent>, StoreError> {
     if key.len() == 16 {
-        value
-            .split(|b| *b == b'\n')
-            .filter(|line| !line.is_empty())
-            .map(|line| dec(line, "audit event"))
-            .collect()
+        timeline_events(value)
     } else {
         Ok(vec![dec(value, "audit event")?])
     }
+}
+
+/// The events of a timeline (JSON lines).
+fn timeline_events(timeline: &[u8]) -> Result<Vec<AuditEvent>, StoreError> {
+    timeline
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| dec(line, "audit event"))
+        .collect()
 }
 
 fn put_enqueue(t: &Tx, e: &Enqueue) -> TxResult<()> {
@@ -273,23 +382,35 @@ impl Store for SledStore {
         self.payloads
             .write(&m.id, &new.payload)
             .map_err(|e| StoreError::Engine(format!("writing the payload of {}: {e}", m.id)))?;
+        let mut entry = Entry {
+            deliveries: new.deliveries.iter().map(|d| d.id).collect(),
+            message: enc(m),
+            timeline: Vec::new(),
+        };
+        for e in new.audit.iter().filter(|e| e.message_id == m.id) {
+            push_event(&mut entry.timeline, e);
+        }
+        let entry = entry.encode();
         let outcome = self.run(|t| {
+            if let Some(id) = lists::tx_get(&t[BUCKETS], DEDUPE_MAP, &dedupe)? {
+                return Ok(Submitted::Duplicate(id));
+            }
+            // Submissions recorded before the bucketed map.
             if let Some(orig) = t[DEDUPE].get(&dedupe)? {
                 return match Uuid::from_slice(&orig) {
                     Ok(id) => Ok(Submitted::Duplicate(id)),
                     Err(e) => abort(StoreError::Corrupt(format!("dedupe entry: {e}"))),
                 };
             }
-            t[DEDUPE].insert(dedupe.as_slice(), m.id.as_bytes().as_slice())?;
-            t[MESSAGES].insert(m.id.as_bytes().as_slice(), enc(m))?;
+            lists::put(&t[BUCKETS], DEDUPE_MAP, &dedupe, m.id)?;
+            t[MESSAGES].insert(m.id.as_bytes().as_slice(), entry.as_slice())?;
             let messages = read_count(t[COUNTS].get(MESSAGE_COUNT)?) + 1;
             t[COUNTS].insert(MESSAGE_COUNT, &messages.to_be_bytes())?;
-            t[BY_SENDER].insert(keys::by_sender(&m.sender_ods, m.received_ms, m.id), &[])?;
+            lists::append(&t[LISTS], &sender_list(&m.sender_ods), m.received_ms, m.id)?;
             for d in &new.deliveries {
                 put_delivery(t, d)?;
-                t[MSG_DELIVERIES].insert(keys::msg_delivery(m.id, d.id), &[])?;
             }
-            for e in &new.audit {
+            for e in new.audit.iter().filter(|e| e.message_id != m.id) {
                 put_audit(t, e)?;
             }
             for e in &new.enqueue {
@@ -340,7 +461,7 @@ impl Store for SledStore {
             }
             if let Some(tid) = &change.transport_id {
                 d.transport_id = Some(tid.clone());
-                t[TRANSPORTS].insert(tid.as_bytes(), d.id.as_bytes().as_slice())?;
+                lists::put(&t[BUCKETS], TRANSPORT_MAP, tid.as_bytes(), d.id)?;
             }
             if old.is_current() {
                 unindex_delivery(t, &old)?;
@@ -395,7 +516,7 @@ impl Store for SledStore {
             new.created_ms = now;
             new.updated_ms = now;
             put_delivery(t, &new)?;
-            t[MSG_DELIVERIES].insert(keys::msg_delivery(new.message_id, new.id), &[])?;
+            add_delivery_to_message(t, new.message_id, new.id)?;
             put_audit(
                 t,
                 &AuditEvent {
@@ -444,7 +565,7 @@ impl Store for SledStore {
     fn message(&self, id: Uuid) -> Result<Option<MessageRecord>, StoreError> {
         self.tree(MESSAGES)
             .get(id.as_bytes())?
-            .map(|v| dec(&v, "message"))
+            .map(|v| dec(Entry::message_of(&v)?, "message"))
             .transpose()
     }
 
@@ -467,11 +588,20 @@ impl Store for SledStore {
     }
 
     fn deliveries_of(&self, message: Uuid) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let mut out = Vec::new();
+        // Deliveries recorded before they were listed in the message's record come first.
+        let mut ids = Vec::new();
         for kv in self.tree(MSG_DELIVERIES).scan_prefix(message.as_bytes()) {
             let (k, _) = kv?;
-            let id = keys::trailing_id(&k)
-                .ok_or_else(|| StoreError::Corrupt("message_deliveries key".into()))?;
+            ids.push(
+                keys::trailing_id(&k)
+                    .ok_or_else(|| StoreError::Corrupt("message_deliveries key".into()))?,
+            );
+        }
+        if let Some(v) = self.tree(MESSAGES).get(message.as_bytes())? {
+            ids.extend(Entry::decode(&v)?.deliveries);
+        }
+        let mut out = Vec::new();
+        for id in ids {
             if let Some(d) = self.delivery(id)? {
                 out.push(d);
             }
@@ -492,6 +622,9 @@ impl Store for SledStore {
             }
         }
         earlier.append(&mut timeline);
+        if let Some(v) = self.tree(MESSAGES).get(message.as_bytes())? {
+            earlier.extend(timeline_events(&Entry::decode(&v)?.timeline)?);
+        }
         Ok(earlier)
     }
 
@@ -503,10 +636,20 @@ impl Store for SledStore {
     ) -> Result<(), StoreError> {
         // Events are keyed by message: a message received before `since` can have events
         // after it, so the whole tree is read (messages received after `until` are skipped).
-        let end = keys::min_id_at(until_ms.saturating_add(1));
-        for kv in self.tree(AUDIT).range(..end.as_bytes().to_vec()) {
+        let end = keys::min_id_at(until_ms.saturating_add(1))
+            .as_bytes()
+            .to_vec();
+        for kv in self.tree(AUDIT).range(..end.clone()) {
             let (k, v) = kv?;
             for e in audit_events(&k, &v)? {
+                if e.at_ms >= since_ms && e.at_ms <= until_ms && !f(e) {
+                    return Ok(());
+                }
+            }
+        }
+        for kv in self.tree(MESSAGES).range(..end) {
+            let (_, v) = kv?;
+            for e in timeline_events(&Entry::decode(&v)?.timeline)? {
                 if e.at_ms >= since_ms && e.at_ms <= until_ms && !f(e) {
                     return Ok(());
                 }
@@ -520,8 +663,12 @@ impl Store for SledStore {
         sender_ods: &str,
         local_id: &str,
     ) -> Result<Option<Uuid>, StoreError> {
+        let key = keys::dedupe(sender_ods, local_id);
+        if let Some(id) = lists::get(self.tree(BUCKETS), DEDUPE_MAP, &key)? {
+            return Ok(Some(id));
+        }
         self.tree(DEDUPE)
-            .get(keys::dedupe(sender_ods, local_id))?
+            .get(key)?
             .map(|v| Uuid::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
             .transpose()
     }
@@ -618,6 +765,9 @@ impl Store for SledStore {
     }
 
     fn delivery_by_transport(&self, transport_id: &str) -> Result<Option<Uuid>, StoreError> {
+        if let Some(id) = lists::get(self.tree(BUCKETS), TRANSPORT_MAP, transport_id.as_bytes())? {
+            return Ok(Some(id));
+        }
         self.tree(TRANSPORTS)
             .get(transport_id.as_bytes())?
             .map(|v| Uuid::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
@@ -665,110 +815,119 @@ impl Store for SledStore {
             }
             Ok(total < cap)
         };
-        let updated_at = |k: &[u8], at: usize| -> u64 {
-            k.get(at..at + 8)
-                .map(|b| u64::from_be_bytes(b.try_into().unwrap_or_default()))
-                .unwrap_or(0)
+        // A state index entry's message and recipient: in its value, or (entries written
+        // before values were kept) in the delivery.
+        let state_entry = |k: &[u8], v: &[u8]| -> Result<Option<(Uuid, String)>, StoreError> {
+            if let Some(mid) = v.get(..16).and_then(|b| Uuid::from_slice(b).ok()) {
+                return Ok(Some((mid, String::from_utf8_lossy(&v[16..]).into_owned())));
+            }
+            Ok(keys::trailing_id(k)
+                .map(|id| self.delivery(id))
+                .transpose()?
+                .flatten()
+                .map(|d| (d.message_id, d.recipient_ods)))
         };
-        match (&q.state, &q.recipient_ods) {
+        enum Scan<'a> {
+            State(DeliveryState, Option<&'a str>),
+            Recipient(&'a str, Option<DeliveryState>),
+            Sender(&'a str),
+            Received,
+        }
+        let scan = match (&q.state, &q.recipient_ods) {
+            // Whichever of the two is shorter.
             (Some(state), Some(ods)) => {
-                let prefix = keys::recipient_state_prefix(ods, *state);
-                for kv in self.tree(BY_RECIPIENT).scan_prefix(&prefix).rev() {
-                    let (k, _) = kv?;
-                    if updated_at(&k, prefix.len()) < since {
-                        break;
-                    }
-                    if updated_at(&k, prefix.len()) > until {
-                        continue;
-                    }
-                    if let Some(d) = keys::trailing_id(&k)
-                        .map(|id| self.delivery(id))
-                        .transpose()?
-                        .flatten()
-                    {
-                        if !take(d.message_id, &mut out)? {
-                            break;
-                        }
-                    }
+                let listed = lists::len(self.tree(LISTS), &recipient_list(ods))?;
+                let in_state = read_count(self.tree(COUNTS).get([*state as u8])?);
+                match listed <= in_state {
+                    true => Scan::Recipient(ods, Some(*state)),
+                    false => Scan::State(*state, Some(ods)),
                 }
             }
-            (Some(state), None) => {
-                let from = keys::state_prefix_from(*state, since);
+            (Some(state), None) => Scan::State(*state, None),
+            (None, Some(ods)) => Scan::Recipient(ods, None),
+            (None, None) => match &q.sender_ods {
+                Some(sender) => Scan::Sender(sender),
+                None => Scan::Received,
+            },
+        };
+        match scan {
+            Scan::State(state, ods) => {
+                let from = keys::state_prefix_from(state, since);
                 let end = match q.until_ms {
-                    Some(u) => keys::state_prefix_from(*state, u.saturating_add(1)),
-                    None => keys::state_prefix(*state)
+                    Some(u) => keys::state_prefix_from(state, u.saturating_add(1)),
+                    None => keys::state_prefix(state)
                         .into_iter()
                         .map(|b| b + 1)
                         .collect::<Vec<u8>>(),
                 };
                 for kv in self.tree(BY_STATE).range(from..end).rev() {
-                    let (k, _) = kv?;
-                    if let Some(d) = keys::trailing_id(&k)
-                        .map(|id| self.delivery(id))
-                        .transpose()?
-                        .flatten()
-                    {
-                        if !take(d.message_id, &mut out)? {
-                            break;
-                        }
+                    let (k, v) = kv?;
+                    let Some((message, recipient)) = state_entry(&k, &v)? else {
+                        continue;
+                    };
+                    if ods.is_some_and(|o| o != recipient) {
+                        continue;
+                    }
+                    if !take(message, &mut out)? {
+                        break;
                     }
                 }
             }
-            (None, Some(ods)) => {
-                let prefix = keys::recipient_prefix(ods);
-                let mut hits: Vec<(u64, Uuid)> = Vec::new();
-                for kv in self.tree(BY_RECIPIENT).scan_prefix(&prefix) {
-                    let (k, _) = kv?;
-                    let at = updated_at(&k, prefix.len() + 1);
-                    if at >= since && at <= until {
-                        if let Some(id) = keys::trailing_id(&k) {
-                            hits.push((at, id));
-                        }
+            // Lists hold every change, newest last: an entry is current while its delivery
+            // was last changed at its time.
+            Scan::Recipient(ods, state) => {
+                for entry in lists::newest_first(self.tree(LISTS), &recipient_list(ods)) {
+                    let (ms, id) = entry?;
+                    if ms < since {
+                        break;
                     }
-                }
-                hits.sort_by(|a, b| b.cmp(a));
-                for (_, id) in hits {
-                    if let Some(d) = self.delivery(id)? {
-                        if !take(d.message_id, &mut out)? {
-                            break;
-                        }
+                    if ms > until {
+                        continue;
+                    }
+                    let Some(d) = self.delivery(id)? else {
+                        continue;
+                    };
+                    if !d.is_current() || d.updated_ms != ms || state.is_some_and(|s| d.state != s)
+                    {
+                        continue;
+                    }
+                    if !take(d.message_id, &mut out)? {
+                        break;
                     }
                 }
             }
-            (None, None) => {
-                if let Some(sender) = &q.sender_ods {
-                    let from = keys::by_sender(sender, since, Uuid::nil());
-                    let end = [sender.as_bytes(), &[1u8]].concat();
-                    for kv in self.tree(BY_SENDER).range(from..end).rev() {
-                        let (k, _) = kv?;
-                        if let Some(id) = keys::trailing_id(&k) {
-                            if !take(id, &mut out)? {
-                                break;
-                            }
-                        }
+            Scan::Sender(sender) => {
+                for entry in lists::newest_first(self.tree(LISTS), &sender_list(sender)) {
+                    let (ms, id) = entry?;
+                    if ms < since {
+                        break;
                     }
-                } else {
-                    let from = keys::min_id_at(since);
-                    // Ids are time-ordered: until and after bound the scan itself.
-                    let mut upper = vec![0xffu8; 17];
-                    if let Some(u) = q.until_ms {
-                        upper = keys::min_id_at(u.saturating_add(1)).as_bytes().to_vec();
+                    if ms <= until && !take(id, &mut out)? {
+                        break;
                     }
-                    if let Some(a) = q.after {
-                        if a.as_bytes().as_slice() < upper.as_slice() {
-                            upper = a.as_bytes().to_vec();
-                        }
+                }
+            }
+            Scan::Received => {
+                let from = keys::min_id_at(since);
+                // Ids are time-ordered: until and after bound the scan itself.
+                let mut upper = vec![0xffu8; 17];
+                if let Some(u) = q.until_ms {
+                    upper = keys::min_id_at(u.saturating_add(1)).as_bytes().to_vec();
+                }
+                if let Some(a) = q.after {
+                    if a.as_bytes().as_slice() < upper.as_slice() {
+                        upper = a.as_bytes().to_vec();
                     }
-                    for kv in self
-                        .tree(MESSAGES)
-                        .range(from.as_bytes().to_vec()..upper)
-                        .rev()
-                    {
-                        let (k, _) = kv?;
-                        if let Ok(id) = Uuid::from_slice(&k) {
-                            if !take(id, &mut out)? {
-                                break;
-                            }
+                }
+                for kv in self
+                    .tree(MESSAGES)
+                    .range(from.as_bytes().to_vec()..upper)
+                    .rev()
+                {
+                    let (k, _) = kv?;
+                    if let Ok(id) = Uuid::from_slice(&k) {
+                        if !take(id, &mut out)? {
+                            break;
                         }
                     }
                 }
@@ -1026,10 +1185,13 @@ mod tests {
             events,
             ["imported", "noted", "received", cancelled.as_str()]
         );
+        assert_eq!(s.tree(AUDIT).len(), 2, "the old entries stay as they were");
+        let record =
+            Entry::decode(&s.tree(MESSAGES).get(mid.as_bytes()).unwrap().unwrap()).unwrap();
         assert_eq!(
-            s.tree(AUDIT).len(),
-            3,
-            "the new events share one entry beside the two old ones"
+            timeline_events(&record.timeline).unwrap().len(),
+            2,
+            "the new events are in the message's record"
         );
         let mut exported = Vec::new();
         s.audit_between(0, u64::MAX, &mut |e| {
@@ -1041,6 +1203,177 @@ mod tests {
         let mut all = events.clone();
         all.sort();
         assert_eq!(exported, all);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stores_in_the_older_layout_are_read_and_their_indexes_converted() {
+        use crate::track::DeliveryEvent;
+        let dir = tempfile::tempdir().unwrap();
+        let s = open_in(dir.path()).await;
+        // A message as an older version recorded it: the message JSON alone, and an entry of
+        // its own in each index.
+        let new = conformance::sample("RX1", "OLD", &["A81001"]);
+        let m = new.message.clone();
+        let mut d = new.deliveries[0].clone();
+        d.transport_id = Some("MESH-OLD".into());
+        let put = |tree: usize, k: &[u8], v: &[u8]| {
+            s.tree(tree).insert(k, v).unwrap();
+        };
+        put(MESSAGES, m.id.as_bytes(), &enc(&m));
+        put(DELIVERIES, d.id.as_bytes(), &enc(&d));
+        put(MSG_DELIVERIES, &keys::msg_delivery(m.id, d.id), &[]);
+        put(DEDUPE, &keys::dedupe("RX1", "OLD"), m.id.as_bytes());
+        put(TRANSPORTS, b"MESH-OLD", d.id.as_bytes());
+        put(BY_STATE, &keys::by_state(&d), &[]);
+        let at = d.updated_ms.to_be_bytes();
+        put(
+            BY_RECIPIENT,
+            &[b"A81001\0", &[d.state as u8][..], &at, d.id.as_bytes()].concat(),
+            &[],
+        );
+        let at = m.received_ms.to_be_bytes();
+        put(
+            BY_SENDER,
+            &[b"RX1\0", &at[..], m.id.as_bytes()].concat(),
+            &[],
+        );
+        s.tree(COUNTS).clear().unwrap();
+        // What a conversion cut short would have left: it is done again from the start.
+        lists::append_all(s.tree(LISTS), b"RA81001", &[(1, crate::track::new_id())]).unwrap();
+        s.flush().await.unwrap();
+        drop(s);
+
+        let s = open_in(dir.path()).await;
+        assert!(s.tree(BY_RECIPIENT).is_empty() && s.tree(BY_SENDER).is_empty());
+        assert_eq!(lists::len(s.tree(LISTS), b"RA81001").unwrap(), 1);
+        assert_eq!(lists::len(s.tree(LISTS), b"SRX1").unwrap(), 1);
+        assert_eq!(s.message(m.id).unwrap(), Some(m.clone()));
+        assert_eq!(s.deliveries_of(m.id).unwrap(), vec![d.clone()]);
+        assert_eq!(s.find_by_local_id("RX1", "OLD").unwrap(), Some(m.id));
+        assert_eq!(s.delivery_by_transport("MESH-OLD").unwrap(), Some(d.id));
+        let listed = |q: ListQuery| s.list(&q).unwrap().0;
+        let by = |state: Option<DeliveryState>, to: Option<&str>, from: Option<&str>| ListQuery {
+            state,
+            recipient_ods: to.map(String::from),
+            sender_ods: from.map(String::from),
+            ..Default::default()
+        };
+        for q in [
+            by(Some(d.state), None, None),
+            by(None, Some("A81001"), None),
+            by(Some(d.state), Some("A81001"), None),
+            by(None, None, Some("RX1")),
+        ] {
+            assert_eq!(listed(q.clone()), vec![m.id], "{q:?}");
+        }
+        assert_eq!(listed(by(None, Some("A81002"), None)), Vec::<Uuid>::new());
+        let again = conformance::sample("RX1", "OLD", &["A81001"]);
+        assert_eq!(s.submit(again).unwrap(), Submitted::Duplicate(m.id));
+
+        // Changes to the old message are recorded in the current layout.
+        s.apply(d.id, Change::new(DeliveryEvent::GaveUp, "t", ""))
+            .unwrap();
+        let mut second = d.clone();
+        second.id = crate::track::new_id();
+        second.transport_id = None;
+        s.replay(Replay {
+            original: d.id,
+            new: second.clone(),
+            actor: "t".into(),
+            reason: "t".into(),
+            routing: String::new(),
+            enqueue: None,
+        })
+        .unwrap();
+        let now: Vec<Uuid> = s
+            .deliveries_of(m.id)
+            .unwrap()
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(now, vec![d.id, second.id]);
+        assert_eq!(
+            listed(by(Some(DeliveryState::Failed), None, None)),
+            Vec::<Uuid>::new()
+        );
+        assert_eq!(
+            listed(by(Some(second.state), Some("A81001"), None)),
+            vec![m.id]
+        );
+        let events: Vec<String> = s
+            .audit_of(m.id)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(s.message(m.id).unwrap(), Some(m));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sender_and_recipient_listings_are_newest_first_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open_in(dir.path()).await;
+        // Recorded in an order other than their times' (as when clocks step back or changes
+        // commit in another order than they were stamped), over several list chunks.
+        let n = 5 * lists::CHUNK as u64;
+        let base = now_ms() - 3_600_000;
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let at = base + (i * 37 % n) * 1000;
+            let mut new = conformance::sample("RX1", &format!("ORDER-{i}"), &["A81001"]);
+            new.message.received_ms = at;
+            for d in &mut new.deliveries {
+                d.updated_ms = at;
+                d.created_ms = at;
+            }
+            ids.push((at, new.message.id));
+            s.submit(new).unwrap();
+        }
+        ids.sort_by(|a, b| b.cmp(a));
+        let since = base + n / 3 * 1000;
+        let want: Vec<Uuid> = ids
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .map(|x| x.1)
+            .collect();
+        let pending = conformance::sample("RX1", "-", &["A81001"]).deliveries[0].state;
+        for q in [
+            ListQuery {
+                recipient_ods: Some("A81001".into()),
+                ..Default::default()
+            },
+            ListQuery {
+                sender_ods: Some("RX1".into()),
+                ..Default::default()
+            },
+            ListQuery {
+                recipient_ods: Some("A81001".into()),
+                state: Some(pending),
+                ..Default::default()
+            },
+        ] {
+            let all = ListQuery {
+                limit: 1000,
+                ..q.clone()
+            };
+            let got = s.list(&all).unwrap().0;
+            assert_eq!(got, ids.iter().map(|x| x.1).collect::<Vec<_>>(), "{q:?}");
+            let recent = ListQuery {
+                since_ms: Some(since),
+                limit: 1000,
+                ..q.clone()
+            };
+            assert_eq!(s.list(&recent).unwrap().0, want, "{q:?} since");
+            let page = ListQuery {
+                since_ms: Some(since),
+                limit: 5,
+                ..q.clone()
+            };
+            let page = s.list_page(&page, 10_000).unwrap();
+            assert_eq!(page.ids, want[..5], "{q:?} first page");
+            assert_eq!(page.total, want.len() as u64, "{q:?} total");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
