@@ -789,7 +789,8 @@ impl Store for SledStore {
         // Accepts a candidate message if the filters not used for the scan hold; false once
         // the count has reached `cap` or its time is up.
         let mut examined = 0usize;
-        let mut take = |id: Uuid, out: &mut Vec<Uuid>| -> Result<bool, StoreError> {
+        // `None`: an index entry that did not match (it counts against the time budget too).
+        let mut take = |id: Option<Uuid>, out: &mut Vec<Uuid>| -> Result<bool, StoreError> {
             examined += 1;
             // Only once a match past the page is known, so `truncated` stays exact.
             if total > limit
@@ -799,6 +800,9 @@ impl Store for SledStore {
                 out_of_time = true;
                 return Ok(false);
             }
+            let Some(id) = id else {
+                return Ok(true);
+            };
             if seen.contains(&id) {
                 return Ok(true);
             }
@@ -865,10 +869,8 @@ impl Store for SledStore {
                     let Some((message, recipient)) = state_entry(&k, &v)? else {
                         continue;
                     };
-                    if ods.is_some_and(|o| o != recipient) {
-                        continue;
-                    }
-                    if !take(message, &mut out)? {
+                    let matched = ods.is_none_or(|o| o == recipient).then_some(message);
+                    if !take(matched, &mut out)? {
                         break;
                     }
                 }
@@ -884,14 +886,10 @@ impl Store for SledStore {
                     if ms > until {
                         continue;
                     }
-                    let Some(d) = self.delivery(id)? else {
-                        continue;
-                    };
-                    if !d.is_current() || d.updated_ms != ms || state.is_some_and(|s| d.state != s)
-                    {
-                        continue;
-                    }
-                    if !take(d.message_id, &mut out)? {
+                    let matched = self.delivery(id)?.filter(|d| {
+                        d.is_current() && d.updated_ms == ms && state.is_none_or(|s| d.state == s)
+                    });
+                    if !take(matched.map(|d| d.message_id), &mut out)? {
                         break;
                     }
                 }
@@ -902,7 +900,7 @@ impl Store for SledStore {
                     if ms < since {
                         break;
                     }
-                    if ms <= until && !take(id, &mut out)? {
+                    if ms <= until && !take(Some(id), &mut out)? {
                         break;
                     }
                 }
@@ -926,7 +924,7 @@ impl Store for SledStore {
                 {
                     let (k, _) = kv?;
                     if let Ok(id) = Uuid::from_slice(&k) {
-                        if !take(id, &mut out)? {
+                        if !take(Some(id), &mut out)? {
                             break;
                         }
                     }
