@@ -30,8 +30,9 @@ pub struct Config {
     /// How often the directory's files are checked for changes (then reloaded), in
     /// milliseconds. Default 2000.
     pub directory_check_ms: u64,
-    /// Memory for the database's cache of records, in MiB. Default 64. (The database also
-    /// keeps a table of its pages in memory, which grows with the number of records stored.)
+    /// Memory for the database's cache of records, in MiB. Default 32. (The database also
+    /// keeps a table of its pages in memory, which grows with the number of records stored:
+    /// about 110 MB per million messages.)
     pub cache_mb: u64,
     /// Bearer token the Admin service requires (`EDTHUB_TOKEN` on the CLI side). When unset,
     /// the admin API is open to whoever can reach the gRPC port.
@@ -418,7 +419,7 @@ impl Default for Config {
             http_addr: "127.0.0.1:9090".parse().expect("addr"),
             directory: None,
             directory_check_ms: 2000,
-            cache_mb: 64,
+            cache_mb: 32,
             node: None,
             admin_token: None,
             bus: BusKind::Embedded,
