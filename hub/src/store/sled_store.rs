@@ -66,6 +66,9 @@ const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// Key in `state_counts` saying the counts cover every delivery (set once they are built).
 const COUNTS_BUILT: &[u8] = b"built";
+/// Entries an index conversion holds in memory at most (whole list chunks).
+const CONVERT_BATCH: usize = 4096 * lists::CHUNK;
+
 /// Key in `state_counts` saying an older store's indexes have been converted into lists.
 const LISTS_CONVERTED: &[u8] = b"lists";
 /// Key in `state_counts` holding the number of messages.
@@ -240,7 +243,7 @@ fn convert_indexes(db: &sled::Db, trees: &[sled::Tree]) -> Result<(), StoreError
                     continue;
                 };
                 let this = [&[kind], &k[..zero]].concat();
-                if this != name || entries.len() >= 64 * lists::CHUNK * 64 {
+                if this != name || entries.len() >= CONVERT_BATCH {
                     write(&name, &mut entries)?;
                     name = this;
                 }
