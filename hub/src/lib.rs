@@ -17,6 +17,7 @@ pub mod config;
 pub mod deliver;
 pub mod hub;
 pub mod ingest;
+pub mod memory;
 pub mod mesh;
 pub mod route;
 pub mod server;

@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 
 /// How long open client connections (watch streams, idle channels) may hold up a shutdown.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often memory freed into the allocator is returned to the system.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Addresses a running node listens on.
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +154,20 @@ pub async fn serve(
             }
         })
     });
+    // Memory freed after a burst of documents goes back to the system (see `memory`).
+    let trimmer = {
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TRIM_EVERY);
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = tick.tick() => {}
+                }
+                let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
+            }
+        })
+    };
     let notices = hub
         .relay
         .is_some()
@@ -233,6 +249,7 @@ pub async fn serve(
         let _ = r.await;
     }
     let _ = directory_watch.await;
+    let _ = trimmer.await;
     hub.store.flush().await?;
     g?;
     h?;

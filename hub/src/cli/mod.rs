@@ -472,7 +472,9 @@ fn quiet_on_closed_pipe() {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_)) {
+    if matches!(cli.command, Command::Serve(_)) {
+        crate::memory::limit_arenas();
+    } else {
         quiet_on_closed_pipe();
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
