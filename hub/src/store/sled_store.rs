@@ -57,9 +57,11 @@ const TREE_NAMES: [&str; 14] = [
 ];
 
 /// Bucketed maps in `buckets` (see `lists`): submissions by sender and local id, deliveries by
-/// transport id.
+/// transport id, and the message whose record keeps a delivery.
 const DEDUPE_MAP: u8 = b'D';
 const TRANSPORT_MAP: u8 = b'T';
+/// Deliveries kept in their message's record, by id: the message.
+const HOME_MAP: u8 = b'H';
 
 /// How long [`Store::list_page`] may go on counting once a match past its page is known.
 const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(30);
@@ -279,11 +281,57 @@ fn tx_get<T: DeserializeOwned>(
     }
 }
 
-/// Records a delivery. A current one is indexed by state (the entry's value names its message
-/// and recipient, so listings need not read the delivery) and appended to its recipient's list,
-/// where the entry is current while the delivery's `updated_ms` still matches it.
-fn put_delivery(t: &Tx, d: &DeliveryRecord) -> TxResult<()> {
-    t[DELIVERIES].insert(d.id.as_bytes().as_slice(), enc(d))?;
+/// Where a delivery's record is kept.
+#[derive(Clone, Copy)]
+enum Home {
+    /// In its message's record (see `entry`).
+    Message,
+    /// In the deliveries tree, as older versions kept it.
+    Tree,
+}
+
+/// A delivery, and where it is kept.
+fn tx_delivery(t: &Tx, id: Uuid) -> TxResult<Option<(DeliveryRecord, Home)>> {
+    if let Some(message) = lists::tx_get(&t[BUCKETS], HOME_MAP, id.as_bytes())? {
+        if let Some(v) = t[MESSAGES].get(message.as_bytes())? {
+            if let Some(r) = Entry::record_of(&v, id).or_else(abort)? {
+                let d = dec(r, "delivery").or_else(abort)?;
+                return Ok(Some((d, Home::Message)));
+            }
+        }
+    }
+    Ok(
+        tx_get::<DeliveryRecord>(&t[DELIVERIES], id.as_bytes(), "delivery")?
+            .map(|d| (d, Home::Tree)),
+    )
+}
+
+/// Records a delivery where it is kept, and indexes it.
+fn put_delivery(t: &Tx, d: &DeliveryRecord, home: Home) -> TxResult<()> {
+    match home {
+        Home::Tree => {
+            t[DELIVERIES].insert(d.id.as_bytes().as_slice(), enc(d))?;
+        }
+        Home::Message => {
+            let key = d.message_id.as_bytes();
+            let Some(v) = t[MESSAGES].get(key)? else {
+                return abort(StoreError::Corrupt(format!(
+                    "no record of message {}",
+                    d.message_id
+                )));
+            };
+            let mut entry = Entry::decode(&v).or_else(abort)?;
+            entry.set_record(d.id, enc(d));
+            t[MESSAGES].insert(key.as_slice(), entry.encode())?;
+        }
+    }
+    index_delivery(t, d)
+}
+
+/// Indexes a current delivery by state (the entry's value names its message and recipient, so
+/// listings need not read the delivery) and appends it to its recipient's list, where the
+/// entry is current while the delivery's `updated_ms` still matches it.
+fn index_delivery(t: &Tx, d: &DeliveryRecord) -> TxResult<()> {
     if d.is_current() {
         let value = [d.message_id.as_bytes(), d.recipient_ods.as_bytes()].concat();
         if t[BY_STATE].insert(keys::by_state(d), value)?.is_none() {
@@ -340,19 +388,6 @@ fn put_audit(t: &Tx, e: &AuditEvent) -> TxResult<()> {
     Ok(())
 }
 
-/// Adds a delivery to its message's record.
-fn add_delivery_to_message(t: &Tx, message: Uuid, delivery: Uuid) -> TxResult<()> {
-    let Some(v) = t[MESSAGES].get(message.as_bytes())? else {
-        return abort(StoreError::Corrupt(format!(
-            "no record of message {message}"
-        )));
-    };
-    let mut entry = Entry::decode(&v).or_else(abort)?;
-    entry.deliveries.push(delivery);
-    t[MESSAGES].insert(message.as_bytes().as_slice(), entry.encode())?;
-    Ok(())
-}
-
 /// The events of one entry of the audit tree: a timeline (keyed by the message id alone) or,
 /// in stores written before timelines, a single event (keyed by message id and sequence).
 fn audit_events(key: &[u8], value: &[u8]) -> Result<Vec<AuditEvent>, StoreError> {
@@ -386,9 +421,9 @@ impl Store for SledStore {
             .write(&m.id, &new.payload)
             .map_err(|e| StoreError::Engine(format!("writing the payload of {}: {e}", m.id)))?;
         let mut entry = Entry {
-            deliveries: new.deliveries.iter().map(|d| d.id).collect(),
+            records: new.deliveries.iter().map(|d| (d.id, enc(d))).collect(),
             message: enc(m),
-            timeline: Vec::new(),
+            ..Entry::default()
         };
         for e in new.audit.iter().filter(|e| e.message_id == m.id) {
             push_event(&mut entry.timeline, e);
@@ -411,7 +446,8 @@ impl Store for SledStore {
             t[COUNTS].insert(MESSAGE_COUNT, &messages.to_be_bytes())?;
             lists::append(&t[LISTS], &sender_list(&m.sender_ods), m.received_ms, m.id)?;
             for d in &new.deliveries {
-                put_delivery(t, d)?;
+                lists::put(&t[BUCKETS], HOME_MAP, d.id.as_bytes(), m.id)?;
+                index_delivery(t, d)?;
             }
             for e in new.audit.iter().filter(|e| e.message_id != m.id) {
                 put_audit(t, e)?;
@@ -435,9 +471,7 @@ impl Store for SledStore {
 
     fn apply(&self, delivery: Uuid, change: Change) -> Result<DeliveryRecord, StoreError> {
         let updated = self.run(|t| {
-            let Some(old) =
-                tx_get::<DeliveryRecord>(&t[DELIVERIES], delivery.as_bytes(), "delivery")?
-            else {
+            let Some((old, home)) = tx_delivery(t, delivery)? else {
                 return abort(StoreError::NoSuchDelivery(delivery));
             };
             let to = match transition(old.state, change.event) {
@@ -469,7 +503,7 @@ impl Store for SledStore {
             if old.is_current() {
                 unindex_delivery(t, &old)?;
             }
-            put_delivery(t, &d)?;
+            put_delivery(t, &d, home)?;
             put_audit(
                 t,
                 &AuditEvent {
@@ -497,9 +531,7 @@ impl Store for SledStore {
 
     fn replay(&self, r: Replay) -> Result<DeliveryRecord, StoreError> {
         let new = self.run(|t| {
-            let Some(mut orig) =
-                tx_get::<DeliveryRecord>(&t[DELIVERIES], r.original.as_bytes(), "delivery")?
-            else {
+            let Some((mut orig, home)) = tx_delivery(t, r.original)? else {
                 return abort(StoreError::NoSuchDelivery(r.original));
             };
             if let Some(by) = orig.superseded_by {
@@ -513,13 +545,13 @@ impl Store for SledStore {
             let now = now_ms();
             unindex_delivery(t, &orig)?;
             orig.superseded_by = Some(r.new.id);
-            put_delivery(t, &orig)?;
+            put_delivery(t, &orig, home)?;
             let mut new = r.new.clone();
             new.replay_of = Some(orig.id);
             new.created_ms = now;
             new.updated_ms = now;
-            put_delivery(t, &new)?;
-            add_delivery_to_message(t, new.message_id, new.id)?;
+            lists::put(&t[BUCKETS], HOME_MAP, new.id.as_bytes(), new.message_id)?;
+            put_delivery(t, &new, Home::Message)?;
             put_audit(
                 t,
                 &AuditEvent {
@@ -584,6 +616,13 @@ impl Store for SledStore {
     }
 
     fn delivery(&self, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError> {
+        if let Some(message) = lists::get(self.tree(BUCKETS), HOME_MAP, id.as_bytes())? {
+            if let Some(v) = self.tree(MESSAGES).get(message.as_bytes())? {
+                if let Some(r) = Entry::record_of(&v, id)? {
+                    return dec(r, "delivery").map(Some);
+                }
+            }
+        }
         self.tree(DELIVERIES)
             .get(id.as_bytes())?
             .map(|v| dec(&v, "delivery"))
@@ -600,14 +639,19 @@ impl Store for SledStore {
                     .ok_or_else(|| StoreError::Corrupt("message_deliveries key".into()))?,
             );
         }
-        if let Some(v) = self.tree(MESSAGES).get(message.as_bytes())? {
-            ids.extend(Entry::decode(&v)?.deliveries);
-        }
+        let entry = match self.tree(MESSAGES).get(message.as_bytes())? {
+            Some(v) => Entry::decode(&v)?,
+            None => Entry::default(),
+        };
+        ids.extend(entry.legacy);
         let mut out = Vec::new();
         for id in ids {
-            if let Some(d) = self.delivery(id)? {
-                out.push(d);
+            if let Some(v) = self.tree(DELIVERIES).get(id.as_bytes())? {
+                out.push(dec(&v, "delivery")?);
             }
+        }
+        for (_, r) in &entry.records {
+            out.push(dec(r, "delivery")?);
         }
         Ok(out)
     }
@@ -727,7 +771,7 @@ impl Store for SledStore {
         let on_file = self.payloads.size(&message).map_err(file)?;
         let freed = self.run(|t| {
             for d in final_deliveries {
-                let now = tx_get::<DeliveryRecord>(&t[DELIVERIES], d.id.as_bytes(), "delivery")?;
+                let now = tx_delivery(t, d.id)?.map(|(d, _)| d);
                 if now.as_ref() != Some(d) {
                     return abort(StoreError::Busy(d.id));
                 }
@@ -1309,6 +1353,102 @@ mod tests {
             .collect();
         assert_eq!(events.len(), 3, "{events:?}");
         assert_eq!(s.message(m.id).unwrap(), Some(m));
+        // The old delivery was changed where it was; its replay is kept in the record.
+        let old = dec::<DeliveryRecord>(
+            &s.tree(DELIVERIES).get(d.id.as_bytes()).unwrap().unwrap(),
+            "d",
+        )
+        .unwrap();
+        assert_eq!(old.superseded_by, Some(second.id));
+        assert_eq!(s.delivery(d.id).unwrap(), Some(old));
+        assert!(s
+            .tree(DELIVERIES)
+            .get(second.id.as_bytes())
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            s.delivery(second.id).unwrap().unwrap().replay_of,
+            Some(d.id)
+        );
+    }
+
+    /// A message and its deliveries are one record: changes and replays rewrite it, and no
+    /// delivery has a record of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deliveries_are_kept_in_their_messages_record() {
+        use crate::track::DeliveryEvent;
+        let dir = tempfile::tempdir().unwrap();
+        let s = open_in(dir.path()).await;
+        let new = conformance::sample("RX1", "ONE", &["A81001", "A81002"]);
+        let m = new.message.id;
+        let (a, b) = (new.deliveries[0].clone(), new.deliveries[1].clone());
+        s.submit(new).unwrap();
+        s.apply(a.id, Change::new(DeliveryEvent::TransportAccepted, "t", ""))
+            .unwrap();
+        s.apply(a.id, Change::new(DeliveryEvent::ReceiverReject, "t", ""))
+            .unwrap();
+        let mut again = a.clone();
+        again.id = crate::track::new_id();
+        s.replay(Replay {
+            original: a.id,
+            new: again.clone(),
+            actor: "t".into(),
+            reason: "t".into(),
+            routing: String::new(),
+            enqueue: None,
+        })
+        .unwrap();
+        assert!(s.tree(DELIVERIES).is_empty());
+        assert_eq!(s.tree(MESSAGES).len(), 1);
+        let record = Entry::decode(&s.tree(MESSAGES).get(m.as_bytes()).unwrap().unwrap()).unwrap();
+        let kept: Vec<Uuid> = record.records.iter().map(|(id, _)| *id).collect();
+        assert_eq!(kept, vec![a.id, b.id, again.id]);
+        let now = s.delivery(a.id).unwrap().unwrap();
+        assert_eq!(
+            (now.state, now.superseded_by),
+            (DeliveryState::Rejected, Some(again.id))
+        );
+        assert_eq!(s.delivery(b.id).unwrap().unwrap().state, b.state);
+        assert_eq!(s.delivery(again.id).unwrap().unwrap().replay_of, Some(a.id));
+        let all: Vec<Uuid> = s.deliveries_of(m).unwrap().iter().map(|d| d.id).collect();
+        assert_eq!(all, kept);
+        assert_eq!(s.delivery(crate::track::new_id()).unwrap(), None);
+        assert!(matches!(
+            s.apply(
+                crate::track::new_id(),
+                Change::new(DeliveryEvent::TransportAccepted, "t", "")
+            ),
+            Err(StoreError::NoSuchDelivery(_))
+        ));
+        // Written by the previous version: the deliveries' ids in the record, their records
+        // in the deliveries tree. They are read and changed there.
+        let old = conformance::sample("RX1", "LAYOUT1", &["A81004"]);
+        let (om, od) = (old.message.clone(), old.deliveries[0].clone());
+        let mut bytes = vec![1u8, 0, 1];
+        bytes.extend_from_slice(od.id.as_bytes());
+        let json = enc(&om);
+        bytes.extend_from_slice(&(json.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&json);
+        s.tree(MESSAGES).insert(om.id.as_bytes(), bytes).unwrap();
+        s.tree(DELIVERIES)
+            .insert(od.id.as_bytes(), enc(&od))
+            .unwrap();
+        assert_eq!(s.deliveries_of(om.id).unwrap(), vec![od.clone()]);
+        assert_eq!(s.message(om.id).unwrap(), Some(om.clone()));
+        s.apply(
+            od.id,
+            Change::new(DeliveryEvent::TransportAccepted, "t", ""),
+        )
+        .unwrap();
+        assert_eq!(
+            s.delivery(od.id).unwrap().unwrap().state,
+            DeliveryState::Sent
+        );
+        assert_eq!(
+            s.deliveries_of(om.id).unwrap()[0].state,
+            DeliveryState::Sent
+        );
+        assert_eq!(s.audit_of(om.id).unwrap().len(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
