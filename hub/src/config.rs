@@ -32,7 +32,7 @@ pub struct Config {
     pub directory_check_ms: u64,
     /// Memory for the database's cache of records, in MiB. Default 32. (The database also
     /// keeps a table of its pages in memory, which grows with the number of records stored:
-    /// about 110 MB per million messages.)
+    /// about 75 MB per million messages.)
     pub cache_mb: u64,
     /// Bearer token the Admin service requires (`EDTHUB_TOKEN` on the CLI side). When unset,
     /// the admin API is open to whoever can reach the gRPC port.
