@@ -8,6 +8,7 @@
 
 /// Arenas the server's allocator may use: enough for two cores' worth of threads to allocate
 /// without queueing on one lock.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 const ARENAS: i32 = 2;
 
 /// Caps the allocator's arenas. Call before starting any thread.
@@ -31,9 +32,7 @@ pub fn trim() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn limit_arenas() {
-    let _ = ARENAS;
-}
+pub fn limit_arenas() {}
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn trim() {}

@@ -67,14 +67,19 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The parts of a record in layout 1 or 2: legacy ids (16 bytes each), the message JSON and
-/// the timeline. Each record kept in it is given to `on_record`; false stops the walk early
-/// (the message and timeline are then not read).
-#[allow(clippy::type_complexity)]
+/// A record in layout 1 or 2, read in place.
+struct Parts<'a> {
+    /// Legacy delivery ids, 16 bytes each.
+    legacy: &'a [u8],
+    message: &'a [u8],
+    timeline: &'a [u8],
+}
+
+/// Reads a record in layout 1 or 2, giving each delivery kept in it to `on_record`.
 fn walk<'a>(
     bytes: &'a [u8],
-    mut on_record: impl FnMut(Uuid, &'a [u8]) -> bool,
-) -> Result<Option<(&'a [u8], &'a [u8], &'a [u8])>, StoreError> {
+    mut on_record: impl FnMut(Uuid, &'a [u8]),
+) -> Result<Parts<'a>, StoreError> {
     let mut r = Reader { bytes, at: 1 };
     let layout = bytes.first().copied();
     let n = r.u16()?;
@@ -83,14 +88,16 @@ fn walk<'a>(
         for _ in 0..r.u16()? {
             let id = r.id()?;
             let len = r.u32()?;
-            if !on_record(id, r.take(len)?) {
-                return Ok(None);
-            }
+            on_record(id, r.take(len)?);
         }
     }
     let len = r.u32()?;
     let message = r.take(len)?;
-    Ok(Some((legacy, message, r.rest())))
+    Ok(Parts {
+        legacy,
+        message,
+        timeline: r.rest(),
+    })
 }
 
 impl Entry {
@@ -102,19 +109,16 @@ impl Entry {
             }),
             Some(&LAYOUT_1) | Some(&LAYOUT) => {
                 let mut records = Vec::new();
-                let (legacy, message, timeline) = walk(bytes, |id, r| {
-                    records.push((id, r.to_vec()));
-                    true
-                })?
-                .expect("walked to the end");
+                let parts = walk(bytes, |id, r| records.push((id, r.to_vec())))?;
                 Ok(Self {
-                    legacy: legacy
+                    legacy: parts
+                        .legacy
                         .chunks_exact(16)
                         .map(|b| Uuid::from_slice(b).expect("16 bytes"))
                         .collect(),
                     records,
-                    message: message.to_vec(),
-                    timeline: timeline.to_vec(),
+                    message: parts.message.to_vec(),
+                    timeline: parts.timeline.to_vec(),
                 })
             }
             _ => Err(corrupt("unknown layout")),
@@ -125,9 +129,7 @@ impl Entry {
     pub fn message_of(bytes: &[u8]) -> Result<&[u8], StoreError> {
         match bytes.first() {
             Some(b'{') => Ok(bytes),
-            Some(&LAYOUT_1) | Some(&LAYOUT) => {
-                Ok(walk(bytes, |_, _| true)?.expect("walked to the end").1)
-            }
+            Some(&LAYOUT_1) | Some(&LAYOUT) => Ok(walk(bytes, |_, _| {})?.message),
             _ => Err(corrupt("unknown layout")),
         }
     }
@@ -142,7 +144,6 @@ impl Entry {
                     if id == delivery {
                         found = Some(r);
                     }
-                    found.is_none()
                 })?;
                 Ok(found)
             }

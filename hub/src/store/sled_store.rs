@@ -181,6 +181,18 @@ impl SledStore {
         unwrap_tx(self.trees[..].transaction(|t: &Vec<TransactionalTree>| f(t)))
     }
 
+    /// The id `key` maps to in the bucketed map `kind`, or in the tree `older` where an
+    /// older version kept that map.
+    fn mapped(&self, kind: u8, key: &[u8], older: usize) -> Result<Option<Uuid>, StoreError> {
+        if let Some(id) = lists::get(self.tree(BUCKETS), kind, key)? {
+            return Ok(Some(id));
+        }
+        self.tree(older)
+            .get(key)?
+            .map(|v| Uuid::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
     fn after_commit(&self, message: Uuid, queues: impl IntoIterator<Item = String>) {
         let _ = self.changes.send(message);
         for q in queues {
@@ -290,14 +302,22 @@ enum Home {
     Tree,
 }
 
+/// The delivery `id` if the message record `record` keeps it.
+fn kept_in(record: Option<sled::IVec>, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError> {
+    match record {
+        Some(v) => Entry::record_of(&v, id)?
+            .map(|r| dec(r, "delivery"))
+            .transpose(),
+        None => Ok(None),
+    }
+}
+
 /// A delivery, and where it is kept.
 fn tx_delivery(t: &Tx, id: Uuid) -> TxResult<Option<(DeliveryRecord, Home)>> {
     if let Some(message) = lists::tx_get(&t[BUCKETS], HOME_MAP, id.as_bytes())? {
-        if let Some(v) = t[MESSAGES].get(message.as_bytes())? {
-            if let Some(r) = Entry::record_of(&v, id).or_else(abort)? {
-                let d = dec(r, "delivery").or_else(abort)?;
-                return Ok(Some((d, Home::Message)));
-            }
+        let record = t[MESSAGES].get(message.as_bytes())?;
+        if let Some(d) = kept_in(record, id).or_else(abort)? {
+            return Ok(Some((d, Home::Message)));
         }
     }
     Ok(
@@ -617,10 +637,8 @@ impl Store for SledStore {
 
     fn delivery(&self, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError> {
         if let Some(message) = lists::get(self.tree(BUCKETS), HOME_MAP, id.as_bytes())? {
-            if let Some(v) = self.tree(MESSAGES).get(message.as_bytes())? {
-                if let Some(r) = Entry::record_of(&v, id)? {
-                    return dec(r, "delivery").map(Some);
-                }
+            if let Some(d) = kept_in(self.tree(MESSAGES).get(message.as_bytes())?, id)? {
+                return Ok(Some(d));
             }
         }
         self.tree(DELIVERIES)
@@ -710,14 +728,7 @@ impl Store for SledStore {
         sender_ods: &str,
         local_id: &str,
     ) -> Result<Option<Uuid>, StoreError> {
-        let key = keys::dedupe(sender_ods, local_id);
-        if let Some(id) = lists::get(self.tree(BUCKETS), DEDUPE_MAP, &key)? {
-            return Ok(Some(id));
-        }
-        self.tree(DEDUPE)
-            .get(key)?
-            .map(|v| Uuid::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        self.mapped(DEDUPE_MAP, &keys::dedupe(sender_ods, local_id), DEDUPE)
     }
 
     fn payload_candidates(
@@ -812,13 +823,7 @@ impl Store for SledStore {
     }
 
     fn delivery_by_transport(&self, transport_id: &str) -> Result<Option<Uuid>, StoreError> {
-        if let Some(id) = lists::get(self.tree(BUCKETS), TRANSPORT_MAP, transport_id.as_bytes())? {
-            return Ok(Some(id));
-        }
-        self.tree(TRANSPORTS)
-            .get(transport_id.as_bytes())?
-            .map(|v| Uuid::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        self.mapped(TRANSPORT_MAP, transport_id.as_bytes(), TRANSPORTS)
     }
 
     fn list_page(&self, q: &ListQuery, count_to: usize) -> Result<ListPage, StoreError> {
