@@ -7,8 +7,13 @@
 //!
 //! `docs_per_s` is documents per second durable end to end (first submit to last delivery
 //! sent); `p50_ms`/`p99_ms` are receipt latencies (submit call to durable receipt);
-//! `e2e_*` are submit to the hub's recorded `sent` time. A benchmark, not a test: it asserts
-//! nothing.
+//! `e2e_*` are submit to the hub's recorded `sent` time. `client_cpu_ms_per_doc` is this
+//! process's own CPU time per document (`client_submit_cpu_ms_per_doc` counts only the
+//! submissions, not the status checks while waiting for deliveries); `machine_cpu_ms_per_doc` is the busy time of every
+//! core of the machine (hub, broker, this client and anything else) per document, with the
+//! machine's `cores`. With `--raw-amqp`, `raw_client_cpu_ms_per_msg` and
+//! `raw_machine_cpu_ms_per_msg` are the same for the raw broker run. A benchmark, not a test:
+//! it asserts nothing.
 
 use super::client;
 use crate::admin::convert;
@@ -228,6 +233,67 @@ async fn raw_amqp(url: &str, n: usize, bytes: usize, concurrency: usize) -> anyh
         .await?;
     let _ = conn.close(200, "bench done".into()).await;
     Ok(n as f64 / secs)
+}
+
+/// CPU time spent so far: this process's and the whole machine's (busy time summed over every
+/// core), in milliseconds, read from `/proc`. `None` where `/proc` cannot be read.
+#[derive(Debug, Clone, Copy)]
+struct CpuClock {
+    own_ms: f64,
+    machine_ms: f64,
+}
+
+impl CpuClock {
+    fn now() -> Option<Self> {
+        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        Self::read(&own, &stat, rustix::param::clock_ticks_per_second())
+    }
+
+    /// From a process's `stat` and the machine's `/proc/stat`, counted in `ticks` per second.
+    fn read(own: &str, stat: &str, ticks: u64) -> Option<Self> {
+        let tick_ms = 1000.0 / ticks.max(1) as f64;
+        // Fields after the command name (which may hold spaces and brackets) start at the
+        // state, field 3; utime and stime are fields 14 and 15.
+        let after = own.rsplit_once(')')?.1;
+        let times: Vec<u64> = after
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        if times.len() < 2 || cpu.len() < 8 {
+            return None;
+        }
+        // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+        let busy = cpu[..8].iter().sum::<u64>() - cpu[3] - cpu[4];
+        Some(Self {
+            own_ms: (times[0] + times[1]) as f64 * tick_ms,
+            machine_ms: busy as f64 * tick_ms,
+        })
+    }
+
+    /// Milliseconds of (own, machine) CPU per unit of work since `self`.
+    fn per(self, units: usize) -> Option<(f64, f64)> {
+        let now = Self::now()?;
+        let n = units.max(1) as f64;
+        Some((
+            (now.own_ms - self.own_ms) / n,
+            (now.machine_ms - self.machine_ms) / n,
+        ))
+    }
+}
+
+/// The machine's cores, as the scheduler sees them.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// A time-ordered id for a moment in the past, tagged with this node.
@@ -684,9 +750,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         };
     let payload_bytes = payloads[0].len();
     let raw = match &a.raw_amqp {
-        Some(url) => Some(raw_amqp(url, a.docs, payload_bytes, a.concurrency).await?),
+        Some(url) => {
+            let clock = CpuClock::now();
+            let rate = raw_amqp(url, a.docs, payload_bytes, a.concurrency).await?;
+            Some((rate, clock.and_then(|c| c.per(a.docs))))
+        }
         None => None,
     };
+    let clock = CpuClock::now();
     let structured = Arc::new(structured_documents(&payloads[0]));
     let payloads = Arc::new(payloads);
     // With several hubs, submitters take turns: each document is tracked on the hub that
@@ -760,6 +831,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         errors.extend(e);
     }
     let submit_secs = start.elapsed().as_secs_f64();
+    let submit_cpu = clock.and_then(|c| c.per(a.docs));
 
     // Wait for every delivery to reach its transport.
     let deadline = Instant::now() + Duration::from_secs(a.timeout_secs);
@@ -767,12 +839,18 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|(id, _, w, ix)| (id.clone(), *w, *ix))
         .collect();
+    waiting.sort_by(|a, b| a.1.total_cmp(&b.1));
     let mut e2e = Vec::with_capacity(waiting.len());
     let mut last_sent_ms = 0f64;
     let mut undelivered = 0usize;
     while !waiting.is_empty() {
         let mut still = Vec::new();
-        for batch in waiting.chunks(concurrency * 4) {
+        // Deliveries finish roughly in the order documents were submitted: a round stops at
+        // the first batch with nothing finished, and leaves the rest for the next round, so
+        // status checks stay near one per document and do not take the hub's CPU.
+        let mut rest = waiting.chunks(concurrency * 4);
+        for batch in rest.by_ref() {
+            let before = still.len();
             let mut checks = Vec::new();
             for (id, w, ix) in batch.iter().cloned() {
                 let mut t = v1::tracking_client::TrackingClient::new(channels[ix].clone());
@@ -809,7 +887,11 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
                     still.push((id, w, ix));
                 }
             }
+            if still.len() - before == batch.len() {
+                break;
+            }
         }
+        still.extend(rest.flatten().cloned());
         waiting = still;
         if Instant::now() > deadline {
             undelivered += waiting.len();
@@ -830,16 +912,33 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     e2e.sort_by(|a, b| a.total_cmp(b));
     let delivered = e2e.len();
     let docs_per_s = delivered as f64 / secs;
+    let cpu = |c: Option<(f64, f64)>, own: &str, machine: &str| {
+        c.map(|(o, m)| format!(" {own}={o:.3} {machine}={m:.3}"))
+            .unwrap_or_default()
+    };
+    let cpu_line = format!(
+        "{}{} cores={}",
+        submit_cpu
+            .map(|(o, _)| format!(" client_submit_cpu_ms_per_doc={o:.3}"))
+            .unwrap_or_default(),
+        cpu(
+            clock.and_then(|c| c.per(a.docs)),
+            "client_cpu_ms_per_doc",
+            "machine_cpu_ms_per_doc"
+        ),
+        cores()
+    );
     let raw = raw
-        .map(|r| {
+        .map(|(r, c)| {
             format!(
-                " raw_amqp_msgs_per_s={r:.1} hub_vs_raw={:.2}",
-                docs_per_s / r
+                " raw_amqp_msgs_per_s={r:.1} hub_vs_raw={:.2}{}",
+                docs_per_s / r,
+                cpu(c, "raw_client_cpu_ms_per_msg", "raw_machine_cpu_ms_per_msg")
             )
         })
         .unwrap_or_default();
     println!(
-        "bench docs={} secs={:.3} docs_per_s={:.1} p50_ms={:.2} p99_ms={:.2} e2e_p50_ms={:.1} e2e_p99_ms={:.1} submit_docs_per_s={:.1} delivered={} undelivered={} errors={} concurrency={} payload_bytes={} rate={} hubs={}{raw}",
+        "bench docs={} secs={:.3} docs_per_s={:.1} p50_ms={:.2} p99_ms={:.2} e2e_p50_ms={:.1} e2e_p99_ms={:.1} submit_docs_per_s={:.1} delivered={} undelivered={} errors={} concurrency={} payload_bytes={} rate={} hubs={}{cpu_line}{raw}",
         a.docs,
         secs,
         docs_per_s,
@@ -864,4 +963,23 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuClock;
+
+    #[test]
+    fn cpu_clock_reads_proc() {
+        // A command name with a space and a bracket; utime 250 and stime 50 ticks.
+        let own = "4242 (edt hub) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0";
+        let stat = "cpu  1000 10 300 5000 40 5 5 2 0 0\ncpu0 500 5 150 2500 20 2 3 1 0 0\n";
+        let c = CpuClock::read(own, stat, 100).expect("readable");
+        assert_eq!(c.own_ms, 3000.0);
+        // 1000 + 10 + 300 + 5 + 5 + 2 ticks busy; idle and iowait left out.
+        assert_eq!(c.machine_ms, 13_220.0);
+        assert!(CpuClock::read("4242 (edthub) S 1", stat, 100).is_none());
+        assert!(CpuClock::read(own, "intr 1 2 3\n", 100).is_none());
+        assert!(CpuClock::read(own, "cpu  1 2 3\n", 100).is_none());
+    }
 }
