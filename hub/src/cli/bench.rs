@@ -9,11 +9,11 @@
 //! sent); `p50_ms`/`p99_ms` are receipt latencies (submit call to durable receipt);
 //! `e2e_*` are submit to the hub's recorded `sent` time. `client_cpu_ms_per_doc` is this
 //! process's own CPU time per document (`client_submit_cpu_ms_per_doc` counts only the
-//! submissions, not the status checks while waiting for deliveries); `machine_cpu_ms_per_doc` is the busy time of every
-//! core of the machine (hub, broker, this client and anything else) per document, with the
-//! machine's `cores`. With `--raw-amqp`, `raw_client_cpu_ms_per_msg` and
-//! `raw_machine_cpu_ms_per_msg` are the same for the raw broker run. A benchmark, not a test:
-//! it asserts nothing.
+//! submissions, not the status checks while waiting for deliveries);
+//! `machine_cpu_ms_per_doc` is the busy time of every core of the machine (hub, broker, this
+//! client and anything else) per document, with the machine's `cores`. With `--raw-amqp`,
+//! `raw_client_cpu_ms_per_msg` and `raw_machine_cpu_ms_per_msg` are the same for the raw
+//! broker run. A benchmark, not a test: it asserts nothing.
 
 use super::client;
 use crate::admin::convert;
