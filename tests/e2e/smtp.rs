@@ -94,6 +94,20 @@ impl Dialogue {
         r
     }
 
+    /// Reads a reply that must start with `code`, then the end of the stream: the hub has
+    /// closed the connection.
+    fn check_then_closed(&mut self, code: &str) -> String {
+        let r = self.check(code);
+        let mut rest = String::new();
+        let n = self.reader.read_line(&mut rest).unwrap_or(0);
+        assert_eq!(
+            n, 0,
+            "the connection stays open after {r:?}: {rest:?}; transcript:\n{}",
+            self.transcript
+        );
+        r
+    }
+
     /// Sends message data (dot-stuffed) and its end marker; checks the reply.
     fn data(&mut self, message: &str, code: &str) -> String {
         let mut body = String::new();
@@ -850,4 +864,120 @@ async fn connection_limit_and_idle_timeout() {
         }
     })
     .await;
+}
+
+/// SMTP smuggling: only `<CRLF>.<CRLF>` ends the data; a bare LF or CR in data or in a command
+/// gets `521 5.5.2` and the connection closes, with nothing stored and nothing after it run
+/// as a command.
+#[tokio::test]
+async fn smuggling_and_bare_line_endings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let second = "other@trust.nhs.uk";
+    let hub = Hub::start(
+        dir.path(),
+        &smtp_config(&format!(
+            "[[smtp.senders]]\naddress = \"{second}\"\nsender_ods = \"RX1\"\n"
+        )),
+    );
+    let addr = hub.smtp.clone().unwrap();
+    let open = || {
+        let (mut s, _) = Dialogue::open(&addr);
+        s.expect("EHLO relay.example", "250");
+        s
+    };
+    let letter = mail(
+        "Letter",
+        "smuggle@trust",
+        &[("application/pdf", "a.pdf", &pdf("smuggled"))],
+    );
+    // The classic payloads: the first message "ends" at <LF>.<LF> (or <CR>.<CR>, or
+    // <LF>.<CRLF>) and a second transaction follows, as another sender, in the same data.
+    for end in ["\n.\n", "\r.\r", "\n.\r\n", "\r\n.\n"] {
+        let mut s = open();
+        s.expect(&format!("MAIL FROM:<{SENDER}>"), "250");
+        s.expect("RCPT TO:<A81001@hub.test>", "250");
+        s.expect("DATA", "354");
+        let smuggled = format!(
+            "{letter}\r\n{end}MAIL FROM:<{second}>\r\nRCPT TO:<A81002@hub.test>\r\nDATA\r\n\
+             {letter}\r\n.\r\n"
+        );
+        s.write(&smuggled);
+        let r = s.check_then_closed("521 5.5.2");
+        assert!(r.contains("bare <"), "{r}");
+    }
+    // A bare LF or CR anywhere in the data, even without a dot after it.
+    for body in ["line one\nline two", "line one\rline two"] {
+        let mut s = open();
+        s.expect(&format!("MAIL FROM:<{SENDER}>"), "250");
+        s.expect("RCPT TO:<A81001@hub.test>", "250");
+        s.expect("DATA", "354");
+        s.write(&format!("Subject: x\r\n\r\n{body}\r\n{letter}\r\n.\r\n"));
+        s.check_then_closed("521 5.5.2");
+    }
+    // In commands: a bare LF ends nothing either.
+    let (mut s, _) = Dialogue::open(&addr);
+    s.write("EHLO relay.example\n");
+    s.check_then_closed("521 5.5.2");
+    let mut s = open();
+    s.write(&format!(
+        "MAIL FROM:<{SENDER}>\r\nRCPT TO:<A81001@hub.test>\rNOOP\r\n"
+    ));
+    s.check("250 2.1.0");
+    s.check_then_closed("521 5.5.2");
+    assert_eq!(message_count(&hub), 0, "nothing was stored");
+
+    // Lines that only look like the end stay data: the document arrives whole.
+    let mut s = open();
+    s.expect(&format!("MAIL FROM:<{SENDER}>"), "250");
+    s.expect("RCPT TO:<A81001@hub.test>", "250");
+    s.expect("DATA", "354");
+    let tricky = letter.replacen(
+        "Please find the letter attached.\r\n",
+        "Please find the letter attached.\r\n.\r\n..\r\n. \r\n",
+        1,
+    );
+    let r = s.data(&tricky, "250 2.0.0");
+    s.expect("QUIT", "221");
+    let id = queued_id(&r);
+    let shown = hub.cli_json(&["messages", "show", &id]);
+    assert_eq!(shown["deliveries"][0]["recipient_ods"], "A81001", "{shown}");
+    lands_in(hub.drop_folder("A81001"), pdf("smuggled")).await;
+    assert_eq!(message_count(&hub), 1);
+}
+
+/// V81999 (GP not known): mail is taken and held `unroutable` for tracing, as over gRPC.
+#[tokio::test]
+async fn unknown_gp_is_held_like_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), &smtp_config(""));
+    let (mut s, _) = Dialogue::open(hub.smtp.as_deref().unwrap());
+    s.expect("EHLO trust.example", "250");
+    s.expect(&format!("MAIL FROM:<{SENDER}>"), "250");
+    let r = s.expect("RCPT TO:<V81999@hub.test>", "250 2.1.5");
+    assert!(r.contains("GP not known"), "{r}");
+    s.expect("DATA", "354");
+    let r = s.data(
+        &mail(
+            "Discharge summary [nhs:9434765919]",
+            "unknown-gp@trust",
+            &[("application/pdf", "a.pdf", &pdf("v81999"))],
+        ),
+        "250 2.0.0",
+    );
+    s.expect("QUIT", "221");
+    let id = queued_id(&r);
+    let shown = hub.cli_json(&["messages", "show", &id]);
+    let d = &shown["deliveries"][0];
+    assert_eq!(d["recipient_ods"], "V81999", "{shown}");
+    assert_eq!(d["state"], "unroutable", "{shown}");
+
+    // The same document over gRPC ends the same way.
+    let mut sub = hub.submission().await;
+    let r = sub
+        .submit_document(edt_tests::letter("GRPC-V81999", &["V81999"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let shown = hub.cli_json(&["messages", "show", &r.message_id]);
+    assert_eq!(shown["deliveries"][0]["state"], "unroutable", "{shown}");
 }

@@ -179,6 +179,96 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 }
 
+/// What the client sent after `354`.
+enum Data {
+    /// The message, ended by `<CRLF>.<CRLF>`, dot-stuffing undone. `oversize`: more than the
+    /// limit came (the rest was read and dropped); `long_line`: a line was over 998 characters.
+    Message {
+        message: Vec<u8>,
+        oversize: bool,
+        long_line: bool,
+    },
+    /// A bare CR or LF: the session must end now, before anything after it is read as SMTP.
+    Bare(command::BareNewline),
+    /// End of stream or timeout (a 421 is queued).
+    Closed,
+}
+
+/// Reads message data up to `<CRLF>.<CRLF>` and no other end (smtp-proto's receiver, which
+/// is not fooled by `<LF>.<LF>` or `<CR>.<CR>`), refusing bare line endings as they arrive:
+/// only the bytes the receiver took as data are checked, so pipelined commands after the end
+/// stay in the buffer.
+async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    timeout: Duration,
+    deadline: Instant,
+    limit: usize,
+) -> std::io::Result<Data> {
+    use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver};
+    let mut receiver = DataReceiver::new();
+    let mut discard: Option<DummyDataReceiver> = None;
+    // The receiver recognises `.` only after a CRLF it has seen: the CRLF that ended DATA is
+    // given to it, and taken off the message again at the end.
+    let mut message = Vec::with_capacity(64 * 1024);
+    receiver.ingest(&mut b"\r\n".iter(), &mut message);
+    let mut previous = b'\n';
+    let mut line_len = 0usize;
+    let mut long_line = false;
+    loop {
+        if conn.reader.buffer().is_empty() {
+            conn.flush().await?;
+        }
+        let until = (Instant::now() + timeout).min(deadline);
+        let available = match tokio::time::timeout_at(until, conn.reader.fill_buf()).await {
+            Ok(r) => r?,
+            Err(_) => {
+                conn.out.line("421 4.4.2 Timeout: closing the connection");
+                return Ok(Data::Closed);
+            }
+        };
+        if available.is_empty() {
+            return Ok(Data::Closed);
+        }
+        let mut rest = available.iter();
+        let done = match discard.as_mut() {
+            Some(d) => d.ingest(&mut rest),
+            None => receiver.ingest(&mut rest, &mut message),
+        };
+        let used = available.len() - rest.as_slice().len();
+        for &b in &available[..used] {
+            if previous == b'\r' && b != b'\n' {
+                return Ok(Data::Bare(command::BareNewline::Cr));
+            }
+            if b == b'\n' {
+                if previous != b'\r' {
+                    return Ok(Data::Bare(command::BareNewline::Lf));
+                }
+                line_len = 0;
+            } else if b != b'\r' {
+                line_len += 1;
+                long_line |= line_len > DATA_LINE_LIMIT - 2;
+            }
+            previous = b;
+        }
+        conn.reader.consume(used);
+        if discard.is_none() && message.len() > limit + 2 {
+            discard = Some(DummyDataReceiver::new_data(&receiver));
+            message = Vec::new();
+        }
+        if done {
+            let oversize = discard.is_some();
+            if !oversize {
+                message.drain(..2);
+            }
+            return Ok(Data::Message {
+                message,
+                oversize,
+                long_line,
+            });
+        }
+    }
+}
+
 /// Runs the dialogue on `stream` until it closes or asks for TLS.
 pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
@@ -211,6 +301,12 @@ pub(super) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Some(Line::Text(l)) => l,
         };
+        if let Err(bare) = command::check_line_ending(&line) {
+            metrics::counter!("edthub_smtp_bare_newlines_total").increment(1);
+            tracing::warn!(peer = %state.peer, "smtp client sent a bare line ending in a command: closing");
+            conn.out.line(&bare.reply("a command"));
+            break;
+        }
         let text = String::from_utf8_lossy(trim_eol(&line)).into_owned();
         let cmd = match command::parse(&text) {
             Ok(c) => c,
@@ -389,6 +485,23 @@ fn rcpt(shared: &Shared, state: &mut State, to: &str) -> String {
         Ok(c) => c.to_string(),
         Err(e) => return format!("550 5.1.1 <{to}>: {local} is not an ODS code ({e})"),
     };
+    // V81999 (the patient's GP is not known) is taken as over gRPC: the document is stored
+    // and held `unroutable` for tracing (or sent to the directory's unknown-GP endpoint), and
+    // the notice to the sender says so.
+    if code == edt_transforms::ods::UNKNOWN_GP {
+        if !envelope.recipients.contains(&code) {
+            if envelope.recipients.len() >= cfg.max_recipients {
+                return format!(
+                    "452 4.5.3 Too many recipients (at most {} per message)",
+                    cfg.max_recipients
+                );
+            }
+            envelope.recipients.push(code.clone());
+        }
+        return format!(
+            "250 2.1.5 Recipient {code} (GP not known) OK: the hub's unknown-GP rule applies"
+        );
+    }
     let loaded = shared.hub.directory.get();
     let Some(org) = loaded.directory.organisation(&code) else {
         return format!("550 5.1.1 <{to}>: {code} is not an organisation this hub knows");
@@ -555,7 +668,13 @@ async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
         .next_line(timeout, COMMAND_LINE_LIMIT, deadline)
         .await?
     {
-        Some(Line::Text(l)) => Ok(Some(String::from_utf8_lossy(trim_eol(&l)).into_owned())),
+        Some(Line::Text(l)) => match command::check_line_ending(&l) {
+            Ok(()) => Ok(Some(String::from_utf8_lossy(trim_eol(&l)).into_owned())),
+            Err(bare) => {
+                conn.out.line(&bare.reply("an AUTH response"));
+                Ok(None)
+            }
+        },
         _ => Ok(None),
     }
 }
@@ -589,31 +708,28 @@ async fn data<S: AsyncRead + AsyncWrite + Unpin>(
     conn.out
         .line("354 Start mail input; end with <CRLF>.<CRLF>");
     let timeout = Duration::from_secs(cfg.data_timeout_secs);
-    let mut message = Vec::with_capacity(64 * 1024);
-    let mut oversize = false;
-    let mut long_line = false;
-    loop {
-        let line = match conn
-            .next_line(timeout, DATA_LINE_LIMIT, state.deadline)
-            .await?
-        {
-            None | Some(Line::Eof) => return Ok(false),
-            Some(Line::TooLong) => {
-                long_line = true;
-                continue;
-            }
-            Some(Line::Text(l)) => l,
-        };
-        if trim_eol(&line) == b"." {
-            break;
+    let (message, oversize, long_line) = match read_data(
+        conn,
+        timeout,
+        state.deadline,
+        cfg.max_message_bytes,
+    )
+    .await?
+    {
+        Data::Message {
+            message,
+            oversize,
+            long_line,
+        } => (message, oversize, long_line),
+        Data::Closed => return Ok(false),
+        Data::Bare(bare) => {
+            metrics::counter!("edthub_smtp_bare_newlines_total").increment(1);
+            metrics::counter!("edthub_smtp_messages_total", "outcome" => "refused").increment(1);
+            tracing::warn!(peer = %state.peer, "smtp client sent a bare line ending in message data: closing");
+            conn.out.line(&bare.reply("the message data"));
+            return Ok(false);
         }
-        let line = line.strip_prefix(b".").unwrap_or(&line);
-        if message.len() + line.len() > cfg.max_message_bytes {
-            oversize = true;
-        } else if !oversize {
-            message.extend_from_slice(line);
-        }
-    }
+    };
     let started = std::time::Instant::now();
     let reply = if oversize {
         metrics::counter!("edthub_smtp_messages_total", "outcome" => "too-large").increment(1);
