@@ -237,10 +237,47 @@ pub struct SmtpConfig {
 #[serde(deny_unknown_fields)]
 pub struct SmtpUser {
     pub username: String,
-    /// SHA-256 of the password, in hex (`printf %s "$PASSWORD" | sha256sum`).
-    pub password_sha256: String,
+    /// The password as an Argon2id PHC string (`$argon2id$v=19$...`), printed by
+    /// `printf %s "$PASSWORD" | edthub hash-password`.
+    pub password_hash: Option<String>,
+    /// Deprecated: the unsalted SHA-256 of the password, in hex. Still accepted in this
+    /// release, with a warning at start-up; replace it with `password_hash`.
+    pub password_sha256: Option<String>,
     /// The sender ODS code this account submits as.
     pub sender_ods: String,
+}
+
+impl SmtpUser {
+    /// The stored password, checked: exactly one of `password_hash` (Argon2id) and the
+    /// deprecated `password_sha256`.
+    pub fn password(&self) -> Result<crate::smtp::password::Stored<'_>, String> {
+        use crate::smtp::password::{check_phc, Stored};
+        match (&self.password_hash, &self.password_sha256) {
+            (Some(phc), None) => {
+                check_phc(phc).map_err(|e| {
+                    format!(
+                        "smtp.users {:?}: password_hash {e} (make one with `edthub hash-password`)",
+                        self.username
+                    )
+                })?;
+                Ok(Stored::Argon2(phc))
+            }
+            (None, Some(hex)) => {
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "smtp.users {:?}: password_sha256 must be 64 hex digits",
+                        self.username
+                    ));
+                }
+                Ok(Stored::Sha256(hex))
+            }
+            _ => Err(format!(
+                "smtp.users {:?}: give password_hash (from `edthub hash-password`); the old \
+                 password_sha256 is accepted instead of it, not with it",
+                self.username
+            )),
+        }
+    }
 }
 
 /// An envelope sender allowed without authentication.
@@ -596,14 +633,7 @@ impl Config {
             )));
         }
         for u in &smtp.users {
-            if u.password_sha256.len() != 64
-                || !u.password_sha256.bytes().all(|b| b.is_ascii_hexdigit())
-            {
-                return Err(ConfigError::Invalid(format!(
-                    "smtp.users {:?}: password_sha256 must be 64 hex digits",
-                    u.username
-                )));
-            }
+            u.password().map_err(ConfigError::Invalid)?;
         }
         if let Some(url) = &self.mesh.url {
             let m = &self.mesh;

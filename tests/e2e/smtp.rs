@@ -443,16 +443,45 @@ with smtplib.SMTP("{host}", {port}) as s:
 async fn starttls_and_auth_are_required_and_work_with_stock_clients() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = edt_tests::certificate(dir.path());
-    let hash = edt_transforms::sha256_hex(PASSWORD.as_bytes());
+    // The account's password as an Argon2id PHC string, from `edthub hash-password`; a
+    // second account still has the old unsalted SHA-256 form, accepted with a warning.
+    let mut child = Command::new(edt_tests::binary())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("edthub hash-password");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(PASSWORD.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let phc = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
+    let legacy = edt_transforms::sha256_hex(b"old password");
     let hub = Hub::start(
         dir.path(),
         &smtp_config(&format!(
             "require_tls = true\nrequire_auth = true\ntls_cert = {:?}\ntls_key = {:?}\n\
-             [[smtp.users]]\nusername = \"trust\"\npassword_sha256 = \"{hash}\"\nsender_ods = \"RX1\"\n",
+             [[smtp.users]]\nusername = \"trust\"\npassword_hash = \"{phc}\"\nsender_ods = \"RX1\"\n\
+             [[smtp.users]]\nusername = \"legacy\"\npassword_sha256 = \"{legacy}\"\nsender_ods = \"RX1\"\n",
             cert.display().to_string(),
             key.display().to_string()
         )),
     );
+    eventually(10, "the deprecation warning", || {
+        let log = hub.log();
+        async move {
+            (log.contains("password_sha256")
+                && log.contains("legacy")
+                && log.contains("hash-password"))
+            .then_some(())
+        }
+    })
+    .await;
     let addr = hub.smtp.clone().unwrap();
     let (host, port) = addr.split_once(':').unwrap();
 
@@ -518,6 +547,14 @@ with smtplib.SMTP("{host}", {port}) as s:
     s.login("trust", "{PASSWORD}")
     assert s.user == "trust"
     s.send_message(m)
+for user, password, ok in [("legacy", "old password", True), ("legacy", "{PASSWORD}", False), ("nobody", "{PASSWORD}", False)]:
+    with smtplib.SMTP("{host}", {port}) as s:
+        s.starttls(context=context)
+        try:
+            s.login(user, password)
+            assert ok, (user, password)
+        except smtplib.SMTPAuthenticationError as e:
+            assert not ok and e.smtp_code == 535, (user, e)
 "#
     );
     let out = tool("python3")

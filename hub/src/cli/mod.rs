@@ -68,6 +68,9 @@ enum Command {
     /// The audit trail: who did what to which message, and when.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Print an Argon2id hash (PHC string) of a password read from stdin, for
+    /// `smtp.users.password_hash`: `printf %s "$PASSWORD" | edthub hash-password`.
+    HashPassword,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
     /// Print the manual page (roff), e.g. `edthub man > edthub.1`.
@@ -496,6 +499,7 @@ pub fn main() -> ExitCode {
                 clap_complete::generate(shell, &mut cmd, "edthub", &mut std::io::stdout());
                 Ok(ExitCode::SUCCESS)
             }
+            Command::HashPassword => crate::smtp::password::hash_password_command(),
             Command::Man => {
                 let cmd = <Cli as clap::CommandFactory>::command();
                 clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;

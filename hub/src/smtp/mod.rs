@@ -5,6 +5,7 @@
 pub mod command;
 pub mod mail;
 pub mod notice;
+pub mod password;
 mod session;
 
 use crate::hub::Hub;
@@ -54,6 +55,16 @@ pub fn spawn(
         (Some(c), Some(k)) => Some(tokio_rustls::TlsAcceptor::from(server_tls(c, k)?)),
         _ => None,
     };
+    for u in &cfg.users {
+        if u.password_sha256.is_some() {
+            tracing::warn!(
+                user = %u.username,
+                "smtp.users: password_sha256 (unsalted SHA-256) is deprecated and will not be \
+                 accepted by the next release; replace it with password_hash from \
+                 `edthub hash-password`"
+            );
+        }
+    }
     let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
     let shared = Arc::new(Shared { hub, tls });
     Ok(tokio::spawn(async move {
