@@ -84,13 +84,27 @@ pub async fn serve(
     }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(edt_proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let max = hub.config.limits.max_payload_bytes + 64 * 1024;
-    let submission = DocumentSubmissionServer::new(SubmissionService { hub: hub.clone() })
-        .max_decoding_message_size(max);
+    // Reflection in both versions: grpcurl and grpcui speak v1; Python's grpcio-reflection,
+    // older grpcurl and Postman speak only v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(edt_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    // A request is refused from its length prefix, before any of it is read, once it cannot
+    // fit a payload of the limit; `SizeLimited` turns tonic's status for that into ours.
+    let max = hub.config.limits.max_payload_bytes + crate::ingest::grpc::ENVELOPE_ALLOWANCE;
+    let submission = crate::ingest::grpc::SizeLimited::new(
+        DocumentSubmissionServer::new(SubmissionService { hub: hub.clone() })
+            .max_decoding_message_size(max),
+        hub.config.limits.max_payload_bytes,
+    );
     let tracking = TrackingServer::new(TrackingService { hub: hub.clone() });
     let receiver = edt_proto::v1::receiver_delivery_server::ReceiverDeliveryServer::new(
         crate::deliver::pull::ReceiverService { hub: hub.clone() },
@@ -202,7 +216,8 @@ pub async fn serve(
         .initial_connection_window_size(32 * 1024 * 1024)
         .initial_stream_window_size(4 * 1024 * 1024)
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(submission)
         .add_service(tracking)
         .add_service(receiver)

@@ -117,3 +117,52 @@ async fn unknown_recipient_is_unroutable_until_the_directory_knows_it() {
     let a = drop_indexes(&hub.drop_folder("A81001"));
     assert_eq!(a.len(), 1, "the routable recipient was not delivered twice");
 }
+
+#[tokio::test]
+async fn oversize_submissions_name_the_payload_limit_or_are_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 256 * 1024;
+    let hub = Hub::start(
+        dir.path(),
+        &format!("{FAST}\n[limits]\nmax_payload_bytes = {limit}\n"),
+    );
+    let mut sub = hub.submission().await;
+    // Just over the limit, past the room left for the other fields, and several times over:
+    // the sender is told which field and what the limit is.
+    for (i, size) in [limit + 1, limit + 100 * 1024, 3 * limit, 4 * limit]
+        .into_iter()
+        .enumerate()
+    {
+        let mut req = letter(&format!("EPR-BIG-{i}"), &["A81001"]);
+        req.payload = vec![b'x'; size];
+        let err = sub.submit_document(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{size} bytes: {err:?}");
+        assert!(
+            err.message().starts_with("payload: ")
+                && err
+                    .message()
+                    .contains(&format!("the limit is {limit} bytes")),
+            "{size} bytes: {:?}",
+            err.message()
+        );
+    }
+    // Far beyond it: refused as too much, without reading it.
+    let mut req = letter("EPR-HUGE", &["A81001"]);
+    req.payload = vec![b'x'; 20 * limit];
+    let err = sub.submit_document(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message()
+            .contains(&format!("payload limit of {limit} bytes")),
+        "{:?}",
+        err.message()
+    );
+    // The connection is still good, and nothing was stored.
+    let ok = sub
+        .submit_document(letter("EPR-BIG-0", &["A81001"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ok.duplicate);
+    assert_eq!(hub.cli_json(&["stats"])["messages"], 1);
+}

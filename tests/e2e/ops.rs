@@ -72,6 +72,47 @@ async fn grpc_health_and_reflection_serve_stock_tools() {
 }
 
 #[tokio::test]
+async fn reflection_v1alpha_serves_a_stock_python_client() {
+    // grpcio-reflection (like older grpcurl, grpcui and Postman) asks only
+    // grpc.reflection.v1alpha.ServerReflection.
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let out = Command::new(edt_tests::peers_python())
+        .arg(edt_tests::workspace().join("tests/peers/grpc_reflect.py"))
+        .arg(hub.grpc.trim_start_matches("http://"))
+        .arg("edt.hub.v1.DocumentSubmission")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the stock client could not reflect: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services: Vec<_> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for want in [
+        "edt.hub.v1.DocumentSubmission",
+        "edt.hub.v1.ReceiverDelivery",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(services.contains(&want), "{want} missing from {services:?}");
+    }
+    let submit = &v["methods"]["SubmitDocument"];
+    assert_eq!(submit["input"], "edt.hub.v1.SubmitDocumentRequest");
+    let fields = submit["fields"].as_array().unwrap();
+    for f in ["sender_ods", "recipient_ods", "payload", "local_id"] {
+        assert!(fields.iter().any(|x| x == f), "{f} missing from {fields:?}");
+    }
+}
+
+#[tokio::test]
 async fn cli_exit_codes_mean_something() {
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), FAST);
