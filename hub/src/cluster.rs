@@ -162,6 +162,12 @@ pub enum HomeEvent {
         status: AckStatus,
         code: Option<String>,
         reason: Option<String>,
+        /// How the acknowledgement reached the node that passes it on.
+        #[serde(default)]
+        channel: crate::acks::AckChannel,
+        /// Who sent it there (e.g. `mesh:<mailbox>`).
+        #[serde(default)]
+        by: String,
     },
 }
 
@@ -263,18 +269,22 @@ async fn handle(hub: &Hub, item: &BusItem, event: HomeEvent) -> Settle {
             status,
             code,
             reason,
+            channel,
+            by,
         } => {
             let ack = AckFile {
                 status,
                 code,
                 reason,
             };
+            let by = if by.is_empty() { "ack-file" } else { &by };
             match crate::acks::apply(
                 hub,
                 delivery,
                 &endpoint,
                 &ack,
-                &format!("ack-file via {node}"),
+                channel,
+                &format!("{by} via {node}"),
             ) {
                 Ok(Outcome::Consumed) => match hub.store.flush().await {
                     Ok(()) => {

@@ -219,6 +219,13 @@ impl Hub {
                 ),
             });
         }
+        // A document whose bytes are not what its label says is refused before anything else.
+        edt_transforms::content::check(&sub.content_type, &sub.payload).map_err(|e| {
+            SubmitError::Invalid {
+                field: "payload",
+                rule: e.to_string(),
+            }
+        })?;
         if let Some(orig) = self
             .store
             .find_by_local_id(&sub.sender_ods, &sub.local_id)?
@@ -309,6 +316,7 @@ impl Hub {
             new.enqueue.extend(e);
             new.audit.push(a);
         }
+        self.check_renders(&new)?;
         let deliveries = new.deliveries.clone();
         let t0 = std::time::Instant::now();
         let outcome = self.store.submit(new)?;
@@ -336,6 +344,30 @@ impl Hub {
             }
             Submitted::Duplicate(orig) => self.duplicate_receipt(orig).await,
         }
+    }
+
+    /// Renders the document for each planned delivery whose route takes another format, so
+    /// that nothing certain to fail at delivery (a PDF to an ITK3 route, a Transfer of Care
+    /// message to a GP Connect route, a missing NHS number or sending mailbox) is receipted.
+    fn check_renders(&self, new: &NewMessage) -> Result<(), SubmitError> {
+        for d in &new.deliveries {
+            let format = d.format.as_deref().unwrap_or("original");
+            if d.endpoint.is_none() || matches!(format, "original" | "email") {
+                continue;
+            }
+            if let Err(problem) = self.render_for(d, &new.message, &new.payload) {
+                return Err(SubmitError::Invalid {
+                    field: "recipient_ods",
+                    rule: format!(
+                        "{} takes documents as {format} (endpoint {}), and this document cannot \
+                         be sent that way: {problem}",
+                        d.recipient_ods,
+                        d.endpoint.as_deref().unwrap_or("")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     async fn duplicate_receipt(&self, orig: Uuid) -> Result<Receipt, SubmitError> {
@@ -450,7 +482,8 @@ impl Hub {
         if let edt_routers::EndpointKind::Grpc { .. } = &ep.kind {
             // Held for the receiver to pull; rendered when it does. Its acknowledgement moves
             // the delivery on from here.
-            Self::render_for(d, m, &payload).map_err(SendError::Permanent)?;
+            self.render_for(d, m, &payload)
+                .map_err(SendError::Permanent)?;
             return Ok(deliver::Sent {
                 transport_id: String::new(),
                 detail: format!("held for endpoint {} to pull over gRPC", ep.id),
@@ -461,7 +494,9 @@ impl Hub {
             let (meta, bytes) = match d.format.as_deref().unwrap_or("original") {
                 "original" | "email" => (m.meta(), payload),
                 _ => {
-                    let r = Self::render_for(d, m, &payload).map_err(SendError::Permanent)?;
+                    let r = self
+                        .render_for(d, m, &payload)
+                        .map_err(SendError::Permanent)?;
                     (r.meta, r.bytes)
                 }
             };
@@ -483,7 +518,9 @@ impl Hub {
         }
         // The receiver's format: rendered afresh on each attempt (repeatably: the same
         // delivery always renders the same bytes).
-        let r = Self::render_for(d, m, &payload).map_err(SendError::Permanent)?;
+        let r = self
+            .render_for(d, m, &payload)
+            .map_err(SendError::Permanent)?;
         let what = format!(
             "rendered as {} ({}, {} bytes, sha256 {})",
             d.format.as_deref().unwrap_or("original"),
@@ -496,14 +533,28 @@ impl Hub {
         Ok(sent)
     }
 
+    /// The MESH mailbox that ITK3 messages sent for `sender_ods` name as their source: the
+    /// sender's own (`mesh_mailbox` in the directory), else the hub's (`mesh.mailbox`).
+    pub fn source_mailbox(&self, sender_ods: &str) -> Option<String> {
+        self.directory
+            .get()
+            .directory
+            .sender(sender_ods)
+            .and_then(|s| s.mesh_mailbox.clone())
+            .or_else(|| Some(self.config.mesh.mailbox.clone()))
+            .filter(|m| !m.trim().is_empty())
+    }
+
     /// The document delivery `d` gives its receiver, in the delivery's format.
     pub fn render_for(
+        &self,
         d: &DeliveryRecord,
         m: &MessageRecord,
         payload: &[u8],
     ) -> Result<edt_transforms::render::Rendered, String> {
         let id = d.id.to_string();
         let created_at = crate::track::rfc3339(d.created_ms);
+        let source = self.source_mailbox(&m.sender_ods);
         edt_transforms::render::render(
             d.format.as_deref().unwrap_or("original"),
             &m.meta(),
@@ -513,6 +564,7 @@ impl Hub {
                 recipient_ods: &d.recipient_ods,
                 recipient_type: &d.recipient_type,
                 created_at: &created_at,
+                source_endpoint: source.as_deref(),
             },
         )
         .map_err(|e| e.to_string())

@@ -179,6 +179,10 @@ pub struct Organisation {
 pub struct Sender {
     #[serde(default)]
     pub name: String,
+    /// The sender's own MESH mailbox: named as `MessageHeader.source.endpoint` in the ITK3
+    /// messages the hub sends for it (the hub's `mesh.mailbox` when unset).
+    #[serde(default)]
+    pub mesh_mailbox: Option<String>,
 }
 
 /// Which recipients a rule applies to.

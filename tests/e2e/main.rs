@@ -5,6 +5,7 @@ mod amqp;
 mod bad_input;
 mod crash;
 mod failures;
+mod formats;
 mod mesh;
 mod ops;
 mod receiver;

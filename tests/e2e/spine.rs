@@ -365,6 +365,11 @@ async fn each_receiver_gets_the_format_its_route_names() {
     let hub = Hub::start(dir.path(), FAST);
     let directory = dir.path().join("directory.toml");
     let mut text = std::fs::read_to_string(&directory).unwrap();
+    // ITK3 messages name the trust's MESH mailbox as their source.
+    text = text.replace(
+        "name = \"Sample Acute Trust\"\n",
+        "name = \"Sample Acute Trust\"\nmesh_mailbox = \"RX1OT001\"\n",
+    );
     text.push_str(
         "\n[[rules]]\nname = \"A81001 letters as GP Connect\"\nods = \"A81001\"\n\
          document_types = [\"discharge-summary\"]\nendpoint = \"a81001-drop\"\nformat = \"gp-connect\"\n\

@@ -461,7 +461,7 @@ pub fn itk3_message(n: usize, title: &str, pdf: &[u8], discharge: bool) -> Vec<u
         document_type,
         sender_ods: edt_transforms::OdsCode::parse("RX1").expect("ODS code"),
         receiver_ods: None,
-        source_endpoint: None,
+        source_endpoint: "RX1EDT001".into(),
         handling: Handling::new(definition),
     };
     let meta = SendDocumentMeta {

@@ -5,6 +5,7 @@
 //! fuzzed. The hub calls these; they never call the hub.
 #![forbid(unsafe_code)]
 
+pub mod content;
 pub mod email;
 pub mod extract;
 pub mod fhir;

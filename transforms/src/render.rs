@@ -18,6 +18,9 @@ pub struct Delivery<'a> {
     pub recipient_type: &'a str,
     /// RFC 3339, when the delivery was created (the rendered message's timestamp).
     pub created_at: &'a str,
+    /// The MESH mailbox that sends for the sender (`MessageHeader.source.endpoint` of the ITK3
+    /// messages rendered): the sender's own mailbox from the directory, else the hub's.
+    pub source_endpoint: Option<&'a str>,
 }
 
 /// What to send: the metadata describing it (content type, size, hash of the rendered bytes)
@@ -64,6 +67,57 @@ fn recipient_type(code: &str) -> RecipientType {
     } else {
         RecipientType::ForAction
     }
+}
+
+/// `MessageHeader.source.endpoint` for a message sent for this delivery: the configured
+/// mailbox, else the one the original message named.
+fn source_endpoint(
+    d: &Delivery<'_>,
+    original: Option<&str>,
+    fail: &dyn Fn(String) -> RenderError,
+) -> Result<String, RenderError> {
+    d.source_endpoint
+        .or(original)
+        .map(str::to_string)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| {
+            fail(
+                "an ITK3 message names the MESH mailbox that sends it (MessageHeader.source): \
+                 set mesh_mailbox for the sender in the directory, or the hub's mesh.mailbox"
+                    .into(),
+            )
+        })
+}
+
+/// A GP Connect Send Document re-headed for one delivery: its own header id, bundle id and
+/// timestamp (so the receiver's responses name this delivery, and each receiver of a fan-out
+/// gets a message id of its own), the document Bundle unchanged.
+fn reheader(
+    meta: &DocumentMeta,
+    m: &itk3::ItkMessage,
+    d: &Delivery<'_>,
+    fail: &dyn Fn(String) -> RenderError,
+) -> Result<Rendered, RenderError> {
+    let sender_ods =
+        OdsCode::parse(&meta.sender_ods).map_err(|e| fail(format!("sender ODS code {e}")))?;
+    let mut handling = m.handling.clone();
+    handling.recipient_type = recipient_type(d.recipient_type);
+    let msg = itk3::reheader_send_document(
+        &m.document,
+        MessageParams {
+            bundle_id: derived(d.id, "bundle"),
+            bundle_identifier: derived(d.id, "bundle-identifier"),
+            message_id: d.id.to_string(),
+            timestamp: d.created_at.to_string(),
+            document_type: meta.document_type,
+            sender_ods,
+            receiver_ods: None,
+            source_endpoint: source_endpoint(d, m.source_endpoint.as_deref(), fail)?,
+            handling,
+        },
+    );
+    let bytes = crate::fhir::to_xml(&msg).into_bytes();
+    Ok(rendered(meta, "application/fhir+xml", bytes))
 }
 
 /// Renders `payload` (described by `meta`) for one delivery in `format` (a route format name:
@@ -120,12 +174,17 @@ pub fn render(
                 .components(9, &["ORU", "R01", "ORU_R01"])
                 .text(10, d.id)
                 .text(11, "P")
-                .text(12, "2.4")
+                .text(12, "2.5")
                 .segment("PID")
                 .text(1, "1")
                 .components(3, &[nhs, "", "", "NHS", "NH"])
+                // PID-5 is required; the hub does not hold the patient's name: HL7's explicit
+                // null.
+                .text(5, "\"\"")
                 .segment("PD1")
-                .components(3, &["", "", d.recipient_ods])
+                // The practice's ODS code in XON-10, Organization Identifier (ST): XON-3 is
+                // numeric (NM), so a code such as A81001 cannot go there.
+                .components(3, &["", "", "", "", "", "", "", "", "", d.recipient_ods])
                 .segment("OBR")
                 .text(1, "1")
                 .text(2, &meta.message_id)
@@ -160,6 +219,11 @@ pub fn render(
             };
             let m =
                 itk3::read_message_with(payload, f, options).map_err(|e| fail(e.to_string()))?;
+            if m.event == itk3::EVENT_SEND_DOCUMENT {
+                // A GP Connect Send Document keeps its own event and header rules (no
+                // receiver: MESH routes it).
+                return reheader(meta, &m, d, &fail);
+            }
             let mut handling = m.handling.clone();
             handling.recipient_type = recipient_type(d.recipient_type);
             let receiver = OdsCode::parse(d.recipient_ods)
@@ -174,7 +238,7 @@ pub fn render(
                     document_type: m.document_type.unwrap_or(meta.document_type),
                     sender_ods: sender()?,
                     receiver_ods: Some(receiver),
-                    source_endpoint: m.source_endpoint.clone(),
+                    source_endpoint: source_endpoint(d, m.source_endpoint.as_deref(), &fail)?,
                     handling,
                 },
             );
@@ -183,13 +247,16 @@ pub fn render(
         }
         "gp-connect" => {
             if let Some(f) = fhir_format(&meta.content_type) {
-                // Already a message: pass it on if it is a Send Document.
-                let m = itk3::read_message(payload, f).map_err(|e| fail(e.to_string()))?;
+                // Already a message: if it is a Send Document, it goes on with a header of this
+                // delivery's own, the document inside untouched.
+                let options = itk3::ReadOptions {
+                    skip_attachments: true,
+                    ..Default::default()
+                };
+                let m = itk3::read_message_with(payload, f, options)
+                    .map_err(|e| fail(e.to_string()))?;
                 if m.event == itk3::EVENT_SEND_DOCUMENT {
-                    return Ok(Rendered {
-                        meta: meta.clone(),
-                        bytes: payload.to_vec(),
-                    });
+                    return reheader(meta, &m, d, &fail);
                 }
                 return Err(fail(format!(
                     "the document is an ITK3 {} message, not a document to wrap",
@@ -205,6 +272,7 @@ pub fn render(
                 .and_then(|n| NhsNumber::parse(n).map_err(|e| fail(e.to_string())))?;
             let mut handling = Handling::new(itk3::MESSAGE_DEFINITION_SEND_DOCUMENT);
             handling.recipient_type = recipient_type(d.recipient_type);
+            handling.local_extension = Some(itk3::SEND_DOCUMENT_GENERIC.to_string());
             let send = SendDocumentMeta {
                 message: MessageParams {
                     bundle_id: derived(d.id, "bundle"),
@@ -214,7 +282,7 @@ pub fn render(
                     document_type: meta.document_type,
                     sender_ods: sender()?,
                     receiver_ods: None,
-                    source_endpoint: None,
+                    source_endpoint: source_endpoint(d, None, &fail)?,
                     handling,
                 },
                 document_bundle_id: derived(&meta.message_id, "document-bundle"),
@@ -265,6 +333,7 @@ mod tests {
         recipient_ods: "A81001",
         recipient_type: "FA",
         created_at: "2026-11-25T09:00:01Z",
+        source_endpoint: Some("RX1EDT001"),
     };
 
     #[test]
@@ -282,16 +351,52 @@ mod tests {
         assert_eq!(read.sender_ods.unwrap().to_string(), "RX1");
         let binary = read.document.resources_of_type("Binary").next().unwrap();
         assert_eq!(itk3::binary_content(binary).unwrap(), pdf);
-        // And a Send Document is passed on as it is.
-        let again = meta("application/fhir+xml", &r.bytes);
+        // The header carries the sending mailbox and all six handling keys.
+        assert_eq!(read.source_endpoint.as_deref(), Some("RX1EDT001"));
         assert_eq!(
-            render("gp-connect", &again, &r.bytes, &D).unwrap().bytes,
-            r.bytes
+            read.handling.local_extension.as_deref(),
+            Some("SendDocument-Generic")
         );
-        // Re-addressed as an ITK3 message to this receiver.
-        let itk = render("itk3", &again, &r.bytes, &D).unwrap();
-        let read = itk3::read_message(&itk.bytes, itk3::Format::Xml).unwrap();
-        assert_eq!(read.receiver_ods[0].to_string(), "A81001");
+        assert!(read.receiver_ods.is_empty(), "GP Connect names no receiver");
+    }
+
+    #[test]
+    fn a_send_document_passed_on_gets_a_header_of_its_own_per_delivery() {
+        let pdf = b"%PDF-1.4 letter".to_vec();
+        let m = meta("application/pdf", &pdf);
+        let original = render("gp-connect", &m, &pdf, &D).unwrap().bytes;
+        let first = itk3::read_message(&original, itk3::Format::Xml).unwrap();
+        let again = meta("application/fhir+xml", &original);
+        let other = Delivery {
+            id: "0190a0b0-0000-7000-8000-000000000003",
+            recipient_ods: "A81002",
+            ..D
+        };
+        for format in ["gp-connect", "itk3"] {
+            let out = render(format, &again, &original, &other).unwrap();
+            let read = itk3::read_message(&out.bytes, itk3::Format::Xml).unwrap();
+            assert_eq!(read.event, "ITK007C", "{format}");
+            assert_eq!(read.message_id, other.id, "{format}: the delivery's id");
+            assert_ne!(read.message_id, first.message_id);
+            assert!(read.receiver_ods.is_empty(), "{format}: no receiver");
+            assert_eq!(
+                read.document, first.document,
+                "{format}: document untouched"
+            );
+            assert_eq!(read.source_endpoint.as_deref(), Some("RX1EDT001"));
+        }
+    }
+
+    #[test]
+    fn without_a_sending_mailbox_an_itk3_message_cannot_be_rendered() {
+        let pdf = b"%PDF-1.4".to_vec();
+        let m = meta("application/pdf", &pdf);
+        let d = Delivery {
+            source_endpoint: None,
+            ..D
+        };
+        let e = render("gp-connect", &m, &pdf, &d).unwrap_err();
+        assert!(e.problem.contains("mesh_mailbox"), "{e}");
     }
 
     #[test]
@@ -304,7 +409,17 @@ mod tests {
         let oru = crate::hl7::parse_oru(&r.bytes).unwrap();
         assert_eq!(oru.control_id, D.id);
         assert_eq!(oru.patient.nhs_number.unwrap().to_string(), "9434765919");
-        assert_eq!(oru.recipient.unwrap().ods_code.to_string(), "A81001");
+        let recipient = oru.recipient.unwrap();
+        assert_eq!(recipient.ods_code.to_string(), "A81001");
+        assert_eq!(
+            recipient.source.path(),
+            "PD1-3.10",
+            "XON-10, not the numeric XON-3"
+        );
+        assert!(
+            String::from_utf8_lossy(&r.bytes).contains("|2.5\r"),
+            "XON-10 is v2.5"
+        );
         let ed = oru.results[0].observations[0].encapsulated.clone().unwrap();
         assert_eq!(ed.data_subtype, "PDF");
         assert_eq!(itk3::base64_decode(&ed.data).unwrap(), pdf);

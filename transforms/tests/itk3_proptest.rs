@@ -51,7 +51,7 @@ fn params(
         document_type: doc_type,
         sender_ods: OdsCode::parse("RX1").unwrap(),
         receiver_ods: flags.2.then(|| OdsCode::parse("A81001").unwrap()),
-        source_endpoint: None,
+        source_endpoint: "X26ABC1".into(),
         handling,
     }
 }
@@ -98,7 +98,9 @@ proptest! {
         let msg = render_send_document(&content, "application/octet-stream", meta(p.clone(), title.clone()));
         let m = read_message(serialise(&msg, format).as_bytes(), format).unwrap();
         prop_assert_eq!(&m.handling.sender_reference, &p.handling.sender_reference);
-        prop_assert_eq!(&m.handling.local_extension, &p.handling.local_extension);
+        // A Send Document always names its use case: the given one, else Generic.
+        let local = p.handling.local_extension.clone().unwrap_or_else(|| "SendDocument-Generic".into());
+        prop_assert_eq!(m.handling.local_extension.as_deref(), Some(local.as_str()));
         prop_assert_eq!(m.handling.recipient_type, p.handling.recipient_type);
         prop_assert_eq!(m.title.as_deref(), Some(title.as_str()));
         prop_assert_eq!(m.attachments[0].size, content.len());
@@ -118,7 +120,9 @@ proptest! {
         let p = params(doc_type, "s".into(), None, flags);
         let m = read_message(serialise(&render_message(&doc, p.clone()), format).as_bytes(), format).unwrap();
         prop_assert_eq!(m.document, doc);
-        prop_assert_eq!(m.handling, p.handling);
+        let mut handling = p.handling.clone();
+        handling.local_extension = Some("None".into());
+        prop_assert_eq!(m.handling, handling);
         prop_assert_eq!(m.document_type, Some(doc_type));
     }
 

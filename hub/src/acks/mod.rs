@@ -67,6 +67,30 @@ impl AckStatus {
     }
 }
 
+/// The way an acknowledgement reached the hub, named in the delivery's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AckChannel {
+    /// A file in the drop folder's `acks/`.
+    #[default]
+    File,
+    /// An ITK3 response read from the hub's MESH inbox.
+    Mesh,
+    /// `ReceiverDelivery/Acknowledge` from a receiver pulling over gRPC.
+    Grpc,
+}
+
+impl AckChannel {
+    /// How the timeline names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::File => "ack file",
+            Self::Mesh => "ITK3 response over MESH",
+            Self::Grpc => "gRPC acknowledgement",
+        }
+    }
+}
+
 /// Parses ack file bytes, naming what is wrong.
 pub fn parse_ack(bytes: &[u8]) -> Result<AckFile, String> {
     let ack: AckFile = serde_json::from_slice(bytes).map_err(|e| {
@@ -221,9 +245,11 @@ fn process(hub: &Hub, endpoint: &str, path: &Path, name: &str) -> Result<Outcome
             status: ack.status,
             code: ack.code,
             reason: ack.reason,
+            channel: AckChannel::File,
+            by: "ack-file".into(),
         }));
     }
-    apply(hub, id, endpoint, &ack, "ack-file")
+    apply(hub, id, endpoint, &ack, AckChannel::File, "ack-file")
 }
 
 /// Applies an acknowledgement to one of this node's deliveries (from a file here, or passed
@@ -233,6 +259,7 @@ pub fn apply(
     id: Uuid,
     endpoint: &str,
     ack: &AckFile,
+    channel: AckChannel,
     actor: &str,
 ) -> Result<Outcome, StoreError> {
     let Some(d) = hub.store.delivery(id)? else {
@@ -258,10 +285,14 @@ pub fn apply(
         ack.status.event(),
         actor,
         match (code.is_empty(), reason.is_empty()) {
-            (true, true) => format!("{} ack file", ack.status.target()),
-            _ => format!("{} ack file: {code} {reason}", ack.status.target())
-                .trim()
-                .to_string(),
+            (true, true) => format!("{} by {}", ack.status.target(), channel.label()),
+            _ => format!(
+                "{} by {}: {code} {reason}",
+                ack.status.target(),
+                channel.label()
+            )
+            .trim()
+            .to_string(),
         },
     );
     if ack.code.is_some() || ack.reason.is_some() {

@@ -583,7 +583,9 @@ impl Admin for AdminService {
                 "delivery {did} was never routed, so nothing was rendered for it"
             )));
         }
-        let r = Hub::render_for(&d, &m, &payload).map_err(Status::failed_precondition)?;
+        let r = hub
+            .render_for(&d, &m, &payload)
+            .map_err(Status::failed_precondition)?;
         Ok(Response::new(v1::DocumentBytes {
             file_name: edt_transforms::index::document_file_name(
                 &did.to_string(),

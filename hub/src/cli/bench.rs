@@ -614,6 +614,7 @@ fn transform() -> anyhow::Result<ExitCode> {
         recipient_ods: "A81001",
         recipient_type: "FA",
         created_at: "2026-11-25T09:00:01Z",
+        source_endpoint: Some("RX1EDT001"),
     };
     anyhow::ensure!(
         edt_transforms::render::render("itk3", &meta, &xml, &delivery).is_ok(),
@@ -662,7 +663,7 @@ fn structured_documents(pdf: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
                 document_type: edt_transforms::DocumentType::GenericDocument,
                 sender_ods: edt_transforms::OdsCode::parse("RX1").expect("ODS code"),
                 receiver_ods: None,
-                source_endpoint: None,
+                source_endpoint: "RX1EDT001".into(),
                 handling: Handling::new(itk3::MESSAGE_DEFINITION_SEND_DOCUMENT),
             },
             document_bundle_id: id("4"),

@@ -32,7 +32,9 @@ pub async fn send(
     let (meta, bytes) = if format == "original" {
         (m.meta(), payload)
     } else {
-        let r = Hub::render_for(d, m, &payload).map_err(SendError::Permanent)?;
+        let r = hub
+            .render_for(d, m, &payload)
+            .map_err(SendError::Permanent)?;
         (r.meta, r.bytes)
     };
     // The workflow follows what is sent: a GP Connect Send Document goes on the GP Connect

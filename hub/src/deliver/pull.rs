@@ -100,7 +100,7 @@ fn scope_of<T>(hub: &Hub, req: &Request<T>) -> Result<Scope, Status> {
 fn document(hub: &Hub, d: &DeliveryRecord) -> Option<v1::ReceivedDocument> {
     let m = hub.store.message(d.message_id).ok()??;
     let payload = hub.store.payload(m.id).ok()??;
-    let r = Hub::render_for(d, &m, &payload).ok()?;
+    let r = hub.render_for(d, &m, &payload).ok()?;
     Some(v1::ReceivedDocument {
         delivery_id: d.id.to_string(),
         message_id: m.id.to_string(),
@@ -287,6 +287,7 @@ impl ReceiverDelivery for ReceiverService {
             id,
             &endpoint,
             &ack,
+            crate::acks::AckChannel::Grpc,
             &format!("grpc-receiver:{endpoint}"),
         )
         .map_err(|e| Status::unavailable(e.to_string()))?;

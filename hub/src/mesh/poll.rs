@@ -218,6 +218,8 @@ fn handle(hub: &Hub, m: &Downloaded) -> Result<Handled, StoreError> {
                 status,
                 code: Some(response.code.code().to_string()),
                 reason: Some(detail()),
+                channel: crate::acks::AckChannel::Mesh,
+                by: format!("mesh:{}", m.from),
             }));
         }
         return Ok(Handled::Unmatched(format!(
@@ -249,7 +251,14 @@ fn handle(hub: &Hub, m: &Downloaded) -> Result<Handled, StoreError> {
         reason: Some(reason),
     };
     let endpoint = d.endpoint.clone().unwrap_or_default();
-    match crate::acks::apply(hub, d.id, &endpoint, &ack, &format!("mesh:{}", m.from))? {
+    match crate::acks::apply(
+        hub,
+        d.id,
+        &endpoint,
+        &ack,
+        crate::acks::AckChannel::Mesh,
+        &format!("mesh:{}", m.from),
+    )? {
         Outcome::Consumed | Outcome::Forward(_) => Ok(Handled::Applied),
         Outcome::Later => Ok(Handled::Later),
         Outcome::SetAside(problem) => Ok(Handled::Unmatched(format!(

@@ -56,7 +56,10 @@ pub use message::{
     binary_content, read_message, read_message_element, read_message_with, Attachment, Handling,
     ItkMessage, ReadOptions,
 };
-pub use render::{render_message, render_send_document, MessageParams, SendDocumentMeta};
+pub use render::{
+    reheader_send_document, render_message, render_send_document, MessageParams, SendDocumentMeta,
+    SEND_DOCUMENT_GENERIC,
+};
 pub use response::{
     read_response, read_response_element, render_response, ItkResponse, ResponseParams, ResponseTo,
 };

@@ -30,8 +30,9 @@ pub struct MessageParams {
     pub sender_ods: OdsCode,
     /// The receiver Organization's ODS code; `None` where the transport routes (GP Connect).
     pub receiver_ods: Option<OdsCode>,
-    /// `MessageHeader.source.endpoint`, the sender's MESH mailbox.
-    pub source_endpoint: Option<String>,
+    /// `MessageHeader.source.endpoint`, the sender's MESH mailbox (`source` is 1..1 in
+    /// STU3, and GP Connect names the mailbox that sends).
+    pub source_endpoint: String,
     /// The handling keys.
     pub handling: Handling,
 }
@@ -134,12 +135,14 @@ pub(crate) fn handling_extension(h: &Handling) -> Element {
             h.sender_reference.as_str(),
         )),
     );
-    if let Some(l) = &h.local_extension {
-        ext.push(
-            Element::extension("LocalExtension")
-                .with(Element::primitive("valueString", l.as_str())),
-        );
-    }
+    // ITK3 carries all six keys; `None` where the sender named no local use, as for
+    // SenderReference.
+    ext.push(
+        Element::extension("LocalExtension").with(Element::primitive(
+            "valueString",
+            h.local_extension.as_deref().unwrap_or("None"),
+        )),
+    );
     ext
 }
 
@@ -173,6 +176,24 @@ pub fn render_message(doc: &Element, params: MessageParams) -> Element {
     render_with_event(doc, &params, event_for(params.document_type))
 }
 
+/// Puts a fresh message header (ids, timestamp, handling, parties from `params`) on the
+/// document Bundle of a GP Connect Send Document (ITK007C), the document itself unchanged:
+/// each receiver gets its own message id, so its responses find their delivery. As GP Connect
+/// requires, both acknowledgements are requested and the header names no receiver.
+pub fn reheader_send_document(doc: &Element, mut params: MessageParams) -> Element {
+    params.receiver_ods = None;
+    params.handling.inf_ack_requested = true;
+    params.handling.bus_ack_requested = true;
+    params
+        .handling
+        .local_extension
+        .get_or_insert_with(|| SEND_DOCUMENT_GENERIC.to_string());
+    render_with_event(doc, &params, EVENT_SEND_DOCUMENT)
+}
+
+/// The GP Connect `LocalExtension` use case for a document that is not a consultation summary.
+pub const SEND_DOCUMENT_GENERIC: &str = "SendDocument-Generic";
+
 fn render_with_event(doc: &Element, p: &MessageParams, event: &str) -> Element {
     let sender_id = derived_uuid(&p.message_id, "sender");
     let receiver_id = derived_uuid(&p.message_id, "receiver");
@@ -196,9 +217,9 @@ fn render_with_event(doc: &Element, p: &MessageParams, event: &str) -> Element {
     }
     header.push(reference("sender", &urn(&sender_id)));
     header.push(Element::primitive("timestamp", p.timestamp.as_str()));
-    if let Some(endpoint) = &p.source_endpoint {
-        header.push(Element::new("source").with(Element::primitive("endpoint", endpoint.as_str())));
-    }
+    header.push(
+        Element::new("source").with(Element::primitive("endpoint", p.source_endpoint.as_str())),
+    );
     header.push(reference("focus", &doc_url));
 
     let mut rest = vec![entry(
@@ -372,11 +393,7 @@ pub fn render_send_document(content: &[u8], content_type: &str, meta: SendDocume
         .with(entry(&urn(&org_id), organization))
         .with(entry(&urn(&binary_id), binary));
 
-    let mut params = meta.message;
-    params.receiver_ods = None;
-    params.handling.inf_ack_requested = true;
-    params.handling.bus_ack_requested = true;
-    render_with_event(&document, &params, EVENT_SEND_DOCUMENT)
+    reheader_send_document(&document, meta.message)
 }
 
 #[cfg(test)]
