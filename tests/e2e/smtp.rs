@@ -1018,3 +1018,68 @@ async fn unknown_gp_is_held_like_grpc() {
     let shown = hub.cli_json(&["messages", "show", &r.message_id]);
     assert_eq!(shown["deliveries"][0]["state"], "unroutable", "{shown}");
 }
+
+/// Malformed MIME is refused with `554 5.6.0` naming the defect, and nothing is stored.
+#[tokio::test]
+async fn malformed_mime_is_refused_naming_the_defect() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), &smtp_config(""));
+    let (mut s, _) = Dialogue::open(hub.smtp.as_deref().unwrap());
+    s.expect("EHLO trust.example", "250");
+    let letter = pdf("malformed");
+    let good = mail(
+        "Letter [nhs:9434765919]",
+        "malformed@trust",
+        &[("application/pdf", "letter.pdf", &letter)],
+    );
+    let b64 = b64_lines(&letter);
+    let cases = [
+        (
+            good.replace(&b64, "JVBERi0xLjQK!!not base64 at all**"),
+            "part 2 (letter.pdf): the body is declared base64 but is not",
+        ),
+        (
+            good.replace(&b64, &b64[..b64.len() - 5]),
+            "part 2 (letter.pdf): the base64 body is truncated",
+        ),
+        (
+            good.trim_end_matches("--XX--").to_string(),
+            "the message: multipart/mixed has no closing boundary",
+        ),
+        (
+            good.replace("boundary=\"XX\"", "boundary=\"YY\""),
+            "declares the boundary \"YY\" but never uses it",
+        ),
+        (
+            good.replace("; boundary=\"XX\"", ""),
+            "multipart/mixed without a boundary parameter",
+        ),
+        (
+            good.replace(
+                "Content-Transfer-Encoding: base64",
+                "Content-Transfer-Encoding: x-uuencode",
+            ),
+            "unknown Content-Transfer-Encoding \"x-uuencode\"",
+        ),
+    ];
+    for (raw, defect) in cases {
+        s.expect("RSET", "250");
+        s.expect(&format!("MAIL FROM:<{SENDER}>"), "250");
+        s.expect("RCPT TO:<A81001@hub.test>", "250");
+        s.expect("DATA", "354");
+        let r = s.data(&raw, "554 5.6.0");
+        assert!(
+            r.contains("malformed MIME") && r.contains(defect),
+            "{defect}: {r}"
+        );
+        assert!(r.contains("nothing was stored"), "{r}");
+    }
+    assert_eq!(message_count(&hub), 0, "nothing malformed was stored");
+    // The same mail, well formed, is taken.
+    s.expect(&format!("MAIL FROM:<{SENDER}>"), "250");
+    s.expect("RCPT TO:<A81001@hub.test>", "250");
+    s.expect("DATA", "354");
+    s.data(&good, "250 2.0.0");
+    s.expect("QUIT", "221");
+    lands_in(hub.drop_folder("A81001"), letter).await;
+}

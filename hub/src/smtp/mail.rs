@@ -114,6 +114,136 @@ fn part_bytes(message: &mail_parser::Message<'_>, part: &mail_parser::MessagePar
     decoded.unwrap_or_else(|| part.contents().to_vec())
 }
 
+/// How a part is named in a refusal: the message itself, or its number and file name or type.
+fn part_label(index: usize, part: &mail_parser::MessagePart<'_>) -> String {
+    if index == 0 {
+        return "the message".into();
+    }
+    let what = part
+        .attachment_name()
+        .map(|n| n.chars().filter(|c| !c.is_control()).take(80).collect())
+        .or_else(|| {
+            part.content_type().map(|c| match c.subtype() {
+                Some(s) => format!("{}/{}", c.ctype(), s),
+                None => c.ctype().to_string(),
+            })
+        })
+        .unwrap_or_else(|| "text/plain".into());
+    format!("part {index} ({what})")
+}
+
+/// Whether `body` is base64 as RFC 2045 section 6.8 has it: the alphabet, line breaks and
+/// spaces, `=` padding only at the end, and whole groups of four.
+fn check_base64(body: &[u8]) -> Result<(), String> {
+    let mut count = 0usize;
+    let mut padding = 0usize;
+    for (at, &b) in body.iter().enumerate() {
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' => continue,
+            b'=' => padding += 1,
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => {
+                if padding > 0 {
+                    return Err("base64 continues after its '=' padding".into());
+                }
+            }
+            _ => {
+                let shown = if b.is_ascii_graphic() {
+                    format!("'{}'", b as char)
+                } else {
+                    format!("byte 0x{b:02x}")
+                };
+                return Err(format!(
+                    "the body is declared base64 but is not: {shown} at offset {at} is not a \
+                     base64 character"
+                ));
+            }
+        }
+        count += 1;
+    }
+    if padding > 2 {
+        return Err("base64 ends with more than two '=' characters".into());
+    }
+    if !count.is_multiple_of(4) {
+        return Err(format!(
+            "the base64 body is truncated: {count} characters, not whole groups of four"
+        ));
+    }
+    Ok(())
+}
+
+/// MIME defects the parser would read past (it recovers what it can, which is the wrong
+/// thing for a clinical document): an unknown Content-Transfer-Encoding, base64 that is not
+/// base64 or is cut short, a multipart without a boundary, whose boundary is never used, or
+/// that never closes.
+fn check_structure(message: &mail_parser::Message<'_>) -> Result<(), MailError> {
+    let raw = message.raw_message();
+    for (index, part) in message.parts.iter().enumerate() {
+        let refuse = |why: String| MailError(format!("{}: {why}", part_label(index, part)));
+        let cte = part
+            .content_transfer_encoding()
+            .map(|c| c.trim().to_ascii_lowercase());
+        if let Some(cte) = &cte {
+            if !matches!(
+                cte.as_str(),
+                "7bit" | "8bit" | "binary" | "base64" | "quoted-printable"
+            ) {
+                return Err(refuse(format!(
+                    "unknown Content-Transfer-Encoding \"{}\" (7bit, 8bit, binary, \
+                     quoted-printable or base64)",
+                    cte.chars()
+                        .filter(|c| !c.is_control())
+                        .take(40)
+                        .collect::<String>()
+                )));
+            }
+        }
+        if let Some(ct) = part.content_type() {
+            if ct.ctype().eq_ignore_ascii_case("multipart") {
+                let kind = format!("multipart/{}", ct.subtype().unwrap_or("mixed"));
+                let Some(boundary) = ct.attribute("boundary").filter(|b| !b.is_empty()) else {
+                    return Err(refuse(format!("{kind} without a boundary parameter")));
+                };
+                let delimiter = format!("--{boundary}");
+                let closing = format!("--{boundary}--");
+                let body = raw
+                    .get(part.raw_body_offset() as usize..)
+                    .unwrap_or_default();
+                let (mut used, mut closed) = (false, false);
+                for line in body.split(|b| *b == b'\n') {
+                    let line = line.trim_ascii_end();
+                    if line == closing.as_bytes() {
+                        closed = true;
+                        break;
+                    }
+                    used |= line == delimiter.as_bytes();
+                }
+                if !used {
+                    return Err(refuse(format!(
+                        "{kind} declares the boundary \"{boundary}\" but never uses it"
+                    )));
+                }
+                if !closed {
+                    return Err(refuse(format!(
+                        "{kind} has no closing boundary (\"{closing}\"): the message is cut \
+                         short"
+                    )));
+                }
+            }
+        }
+        // The parser's own idea of the encoding is lost when it gives up decoding a part.
+        if cte.as_deref() == Some("base64") && !part.is_multipart() {
+            let body = raw
+                .get(part.raw_body_offset() as usize..part.raw_end_offset() as usize)
+                .unwrap_or_default();
+            check_base64(body).map_err(refuse)?;
+        }
+        if part.is_encoding_problem {
+            return Err(refuse("its content cannot be decoded".into()));
+        }
+    }
+    Ok(())
+}
+
 /// Builds the submission for a mail from `sender_ods` to `recipients`.
 pub fn request_from_mail(
     raw: &[u8],
@@ -123,6 +253,7 @@ pub fn request_from_mail(
     let message = MessageParser::default()
         .parse(raw)
         .ok_or_else(|| MailError("the message is not a readable MIME message".into()))?;
+    check_structure(&message).map_err(|e| MailError(format!("malformed MIME: {}", e.0)))?;
     let mut metadata = Metadata::default();
     let mut documents = Vec::new();
     for part in message.attachments() {
@@ -352,6 +483,66 @@ mod tests {
         );
         let r = request_from_mail(qp.as_bytes(), "RX1", &["A81001".into()]).unwrap();
         assert_eq!(r.payload, hl7);
+    }
+
+    #[test]
+    fn malformed_mime_is_refused_naming_the_defect() {
+        let good = String::from_utf8(mail(
+            "x",
+            &[("application/pdf", "a.pdf", "%PDF-1.4 a letter")],
+        ))
+        .unwrap();
+        assert!(request_from_mail(good.as_bytes(), "RX1", &[]).is_ok());
+        let b64 = edt_transforms::itk3::base64_encode(b"%PDF-1.4 a letter");
+        let refused = |raw: String| {
+            request_from_mail(raw.as_bytes(), "RX1", &[])
+                .expect_err(&raw)
+                .0
+        };
+        let e = refused(good.replace(&b64, "JVBERi0x!!!not*base64"));
+        assert!(
+            e.starts_with("malformed MIME: part 2 (a.pdf): the body is declared base64 but is not"),
+            "{e}"
+        );
+        let e = refused(good.replace(&b64, &b64[..b64.len() - 3]));
+        assert!(
+            e.contains("part 2 (a.pdf): the base64 body is truncated"),
+            "{e}"
+        );
+        let e = refused(good.replace("--b--\r\n", ""));
+        assert!(
+            e.contains("the message: multipart/mixed has no closing boundary"),
+            "{e}"
+        );
+        let e = refused(good.replace("boundary=\"b\"", "boundary=\"other\""));
+        assert!(
+            e.contains("declares the boundary \"other\" but never uses it"),
+            "{e}"
+        );
+        let e = refused(good.replace("; boundary=\"b\"", ""));
+        assert!(
+            e.contains("multipart/mixed without a boundary parameter"),
+            "{e}"
+        );
+        let e = refused(good.replace(
+            "Content-Transfer-Encoding: base64",
+            "Content-Transfer-Encoding: x-uuencode",
+        ));
+        assert!(
+            e.contains("part 2 (a.pdf): unknown Content-Transfer-Encoding \"x-uuencode\""),
+            "{e}"
+        );
+        // Line breaks and padding are base64 as mail clients write it.
+        let padded = edt_transforms::itk3::base64_encode(b"%PDF-1.4 ab");
+        assert!(padded.ends_with('='));
+        let wrapped = format!("{}\r\n{}", &padded[..8], &padded[8..]);
+        let ok = good.replace(&b64, &wrapped);
+        assert_eq!(
+            request_from_mail(ok.as_bytes(), "RX1", &[])
+                .unwrap()
+                .payload,
+            b"%PDF-1.4 ab"
+        );
     }
 
     #[test]
