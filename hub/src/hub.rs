@@ -61,6 +61,49 @@ pub enum SubmitError {
     Store(#[from] StoreError),
 }
 
+/// How a refusal of a reused local id reads, just before the original message id.
+const LOCAL_ID_REUSED: &str = "was already used for message ";
+
+impl SubmitError {
+    /// The original message, when this refuses a (sender, local id) already used for another
+    /// document (different content or recipients): gRPC's `ALREADY_EXISTS`.
+    pub fn reused_local_id(&self) -> Option<Uuid> {
+        match self {
+            SubmitError::Invalid {
+                field: "local_id",
+                rule,
+            } => {
+                let (_, rest) = rule.split_once(LOCAL_ID_REUSED)?;
+                Uuid::parse_str(rest.get(..36)?).ok()
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What differs between a stored message and a resubmission of its (sender, local id): its
+/// content (the payload's bytes) or its recipients (in any order). `None`: the same document.
+fn resubmission_differs(
+    stored: &MessageRecord,
+    recipients: &[String],
+    payload_sha256: &str,
+) -> Option<&'static str> {
+    let set = |r: &[String]| {
+        r.iter()
+            .map(|s| s.trim().to_ascii_uppercase())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let content = !stored.payload_sha256.is_empty()
+        && !stored.payload_sha256.eq_ignore_ascii_case(payload_sha256);
+    let recipients = set(&stored.recipients) != set(recipients);
+    match (content, recipients) {
+        (true, true) => Some("content and recipients"),
+        (true, false) => Some("content"),
+        (false, true) => Some("recipients"),
+        (false, false) => None,
+    }
+}
+
 /// A message with its current deliveries.
 #[derive(Debug, Clone)]
 pub struct MessageView {
@@ -226,11 +269,14 @@ impl Hub {
                 rule: e.to_string(),
             }
         })?;
+        let payload_sha256 = edt_transforms::sha256_hex(&sub.payload);
         if let Some(orig) = self
             .store
             .find_by_local_id(&sub.sender_ods, &sub.local_id)?
         {
-            return self.duplicate_receipt(orig).await;
+            return self
+                .duplicate_receipt(orig, &sub.local_id, &sub.recipients, &payload_sha256)
+                .await;
         }
         if self.config.bus == BusKind::Amqp {
             let held = self.outbox_depth.load(Ordering::Relaxed);
@@ -272,7 +318,7 @@ impl Hub {
             file_name: sub.file_name.clone(),
             title: sub.title.clone(),
             payload_size: sub.payload.len() as u64,
-            payload_sha256: edt_transforms::sha256_hex(&sub.payload),
+            payload_sha256: payload_sha256.clone(),
             channel: sub.channel,
             received_ms: now,
             recipients: sub.recipients.clone(),
@@ -342,7 +388,10 @@ impl Hub {
                     deliveries,
                 })
             }
-            Submitted::Duplicate(orig) => self.duplicate_receipt(orig).await,
+            Submitted::Duplicate(orig) => {
+                self.duplicate_receipt(orig, &sub.local_id, &sub.recipients, &payload_sha256)
+                    .await
+            }
         }
     }
 
@@ -370,11 +419,32 @@ impl Hub {
         Ok(())
     }
 
-    async fn duplicate_receipt(&self, orig: Uuid) -> Result<Receipt, SubmitError> {
+    /// The receipt for a resubmission of (sender, local id): the original's, when it is the
+    /// same document to the same recipients; refused (see [`SubmitError::reused_local_id`])
+    /// when the local id now names another document, so a correction is never dropped silently.
+    async fn duplicate_receipt(
+        &self,
+        orig: Uuid,
+        local_id: &str,
+        recipients: &[String],
+        payload_sha256: &str,
+    ) -> Result<Receipt, SubmitError> {
         // The original may have been committed by a concurrent call whose flush is still
         // running: make sure it is durable before saying so.
         self.store.flush().await?;
         let view = self.view(orig)?.ok_or(StoreError::NoSuchMessage(orig))?;
+        if let Some(what) = resubmission_differs(&view.message, recipients, payload_sha256) {
+            metrics::counter!("edthub_ingest_refused_total", "reason" => "local-id-reused")
+                .increment(1);
+            return Err(SubmitError::Invalid {
+                field: "local_id",
+                rule: format!(
+                    "{:?} {LOCAL_ID_REUSED}{orig} with different {what}: a corrected or \
+                     changed document needs a new local id (by mail, a new Message-ID)",
+                    local_id
+                ),
+            });
+        }
         metrics::counter!("edthub_ingest_duplicates_total").increment(1);
         Ok(Receipt {
             message_id: orig,

@@ -166,3 +166,134 @@ async fn oversize_submissions_name_the_payload_limit_or_are_refused_unread() {
     assert!(!ok.duplicate);
     assert_eq!(hub.cli_json(&["stats"])["messages"], 1);
 }
+
+#[tokio::test]
+async fn a_reused_local_id_is_a_duplicate_only_for_the_same_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    let first = sub
+        .submit_document(letter("EPR-SAME", &["A81001", "A81002"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.duplicate);
+    // The same document to the same recipients (in any order): the original receipt.
+    let again = sub
+        .submit_document(letter("EPR-SAME", &["A81002", "A81001"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.duplicate);
+    assert_eq!(again.message_id, first.message_id);
+    assert_eq!(again.deliveries.len(), first.deliveries.len());
+    // A corrected letter, or the letter to other recipients, under the same local id: refused,
+    // naming the original, never dropped silently.
+    let mut corrected = letter("EPR-SAME", &["A81001", "A81002"]);
+    corrected.payload = b"%PDF-1.4\n% discharge summary, corrected dose\n".to_vec();
+    let mut elsewhere = letter("EPR-SAME", &["A81001", "A81004"]);
+    elsewhere.title = "Discharge summary (copy)".into();
+    for (req, what) in [(corrected, "content"), (elsewhere, "recipients")] {
+        let err = sub.submit_document(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::AlreadyExists, "{what}: {err:?}");
+        let m = err.message();
+        assert!(
+            m.starts_with("local_id: ")
+                && m.contains(&first.message_id)
+                && m.contains(&format!("with different {what}")),
+            "{what}: {m:?}"
+        );
+        assert_eq!(
+            err.metadata()
+                .get("edthub-original-message-id")
+                .and_then(|v| v.to_str().ok()),
+            Some(first.message_id.as_str())
+        );
+    }
+    assert_eq!(hub.cli_json(&["stats"])["messages"], 1);
+}
+
+/// One SMTP transaction (plain, registered sender) mailing `pdf` as the document with
+/// `Message-ID: <message_id>`; the reply to the end of DATA.
+fn mail_once(addr: &str, message_id: &str, pdf: &[u8]) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut r = BufReader::new(tcp.try_clone().unwrap());
+    let mut w = tcp;
+    let mut reply = || {
+        let mut last = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(r.read_line(&mut line).unwrap() > 0, "connection closed");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                last.push_str(line.trim_end());
+                return last;
+            }
+        }
+    };
+    let b64 = edt_transforms::itk3::base64_encode(pdf);
+    let message = format!(
+        "From: <letters@trust.nhs.uk>\r\nTo: <A81001@hub.test>\r\n\
+         Subject: Discharge summary [nhs:9434765919] [type:discharge-summary]\r\n\
+         Message-ID: <{message_id}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n\
+         --XX\r\nContent-Type: text/plain\r\n\r\nLetter attached.\r\n\
+         --XX\r\nContent-Type: application/pdf\r\n\
+         Content-Disposition: attachment; filename=\"letter.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--XX--\r\n.\r\n"
+    );
+    assert!(reply().starts_with("220"));
+    for (command, code) in [
+        ("EHLO trust.nhs.uk", "250"),
+        ("MAIL FROM:<letters@trust.nhs.uk>", "250"),
+        ("RCPT TO:<A81001@hub.test>", "250"),
+        ("DATA", "354"),
+    ] {
+        write!(w, "{command}\r\n").unwrap();
+        let got = reply();
+        assert!(got.starts_with(code), "{command}: {got}");
+    }
+    w.write_all(message.as_bytes()).unwrap();
+    let end = reply();
+    write!(w, "QUIT\r\n").unwrap();
+    end
+}
+
+#[tokio::test]
+async fn a_reused_message_id_by_mail_is_refused_for_another_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(
+        dir.path(),
+        &format!(
+            "{FAST}\n[smtp]\nlisten = \"127.0.0.1:0\"\ndomain = \"hub.test\"\n\n\
+             [[smtp.senders]]\naddress = \"letters@trust.nhs.uk\"\nsender_ods = \"RX1\"\n"
+        ),
+    );
+    let smtp = hub.smtp.clone().expect("an SMTP listener");
+    let letter = b"%PDF-1.4\n% mailed letter\n";
+    let first = mail_once(&smtp, "letter-1@trust.nhs.uk", letter);
+    assert!(first.starts_with("250 "), "{first}");
+    let id = first
+        .split("queued as ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let again = mail_once(&smtp, "letter-1@trust.nhs.uk", letter);
+    assert!(
+        again.starts_with("250 ") && again.contains(&id) && again.contains("already received"),
+        "{again}"
+    );
+    let changed = mail_once(
+        &smtp,
+        "letter-1@trust.nhs.uk",
+        b"%PDF-1.4\n% mailed letter, corrected\n",
+    );
+    assert!(
+        changed.starts_with("554 ") && changed.contains(&id) && changed.contains("different content"),
+        "{changed}"
+    );
+    assert_eq!(hub.cli_json(&["stats"])["messages"], 1);
+}

@@ -104,6 +104,15 @@ fn oversize_status(len: usize, max_payload: usize) -> Status {
 
 /// The gRPC status for a refused submission.
 pub fn status_of(e: SubmitError) -> Status {
+    if let Some(original) = e.reused_local_id() {
+        let mut status = Status::already_exists(e.to_string());
+        if let Ok(v) = original.to_string().parse() {
+            status
+                .metadata_mut()
+                .insert("edthub-original-message-id", v);
+        }
+        return status;
+    }
     match e {
         SubmitError::Invalid { field, rule } => {
             metrics::counter!("edthub_ingest_rejected_total", "field" => field).increment(1);
