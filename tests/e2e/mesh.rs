@@ -125,11 +125,30 @@ impl Sandbox {
             .expect("run the GP's MESH client");
         assert!(
             out.status.success(),
-            "mesh_gp.py {args:?} failed: {}\nsandbox log:\n{}",
+            "mesh_gp.py {args:?} failed: {}\n{}\nsandbox log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&self.log).unwrap_or_default()
         );
         out.stdout
+    }
+
+    /// Acts as a GP system: downloads everything waiting, validates each ITK3 message with the
+    /// independent validator (failing the test if one is invalid), acknowledges it at MESH, and
+    /// answers with an ITK3 response per code on the `_ACK` workflow.
+    fn respond(&self, mailbox: &str, out: &Path, codes: &str) -> Vec<serde_json::Value> {
+        std::fs::create_dir_all(out).unwrap();
+        let o = self.gp(
+            mailbox,
+            &[
+                "respond",
+                "--out",
+                &out.display().to_string(),
+                "--codes",
+                codes,
+            ],
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&o).unwrap()
     }
 
     /// Puts a MESH REPORT about `linked` into the hub's inbox (the sandbox's admin API).
@@ -550,4 +569,114 @@ async fn sandbox_outage_is_retried_and_large_documents_go_in_chunks() {
     let body = std::fs::read(got[0]["file"].as_str().unwrap()).unwrap();
     assert_eq!(body.len(), big.len());
     assert!(body == big, "reassembled byte for byte");
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(workspace().join("tests/fixtures").join(name)).expect("fixture")
+}
+
+#[tokio::test]
+async fn gp_systems_validate_file_and_answer_what_the_hub_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = Sandbox::start(dir.path());
+    // A81001 takes Transfer of Care as ITK3; A81002 takes GP Connect Send Document.
+    let hub = mesh_hub(dir.path(), &sandbox, FAST, "", "gp-connect");
+    let mut sub = hub.submission().await;
+
+    let toc = submission("GP-TOC", "A81001", fixture("itk003d-discharge.xml"));
+    let mut pdf = submission("GP-PDF", "A81002", fixture("letter.pdf"));
+    pdf.content_type = "application/pdf".into();
+    pdf.nhs_number = "9434765919".into();
+    pdf.file_name = "letter.pdf".into();
+    let mut itk007c = submission("GP-007C", "A81002", fixture("itk007c-send-document.xml"));
+    itk007c.document_type = v1::DocumentType::GenericDocument as i32;
+    let mut ids = Vec::new();
+    for req in [toc, pdf, itk007c] {
+        let r = sub.submit_document(req).await.unwrap().into_inner();
+        ids.push(r.message_id);
+    }
+    let mut deliveries = Vec::new();
+    for id in &ids {
+        let d = wait_state(&hub, id, "sent", 30).await;
+        deliveries.push(d["delivery_id"].as_str().unwrap().to_string());
+    }
+
+    // Each practice's system downloads, validates, acknowledges and answers 20013 then 30001.
+    let mut got = sandbox.respond("A81001GP001", &dir.path().join("gp1"), "20013,30001");
+    got.extend(sandbox.respond("A81002GP001", &dir.path().join("gp2"), "20013,30001"));
+    assert_eq!(got.len(), 3, "{got:#?}");
+    let mut seen: Vec<(String, String, String)> = got
+        .iter()
+        .map(|g| {
+            assert_eq!(g["errors"], serde_json::json!([]), "{g}");
+            assert_eq!(g["from"], HUB_MAILBOX);
+            assert_eq!(
+                g["source_endpoint"], HUB_MAILBOX,
+                "the hub's mailbox is the source"
+            );
+            (
+                g["message_id"].as_str().unwrap().to_string(),
+                g["event"].as_str().unwrap().to_string(),
+                g["workflow"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let mut want = vec![
+        (
+            deliveries[0].clone(),
+            "ITK003D".to_string(),
+            "TOC_FHIR_IP_DISCH".to_string(),
+        ),
+        (
+            deliveries[1].clone(),
+            "ITK007C".into(),
+            "GPFED_CONSULT_REPORT".into(),
+        ),
+        (
+            deliveries[2].clone(),
+            "ITK007C".into(),
+            "GPFED_CONSULT_REPORT".into(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(seen, want, "each message headed with its delivery's id");
+
+    let p = poll(&hub);
+    assert_eq!(p["applied"], 6, "{p}");
+    assert_eq!(p["unmatched"], 0, "{p}");
+    for id in &ids {
+        let d = delivery_of(&hub, id);
+        assert_eq!(d["state"], "accepted", "{d}");
+        assert_eq!(d["ack_code"], "30001");
+        let timeline = hub.cli_json(&["messages", "show", id])["timeline"].to_string();
+        assert!(
+            timeline.contains("by ITK3 response over MESH"),
+            "the channel is named: {timeline}"
+        );
+    }
+
+    // A patient the practice does not know: 30002, rejected with the GP system's words.
+    let r = sub
+        .submit_document(submission(
+            "GP-TOC-2",
+            "A81001",
+            fixture("itk003d-discharge.xml"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    wait_state(&hub, &r.message_id, "sent", 30).await;
+    let got = sandbox.respond("A81001GP001", &dir.path().join("gp3"), "20013,30002");
+    assert_eq!(got.len(), 1);
+    poll(&hub);
+    let d = delivery_of(&hub, &r.message_id);
+    assert_eq!(d["state"], "rejected", "{d}");
+    assert_eq!(d["ack_code"], "30002");
+    assert!(
+        d["ack_reason"].as_str().unwrap().contains("not known"),
+        "{d}"
+    );
+    let listed = hub.cli_json(&["acks", "unmatched"]);
+    assert_eq!(listed["acks"], serde_json::json!([]), "{listed}");
 }

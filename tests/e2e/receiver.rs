@@ -190,6 +190,10 @@ async fn receivers_pull_only_their_own_documents_and_acknowledge_them() {
     let accepted_id = listed["messages"][0]["message_id"].as_str().unwrap();
     let timeline = hub.cli_json(&["messages", "show", accepted_id])["timeline"].to_string();
     assert!(timeline.contains("grpc-receiver:a81001-drop"), "{timeline}");
+    assert!(
+        timeline.contains("accepted by gRPC acknowledgement"),
+        "the channel is named: {timeline}"
+    );
 
     // A new stream offers only what is still unacknowledged.
     let mut again = c

@@ -463,21 +463,15 @@ async fn each_receiver_gets_the_format_its_route_names() {
         report
     );
 
-    // Without an NHS number it cannot be a result: failed at once, saying why.
+    // Without an NHS number it cannot be a result: refused at submission, saying why, and
+    // nothing is receipted that is certain to fail.
     let mut anonymous = letter("FMT-4", &["A81002"]);
     anonymous.document_type = v1::DocumentType::OrderResult as i32;
     anonymous.nhs_number = String::new();
-    let r = sub.submit_document(anonymous).await.unwrap().into_inner();
-    let failed = eventually(20, "the result without an NHS number to fail", || {
-        let shown = hub.cli_json(&["messages", "show", &r.message_id]);
-        async move { (shown["deliveries"][0]["state"] == "failed").then_some(shown) }
-    })
-    .await;
+    let e = sub.submit_document(anonymous).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     assert!(
-        failed["deliveries"][0]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("needs the patient's NHS number"),
-        "{failed}"
+        e.message().contains("A81002") && e.message().contains("needs the patient's NHS number"),
+        "{e:?}"
     );
 }
