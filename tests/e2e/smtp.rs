@@ -599,6 +599,24 @@ impl Drop for Sink {
     }
 }
 
+/// What Python's `email` package (a parser the hub did not write) reads in a mail the hub
+/// wrote: addresses, subject, bodies, attachments and any defects it found.
+fn python_reads(eml: &Path) -> serde_json::Value {
+    let out = Command::new(peers_python())
+        .arg(workspace().join("tests/peers/mail_check.py"))
+        .arg(eml)
+        .output()
+        .expect("run mail_check.py");
+    assert!(
+        out.status.success(),
+        "mail_check.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(read["defects"], serde_json::json!([]), "{read}");
+    read
+}
+
 /// Starts aiosmtpd (STARTTLS and AUTH required) writing what it receives to `out`.
 fn start_sink(dir: &Path, cert: &Path, key: &Path, port: u16) -> Sink {
     let out = dir.join("received");
@@ -642,7 +660,8 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
     let sink = start_sink(dir.path(), &cert, &key, port);
     let relay = format!(
         "[smtp.relay]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"starttls\"\n\
-         username = \"edthub\"\npassword = \"relay-secret\"\nfrom = \"edthub@nhs.net\"\n\
+         username = \"edthub\"\npassword = \"relay-secret\"\n\
+         from = \"Hôpital Général EDT <edthub@nhs.net>\"\n\
          ca_file = {:?}\n",
         ca.display().to_string()
     );
@@ -673,7 +692,11 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
     hub.cli_json(&["directory", "reload"]);
 
     let mut sub = hub.submission().await;
-    let req = edt_tests::letter("MAIL-1", &["A81001", "A81002", "A81004", "A81005"]);
+    let mut req = edt_tests::letter("MAIL-1", &["A81001", "A81002", "A81004", "A81005"]);
+    // Non-ASCII names survive: the From display name (RFC 2047, the address kept), the
+    // subject, and the attachment's file name (RFC 2231).
+    req.title = "Discharge summary — Zoë Müller".into();
+    req.file_name = "Entlassbrief Zoë Müller.pdf".into();
     let original = req.payload.clone();
     let r = sub.submit_document(req).await.unwrap().into_inner();
     let by_ods = |ods: &str| {
@@ -706,8 +729,10 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
     let received = count_letters();
     assert_eq!(received, 2);
     let mut letters = std::collections::HashMap::new();
+    let mut read_by_python = std::collections::HashMap::new();
     for n in 1..=2 {
         let raw = std::fs::read(sink.out.join(format!("{n}.eml"))).unwrap();
+        let python = python_reads(&sink.out.join(format!("{n}.eml")));
         let envelope: serde_json::Value =
             serde_json::from_slice(&std::fs::read(sink.out.join(format!("{n}.json"))).unwrap())
                 .unwrap();
@@ -715,7 +740,8 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
         assert_eq!(envelope["user"], "edthub", "the hub authenticated");
         assert_eq!(envelope["tls"], true, "the hub used STARTTLS");
         let to = envelope["rcpt_tos"][0].as_str().unwrap().to_string();
-        letters.insert(to, raw);
+        letters.insert(to.clone(), raw);
+        read_by_python.insert(to, python);
     }
     for (address, ods, secure) in [
         ("gp.a81001@nhs.net", "A81001", false),
@@ -736,6 +762,30 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
         let subject = m.subject().unwrap();
         assert_eq!(subject.starts_with("[secure] "), secure, "{subject}");
         assert!(subject.contains("Discharge summary"), "{subject}");
+        let py = &read_by_python[address];
+        assert_eq!(
+            py["from"],
+            serde_json::json!([["Hôpital Général EDT", "edthub@nhs.net"]]),
+            "{py}"
+        );
+        assert_eq!(py["to"][0][1], address, "{py}");
+        let expected = format!(
+            "{}Discharge summary — Zoë Müller",
+            if secure { "[secure] " } else { "" }
+        );
+        assert_eq!(py["subject"], expected.as_str(), "{py}");
+        assert_eq!(py["attachments"].as_array().unwrap().len(), 1, "{py}");
+        assert_eq!(
+            py["attachments"][0]["filename"], "Entlassbrief Zoë Müller.pdf",
+            "{py}"
+        );
+        assert_eq!(py["attachments"][0]["content_type"], "application/pdf");
+        assert_eq!(
+            py["attachments"][0]["sha256"],
+            edt_transforms::sha256_hex(&original).as_str()
+        );
+        assert!(py["text"].as_str().unwrap().contains("Zoë Müller"), "{py}");
+        assert!(py["html"].is_string(), "{py}");
         assert_eq!(
             m.message_id(),
             Some(format!("{}@{DOMAIN}", by_ods(ods)).as_str()),
@@ -820,7 +870,7 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
     s.expect("DATA", "354");
     let r = s.data(
         &mail(
-            "Clinic letter [nhs:9434765919]",
+            "Clinic letter for Zoë Müller [nhs:9434765919] [type:outpatient-letter]",
             "clinic-7@trust.nhs.uk",
             &[("application/pdf", "clinic.pdf", &pdf("notice"))],
         ),
@@ -841,24 +891,38 @@ async fn email_endpoints_get_a_letter_through_a_stock_smtp_relay() {
         serde_json::from_slice(&std::fs::read(sink.out.join("3.json")).unwrap()).unwrap();
     assert_eq!(envelope["rcpt_tos"][0], SENDER);
     let raw = std::fs::read(sink.out.join("3.eml")).unwrap();
-    let notice = mail_parser::MessageParser::default().parse(&raw).unwrap();
-    let subject = notice.subject().unwrap();
-    assert!(
-        subject.contains("Not delivered (failed)") && subject.contains("A81004"),
-        "{subject}"
-    );
+    let notice = python_reads(&sink.out.join("3.eml"));
+    // The sender is outside the secure domains: the notice is marked like a letter.
     assert_eq!(
-        notice.in_reply_to().as_text(),
-        Some("clinic-7@trust.nhs.uk")
+        notice["subject"], "[secure] Not delivered (failed): outpatient-letter to A81004",
+        "{notice}"
     );
-    let body = notice.body_text(0).unwrap();
+    assert_eq!(notice["from"][0][1], "edthub@nhs.net");
+    assert_eq!(notice["in_reply_to"], "<clinic-7@trust.nhs.uk>");
+    let body = notice["text"].as_str().unwrap();
     for needle in [
         mailed.as_str(),
         "A81004",
-        "Clinic letter",
+        "outpatient-letter",
         "Mailbox refused by the test relay",
     ] {
         assert!(body.contains(needle), "{needle} not in the notice:\n{body}");
+    }
+    // Nothing that names the patient: not the title, the file name or the NHS number, in
+    // any header or the body.
+    let raw_text = String::from_utf8_lossy(&raw);
+    for patient in [
+        "Clinic letter",
+        "Zoë",
+        "clinic.pdf",
+        "9434765919",
+        "943 476 5919",
+    ] {
+        assert!(
+            !body.contains(patient) && !raw_text.contains(patient),
+            "{patient} in the notice:\n{notice}"
+        );
+        assert!(!notice["subject"].as_str().unwrap().contains(patient));
     }
     // At most once: nothing more arrives, and the timeline shows the notice.
     tokio::time::sleep(Duration::from_secs(2)).await;

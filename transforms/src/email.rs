@@ -1,7 +1,7 @@
-//! The letter a receiver reads by email: a MIME message with a plain-text and an HTML part
-//! built from the document (for an ITK3 / Transfer of Care document, its title and each
-//! section's heading and narrative; for a file, a short covering note), and the original
-//! attached.
+//! The letter a receiver reads by email: a plain-text and an HTML body built from the
+//! document (for an ITK3 / Transfer of Care document, its title and each section's heading and
+//! narrative; for a file, a short covering note). The hub puts them in a MIME message with the
+//! original attached (its mail builder encodes the headers and names).
 //!
 //! The narrative is the sender's XHTML: it is reduced to text and escaped again rather than
 //! copied into the HTML part, so nothing the sender wrote can act in the reader's mail client.
@@ -9,26 +9,6 @@
 use crate::fhir::Element;
 use crate::itk3;
 use crate::model::DocumentMeta;
-
-/// Addressing and identity of the email.
-#[derive(Debug, Clone)]
-pub struct EmailParams<'a> {
-    pub from: &'a str,
-    pub to: &'a str,
-    pub subject: &'a str,
-    /// `<id@domain>`, linking the email back to its delivery.
-    pub message_id: &'a str,
-    /// RFC 5322 date, e.g. `Wed, 25 Nov 2026 09:00:00 +0000`.
-    pub date: &'a str,
-}
-
-/// Something that must not go into a mail header.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("email header {header}: {problem}")]
-pub struct EmailError {
-    pub header: &'static str,
-    pub problem: String,
-}
 
 /// One heading and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,57 +171,12 @@ fn escape_html(s: &str) -> String {
     out
 }
 
-fn header_value(header: &'static str, v: &str) -> Result<String, EmailError> {
-    if v.chars().any(|c| c == '\r' || c == '\n' || c == '\0') {
-        return Err(EmailError {
-            header,
-            problem: "must not contain line breaks".into(),
-        });
-    }
-    if v.is_ascii() {
-        return Ok(v.to_string());
-    }
-    // RFC 2047 encoded words, each under the 75-character limit, split on characters.
-    let mut words = Vec::new();
-    let mut chunk = String::new();
-    for c in v.chars() {
-        if chunk.len() + c.len_utf8() > 45 {
-            words.push(std::mem::take(&mut chunk));
-        }
-        chunk.push(c);
-    }
-    words.push(chunk);
-    Ok(words
-        .iter()
-        .map(|w| format!("=?UTF-8?B?{}?=", itk3::base64_encode(w.as_bytes())))
-        .collect::<Vec<_>>()
-        .join("\r\n "))
-}
-
-fn base64_lines(bytes: &[u8]) -> String {
-    let b64 = itk3::base64_encode(bytes);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 76 * 2 + 2);
-    for line in b64.as_bytes().chunks(76) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push_str("\r\n");
-    }
-    out
-}
-
-fn quoted_file_name(meta: &DocumentMeta) -> String {
-    let name = meta
-        .file_name
+/// The attachment's file name: the one the sender gave, else one made from the type.
+pub fn file_name_of(meta: &DocumentMeta) -> String {
+    meta.file_name
         .clone()
-        .unwrap_or_else(|| crate::index::document_file_name("document", &meta.content_type, None));
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| crate::index::document_file_name("document", &meta.content_type, None))
 }
 
 /// The plain-text and HTML bodies of the letter for `meta` / `payload`.
@@ -293,7 +228,7 @@ pub fn bodies(meta: &DocumentMeta, payload: &[u8]) -> (String, String) {
         None => {
             let note = format!(
                 "The document is attached ({}, {}).",
-                quoted_file_name(meta),
+                file_name_of(meta),
                 meta.content_type
             );
             text.push_str(&format!("\r\n{note}\r\n"));
@@ -302,58 +237,6 @@ pub fn bodies(meta: &DocumentMeta, payload: &[u8]) -> (String, String) {
     }
     html.push_str("</body></html>\r\n");
     (text, html)
-}
-
-/// The whole email (RFC 5322, CRLF line ends): the letter in plain text and HTML, and the
-/// original document attached.
-pub fn render_email(
-    meta: &DocumentMeta,
-    payload: &[u8],
-    p: &EmailParams<'_>,
-) -> Result<Vec<u8>, EmailError> {
-    let (text, html) = bodies(meta, payload);
-    // Boundaries that cannot occur in base64 content (they contain `=_`).
-    let seed = &crate::sha256_hex(p.message_id.as_bytes())[..16];
-    let mixed = format!("=_edthub_mixed_{seed}");
-    let alt = format!("=_edthub_alt_{seed}");
-    let mut m = String::new();
-    m.push_str(&format!("From: {}\r\n", header_value("From", p.from)?));
-    m.push_str(&format!("To: {}\r\n", header_value("To", p.to)?));
-    m.push_str(&format!(
-        "Subject: {}\r\n",
-        header_value("Subject", p.subject)?
-    ));
-    m.push_str(&format!("Date: {}\r\n", header_value("Date", p.date)?));
-    m.push_str(&format!(
-        "Message-ID: {}\r\n",
-        header_value("Message-ID", p.message_id)?
-    ));
-    m.push_str("MIME-Version: 1.0\r\n");
-    m.push_str(&format!(
-        "Content-Type: multipart/mixed; boundary=\"{mixed}\"\r\n\r\n"
-    ));
-    m.push_str(&format!("--{mixed}\r\n"));
-    m.push_str(&format!(
-        "Content-Type: multipart/alternative; boundary=\"{alt}\"\r\n\r\n"
-    ));
-    for (ct, body) in [("text/plain", &text), ("text/html", &html)] {
-        m.push_str(&format!("--{alt}\r\n"));
-        m.push_str(&format!("Content-Type: {ct}; charset=utf-8\r\n"));
-        m.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
-        m.push_str(&base64_lines(body.as_bytes()));
-    }
-    m.push_str(&format!("--{alt}--\r\n"));
-    let name = quoted_file_name(meta);
-    let ct = header_value("Content-Type", &meta.content_type)?;
-    m.push_str(&format!("--{mixed}\r\n"));
-    m.push_str(&format!("Content-Type: {ct}; name=\"{name}\"\r\n"));
-    m.push_str(&format!(
-        "Content-Disposition: attachment; filename=\"{name}\"\r\n"
-    ));
-    m.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
-    m.push_str(&base64_lines(payload));
-    m.push_str(&format!("--{mixed}--\r\n"));
-    Ok(m.into_bytes())
 }
 
 #[cfg(test)]
@@ -377,40 +260,21 @@ mod tests {
         }
     }
 
-    const P: EmailParams<'static> = EmailParams {
-        from: "edthub@trust.nhs.net",
-        to: "a81001@nhs.net",
-        subject: "Discharge summary — 9434765919",
-        message_id: "<d-1@edthub>",
-        date: "Wed, 25 Nov 2026 09:00:00 +0000",
-    };
-
-    /// The decoded body of the part whose headers contain `marker`.
-    fn part(mail: &str, marker: &str) -> Vec<u8> {
-        let at = mail.find(marker).expect(marker);
-        let body_start = at + mail[at..].find("\r\n\r\n").unwrap() + 4;
-        let body_end = body_start + mail[body_start..].find("--").unwrap();
-        let b64: String = mail[body_start..body_end]
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        itk3::base64_decode(&b64).unwrap()
-    }
-
     #[test]
-    fn a_file_is_attached_under_a_covering_note() {
+    fn a_file_gets_a_covering_note() {
         let pdf = b"%PDF-1.4\n\x00\xff binary".to_vec();
-        let mail =
-            String::from_utf8(render_email(&meta("application/pdf", &pdf), &pdf, &P).unwrap())
-                .unwrap();
-        assert!(mail.contains("Subject: =?UTF-8?B?"), "{mail}");
-        assert!(mail.contains("Message-ID: <d-1@edthub>\r\n"));
-        assert_eq!(part(&mail, "Content-Type: application/pdf"), pdf);
-        assert!(mail.contains("filename=\"letter _final_.pdf\""));
-        let text = String::from_utf8(part(&mail, "Content-Type: text/plain")).unwrap();
+        let mut m = meta("application/pdf", &pdf);
+        m.file_name = Some("Entlassbrief Zoë.pdf".into());
+        let (text, html) = bodies(&m, &pdf);
         assert!(text.contains("Patient NHS number: 9434765919"), "{text}");
-        assert!(text.contains("The document is attached"), "{text}");
-        assert!(mail.lines().all(|l| l.len() <= 998));
+        assert!(
+            text.contains("The document is attached (Entlassbrief Zoë.pdf, application/pdf)"),
+            "{text}"
+        );
+        assert!(html.contains("Entlassbrief Zoë.pdf"), "{html}");
+        assert_eq!(file_name_of(&m), "Entlassbrief Zoë.pdf");
+        m.file_name = None;
+        assert!(file_name_of(&m).ends_with(".pdf"), "{}", file_name_of(&m));
     }
 
     #[test]
@@ -439,13 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn header_injection_is_refused_and_text_is_extracted() {
-        let p = EmailParams {
-            subject: "hi\r\nBcc: someone@else",
-            ..P
-        };
-        let e = render_email(&meta("application/pdf", b"x"), b"x", &p).unwrap_err();
-        assert_eq!(e.header, "Subject");
+    fn text_is_extracted() {
         assert_eq!(
             xhtml_text("<div><p>A &amp; B</p><p>C&#65;<br/>D</p>\n\n\n<p> E </p></div>"),
             "A & B\n\nCA\nD\n\nE"

@@ -2,7 +2,8 @@
 //! submitted to the configured relay, NHSmail-style: STARTTLS or implicit TLS, AUTH, From the
 //! account address, `[secure]` in the subject for domains outside the secure boundary, and a
 //! Message-ID naming the delivery. 250 is `sent`; 4xx and connection trouble are retried;
-//! 5xx fails the delivery with the server's text.
+//! 5xx fails the delivery with the server's text. The mail itself is built by
+//! `smtp::compose`, as notices to senders are.
 
 use super::{SendError, Sent};
 use crate::config::{RelayConfig, RelaySecurity};
@@ -54,11 +55,15 @@ impl Relay {
         &self.config.from
     }
 
-    /// Whether mail to `address` must be marked `[secure]` to be encrypted.
+    /// Whether mail to `address` (or `Name <address>`) must be marked `[secure]` to be
+    /// encrypted.
     pub fn needs_secure_tag(&self, address: &str) -> bool {
+        let address = address
+            .rsplit_once('<')
+            .map_or(address, |(_, a)| a.trim_end().trim_end_matches('>'));
         let domain = address
             .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase())
+            .map(|(_, d)| d.trim().to_ascii_lowercase())
             .unwrap_or_default();
         !self.config.secure_domains.iter().any(|s| {
             let s = s.to_ascii_lowercase();
@@ -66,20 +71,15 @@ impl Relay {
         })
     }
 
-    /// Submits one RFC 5322 message. Returns the relay's reply on 250.
+    /// Submits one RFC 5322 message to `to` (an address, or `Name <address>`). Returns the
+    /// relay's reply on 250.
     pub async fn submit(&self, to: &str, message: &[u8]) -> Result<String, SendError> {
-        let envelope = Envelope::new(
-            Some(
-                self.config
-                    .from
-                    .parse()
-                    .map_err(|e| SendError::Permanent(format!("smtp.relay.from: {e}")))?,
-            ),
-            vec![to
-                .parse()
-                .map_err(|e| SendError::Permanent(format!("recipient address {to:?}: {e}")))?],
-        )
-        .map_err(|e| SendError::Permanent(e.to_string()))?;
+        let from = crate::smtp::compose::mailbox(&self.config.from, "smtp.relay.from")
+            .map_err(SendError::Permanent)?;
+        let to = crate::smtp::compose::mailbox(to, "the recipient address")
+            .map_err(SendError::Permanent)?;
+        let envelope = Envelope::new(Some(from.email), vec![to.email])
+            .map_err(|e| SendError::Permanent(e.to_string()))?;
         match self.transport.send_raw(&envelope, message).await {
             Ok(response) => Ok(format!(
                 "{} {}",
@@ -96,14 +96,6 @@ impl Relay {
             ))),
         }
     }
-}
-
-/// RFC 5322 date for `ms` since the epoch.
-pub fn mail_date(ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc2822)
-        .unwrap_or_default()
 }
 
 /// Mails delivery `d`'s document to `address` as a letter.
@@ -124,24 +116,28 @@ pub async fn send(
         .title
         .clone()
         .unwrap_or_else(|| meta.document_type.to_string());
-    let subject = if relay.needs_secure_tag(address) {
-        format!("[secure] {title}")
-    } else {
-        title
-    };
     let message_id = format!("<{}@{domain}>", d.id);
-    let letter = edt_transforms::email::render_email(
-        meta,
-        payload,
-        &edt_transforms::email::EmailParams {
+    let (text, html) = edt_transforms::email::bodies(meta, payload);
+    let file_name = edt_transforms::email::file_name_of(meta);
+    let letter = crate::smtp::compose::build(
+        &crate::smtp::compose::Headers {
             from: relay.from(),
             to: address,
-            subject: &subject,
+            subject: &title,
+            secure: relay.needs_secure_tag(address),
             message_id: &message_id,
-            date: &mail_date(d.created_ms),
+            date_ms: d.created_ms,
+            in_reply_to: None,
+        },
+        crate::smtp::compose::Content::Letter {
+            text,
+            html,
+            file_name: &file_name,
+            content_type: &meta.content_type,
+            bytes: payload,
         },
     )
-    .map_err(|e| SendError::Permanent(e.to_string()))?;
+    .map_err(SendError::Permanent)?;
     let reply = relay.submit(address, &letter).await?;
     Ok(Sent {
         transport_id: message_id.clone(),
@@ -175,6 +171,7 @@ mod tests {
         assert!(!relay.needs_secure_tag("x@mail.NHS.NET"));
         assert!(relay.needs_secure_tag("care-home@example.org"));
         assert!(relay.needs_secure_tag("x@fakenhs.net"));
-        assert_eq!(mail_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        assert!(!relay.needs_secure_tag("Dr Zoë <gp@nhs.net>"));
+        assert!(relay.needs_secure_tag("Surgery <x@example.org>"));
     }
 }

@@ -1,8 +1,10 @@
 //! SMTP, both ways: the listener senders mail documents to (`session` per connection, the
-//! mail-to-submission rules in `mail`, command parsing in `command`), and the outbound
-//! relay client lives with the other transports in `deliver::smtp`.
+//! mail-to-submission rules in `mail`, command parsing in `command`), the one builder of every
+//! mail the hub writes (`compose`), notices to senders (`notice`); the outbound relay client
+//! lives with the other transports in `deliver::smtp`.
 
 pub mod command;
+pub mod compose;
 pub mod mail;
 pub mod notice;
 pub mod password;

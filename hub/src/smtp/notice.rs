@@ -147,9 +147,11 @@ fn event(m: &MessageRecord, d: &DeliveryRecord, name: &str, reason: String) -> A
 }
 
 /// The notice itself: plain text, replying to the sender's own mail where its Message-ID is
-/// known.
+/// known, built like letters (`compose`): `[secure]` in the subject outside the secure
+/// domains. It names the document only by its type, size and the sender's reference: never
+/// the title or file name (often the patient's name), the NHS number or the patient, and any
+/// of those a receiver's reason quotes is blanked out.
 fn notice(hub: &Hub, m: &MessageRecord, d: &DeliveryRecord, to: &str) -> Result<Vec<u8>, String> {
-    use lettre::message::header::ContentType;
     let relay = hub.relay.as_ref().ok_or("no relay")?;
     let domain = &hub.config.smtp.domain;
     let loaded = hub.directory.get();
@@ -158,11 +160,6 @@ fn notice(hub: &Hub, m: &MessageRecord, d: &DeliveryRecord, to: &str) -> Result<
         .organisation(&d.recipient_ods)
         .map(|o| format!("{} ({})", d.recipient_ods, o.name))
         .unwrap_or_else(|| d.recipient_ods.clone());
-    let what = m
-        .title
-        .clone()
-        .or_else(|| m.file_name.clone())
-        .unwrap_or_else(|| m.document_type.to_string());
     let why = match (d.state, &d.ack_code, &d.ack_reason, &d.last_error) {
         (DeliveryState::Rejected, code, reason, _) => format!(
             "the receiver rejected it{}{}",
@@ -177,9 +174,10 @@ fn notice(hub: &Hub, m: &MessageRecord, d: &DeliveryRecord, to: &str) -> Result<
         (_, _, _, Some(e)) => e.clone(),
         _ => "no reason was recorded".to_string(),
     };
-    let body = format!(
+    let why = without_patient(m, &why);
+    let text = format!(
         "The hub could not deliver a document you sent.\n\n\
-         Document:    {what} ({}, {} bytes)\n\
+         Document:    {} ({} bytes)\n\
          Your ref:    {}\n\
          To:          {practice}\n\
          Outcome:     {}\n\
@@ -190,37 +188,100 @@ fn notice(hub: &Hub, m: &MessageRecord, d: &DeliveryRecord, to: &str) -> Result<
          routing and replay the delivery.\n",
         m.document_type,
         m.payload_size,
-        m.local_id,
+        without_patient(m, &m.local_id),
         d.state.as_str(),
         m.id,
         d.id,
     );
-    let mut builder = lettre::Message::builder()
-        .from(
-            relay
-                .from()
-                .parse()
-                .map_err(|e| format!("smtp.relay.from: {e}"))?,
-        )
-        .to(to
-            .parse()
-            .map_err(|e| format!("sender address {to:?}: {e}"))?)
-        .subject(format!(
-            "Not delivered ({}): {what} to {}",
-            d.state.as_str(),
-            d.recipient_ods
-        ))
-        .message_id(Some(format!(
-            "<notice-{}-{}@{domain}>",
-            d.id,
-            d.state.as_str()
-        )))
-        .header(ContentType::TEXT_PLAIN);
+    let subject = format!(
+        "Not delivered ({}): {} to {}",
+        d.state.as_str(),
+        m.document_type,
+        d.recipient_ods
+    );
+    let message_id = format!("<notice-{}-{}@{domain}>", d.id, d.state.as_str());
     // A Message-ID used as the local id lets the sender's mail client thread the notice.
     let mail_id = m.local_id.split('#').next().unwrap_or("");
-    if mail_id.contains('@') && !mail_id.contains(char::is_whitespace) {
-        builder = builder.in_reply_to(format!("<{}>", mail_id.trim_matches(['<', '>'])));
+    let in_reply_to = (mail_id.contains('@') && !mail_id.contains(char::is_whitespace))
+        .then(|| format!("<{}>", mail_id.trim_matches(['<', '>'])));
+    super::compose::build(
+        &super::compose::Headers {
+            from: relay.from(),
+            to,
+            subject: &subject,
+            secure: relay.needs_secure_tag(to),
+            message_id: &message_id,
+            date_ms: crate::track::now_ms(),
+            in_reply_to: in_reply_to.as_deref(),
+        },
+        super::compose::Content::Notice { text },
+    )
+}
+
+/// `text` with the message's patient-identifying values (title, file name, NHS number, with
+/// or without spaces) and any other ten-digit number blanked out.
+fn without_patient(m: &MessageRecord, text: &str) -> String {
+    let mut out = text.to_string();
+    let mut known: Vec<String> = [&m.title, &m.file_name]
+        .into_iter()
+        .flatten()
+        .filter(|v| v.trim().len() >= 3)
+        .cloned()
+        .collect();
+    if let Some(n) = &m.nhs_number {
+        let digits: String = n.chars().filter(char::is_ascii_digit).collect();
+        if digits.len() == 10 {
+            known.push(format!(
+                "{} {} {}",
+                &digits[..3],
+                &digits[3..6],
+                &digits[6..]
+            ));
+            known.push(digits);
+        }
+        known.push(n.clone());
     }
-    let message = builder.body(body).map_err(|e| e.to_string())?;
-    Ok(message.formatted())
+    for v in known {
+        out = out.replace(&v, "[removed]");
+    }
+    // Any run of ten digits (an NHS number the receiver quoted).
+    let mut result = String::with_capacity(out.len());
+    let chars: Vec<char> = out.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_digit()) {
+            let run = chars[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if run == 10 {
+                result.push_str("[removed]");
+                i += run;
+                continue;
+            }
+        }
+        result.push(chars[i]);
+        i += 1;
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patient_identifiers_are_blanked() {
+        let m = MessageRecord {
+            title: Some("Discharge summary for Zoë Müller".into()),
+            file_name: Some("Muller Zoe.pdf".into()),
+            nhs_number: Some("9434765919".into()),
+            ..crate::store::conformance::sample("RX1", "EPR-1", &["A81001"]).message
+        };
+        let why = "the receiver rejected it: patient 943 476 5919 (Discharge summary for Zoë \
+                   Müller, Muller Zoe.pdf) not registered; also 4010232137";
+        let clean = without_patient(&m, why);
+        for gone in ["943 476 5919", "Zoë", "Muller Zoe", "4010232137"] {
+            assert!(!clean.contains(gone), "{gone} in {clean}");
+        }
+        assert!(clean.contains("not registered"), "{clean}");
+        assert_eq!(without_patient(&m, "EPR-12345"), "EPR-12345");
+    }
 }
