@@ -15,6 +15,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod deliver;
+pub mod durable;
 pub mod hub;
 pub mod ingest;
 pub mod memory;

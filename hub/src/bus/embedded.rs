@@ -12,45 +12,17 @@
 //! Consumers wait on an in-process [`Signals`] wake-up, or until the next delayed item is due.
 
 use super::{Bus, BusError, BusItem, DeadLetter, Requeued};
-use crate::store::flush::GroupCommit;
+use crate::durable::{GroupCommit, Signals};
 use crate::track::now_ms;
 use futures::future::BoxFuture;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Notify;
 
 pub const READY_TREE: &str = "bus_ready";
 const INFLIGHT_TREE: &str = "bus_inflight";
 const DEAD_TREE: &str = "bus_dead";
-
-/// Per-queue wake-ups for waiting consumers.
-#[derive(Default)]
-pub struct Signals {
-    queues: Mutex<HashMap<String, Arc<Notify>>>,
-}
-
-impl Signals {
-    fn get(&self, queue: &str) -> Arc<Notify> {
-        let mut q = self.queues.lock().expect("signals lock");
-        q.entry(queue.to_string()).or_default().clone()
-    }
-
-    /// Wakes every consumer waiting on `queue`.
-    pub fn notify(&self, queue: &str) {
-        self.get(queue).notify_waiters();
-    }
-
-    /// Wakes every waiting consumer (new writes became durable).
-    pub fn notify_all(&self) {
-        let q = self.queues.lock().expect("signals lock");
-        for n in q.values() {
-            n.notify_waiters();
-        }
-    }
-}
 
 fn queue_prefix(queue: &str) -> Vec<u8> {
     let len = u8::try_from(queue.len()).expect("queue names are short");

@@ -9,7 +9,6 @@
 
 pub mod conformance;
 mod entry;
-pub(crate) mod flush;
 mod keys;
 mod lists;
 pub mod payloads;

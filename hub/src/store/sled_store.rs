@@ -3,7 +3,6 @@
 //! background flush is not relied on).
 
 use super::entry::Entry;
-use super::flush::GroupCommit;
 use super::keys;
 use super::lists;
 use super::payloads::PayloadFiles;
@@ -11,7 +10,8 @@ use super::{
     Change, Enqueue, ListPage, ListQuery, NewMessage, Replay, Store, StoreError, Submitted,
     UnmatchedAck,
 };
-use crate::bus::embedded::{self, Signals};
+use crate::bus::embedded;
+use crate::durable::{GroupCommit, Signals};
 use crate::track::{now_ms, transition, AuditEvent, DeliveryRecord, DeliveryState, MessageRecord};
 use futures::future::BoxFuture;
 use serde::{de::DeserializeOwned, Serialize};

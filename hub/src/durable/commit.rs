@@ -6,7 +6,7 @@
 //! write that is on disk. The embedded bus hands out only work items below the watermark, so
 //! nothing is delivered before the hub could have acknowledged it; each flush wakes the bus.
 
-use crate::bus::embedded::Signals;
+use super::Signals;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
