@@ -1138,6 +1138,20 @@ async fn malformed_mime_is_refused_naming_the_defect() {
         );
         assert!(r.contains("nothing was stored"), "{r}");
     }
+    // Well-formed MIME, but the part labelled PDF is not one: refused as over gRPC.
+    s.expect("RSET", "250");
+    s.expect(&format!("MAIL FROM:<{SENDER}>"), "250");
+    s.expect("RCPT TO:<A81001@hub.test>", "250");
+    s.expect("DATA", "354");
+    let r = s.data(
+        &mail(
+            "Letter",
+            "not-a-pdf@trust",
+            &[("application/pdf", "letter.pdf", b"PK\x03\x04 a zip file")],
+        ),
+        "554 5.6.0",
+    );
+    assert!(r.contains("payload"), "{r}");
     assert_eq!(message_count(&hub), 0, "nothing malformed was stored");
     // The same mail, well formed, is taken.
     s.expect(&format!("MAIL FROM:<{SENDER}>"), "250");
