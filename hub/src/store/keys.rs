@@ -3,19 +3,6 @@
 use crate::track::{DeliveryRecord, DeliveryState};
 use uuid::Uuid;
 
-/// `[message id][delivery id]`: the deliveries of a message (stores written before messages'
-/// records listed them).
-#[cfg(test)]
-pub fn msg_delivery(message: Uuid, delivery: Uuid) -> Vec<u8> {
-    [message.as_bytes().as_slice(), delivery.as_bytes()].concat()
-}
-
-/// `[message id][seq]`: a message's audit events in order.
-#[cfg(test)]
-pub fn audit(message: Uuid, seq: u64) -> Vec<u8> {
-    [message.as_bytes().as_slice(), &seq.to_be_bytes()].concat()
-}
-
 /// `[state][updated ms][delivery id]`: current deliveries by state and time of change.
 pub fn by_state(d: &DeliveryRecord) -> Vec<u8> {
     state_prefix_from(d.state, d.updated_ms)

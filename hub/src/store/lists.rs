@@ -69,27 +69,6 @@ pub fn append(t: &TransactionalTree, name: &[u8], ms: u64, id: Uuid) -> TxResult
     Ok(())
 }
 
-/// Appends many entries, outside a transaction (converting older indexes), in new chunks.
-pub fn append_all(
-    tree: &sled::Tree,
-    name: &[u8],
-    entries: &[(u64, Uuid)],
-) -> Result<(), sled::Error> {
-    let head = head_key(name);
-    let (first, mut max) = read_head(tree.get(&head)?).map_or((0, 0), |(c, m)| (c + 1, m));
-    for (chunk, part) in (first..).zip(entries.chunks(CHUNK)) {
-        let mut bytes = new_chunk(max);
-        for (ms, id) in part {
-            bytes.extend_from_slice(&ms.to_be_bytes());
-            bytes.extend_from_slice(id.as_bytes());
-            max = max.max(*ms);
-        }
-        tree.insert(chunk_key(name, chunk), bytes)?;
-        tree.insert(&head, head_value(chunk, max))?;
-    }
-    Ok(())
-}
-
 /// How many entries the list `name` holds.
 pub fn len(tree: &sled::Tree, name: &[u8]) -> Result<u64, sled::Error> {
     let Some((last, _)) = read_head(tree.get(head_key(name))?) else {
@@ -235,7 +214,6 @@ mod tests {
         fn lists_give_back_every_entry_newest_first(
             // Times mostly rising, some going back (clocks, commits in another order).
             steps in proptest::collection::vec(-40i64..60, 0..300),
-            bulk in 0usize..150,
         ) {
             let t = tree();
             let mut at = 1_000i64;
@@ -247,9 +225,7 @@ mod tests {
                     (at as u64, id(i as u64))
                 })
                 .collect();
-            let bulk = bulk.min(entries.len());
-            append_all(&t, b"Ra", &entries[..bulk]).unwrap();
-            for (ms, i) in &entries[bulk..] {
+            for (ms, i) in &entries {
                 t.transaction(|tx| append(tx, b"Ra", *ms, *i)).unwrap();
             }
             // Another list beside it stays apart.

@@ -18,39 +18,24 @@ use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 use std::collections::HashSet;
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-// Positions of the trees in `SledStore::txn_trees`.
+// Positions of the trees in `SledStore::trees`.
 const MESSAGES: usize = 0;
-const PAYLOADS: usize = 1;
-const DELIVERIES: usize = 2;
-const MSG_DELIVERIES: usize = 3;
-const AUDIT: usize = 4;
-const BY_STATE: usize = 5;
-const BY_RECIPIENT: usize = 6;
-const BY_SENDER: usize = 7;
-const DEDUPE: usize = 8;
-const QUEUE: usize = 9;
-const TRANSPORTS: usize = 10;
-const COUNTS: usize = 11;
-const LISTS: usize = 12;
-const BUCKETS: usize = 13;
-const TREE_NAMES: [&str; 14] = [
+const AUDIT: usize = 1;
+const BY_STATE: usize = 2;
+const QUEUE: usize = 3;
+const COUNTS: usize = 4;
+const LISTS: usize = 5;
+const BUCKETS: usize = 6;
+const TREE_NAMES: [&str; 7] = [
     "messages",
-    "payloads",
-    "deliveries",
-    "message_deliveries",
     "audit",
     "idx_state",
-    "idx_recipient",
-    "idx_sender",
-    "dedupe",
     embedded::READY_TREE,
-    "idx_transport",
     "state_counts",
     "lists",
     "buckets",
@@ -66,13 +51,6 @@ const HOME_MAP: u8 = b'H';
 /// How long [`Store::list_page`] may go on counting once a match past its page is known.
 const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(30);
 
-/// Key in `state_counts` saying the counts cover every delivery (set once they are built).
-const COUNTS_BUILT: &[u8] = b"built";
-/// Entries an index conversion holds in memory at most (whole list chunks).
-const CONVERT_BATCH: usize = 4096 * lists::CHUNK;
-
-/// Key in `state_counts` saying an older store's indexes have been converted into lists.
-const LISTS_CONVERTED: &[u8] = b"lists";
 /// Key in `state_counts` holding the number of messages.
 const MESSAGE_COUNT: &[u8] = b"messages";
 
@@ -138,8 +116,6 @@ impl SledStore {
             .map(|n| db.open_tree(n))
             .collect::<Result<Vec<_>, _>>()?;
         let unmatched = db.open_tree("unmatched_acks")?;
-        build_counts(&trees)?;
-        convert_indexes(&db, &trees)?;
         let (changes, _) = broadcast::channel(4096);
         let signals = Arc::new(Signals::default());
         Ok(Self {
@@ -181,18 +157,6 @@ impl SledStore {
         unwrap_tx(self.trees[..].transaction(|t: &Vec<TransactionalTree>| f(t)))
     }
 
-    /// The id `key` maps to in the bucketed map `kind`, or in the tree `older` where an
-    /// older version kept that map.
-    fn mapped(&self, kind: u8, key: &[u8], older: usize) -> Result<Option<Uuid>, StoreError> {
-        if let Some(id) = lists::get(self.tree(BUCKETS), kind, key)? {
-            return Ok(Some(id));
-        }
-        self.tree(older)
-            .get(key)?
-            .map(|v| Uuid::from_slice(&v).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
-    }
-
     fn after_commit(&self, message: Uuid, queues: impl IntoIterator<Item = String>) {
         let _ = self.changes.send(message);
         for q in queues {
@@ -201,105 +165,12 @@ impl SledStore {
     }
 }
 
-/// Counts the state index once, for a database written before the counts were kept.
-fn build_counts(trees: &[sled::Tree]) -> Result<(), StoreError> {
-    if trees[COUNTS].contains_key(COUNTS_BUILT)? {
-        return Ok(());
-    }
-    let counted: Vec<(DeliveryState, u64)> = DeliveryState::ALL
-        .into_iter()
-        .map(|s| {
-            let n = trees[BY_STATE].scan_prefix(keys::state_prefix(s)).count();
-            (s, n as u64)
-        })
-        .collect();
-    let messages = trees[MESSAGES].len() as u64;
-    // Nothing else writes while the store is being opened.
-    for (s, n) in counted {
-        trees[COUNTS].insert([s as u8], &n.to_be_bytes())?;
-    }
-    trees[COUNTS].insert(MESSAGE_COUNT, &messages.to_be_bytes())?;
-    trees[COUNTS].insert(COUNTS_BUILT, &[])?;
-    Ok(())
-}
-
-/// Converts the sender and recipient indexes of a store written before lists (an entry per
-/// message or delivery) into lists, once, streaming. A conversion cut short is started again;
-/// one finished is marked before the old entries are removed.
-fn convert_indexes(db: &sled::Db, trees: &[sled::Tree]) -> Result<(), StoreError> {
-    if trees[BY_RECIPIENT].is_empty() && trees[BY_SENDER].is_empty() {
-        return Ok(());
-    }
-    if !trees[COUNTS].contains_key(LISTS_CONVERTED)? {
-        // Nothing but a conversion writes lists before it is marked done.
-        trees[LISTS].clear()?;
-        // `[ODS][0][state][ms][delivery]` and `[ODS][0][ms][message]`: one ODS code's
-        // entries are together.
-        for (tree, kind, skip) in [(BY_RECIPIENT, b'R', 1), (BY_SENDER, b'S', 0)] {
-            let mut name = Vec::new();
-            let mut entries: Vec<(u64, Uuid)> = Vec::new();
-            let write = |name: &[u8], entries: &mut Vec<(u64, Uuid)>| {
-                entries.sort();
-                let done = lists::append_all(&trees[LISTS], name, entries);
-                entries.clear();
-                done
-            };
-            for kv in trees[tree].iter() {
-                let (k, _) = kv?;
-                let Some(zero) = k.iter().position(|b| *b == 0) else {
-                    continue;
-                };
-                let rest = k.get(zero + 1 + skip..).unwrap_or_default();
-                let (Some(ms), Ok(id)) = (
-                    rest.get(..8).and_then(|b| b.try_into().ok()),
-                    Uuid::from_slice(rest.get(8..).unwrap_or_default()),
-                ) else {
-                    continue;
-                };
-                let this = [&[kind], &k[..zero]].concat();
-                if this != name || entries.len() >= CONVERT_BATCH {
-                    write(&name, &mut entries)?;
-                    name = this;
-                }
-                entries.push((u64::from_be_bytes(ms), id));
-            }
-            write(&name, &mut entries)?;
-        }
-        trees[COUNTS].insert(LISTS_CONVERTED, &[])?;
-        db.flush()?;
-    }
-    trees[BY_RECIPIENT].clear()?;
-    trees[BY_SENDER].clear()?;
-    db.flush()?;
-    Ok(())
-}
-
 fn recipient_list(ods: &str) -> Vec<u8> {
     [b"R", ods.as_bytes()].concat()
 }
 
 fn sender_list(ods: &str) -> Vec<u8> {
     [b"S", ods.as_bytes()].concat()
-}
-
-fn tx_get<T: DeserializeOwned>(
-    t: &TransactionalTree,
-    key: &[u8],
-    what: &str,
-) -> TxResult<Option<T>> {
-    match t.get(key)? {
-        Some(v) => dec(&v, what).map(Some).or_else(abort),
-        None => Ok(None),
-    }
-}
-
-/// Where a delivery's record is kept.
-#[derive(Clone, Copy)]
-enum Home {
-    /// In its message's record (see `entry`).
-    Message,
-    /// In the deliveries tree, as older versions kept it.
-    Tree,
 }
 
 /// The delivery `id` if the message record `record` keeps it.
@@ -312,39 +183,26 @@ fn kept_in(record: Option<sled::IVec>, id: Uuid) -> Result<Option<DeliveryRecord
     }
 }
 
-/// A delivery, and where it is kept.
-fn tx_delivery(t: &Tx, id: Uuid) -> TxResult<Option<(DeliveryRecord, Home)>> {
-    if let Some(message) = lists::tx_get(&t[BUCKETS], HOME_MAP, id.as_bytes())? {
-        let record = t[MESSAGES].get(message.as_bytes())?;
-        if let Some(d) = kept_in(record, id).or_else(abort)? {
-            return Ok(Some((d, Home::Message)));
-        }
-    }
-    Ok(
-        tx_get::<DeliveryRecord>(&t[DELIVERIES], id.as_bytes(), "delivery")?
-            .map(|d| (d, Home::Tree)),
-    )
+/// A delivery, read from its message's record.
+fn tx_delivery(t: &Tx, id: Uuid) -> TxResult<Option<DeliveryRecord>> {
+    let Some(message) = lists::tx_get(&t[BUCKETS], HOME_MAP, id.as_bytes())? else {
+        return Ok(None);
+    };
+    kept_in(t[MESSAGES].get(message.as_bytes())?, id).or_else(abort)
 }
 
-/// Records a delivery where it is kept, and indexes it.
-fn put_delivery(t: &Tx, d: &DeliveryRecord, home: Home) -> TxResult<()> {
-    match home {
-        Home::Tree => {
-            t[DELIVERIES].insert(d.id.as_bytes().as_slice(), enc(d))?;
-        }
-        Home::Message => {
-            let key = d.message_id.as_bytes();
-            let Some(v) = t[MESSAGES].get(key)? else {
-                return abort(StoreError::Corrupt(format!(
-                    "no record of message {}",
-                    d.message_id
-                )));
-            };
-            let mut entry = Entry::decode(&v).or_else(abort)?;
-            entry.set_record(d.id, enc(d));
-            t[MESSAGES].insert(key.as_slice(), entry.encode())?;
-        }
-    }
+/// Records a delivery in its message's record, and indexes it.
+fn put_delivery(t: &Tx, d: &DeliveryRecord) -> TxResult<()> {
+    let key = d.message_id.as_bytes();
+    let Some(v) = t[MESSAGES].get(key)? else {
+        return abort(StoreError::Corrupt(format!(
+            "no record of message {}",
+            d.message_id
+        )));
+    };
+    let mut entry = Entry::decode(&v).or_else(abort)?;
+    entry.set_record(d.id, enc(d));
+    t[MESSAGES].insert(key.as_slice(), entry.encode())?;
     index_delivery(t, d)
 }
 
@@ -393,10 +251,6 @@ fn push_event(timeline: &mut Vec<u8>, e: &AuditEvent) {
 fn put_audit(t: &Tx, e: &AuditEvent) -> TxResult<()> {
     let key = e.message_id.as_bytes();
     let (tree, mut record) = match t[MESSAGES].get(key)? {
-        // A record in the older layout is rewritten in the current one.
-        Some(v) if v.first() == Some(&b'{') => {
-            (MESSAGES, Entry::decode(&v).or_else(abort)?.encode())
-        }
         Some(v) => (MESSAGES, v.to_vec()),
         None => (
             AUDIT,
@@ -406,16 +260,6 @@ fn put_audit(t: &Tx, e: &AuditEvent) -> TxResult<()> {
     push_event(&mut record, e);
     t[tree].insert(key.as_slice(), record)?;
     Ok(())
-}
-
-/// The events of one entry of the audit tree: a timeline (keyed by the message id alone) or,
-/// in stores written before timelines, a single event (keyed by message id and sequence).
-fn audit_events(key: &[u8], value: &[u8]) -> Result<Vec<AuditEvent>, StoreError> {
-    if key.len() == 16 {
-        timeline_events(value)
-    } else {
-        Ok(vec![dec(value, "audit event")?])
-    }
 }
 
 /// The events of a timeline (JSON lines).
@@ -453,13 +297,6 @@ impl Store for SledStore {
             if let Some(id) = lists::tx_get(&t[BUCKETS], DEDUPE_MAP, &dedupe)? {
                 return Ok(Submitted::Duplicate(id));
             }
-            // Submissions recorded before the bucketed map.
-            if let Some(orig) = t[DEDUPE].get(&dedupe)? {
-                return match Uuid::from_slice(&orig) {
-                    Ok(id) => Ok(Submitted::Duplicate(id)),
-                    Err(e) => abort(StoreError::Corrupt(format!("dedupe entry: {e}"))),
-                };
-            }
             lists::put(&t[BUCKETS], DEDUPE_MAP, &dedupe, m.id)?;
             t[MESSAGES].insert(m.id.as_bytes().as_slice(), entry.as_slice())?;
             let messages = read_count(t[COUNTS].get(MESSAGE_COUNT)?) + 1;
@@ -491,7 +328,7 @@ impl Store for SledStore {
 
     fn apply(&self, delivery: Uuid, change: Change) -> Result<DeliveryRecord, StoreError> {
         let updated = self.run(|t| {
-            let Some((old, home)) = tx_delivery(t, delivery)? else {
+            let Some(old) = tx_delivery(t, delivery)? else {
                 return abort(StoreError::NoSuchDelivery(delivery));
             };
             let to = match transition(old.state, change.event) {
@@ -523,7 +360,7 @@ impl Store for SledStore {
             if old.is_current() {
                 unindex_delivery(t, &old)?;
             }
-            put_delivery(t, &d, home)?;
+            put_delivery(t, &d)?;
             put_audit(
                 t,
                 &AuditEvent {
@@ -551,7 +388,7 @@ impl Store for SledStore {
 
     fn replay(&self, r: Replay) -> Result<DeliveryRecord, StoreError> {
         let new = self.run(|t| {
-            let Some((mut orig, home)) = tx_delivery(t, r.original)? else {
+            let Some(mut orig) = tx_delivery(t, r.original)? else {
                 return abort(StoreError::NoSuchDelivery(r.original));
             };
             if let Some(by) = orig.superseded_by {
@@ -565,13 +402,13 @@ impl Store for SledStore {
             let now = now_ms();
             unindex_delivery(t, &orig)?;
             orig.superseded_by = Some(r.new.id);
-            put_delivery(t, &orig, home)?;
+            put_delivery(t, &orig)?;
             let mut new = r.new.clone();
             new.replay_of = Some(orig.id);
             new.created_ms = now;
             new.updated_ms = now;
             lists::put(&t[BUCKETS], HOME_MAP, new.id.as_bytes(), new.message_id)?;
-            put_delivery(t, &new, Home::Message)?;
+            put_delivery(t, &new)?;
             put_audit(
                 t,
                 &AuditEvent {
@@ -625,72 +462,39 @@ impl Store for SledStore {
     }
 
     fn payload(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.payloads.read(&id) {
-            Ok(Some(p)) => Ok(Some(p)),
-            // Stores written before payloads moved to files keep them in the database.
-            Ok(None) => Ok(self.tree(PAYLOADS).get(id.as_bytes())?.map(|v| v.to_vec())),
-            Err(e) => Err(StoreError::Engine(format!(
-                "reading the payload of {id}: {e}"
-            ))),
-        }
+        self.payloads
+            .read(&id)
+            .map_err(|e| StoreError::Engine(format!("reading the payload of {id}: {e}")))
     }
 
     fn delivery(&self, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError> {
-        if let Some(message) = lists::get(self.tree(BUCKETS), HOME_MAP, id.as_bytes())? {
-            if let Some(d) = kept_in(self.tree(MESSAGES).get(message.as_bytes())?, id)? {
-                return Ok(Some(d));
-            }
+        match lists::get(self.tree(BUCKETS), HOME_MAP, id.as_bytes())? {
+            Some(message) => kept_in(self.tree(MESSAGES).get(message.as_bytes())?, id),
+            None => Ok(None),
         }
-        self.tree(DELIVERIES)
-            .get(id.as_bytes())?
-            .map(|v| dec(&v, "delivery"))
-            .transpose()
     }
 
     fn deliveries_of(&self, message: Uuid) -> Result<Vec<DeliveryRecord>, StoreError> {
-        // Deliveries recorded before they were listed in the message's record come first.
-        let mut ids = Vec::new();
-        for kv in self.tree(MSG_DELIVERIES).scan_prefix(message.as_bytes()) {
-            let (k, _) = kv?;
-            ids.push(
-                keys::trailing_id(&k)
-                    .ok_or_else(|| StoreError::Corrupt("message_deliveries key".into()))?,
-            );
-        }
-        let entry = match self.tree(MESSAGES).get(message.as_bytes())? {
-            Some(v) => Entry::decode(&v)?,
-            None => Entry::default(),
+        let Some(v) = self.tree(MESSAGES).get(message.as_bytes())? else {
+            return Ok(Vec::new());
         };
-        ids.extend(entry.legacy);
-        let mut out = Vec::new();
-        for id in ids {
-            if let Some(v) = self.tree(DELIVERIES).get(id.as_bytes())? {
-                out.push(dec(&v, "delivery")?);
-            }
-        }
-        for (_, r) in &entry.records {
-            out.push(dec(r, "delivery")?);
-        }
-        Ok(out)
+        Entry::decode(&v)?
+            .records
+            .iter()
+            .map(|(_, r)| dec(r, "delivery"))
+            .collect()
     }
 
     fn audit_of(&self, message: Uuid) -> Result<Vec<AuditEvent>, StoreError> {
-        // Events stored one per entry by an older version come first: they are the older.
-        let (mut earlier, mut timeline) = (Vec::new(), Vec::new());
-        for kv in self.tree(AUDIT).scan_prefix(message.as_bytes()) {
-            let (k, v) = kv?;
-            let events = audit_events(&k, &v)?;
-            if k.len() == 16 {
-                timeline = events;
-            } else {
-                earlier.extend(events);
-            }
-        }
-        earlier.append(&mut timeline);
+        // Events recorded before the message itself come first.
+        let mut events = match self.tree(AUDIT).get(message.as_bytes())? {
+            Some(v) => timeline_events(&v)?,
+            None => Vec::new(),
+        };
         if let Some(v) = self.tree(MESSAGES).get(message.as_bytes())? {
-            earlier.extend(timeline_events(&Entry::decode(&v)?.timeline)?);
+            events.extend(timeline_events(&Entry::decode(&v)?.timeline)?);
         }
-        Ok(earlier)
+        Ok(events)
     }
 
     fn audit_between(
@@ -705,8 +509,8 @@ impl Store for SledStore {
             .as_bytes()
             .to_vec();
         for kv in self.tree(AUDIT).range(..end.clone()) {
-            let (k, v) = kv?;
-            for e in audit_events(&k, &v)? {
+            let (_, v) = kv?;
+            for e in timeline_events(&v)? {
                 if e.at_ms >= since_ms && e.at_ms <= until_ms && !f(e) {
                     return Ok(());
                 }
@@ -728,7 +532,8 @@ impl Store for SledStore {
         sender_ods: &str,
         local_id: &str,
     ) -> Result<Option<Uuid>, StoreError> {
-        self.mapped(DEDUPE_MAP, &keys::dedupe(sender_ods, local_id), DEDUPE)
+        let key = keys::dedupe(sender_ods, local_id);
+        Ok(lists::get(self.tree(BUCKETS), DEDUPE_MAP, &key)?)
     }
 
     fn payload_candidates(
@@ -737,30 +542,9 @@ impl Store for SledStore {
         after: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let end = keys::min_id_at(before_ms).as_bytes().to_vec();
-        let mut out = Vec::new();
-        let older = match after {
-            Some(a) => self
-                .tree(PAYLOADS)
-                .range((Bound::Excluded(a.as_bytes().to_vec()), Bound::Excluded(end))),
-            None => self.tree(PAYLOADS).range(..end),
-        };
-        // Payloads kept in the database by an older version, then files.
-        for kv in older {
-            let (k, _) = kv?;
-            if let Ok(id) = Uuid::from_slice(&k) {
-                out.push(id);
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
-        }
-        let files = self
-            .payloads
-            .candidates(before_ms, after, limit - out.len())
-            .map_err(|e| StoreError::Engine(format!("listing payload files: {e}")))?;
-        out.extend(files);
-        Ok(out)
+        self.payloads
+            .candidates(before_ms, after, limit)
+            .map_err(|e| StoreError::Engine(format!("listing payload files: {e}")))
     }
 
     fn purge_payload(
@@ -782,15 +566,11 @@ impl Store for SledStore {
         let on_file = self.payloads.size(&message).map_err(file)?;
         let freed = self.run(|t| {
             for d in final_deliveries {
-                let now = tx_delivery(t, d.id)?.map(|(d, _)| d);
-                if now.as_ref() != Some(d) {
+                if tx_delivery(t, d.id)?.as_ref() != Some(d) {
                     return abort(StoreError::Busy(d.id));
                 }
             }
-            let in_db = t[PAYLOADS]
-                .remove(message.as_bytes())?
-                .map(|v| v.len() as u64);
-            let Some(len) = in_db.or(on_file) else {
+            let Some(len) = on_file else {
                 return Ok(None);
             };
             put_audit(t, &event)?;
@@ -810,20 +590,17 @@ impl Store for SledStore {
     }
 
     fn payload_size(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
-        match self.payloads.size(&id) {
-            Ok(Some(n)) => Ok(Some(n)),
-            Ok(None) => Ok(self
-                .tree(PAYLOADS)
-                .get(id.as_bytes())?
-                .map(|v| v.len() as u64)),
-            Err(e) => Err(StoreError::Engine(format!(
-                "reading the payload of {id}: {e}"
-            ))),
-        }
+        self.payloads
+            .size(&id)
+            .map_err(|e| StoreError::Engine(format!("reading the payload of {id}: {e}")))
     }
 
     fn delivery_by_transport(&self, transport_id: &str) -> Result<Option<Uuid>, StoreError> {
-        self.mapped(TRANSPORT_MAP, transport_id.as_bytes(), TRANSPORTS)
+        Ok(lists::get(
+            self.tree(BUCKETS),
+            TRANSPORT_MAP,
+            transport_id.as_bytes(),
+        )?)
     }
 
     fn list_page(&self, q: &ListQuery, count_to: usize) -> Result<ListPage, StoreError> {
@@ -871,17 +648,11 @@ impl Store for SledStore {
             }
             Ok(total < cap)
         };
-        // A state index entry's message and recipient: in its value, or (entries written
-        // before values were kept) in the delivery.
-        let state_entry = |k: &[u8], v: &[u8]| -> Result<Option<(Uuid, String)>, StoreError> {
-            if let Some(mid) = v.get(..16).and_then(|b| Uuid::from_slice(b).ok()) {
-                return Ok(Some((mid, String::from_utf8_lossy(&v[16..]).into_owned())));
-            }
-            Ok(keys::trailing_id(k)
-                .map(|id| self.delivery(id))
-                .transpose()?
-                .flatten()
-                .map(|d| (d.message_id, d.recipient_ods)))
+        // A state index entry's message and recipient, from its value.
+        let state_entry = |v: &[u8]| -> Result<(Uuid, String), StoreError> {
+            let message = v.get(..16).and_then(|b| Uuid::from_slice(b).ok());
+            let message = message.ok_or_else(|| StoreError::Corrupt("state index entry".into()))?;
+            Ok((message, String::from_utf8_lossy(&v[16..]).into_owned()))
         };
         enum Scan<'a> {
             State(DeliveryState, Option<&'a str>),
@@ -917,10 +688,8 @@ impl Store for SledStore {
                         .collect::<Vec<u8>>(),
                 };
                 for kv in self.tree(BY_STATE).range(from..end).rev() {
-                    let (k, v) = kv?;
-                    let Some((message, recipient)) = state_entry(&k, &v)? else {
-                        continue;
-                    };
+                    let (_, v) = kv?;
+                    let (message, recipient) = state_entry(&v)?;
                     let matched = ods.is_none_or(|o| o == recipient).then_some(message);
                     if !take(matched, &mut out)? {
                         break;
@@ -1083,7 +852,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn state_counts_follow_every_change_and_are_rebuilt() {
+    async fn state_counts_follow_every_change_and_survive_reopen() {
         use crate::track::DeliveryEvent;
         let dir = tempfile::tempdir().unwrap();
         let scanned = |s: &SledStore| -> Vec<(DeliveryState, u64)> {
@@ -1129,8 +898,6 @@ mod tests {
             (5, 1, 0),
             "the replay took the failed delivery's place"
         );
-        // A database from before the counts: they are built on open.
-        s.tree(COUNTS).clear().unwrap();
         s.flush().await.unwrap();
         drop(s);
         let s = open_in(dir.path()).await;
@@ -1198,185 +965,6 @@ mod tests {
         assert_eq!(s.payload_size(mid).unwrap(), None);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn timelines_stored_one_event_per_entry_still_read_in_order() {
-        use crate::track::DeliveryEvent;
-        let dir = tempfile::tempdir().unwrap();
-        let s = open_in(dir.path()).await;
-        let new = conformance::sample("RX1", "LEGACY", &["A81001"]);
-        let (mid, did) = (new.message.id, new.deliveries[0].id);
-        // As an older version stored them: an entry per event, keyed by message and sequence.
-        for (seq, what) in ["imported", "noted"].into_iter().enumerate() {
-            let e = AuditEvent {
-                at_ms: seq as u64 + 1,
-                message_id: mid,
-                delivery_id: None,
-                event: what.into(),
-                from: None,
-                to: None,
-                actor: "older version".into(),
-                reason: String::new(),
-            };
-            s.tree(AUDIT)
-                .insert(keys::audit(mid, seq as u64), enc(&e))
-                .unwrap();
-        }
-        s.submit(new).unwrap();
-        s.apply(did, Change::new(DeliveryEvent::Cancel, "t", ""))
-            .unwrap();
-        let events: Vec<String> = s
-            .audit_of(mid)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event)
-            .collect();
-        let cancelled = DeliveryEvent::Cancel.as_str().to_string();
-        assert_eq!(
-            events,
-            ["imported", "noted", "received", cancelled.as_str()]
-        );
-        assert_eq!(s.tree(AUDIT).len(), 2, "the old entries stay as they were");
-        let record =
-            Entry::decode(&s.tree(MESSAGES).get(mid.as_bytes()).unwrap().unwrap()).unwrap();
-        assert_eq!(
-            timeline_events(&record.timeline).unwrap().len(),
-            2,
-            "the new events are in the message's record"
-        );
-        let mut exported = Vec::new();
-        s.audit_between(0, u64::MAX, &mut |e| {
-            exported.push(e.event);
-            true
-        })
-        .unwrap();
-        exported.sort();
-        let mut all = events.clone();
-        all.sort();
-        assert_eq!(exported, all);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn stores_in_the_older_layout_are_read_and_their_indexes_converted() {
-        use crate::track::DeliveryEvent;
-        let dir = tempfile::tempdir().unwrap();
-        let s = open_in(dir.path()).await;
-        // A message as an older version recorded it: the message JSON alone, and an entry of
-        // its own in each index.
-        let new = conformance::sample("RX1", "OLD", &["A81001"]);
-        let m = new.message.clone();
-        let mut d = new.deliveries[0].clone();
-        d.transport_id = Some("MESH-OLD".into());
-        let put = |tree: usize, k: &[u8], v: &[u8]| {
-            s.tree(tree).insert(k, v).unwrap();
-        };
-        put(MESSAGES, m.id.as_bytes(), &enc(&m));
-        put(DELIVERIES, d.id.as_bytes(), &enc(&d));
-        put(MSG_DELIVERIES, &keys::msg_delivery(m.id, d.id), &[]);
-        put(DEDUPE, &keys::dedupe("RX1", "OLD"), m.id.as_bytes());
-        put(TRANSPORTS, b"MESH-OLD", d.id.as_bytes());
-        put(BY_STATE, &keys::by_state(&d), &[]);
-        let at = d.updated_ms.to_be_bytes();
-        put(
-            BY_RECIPIENT,
-            &[b"A81001\0", &[d.state as u8][..], &at, d.id.as_bytes()].concat(),
-            &[],
-        );
-        let at = m.received_ms.to_be_bytes();
-        put(
-            BY_SENDER,
-            &[b"RX1\0", &at[..], m.id.as_bytes()].concat(),
-            &[],
-        );
-        s.tree(COUNTS).clear().unwrap();
-        // What a conversion cut short would have left: it is done again from the start.
-        lists::append_all(s.tree(LISTS), b"RA81001", &[(1, crate::track::new_id())]).unwrap();
-        s.flush().await.unwrap();
-        drop(s);
-
-        let s = open_in(dir.path()).await;
-        assert!(s.tree(BY_RECIPIENT).is_empty() && s.tree(BY_SENDER).is_empty());
-        assert_eq!(lists::len(s.tree(LISTS), b"RA81001").unwrap(), 1);
-        assert_eq!(lists::len(s.tree(LISTS), b"SRX1").unwrap(), 1);
-        assert_eq!(s.message(m.id).unwrap(), Some(m.clone()));
-        assert_eq!(s.deliveries_of(m.id).unwrap(), vec![d.clone()]);
-        assert_eq!(s.find_by_local_id("RX1", "OLD").unwrap(), Some(m.id));
-        assert_eq!(s.delivery_by_transport("MESH-OLD").unwrap(), Some(d.id));
-        let listed = |q: ListQuery| s.list(&q).unwrap().0;
-        let by = |state: Option<DeliveryState>, to: Option<&str>, from: Option<&str>| ListQuery {
-            state,
-            recipient_ods: to.map(String::from),
-            sender_ods: from.map(String::from),
-            ..Default::default()
-        };
-        for q in [
-            by(Some(d.state), None, None),
-            by(None, Some("A81001"), None),
-            by(Some(d.state), Some("A81001"), None),
-            by(None, None, Some("RX1")),
-        ] {
-            assert_eq!(listed(q.clone()), vec![m.id], "{q:?}");
-        }
-        assert_eq!(listed(by(None, Some("A81002"), None)), Vec::<Uuid>::new());
-        let again = conformance::sample("RX1", "OLD", &["A81001"]);
-        assert_eq!(s.submit(again).unwrap(), Submitted::Duplicate(m.id));
-
-        // Changes to the old message are recorded in the current layout.
-        s.apply(d.id, Change::new(DeliveryEvent::GaveUp, "t", ""))
-            .unwrap();
-        let mut second = d.clone();
-        second.id = crate::track::new_id();
-        second.transport_id = None;
-        s.replay(Replay {
-            original: d.id,
-            new: second.clone(),
-            actor: "t".into(),
-            reason: "t".into(),
-            routing: String::new(),
-            enqueue: None,
-        })
-        .unwrap();
-        let now: Vec<Uuid> = s
-            .deliveries_of(m.id)
-            .unwrap()
-            .iter()
-            .map(|d| d.id)
-            .collect();
-        assert_eq!(now, vec![d.id, second.id]);
-        assert_eq!(
-            listed(by(Some(DeliveryState::Failed), None, None)),
-            Vec::<Uuid>::new()
-        );
-        assert_eq!(
-            listed(by(Some(second.state), Some("A81001"), None)),
-            vec![m.id]
-        );
-        let events: Vec<String> = s
-            .audit_of(m.id)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.event)
-            .collect();
-        assert_eq!(events.len(), 3, "{events:?}");
-        assert_eq!(s.message(m.id).unwrap(), Some(m));
-        // The old delivery was changed where it was; its replay is kept in the record.
-        let old = dec::<DeliveryRecord>(
-            &s.tree(DELIVERIES).get(d.id.as_bytes()).unwrap().unwrap(),
-            "d",
-        )
-        .unwrap();
-        assert_eq!(old.superseded_by, Some(second.id));
-        assert_eq!(s.delivery(d.id).unwrap(), Some(old));
-        assert!(s
-            .tree(DELIVERIES)
-            .get(second.id.as_bytes())
-            .unwrap()
-            .is_none());
-        assert_eq!(
-            s.delivery(second.id).unwrap().unwrap().replay_of,
-            Some(d.id)
-        );
-    }
-
     /// A message and its deliveries are one record: changes and replays rewrite it, and no
     /// delivery has a record of its own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1403,7 +991,6 @@ mod tests {
             enqueue: None,
         })
         .unwrap();
-        assert!(s.tree(DELIVERIES).is_empty());
         assert_eq!(s.tree(MESSAGES).len(), 1);
         let record = Entry::decode(&s.tree(MESSAGES).get(m.as_bytes()).unwrap().unwrap()).unwrap();
         let kept: Vec<Uuid> = record.records.iter().map(|(id, _)| *id).collect();
@@ -1425,35 +1012,6 @@ mod tests {
             ),
             Err(StoreError::NoSuchDelivery(_))
         ));
-        // Written by the previous version: the deliveries' ids in the record, their records
-        // in the deliveries tree. They are read and changed there.
-        let old = conformance::sample("RX1", "LAYOUT1", &["A81004"]);
-        let (om, od) = (old.message.clone(), old.deliveries[0].clone());
-        let mut bytes = vec![1u8, 0, 1];
-        bytes.extend_from_slice(od.id.as_bytes());
-        let json = enc(&om);
-        bytes.extend_from_slice(&(json.len() as u32).to_be_bytes());
-        bytes.extend_from_slice(&json);
-        s.tree(MESSAGES).insert(om.id.as_bytes(), bytes).unwrap();
-        s.tree(DELIVERIES)
-            .insert(od.id.as_bytes(), enc(&od))
-            .unwrap();
-        assert_eq!(s.deliveries_of(om.id).unwrap(), vec![od.clone()]);
-        assert_eq!(s.message(om.id).unwrap(), Some(om.clone()));
-        s.apply(
-            od.id,
-            Change::new(DeliveryEvent::TransportAccepted, "t", ""),
-        )
-        .unwrap();
-        assert_eq!(
-            s.delivery(od.id).unwrap().unwrap().state,
-            DeliveryState::Sent
-        );
-        assert_eq!(
-            s.deliveries_of(om.id).unwrap()[0].state,
-            DeliveryState::Sent
-        );
-        assert_eq!(s.audit_of(om.id).unwrap().len(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
