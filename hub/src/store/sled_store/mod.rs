@@ -1,0 +1,238 @@
+//! [`Store`] on sled 0.34: one database per node, one tree per record kind and index, every
+//! change one multi-tree transaction, durability by explicit group-committed flushes (sled's
+//! background flush is not relied on).
+//!
+//! The layout is in [`schema`], the transactions in [`write`], the reads in [`query`]; this
+//! module opens the database and answers the [`Store`] trait from them.
+
+mod query;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod write;
+
+use super::payloads::PayloadFiles;
+use super::{
+    Change, ListPage, ListQuery, NewMessage, Replay, Store, StoreError, Submitted, UnmatchedAck,
+};
+use crate::durable::{GroupCommit, Signals};
+use crate::track::{AuditEvent, DeliveryRecord, DeliveryState, MessageRecord};
+use futures::future::BoxFuture;
+use schema::{unwrap_tx, Tx, TxResult, TREE_NAMES};
+use sled::transaction::TransactionalTree;
+use sled::Transactional;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// The sled-backed store.
+pub struct SledStore {
+    db: sled::Db,
+    payloads: Arc<PayloadFiles>,
+    trees: Vec<sled::Tree>,
+    unmatched: sled::Tree,
+    commit: GroupCommit,
+    changes: broadcast::Sender<Uuid>,
+    signals: Arc<Signals>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store: the database in `dir`, payload files in `payloads`. Must
+    /// be called inside a tokio runtime: it starts the group-commit task.
+    /// `cache_mb` bounds sled's cache of tree nodes.
+    pub fn open(dir: &Path, payloads: &Path, cache_mb: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_mb.max(1) * 1024 * 1024)
+            .flush_every_ms(Some(1000))
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        Self::from_db(db, payloads)
+    }
+
+    /// A store in a temporary database, removed on drop, with payloads in `payloads` (tests).
+    #[cfg(test)]
+    pub fn temporary(payloads: &Path) -> Result<Self, StoreError> {
+        Self::from_db(sled::Config::new().temporary(true).open()?, payloads)
+    }
+
+    fn from_db(db: sled::Db, payloads: &Path) -> Result<Self, StoreError> {
+        let payloads = Arc::new(PayloadFiles::open(payloads).map_err(|e| {
+            StoreError::Engine(format!("payload folder {}: {e}", payloads.display()))
+        })?);
+        let trees = TREE_NAMES
+            .iter()
+            .map(|n| db.open_tree(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let unmatched = db.open_tree("unmatched_acks")?;
+        let (changes, _) = broadcast::channel(4096);
+        let signals = Arc::new(Signals::default());
+        Ok(Self {
+            commit: GroupCommit::start(db.clone(), signals.clone()),
+            payloads,
+            db,
+            trees,
+            unmatched,
+            changes,
+            signals,
+        })
+    }
+
+    /// The database, for the embedded bus that shares it.
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Wake-ups for embedded bus consumers when work is enqueued or made durable.
+    pub fn signals(&self) -> Arc<Signals> {
+        self.signals.clone()
+    }
+
+    /// The group commit shared with the embedded bus.
+    pub fn group_commit(&self) -> GroupCommit {
+        self.commit.clone()
+    }
+
+    /// Whether sled had to recover on open (the last run did not close cleanly).
+    pub fn was_recovered(&self) -> bool {
+        self.db.was_recovered()
+    }
+
+    fn tree(&self, i: usize) -> &sled::Tree {
+        &self.trees[i]
+    }
+
+    fn run<T>(&self, f: impl Fn(&Tx) -> TxResult<T>) -> Result<T, StoreError> {
+        unwrap_tx(self.trees[..].transaction(|t: &Vec<TransactionalTree>| f(t)))
+    }
+
+    fn after_commit(&self, message: Uuid, queues: impl IntoIterator<Item = String>) {
+        let _ = self.changes.send(message);
+        for q in queues {
+            self.signals.notify(&q);
+        }
+    }
+}
+
+impl Store for SledStore {
+    fn submit(&self, new: NewMessage) -> Result<Submitted, StoreError> {
+        write::submit(self, new)
+    }
+
+    fn apply(&self, delivery: Uuid, change: Change) -> Result<DeliveryRecord, StoreError> {
+        write::apply(self, delivery, change)
+    }
+
+    fn replay(&self, r: Replay) -> Result<DeliveryRecord, StoreError> {
+        write::replay(self, r)
+    }
+
+    fn audit(&self, event: AuditEvent) -> Result<(), StoreError> {
+        write::audit(self, event)
+    }
+
+    fn message(&self, id: Uuid) -> Result<Option<MessageRecord>, StoreError> {
+        query::message(self, id)
+    }
+
+    fn payload(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        query::payload(self, id)
+    }
+
+    fn delivery(&self, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError> {
+        query::delivery(self, id)
+    }
+
+    fn deliveries_of(&self, message: Uuid) -> Result<Vec<DeliveryRecord>, StoreError> {
+        query::deliveries_of(self, message)
+    }
+
+    fn audit_of(&self, message: Uuid) -> Result<Vec<AuditEvent>, StoreError> {
+        query::audit_of(self, message)
+    }
+
+    fn audit_between(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        f: &mut dyn FnMut(AuditEvent) -> bool,
+    ) -> Result<(), StoreError> {
+        query::audit_between(self, since_ms, until_ms, f)
+    }
+
+    fn find_by_local_id(
+        &self,
+        sender_ods: &str,
+        local_id: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        query::find_by_local_id(self, sender_ods, local_id)
+    }
+
+    fn payload_candidates(
+        &self,
+        before_ms: u64,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        query::payload_candidates(self, before_ms, after, limit)
+    }
+
+    fn purge_payload(
+        &self,
+        message: Uuid,
+        final_deliveries: &[DeliveryRecord],
+        event: AuditEvent,
+    ) -> Result<Option<u64>, StoreError> {
+        write::purge_payload(self, message, final_deliveries, event)
+    }
+
+    fn release_payload(&self, message: Uuid) -> Result<(), StoreError> {
+        write::release_payload(self, message)
+    }
+
+    fn payload_size(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        query::payload_size(self, id)
+    }
+
+    fn delivery_by_transport(&self, transport_id: &str) -> Result<Option<Uuid>, StoreError> {
+        query::delivery_by_transport(self, transport_id)
+    }
+
+    fn list_page(&self, q: &ListQuery, count_to: usize) -> Result<ListPage, StoreError> {
+        query::list_page(self, q, count_to)
+    }
+
+    fn deliveries_in_state(
+        &self,
+        state: DeliveryState,
+        before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        query::deliveries_in_state(self, state, before_ms, limit)
+    }
+
+    fn count_by_state(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
+        query::count_by_state(self)
+    }
+
+    fn message_count(&self) -> Result<u64, StoreError> {
+        query::message_count(self)
+    }
+
+    fn record_unmatched_ack(&self, ack: UnmatchedAck) -> Result<(), StoreError> {
+        write::record_unmatched_ack(self, ack)
+    }
+
+    fn unmatched_acks(&self, limit: usize) -> Result<Vec<UnmatchedAck>, StoreError> {
+        query::unmatched_acks(self, limit)
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.commit.flush().await.map_err(StoreError::Engine) })
+    }
+
+    fn changes(&self) -> broadcast::Receiver<Uuid> {
+        self.changes.subscribe()
+    }
+}

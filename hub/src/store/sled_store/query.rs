@@ -1,0 +1,329 @@
+//! The store's reads: records, timelines, payloads, listings and counts. Reads take no
+//! transaction; each sees every committed write.
+
+use super::schema::*;
+use super::SledStore;
+use crate::store::entry::Entry;
+use crate::store::{keys, lists};
+use crate::store::{ListPage, ListQuery, StoreError, UnmatchedAck};
+use crate::track::{AuditEvent, DeliveryRecord, DeliveryState, MessageRecord};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// How long [`Store::list_page`] may go on counting once a match past its page is known.
+const COUNT_BUDGET: std::time::Duration = std::time::Duration::from_millis(30);
+
+pub(super) fn message(s: &SledStore, id: Uuid) -> Result<Option<MessageRecord>, StoreError> {
+    s.tree(MESSAGES)
+        .get(id.as_bytes())?
+        .map(|v| dec(Entry::message_of(&v)?, "message"))
+        .transpose()
+}
+
+pub(super) fn payload(s: &SledStore, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+    s.payloads
+        .read(&id)
+        .map_err(|e| StoreError::Engine(format!("reading the payload of {id}: {e}")))
+}
+
+pub(super) fn delivery(s: &SledStore, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError> {
+    match lists::get(s.tree(BUCKETS), HOME_MAP, id.as_bytes())? {
+        Some(message) => kept_in(s.tree(MESSAGES).get(message.as_bytes())?, id),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn deliveries_of(
+    s: &SledStore,
+    message: Uuid,
+) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let Some(v) = s.tree(MESSAGES).get(message.as_bytes())? else {
+        return Ok(Vec::new());
+    };
+    Entry::decode(&v)?
+        .records
+        .iter()
+        .map(|(_, r)| dec(r, "delivery"))
+        .collect()
+}
+
+pub(super) fn audit_of(s: &SledStore, message: Uuid) -> Result<Vec<AuditEvent>, StoreError> {
+    // Events recorded before the message itself come first.
+    let mut events = match s.tree(AUDIT).get(message.as_bytes())? {
+        Some(v) => timeline_events(&v)?,
+        None => Vec::new(),
+    };
+    if let Some(v) = s.tree(MESSAGES).get(message.as_bytes())? {
+        events.extend(timeline_events(&Entry::decode(&v)?.timeline)?);
+    }
+    Ok(events)
+}
+
+pub(super) fn audit_between(
+    s: &SledStore,
+    since_ms: u64,
+    until_ms: u64,
+    f: &mut dyn FnMut(AuditEvent) -> bool,
+) -> Result<(), StoreError> {
+    // Events are keyed by message: a message received before `since` can have events
+    // after it, so the whole tree is read (messages received after `until` are skipped).
+    let end = keys::min_id_at(until_ms.saturating_add(1))
+        .as_bytes()
+        .to_vec();
+    for kv in s.tree(AUDIT).range(..end.clone()) {
+        let (_, v) = kv?;
+        for e in timeline_events(&v)? {
+            if e.at_ms >= since_ms && e.at_ms <= until_ms && !f(e) {
+                return Ok(());
+            }
+        }
+    }
+    for kv in s.tree(MESSAGES).range(..end) {
+        let (_, v) = kv?;
+        for e in timeline_events(&Entry::decode(&v)?.timeline)? {
+            if e.at_ms >= since_ms && e.at_ms <= until_ms && !f(e) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn find_by_local_id(
+    s: &SledStore,
+    sender_ods: &str,
+    local_id: &str,
+) -> Result<Option<Uuid>, StoreError> {
+    let key = keys::dedupe(sender_ods, local_id);
+    Ok(lists::get(s.tree(BUCKETS), DEDUPE_MAP, &key)?)
+}
+
+pub(super) fn payload_candidates(
+    s: &SledStore,
+    before_ms: u64,
+    after: Option<Uuid>,
+    limit: usize,
+) -> Result<Vec<Uuid>, StoreError> {
+    s.payloads
+        .candidates(before_ms, after, limit)
+        .map_err(|e| StoreError::Engine(format!("listing payload files: {e}")))
+}
+
+pub(super) fn payload_size(s: &SledStore, id: Uuid) -> Result<Option<u64>, StoreError> {
+    s.payloads
+        .size(&id)
+        .map_err(|e| StoreError::Engine(format!("reading the payload of {id}: {e}")))
+}
+
+pub(super) fn delivery_by_transport(
+    s: &SledStore,
+    transport_id: &str,
+) -> Result<Option<Uuid>, StoreError> {
+    Ok(lists::get(
+        s.tree(BUCKETS),
+        TRANSPORT_MAP,
+        transport_id.as_bytes(),
+    )?)
+}
+
+pub(super) fn list_page(
+    s: &SledStore,
+    q: &ListQuery,
+    count_to: usize,
+) -> Result<ListPage, StoreError> {
+    let limit = if q.limit == 0 { 100 } else { q.limit };
+    let cap = count_to.max(limit + 1);
+    let since = q.since_ms.unwrap_or(0);
+    let until = q.until_ms.unwrap_or(u64::MAX);
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    // Counting past the page reads records the page did not need: it gets a time budget,
+    // so a big count costs a listing little (the total is then a lower bound).
+    let counting_ends = std::time::Instant::now() + COUNT_BUDGET;
+    let mut out_of_time = false;
+    // Accepts a candidate message if the filters not used for the scan hold; false once
+    // the count has reached `cap` or its time is up.
+    let mut examined = 0usize;
+    // `None`: an index entry that did not match (it counts against the time budget too).
+    let mut take = |id: Option<Uuid>, out: &mut Vec<Uuid>| -> Result<bool, StoreError> {
+        examined += 1;
+        // Only once a match past the page is known, so `truncated` stays exact.
+        if total > limit && examined.is_multiple_of(64) && std::time::Instant::now() > counting_ends
+        {
+            out_of_time = true;
+            return Ok(false);
+        }
+        let Some(id) = id else {
+            return Ok(true);
+        };
+        if seen.contains(&id) {
+            return Ok(true);
+        }
+        if q.needs_message() {
+            match message(s, id)? {
+                Some(m) if q.accepts(&m) => {}
+                _ => return Ok(true),
+            }
+        }
+        seen.insert(id);
+        total += 1;
+        if out.len() < limit {
+            out.push(id);
+        }
+        Ok(total < cap)
+    };
+    // A state index entry's message and recipient, from its value.
+    let state_entry = |v: &[u8]| -> Result<(Uuid, String), StoreError> {
+        let message = v.get(..16).and_then(|b| Uuid::from_slice(b).ok());
+        let message = message.ok_or_else(|| StoreError::Corrupt("state index entry".into()))?;
+        Ok((message, String::from_utf8_lossy(&v[16..]).into_owned()))
+    };
+    enum Scan<'a> {
+        State(DeliveryState, Option<&'a str>),
+        Recipient(&'a str, Option<DeliveryState>),
+        Sender(&'a str),
+        Received,
+    }
+    let scan = match (&q.state, &q.recipient_ods) {
+        // Whichever of the two is shorter.
+        (Some(state), Some(ods)) => {
+            let listed = lists::len(s.tree(LISTS), &recipient_list(ods))?;
+            let in_state = read_count(s.tree(COUNTS).get([*state as u8])?);
+            match listed <= in_state {
+                true => Scan::Recipient(ods, Some(*state)),
+                false => Scan::State(*state, Some(ods)),
+            }
+        }
+        (Some(state), None) => Scan::State(*state, None),
+        (None, Some(ods)) => Scan::Recipient(ods, None),
+        (None, None) => match &q.sender_ods {
+            Some(sender) => Scan::Sender(sender),
+            None => Scan::Received,
+        },
+    };
+    match scan {
+        Scan::State(state, ods) => {
+            let from = keys::state_prefix_from(state, since);
+            let end = match q.until_ms {
+                Some(u) => keys::state_prefix_from(state, u.saturating_add(1)),
+                None => keys::state_prefix(state)
+                    .into_iter()
+                    .map(|b| b + 1)
+                    .collect::<Vec<u8>>(),
+            };
+            for kv in s.tree(BY_STATE).range(from..end).rev() {
+                let (_, v) = kv?;
+                let (message, recipient) = state_entry(&v)?;
+                let matched = ods.is_none_or(|o| o == recipient).then_some(message);
+                if !take(matched, &mut out)? {
+                    break;
+                }
+            }
+        }
+        // Lists hold every change, newest last: an entry is current while its delivery
+        // was last changed at its time.
+        Scan::Recipient(ods, state) => {
+            for entry in lists::newest_first(s.tree(LISTS), &recipient_list(ods)) {
+                let (ms, id) = entry?;
+                if ms < since {
+                    break;
+                }
+                if ms > until {
+                    continue;
+                }
+                let matched = delivery(s, id)?.filter(|d| {
+                    d.is_current() && d.updated_ms == ms && state.is_none_or(|want| d.state == want)
+                });
+                if !take(matched.map(|d| d.message_id), &mut out)? {
+                    break;
+                }
+            }
+        }
+        Scan::Sender(sender) => {
+            for entry in lists::newest_first(s.tree(LISTS), &sender_list(sender)) {
+                let (ms, id) = entry?;
+                if ms < since {
+                    break;
+                }
+                if ms <= until && !take(Some(id), &mut out)? {
+                    break;
+                }
+            }
+        }
+        Scan::Received => {
+            let from = keys::min_id_at(since);
+            // Ids are time-ordered: until and after bound the scan its.
+            let mut upper = vec![0xffu8; 17];
+            if let Some(u) = q.until_ms {
+                upper = keys::min_id_at(u.saturating_add(1)).as_bytes().to_vec();
+            }
+            if let Some(a) = q.after {
+                if a.as_bytes().as_slice() < upper.as_slice() {
+                    upper = a.as_bytes().to_vec();
+                }
+            }
+            for kv in s
+                .tree(MESSAGES)
+                .range(from.as_bytes().to_vec()..upper)
+                .rev()
+            {
+                let (k, _) = kv?;
+                if let Ok(id) = Uuid::from_slice(&k) {
+                    if !take(Some(id), &mut out)? {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(ListPage {
+        ids: out,
+        total: total as u64,
+        total_is_lower_bound: total >= cap || out_of_time,
+    })
+}
+
+pub(super) fn deliveries_in_state(
+    s: &SledStore,
+    state: DeliveryState,
+    before_ms: u64,
+    limit: usize,
+) -> Result<Vec<Uuid>, StoreError> {
+    let from = keys::state_prefix(state);
+    let end = keys::state_prefix_from(state, before_ms);
+    let mut out = Vec::new();
+    for kv in s.tree(BY_STATE).range(from..end) {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, _) = kv?;
+        if let Some(id) = keys::trailing_id(&k) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn count_by_state(s: &SledStore) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
+    DeliveryState::ALL
+        .into_iter()
+        .map(|state| Ok((state, read_count(s.tree(COUNTS).get([state as u8])?))))
+        .collect()
+}
+
+pub(super) fn message_count(s: &SledStore) -> Result<u64, StoreError> {
+    Ok(read_count(s.tree(COUNTS).get(MESSAGE_COUNT)?))
+}
+
+pub(super) fn unmatched_acks(s: &SledStore, limit: usize) -> Result<Vec<UnmatchedAck>, StoreError> {
+    s.unmatched
+        .iter()
+        .rev()
+        .take(limit)
+        .map(|kv| {
+            let (_, v) = kv?;
+            dec(&v, "unmatched ack")
+        })
+        .collect()
+}
