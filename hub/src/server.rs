@@ -140,7 +140,7 @@ pub async fn serve(
     };
     let acks = crate::acks::spawn(hub.clone(), shutdown.clone());
     let smtp = match smtp {
-        Some(l) => Some(crate::smtp::spawn(hub.clone(), l, shutdown.clone())?),
+        Some(l) => Some(crate::ingest::smtp::spawn(hub.clone(), l, shutdown.clone())?),
         None => None,
     };
     let mesh_poll = hub
@@ -185,7 +185,7 @@ pub async fn serve(
     let notices = hub
         .relay
         .is_some()
-        .then(|| crate::smtp::notice::spawn(hub.clone(), shutdown.clone()));
+        .then(|| crate::notices::spawn(hub.clone(), shutdown.clone()));
     let directory_watch = hub.directory.clone().spawn_watcher(
         std::time::Duration::from_millis(hub.config.directory_check_ms.max(100)),
         shutdown.clone(),

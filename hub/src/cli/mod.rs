@@ -499,7 +499,7 @@ pub fn main() -> ExitCode {
                 clap_complete::generate(shell, &mut cmd, "edthub", &mut std::io::stdout());
                 Ok(ExitCode::SUCCESS)
             }
-            Command::HashPassword => crate::smtp::password::hash_password_command(),
+            Command::HashPassword => crate::ingest::smtp::password::hash_password_command(),
             Command::Man => {
                 let cmd = <Cli as clap::CommandFactory>::command();
                 clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;

@@ -4,6 +4,7 @@
 //! the document is durable.
 
 pub mod grpc;
+pub mod smtp;
 
 use crate::config::Limits;
 use crate::hub::{Submission, SubmitError};

@@ -1,12 +1,10 @@
-//! SMTP, both ways: the listener senders mail documents to (`session` per connection, the
-//! mail-to-submission rules in `mail`, command parsing in `command`), the one builder of every
-//! mail the hub writes (`compose`), notices to senders (`notice`); the outbound relay client
-//! lives with the other transports in `deliver::smtp`.
+//! SMTP intake: the listener senders mail documents to (`session` per connection, the
+//! mail-to-submission rules in `mail`, command parsing in `command`, AUTH passwords in
+//! `password`). Mail the hub writes (letters, notices) is built by `deliver::smtp::compose`
+//! and sent by the relay client in `deliver::smtp`.
 
 pub mod command;
-pub mod compose;
 pub mod mail;
-pub mod notice;
 pub mod password;
 mod session;
 

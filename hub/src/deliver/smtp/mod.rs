@@ -3,7 +3,9 @@
 //! account address, `[secure]` in the subject for domains outside the secure boundary, and a
 //! Message-ID naming the delivery. 250 is `sent`; 4xx and connection trouble are retried;
 //! 5xx fails the delivery with the server's text. The mail itself is built by
-//! `smtp::compose`, as notices to senders are.
+//! `compose`, as notices to senders are.
+
+pub mod compose;
 
 use super::{SendError, Sent};
 use crate::config::{RelayConfig, RelaySecurity};
@@ -74,10 +76,9 @@ impl Relay {
     /// Submits one RFC 5322 message to `to` (an address, or `Name <address>`). Returns the
     /// relay's reply on 250.
     pub async fn submit(&self, to: &str, message: &[u8]) -> Result<String, SendError> {
-        let from = crate::smtp::compose::mailbox(&self.config.from, "smtp.relay.from")
-            .map_err(SendError::Permanent)?;
-        let to = crate::smtp::compose::mailbox(to, "the recipient address")
-            .map_err(SendError::Permanent)?;
+        let from =
+            compose::mailbox(&self.config.from, "smtp.relay.from").map_err(SendError::Permanent)?;
+        let to = compose::mailbox(to, "the recipient address").map_err(SendError::Permanent)?;
         let envelope = Envelope::new(Some(from.email), vec![to.email])
             .map_err(|e| SendError::Permanent(e.to_string()))?;
         match self.transport.send_raw(&envelope, message).await {
@@ -119,8 +120,8 @@ pub async fn send(
     let message_id = format!("<{}@{domain}>", d.id);
     let (text, html) = edt_transforms::email::bodies(meta, payload);
     let file_name = edt_transforms::email::file_name_of(meta);
-    let letter = crate::smtp::compose::build(
-        &crate::smtp::compose::Headers {
+    let letter = compose::build(
+        &compose::Headers {
             from: relay.from(),
             to: address,
             subject: &title,
@@ -129,7 +130,7 @@ pub async fn send(
             date_ms: d.created_ms,
             in_reply_to: None,
         },
-        crate::smtp::compose::Content::Letter {
+        compose::Content::Letter {
             text,
             html,
             file_name: &file_name,
