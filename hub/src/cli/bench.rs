@@ -319,7 +319,7 @@ async fn seed(n: usize, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     for i in 0..n {
         let received = now - span + span * i as u64 / n.max(1) as u64;
         let recipient = practices[i % practices.len()];
-        let mut new = crate::store::conformance::sample("RX1", &format!("SEED-{i}"), &[recipient]);
+        let mut new = crate::store::fixtures::sample("RX1", &format!("SEED-{i}"), &[recipient]);
         let id = id_at(received);
         new.message.id = id;
         new.message.received_ms = received;

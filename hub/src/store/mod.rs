@@ -5,10 +5,13 @@
 //! change is written with its index updates, audit event and follow-up work in **one
 //! transaction**. Nothing is durable until [`Store::flush`] returns: callers await it before they
 //! acknowledge anything to anyone, and concurrent callers share one fsync (group commit).
-//! [`conformance`] is the test suite every engine must pass.
+//! `conformance` is the test suite every engine must pass (compiled for tests only);
+//! [`fixtures`] makes sample messages for it, other tests and the bench.
 
+#[cfg(test)]
 pub mod conformance;
 mod entry;
+pub mod fixtures;
 mod keys;
 mod lists;
 pub mod payloads;

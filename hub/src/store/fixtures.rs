@@ -1,0 +1,68 @@
+//! Sample messages for the store: the conformance suite's, tests' and `edthub bench --seed`'s.
+
+use super::NewMessage;
+use crate::track::{
+    new_id, now_ms, AuditEvent, Channel, DeliveryRecord, DeliveryState, MessageRecord,
+};
+use edt_transforms::DocumentType;
+
+/// A message for `sender` with one pending delivery per recipient.
+pub fn sample(sender: &str, local_id: &str, recipients: &[&str]) -> NewMessage {
+    let id = new_id();
+    let now = now_ms();
+    let payload = format!("document {local_id}").into_bytes();
+    let deliveries: Vec<DeliveryRecord> = recipients
+        .iter()
+        .map(|r| DeliveryRecord {
+            id: new_id(),
+            message_id: id,
+            recipient_ods: r.to_string(),
+            endpoint: Some(format!("{r}-drop")),
+            recipient_type: "FA".into(),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            last_error: None,
+            created_ms: now,
+            updated_ms: now,
+            next_attempt_ms: None,
+            sent_ms: None,
+            replay_of: None,
+            superseded_by: None,
+            ack_code: None,
+            ack_reason: None,
+            format: None,
+            transport_id: None,
+        })
+        .collect();
+    NewMessage {
+        message: MessageRecord {
+            id,
+            sender_ods: sender.into(),
+            document_type: DocumentType::DischargeSummary,
+            content_type: "application/pdf".into(),
+            local_id: local_id.into(),
+            nhs_number: Some("9434765919".into()),
+            file_name: None,
+            title: None,
+            payload_size: payload.len() as u64,
+            payload_sha256: edt_transforms::sha256_hex(&payload),
+            channel: Channel::Grpc,
+            received_ms: now,
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            reply_to: None,
+        },
+        audit: vec![AuditEvent {
+            at_ms: now,
+            message_id: id,
+            delivery_id: None,
+            event: "received".into(),
+            from: None,
+            to: None,
+            actor: "test".into(),
+            reason: String::new(),
+        }],
+        payload,
+        deliveries,
+        enqueue: Vec::new(),
+    }
+}
