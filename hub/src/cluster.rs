@@ -15,7 +15,7 @@
 //! Events are idempotent: an outcome names the attempt it is for, and is applied only while
 //! that attempt is still the one the home node is waiting on.
 
-use crate::acks::{AckFile, AckStatus, Outcome};
+use crate::acks::{Ack, AckStatus, Outcome};
 use crate::bus::{BusItem, Requeued};
 use crate::hub::{Attempt, Hub};
 use crate::shutdown::Shutdown;
@@ -272,20 +272,14 @@ async fn handle(hub: &Hub, item: &BusItem, event: HomeEvent) -> Settle {
             channel,
             by,
         } => {
-            let ack = AckFile {
+            let ack = Ack {
                 status,
                 code,
                 reason,
+                channel,
             };
             let by = if by.is_empty() { "ack-file" } else { &by };
-            match crate::acks::apply(
-                hub,
-                delivery,
-                &endpoint,
-                &ack,
-                channel,
-                &format!("{by} via {node}"),
-            ) {
+            match crate::acks::apply(hub, delivery, &endpoint, &ack, &format!("{by} via {node}")) {
                 Ok(Outcome::Consumed) => match hub.store.flush().await {
                     Ok(()) => {
                         metrics::counter!("edthub_acks_total", "outcome" => "applied").increment(1);

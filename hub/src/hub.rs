@@ -175,7 +175,7 @@ pub struct Hub {
     /// The outbound mail relay, when one is configured.
     pub relay: Option<deliver::smtp::Relay>,
     /// The MESH client, when MESH is configured.
-    pub mesh: Option<crate::mesh::client::MeshClient>,
+    pub mesh: Option<crate::deliver::mesh::client::MeshClient>,
 }
 
 impl Hub {
@@ -218,7 +218,7 @@ impl Hub {
             .map(deliver::smtp::Relay::new)
             .transpose()?;
         let mesh = match &config.mesh.url {
-            Some(_) => Some(crate::mesh::client::MeshClient::new(&config.mesh)?),
+            Some(_) => Some(crate::deliver::mesh::client::MeshClient::new(&config.mesh)?),
             None => None,
         };
         let node = config.node_name();

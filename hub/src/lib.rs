@@ -19,7 +19,6 @@ pub mod durable;
 pub mod hub;
 pub mod ingest;
 pub mod memory;
-pub mod mesh;
 pub mod notices;
 pub mod route;
 pub mod server;

@@ -146,7 +146,7 @@ pub async fn serve(
     let mesh_poll = hub
         .mesh
         .is_some()
-        .then(|| crate::mesh::poll::spawn(hub.clone(), shutdown.clone()));
+        .then(|| crate::acks::mesh::spawn(hub.clone(), shutdown.clone()));
     let retention = (hub.config.retention.payload_days > 0).then(|| {
         let hub = hub.clone();
         let mut shutdown = shutdown.clone();

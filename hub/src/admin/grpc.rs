@@ -604,8 +604,8 @@ impl Admin for AdminService {
         request: Request<v1::PollMeshRequest>,
     ) -> Result<Response<v1::PollMeshResponse>, Status> {
         let actor = self.authorize(&request, true, "poll MESH")?;
-        use crate::mesh::client::MeshError;
-        let s = crate::mesh::poll::poll_once(&self.hub)
+        use crate::deliver::mesh::client::MeshError;
+        let s = crate::acks::mesh::poll_once(&self.hub)
             .await
             .map_err(|e| match e {
                 MeshError::Transient(m) => Status::unavailable(m),

@@ -3,7 +3,7 @@
 //! offers it (again on every new stream) until the receiver acknowledges it, and its
 //! acknowledgements feed the same state machine as every other ack.
 
-use crate::acks::{AckFile, AckStatus, Outcome};
+use crate::acks::{Ack, AckStatus, Outcome};
 use crate::admin::convert;
 use crate::hub::Hub;
 use crate::track::{DeliveryRecord, DeliveryState};
@@ -277,17 +277,17 @@ impl ReceiverDelivery for ReceiverService {
             ));
         }
         let endpoint = d.endpoint.clone().unwrap_or_default();
-        let ack = AckFile {
+        let ack = Ack {
             status,
             code: Some(req.code).filter(|c| !c.is_empty()),
             reason: Some(req.reason).filter(|r| !r.is_empty()),
+            channel: crate::acks::AckChannel::Grpc,
         };
         let outcome = crate::acks::apply(
             &self.hub,
             id,
             &endpoint,
             &ack,
-            crate::acks::AckChannel::Grpc,
             &format!("grpc-receiver:{endpoint}"),
         )
         .map_err(|e| Status::unavailable(e.to_string()))?;

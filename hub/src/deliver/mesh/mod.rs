@@ -3,9 +3,12 @@
 //! `sent` (MESH's message id is kept to match its reports); 4xx fails the delivery with MESH's
 //! words; connection trouble and 5xx are retried.
 
+
+pub mod client;
+
 use super::{SendError, Sent};
 use crate::hub::Hub;
-use crate::mesh::client::{MeshError, Outgoing};
+use crate::deliver::mesh::client::{MeshError, Outgoing};
 use crate::track::{DeliveryRecord, MessageRecord};
 
 fn send_error(e: MeshError) -> SendError {

@@ -10,8 +10,8 @@
 //! | ITK3 30002, 30003, 1xxxx, 2xxxx | same | `rejected` (code and text kept) |
 //! | MESH REPORT (`mex-StatusSuccess: ERROR`) | `mex-LinkedMsgID` = MESH id of the send | `failed` |
 
-use super::client::{Downloaded, MeshError};
-use crate::acks::{AckFile, AckStatus, Outcome};
+use crate::acks::{Ack, AckStatus, Outcome};
+use crate::deliver::mesh::client::{Downloaded, MeshError};
 use crate::hub::Hub;
 use crate::shutdown::Shutdown;
 use crate::store::{Change, StoreError, UnmatchedAck};
@@ -245,20 +245,14 @@ fn handle(hub: &Hub, m: &Downloaded) -> Result<Handled, StoreError> {
         })?;
         return Ok(Handled::Applied);
     }
-    let ack = AckFile {
+    let ack = Ack {
         status,
         code: Some(code),
         reason: Some(reason),
+        channel: crate::acks::AckChannel::Mesh,
     };
     let endpoint = d.endpoint.clone().unwrap_or_default();
-    match crate::acks::apply(
-        hub,
-        d.id,
-        &endpoint,
-        &ack,
-        crate::acks::AckChannel::Mesh,
-        &format!("mesh:{}", m.from),
-    )? {
+    match crate::acks::apply(hub, d.id, &endpoint, &ack, &format!("mesh:{}", m.from))? {
         Outcome::Consumed | Outcome::Forward(_) => Ok(Handled::Applied),
         Outcome::Later => Ok(Handled::Later),
         Outcome::SetAside(problem) => Ok(Handled::Unmatched(format!(
