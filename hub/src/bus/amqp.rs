@@ -15,7 +15,9 @@
 //! in a header) and only then acked. A lost connection returns unacked items to the queue; the
 //! next call reconnects with capped backoff.
 
-use super::{Bus, BusError, BusItem, DeadLetter, Requeued};
+use super::{
+    count_dead_letter, dead_letter_at_limit, Bus, BusError, BusItem, DeadLetter, Requeued,
+};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use lapin::message::Delivery;
@@ -82,6 +84,16 @@ impl QueueSpec {
             t.insert((*k).into(), v);
         }
         t
+    }
+
+    /// Declares the queue, durable, with its arguments.
+    async fn declare(&self, ch: &Channel) -> Result<(), BusError> {
+        let options = QueueDeclareOptions::durable();
+        let name = self.name.clone().into();
+        ch.queue_declare(name, options, self.field_table())
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 
     /// The queue as an entry of RabbitMQ's definitions file.
@@ -209,6 +221,17 @@ async fn bounded<T>(
         Err(_) => Err(BusError::Unavailable(format!(
             "RabbitMQ did not answer {what} within {OP_TIMEOUT:?}"
         ))),
+    }
+}
+
+/// Acks `d` with the broker; a failure is logged as `failed` (the broker hands the item out
+/// again, and consumers are idempotent).
+async fn ack_or_warn(d: &Delivery, failed: &str) {
+    let acked = bounded("an ack", async {
+        d.acker.ack(BasicAckOptions::default()).await.map_err(err)
+    });
+    if let Err(e) = acked.await {
+        tracing::warn!(error = %e, "{failed}");
     }
 }
 
@@ -366,13 +389,7 @@ impl AmqpBus {
         }
         let [dead, work] = queue_specs(&self.settings.prefix, q, self.settings.max_deliveries);
         for spec in [&dead, &work] {
-            ch.queue_declare(
-                spec.name.clone().into(),
-                QueueDeclareOptions::durable(),
-                spec.field_table(),
-            )
-            .await
-            .map_err(err)?;
+            spec.declare(ch).await?;
         }
         self.mark_declared(generation, &[work.name, dead.name]);
         Ok(())
@@ -389,14 +406,7 @@ impl AmqpBus {
         if self.is_declared(generation, &name) {
             return Ok(name);
         }
-        let spec = delay_spec(&self.settings.prefix, q, ms);
-        ch.queue_declare(
-            spec.name.clone().into(),
-            QueueDeclareOptions::durable(),
-            spec.field_table(),
-        )
-        .await
-        .map_err(err)?;
+        delay_spec(&self.settings.prefix, q, ms).declare(ch).await?;
         self.mark_declared(generation, std::slice::from_ref(&name));
         Ok(name)
     }
@@ -660,15 +670,9 @@ impl Bus for AmqpBus {
                 // Its connection is gone: the broker hands it out again.
                 return Ok(());
             };
-            if let Err(e) = bounded("an ack", async {
-                d.acker.ack(BasicAckOptions::default()).await.map_err(err)
-            })
-            .await
-            {
-                // Acks on a replaced connection fail; the broker redelivers, consumers are
-                // idempotent.
-                tracing::warn!(error = %e, "ack failed; the item will be redelivered");
-            }
+            // Acks on a replaced connection fail; the broker redelivers, consumers are
+            // idempotent.
+            ack_or_warn(&d, "ack failed; the item will be redelivered").await;
             Ok(())
         })
     }
@@ -679,15 +683,12 @@ impl Bus for AmqpBus {
         delay: Duration,
     ) -> BoxFuture<'a, Result<Requeued, BusError>> {
         Box::pin(async move {
-            if item.deliveries >= self.settings.max_deliveries {
-                self.dead_letter(item, "delivery limit reached").await?;
+            let max = self.settings.max_deliveries;
+            if dead_letter_at_limit(self, item, item.deliveries, max).await? {
                 return Ok(Requeued::DeadLettered);
             }
             let Some((generation, d)) = self.take_pending(item) else {
-                return Err(BusError::Corrupt(format!(
-                    "item {} is not in flight",
-                    item.tag
-                )));
+                return Err(item.not_in_flight());
             };
             // The copy is safely queued before the original is acked.
             if let Err(e) = self
@@ -702,13 +703,7 @@ impl Bus for AmqpBus {
                 self.put_back(item, generation, d);
                 return Err(e);
             }
-            if let Err(e) = bounded("an ack", async {
-                d.acker.ack(BasicAckOptions::default()).await.map_err(err)
-            })
-            .await
-            {
-                tracing::warn!(error = %e, "ack after requeue failed; the item may come twice");
-            }
+            ack_or_warn(&d, "ack after requeue failed; the item may come twice").await;
             Ok(Requeued::Later)
         })
     }
@@ -720,10 +715,7 @@ impl Bus for AmqpBus {
     ) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
             let Some((generation, d)) = self.take_pending(item) else {
-                return Err(BusError::Corrupt(format!(
-                    "item {} is not in flight",
-                    item.tag
-                )));
+                return Err(item.not_in_flight());
             };
             let mut headers = FieldTable::default();
             headers.insert(
@@ -752,15 +744,12 @@ impl Bus for AmqpBus {
                 self.put_back(item, generation, d);
                 return Err(e);
             }
-            metrics::counter!("edthub_bus_dead_letters_total", "queue" => item.queue.clone())
-                .increment(1);
-            if let Err(e) = bounded("an ack", async {
-                d.acker.ack(BasicAckOptions::default()).await.map_err(err)
-            })
-            .await
-            {
-                tracing::warn!(error = %e, "ack after dead-lettering failed; the item may come again");
-            }
+            count_dead_letter(&item.queue);
+            ack_or_warn(
+                &d,
+                "ack after dead-lettering failed; the item may come again",
+            )
+            .await;
             Ok(())
         })
     }

@@ -11,7 +11,10 @@
 //! Moves between trees are sled transactions, so an item is always in exactly one of them.
 //! Consumers wait on an in-process [`Signals`] wake-up, or until the next delayed item is due.
 
-use super::{Bus, BusError, BusItem, DeadLetter, Requeued};
+use super::{
+    count_dead_letter, dead_letter_at_limit, Bus, BusError, BusItem, DeadLetter, Requeued,
+    LIMIT_REACHED,
+};
 use crate::durable::{GroupCommit, Signals};
 use crate::track::now_ms;
 use futures::future::BoxFuture;
@@ -134,13 +137,7 @@ impl EmbeddedBus {
                 .ok_or_else(|| BusError::Corrupt("in-flight key".into()))?;
             let seq = tail_u64(&k)?;
             let rk = ready_key(&queue, now, seq);
-            (&self.ready, &self.inflight)
-                .transaction(|(r, i)| {
-                    r.insert(rk.as_slice(), v.clone())?;
-                    i.remove(k.clone())?;
-                    Ok::<_, TxErr>(())
-                })
-                .map_err(tx_err)?;
+            move_item((&self.inflight, &k), (&self.ready, &rk), &v)?;
         }
         Ok(())
     }
@@ -174,26 +171,13 @@ impl EmbeddedBus {
             let deliveries = deliveries + 1;
             let tk = tag_key(queue, seq);
             if deliveries > self.max_deliveries {
-                let dv = dead_value(deliveries - 1, "delivery limit reached", &body);
-                (&self.ready, &self.dead)
-                    .transaction(|(r, d)| {
-                        r.remove(k.clone())?;
-                        d.insert(tk.as_slice(), dv.as_slice())?;
-                        Ok::<_, TxErr>(())
-                    })
-                    .map_err(tx_err)?;
-                metrics::counter!("edthub_bus_dead_letters_total", "queue" => queue.to_string())
-                    .increment(1);
+                let dv = dead_value(deliveries - 1, LIMIT_REACHED, &body);
+                move_item((&self.ready, &k), (&self.dead, &tk), &dv)?;
+                count_dead_letter(queue);
                 continue;
             }
             let iv = encode(deliveries, &body);
-            (&self.ready, &self.inflight)
-                .transaction(|(r, i)| {
-                    r.remove(k.clone())?;
-                    i.insert(tk.as_slice(), iv.as_slice())?;
-                    Ok::<_, TxErr>(())
-                })
-                .map_err(tx_err)?;
+            move_item((&self.ready, &k), (&self.inflight, &tk), &iv)?;
             return Ok(Claim::Item(BusItem {
                 queue: queue.to_string(),
                 tag: seq,
@@ -219,6 +203,22 @@ fn dead_value(deliveries: u32, reason: &str, body: &[u8]) -> Vec<u8> {
         body,
     ]
     .concat()
+}
+
+/// Moves an item between trees in one transaction: the key `from` out of its tree, `value`
+/// into the other under the key `to`.
+fn move_item(
+    from: (&sled::Tree, &[u8]),
+    to: (&sled::Tree, &[u8]),
+    value: &[u8],
+) -> Result<(), BusError> {
+    (from.0, to.0)
+        .transaction(|(f, t)| {
+            f.remove(from.1)?;
+            t.insert(to.1, value)?;
+            Ok::<_, TxErr>(())
+        })
+        .map_err(tx_err)
 }
 
 fn tx_err(e: sled::transaction::TransactionError<BusError>) -> BusError {
@@ -285,25 +285,15 @@ impl Bus for EmbeddedBus {
     ) -> BoxFuture<'a, Result<Requeued, BusError>> {
         Box::pin(async move {
             let Some((deliveries, body)) = self.take_inflight(item)? else {
-                return Err(BusError::Corrupt(format!(
-                    "item {} is not in flight",
-                    item.tag
-                )));
+                return Err(item.not_in_flight());
             };
-            if deliveries >= self.max_deliveries {
-                self.dead_letter(item, "delivery limit reached").await?;
+            if dead_letter_at_limit(self, item, deliveries, self.max_deliveries).await? {
                 return Ok(Requeued::DeadLettered);
             }
             let tk = tag_key(&item.queue, item.tag);
             let rk = ready_key(&item.queue, now_ms() + delay.as_millis() as u64, item.tag);
             let v = encode(deliveries, &body);
-            (&self.ready, &self.inflight)
-                .transaction(|(r, i)| {
-                    i.remove(tk.as_slice())?;
-                    r.insert(rk.as_slice(), v.as_slice())?;
-                    Ok::<_, TxErr>(())
-                })
-                .map_err(tx_err)?;
+            move_item((&self.inflight, &tk), (&self.ready, &rk), &v)?;
             self.signals.notify(&item.queue);
             Ok(Requeued::Later)
         })
@@ -316,22 +306,12 @@ impl Bus for EmbeddedBus {
     ) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move {
             let Some((deliveries, body)) = self.take_inflight(item)? else {
-                return Err(BusError::Corrupt(format!(
-                    "item {} is not in flight",
-                    item.tag
-                )));
+                return Err(item.not_in_flight());
             };
             let tk = tag_key(&item.queue, item.tag);
             let dv = dead_value(deliveries, reason, &body);
-            (&self.inflight, &self.dead)
-                .transaction(|(i, d)| {
-                    i.remove(tk.as_slice())?;
-                    d.insert(tk.as_slice(), dv.as_slice())?;
-                    Ok::<_, TxErr>(())
-                })
-                .map_err(tx_err)?;
-            metrics::counter!("edthub_bus_dead_letters_total", "queue" => item.queue.clone())
-                .increment(1);
+            move_item((&self.inflight, &tk), (&self.dead, &tk), &dv)?;
+            count_dead_letter(&item.queue);
             self.commit.flush().await.map_err(BusError::Storage)
         })
     }

@@ -53,6 +53,34 @@ impl BusItem {
     pub fn redelivered(&self) -> bool {
         self.deliveries > 1
     }
+
+    /// The error for settling an item that is not handed out (or no longer).
+    fn not_in_flight(&self) -> BusError {
+        BusError::Corrupt(format!("item {} is not in flight", self.tag))
+    }
+}
+
+/// The reason kept with an item dead-lettered for reaching the delivery limit.
+const LIMIT_REACHED: &str = "delivery limit reached";
+
+/// Counts an item dead-lettered on `queue` (`edthub_bus_dead_letters_total`).
+fn count_dead_letter(queue: &str) {
+    metrics::counter!("edthub_bus_dead_letters_total", "queue" => queue.to_string()).increment(1);
+}
+
+/// For [`Bus::retry_later`]: dead-letters `item`, handed out `deliveries` times, if that has
+/// reached the delivery limit `max`; says whether it did.
+async fn dead_letter_at_limit(
+    bus: &(impl Bus + ?Sized),
+    item: &BusItem,
+    deliveries: u32,
+    max: u32,
+) -> Result<bool, BusError> {
+    if deliveries < max {
+        return Ok(false);
+    }
+    bus.dead_letter(item, LIMIT_REACHED).await?;
+    Ok(true)
 }
 
 /// An item that will not be handed out again, and why.
