@@ -56,16 +56,18 @@ pub fn identify<T>(
     if config.identities.is_empty() {
         return Ok(None);
     }
-    let found: Option<&IdentityConfig> = match bearer(req) {
+    // What is wrong when no identity matches: said plainly, as the caller can fix only that.
+    let (found, unknown): (Option<&IdentityConfig>, String) = match bearer(req) {
         Some(token) => {
             let hash = edt_transforms::sha256_hex(token.as_bytes());
-            config.identities.iter().find(|i| {
+            let found = config.identities.iter().find(|i| {
                 !i.token_sha256.is_empty()
                     && constant_time_eq(
                         i.token_sha256.to_ascii_lowercase().as_bytes(),
                         hash.as_bytes(),
                     )
-            })
+            });
+            (found, "the bearer token is not valid".to_string())
         }
         // No token: the TLS client certificate, when the hub asks for one.
         None => {
@@ -80,13 +82,14 @@ pub fn identify<T>(
                 ));
             };
             let hash = edt_transforms::sha256_hex(first.as_ref());
-            config.identities.iter().find(|i| {
+            let found = config.identities.iter().find(|i| {
                 !i.cert_sha256.is_empty()
                     && constant_time_eq(
                         i.cert_sha256.to_ascii_lowercase().as_bytes(),
                         hash.as_bytes(),
                     )
-            })
+            });
+            (found, unregistered_certificate(&hash))
         }
     };
     match found {
@@ -96,11 +99,19 @@ pub fn identify<T>(
             ods: i.ods.clone(),
         })),
         None => Err(deny(
-            Status::unauthenticated("the bearer token is not valid"),
-            "(unknown token)",
+            Status::unauthenticated(unknown),
+            "(unknown caller)",
             what,
         )),
     }
+}
+
+/// Why a caller with a client certificate no identity names, and no token, is refused.
+fn unregistered_certificate(sha256: &str) -> String {
+    format!(
+        "no bearer token was sent, and the client certificate (SHA-256 {sha256}) is not \
+         registered: the hub's identities name no such cert_sha256"
+    )
 }
 
 /// Requires one of `roles` of a caller (anyone, when identities are not checked).
@@ -158,8 +169,14 @@ mod tests {
             .is_none());
         let e = identify(&c, &with(None), "x").unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert!(
+            e.message().contains("needs a bearer token"),
+            "{}",
+            e.message()
+        );
         let e = identify(&c, &with(Some("wrong")), "x").unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert_eq!(e.message(), "the bearer token is not valid");
         let who = identify(&c, &with(Some("secret")), "x").unwrap();
         let caller = who.clone().unwrap();
         assert!(caller.acts_for("rx1") && !caller.acts_for("RX2"));

@@ -6,7 +6,7 @@
 //! shows every setting.
 
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,11 +17,13 @@ pub struct Config {
     /// Where the node keeps its database (and, with no directory file, the sample directory and
     /// drop folders). Default `./edthub-data`.
     pub data_dir: PathBuf,
-    /// gRPC listener (submission, tracking, admin, health, reflection). Default
+    /// gRPC listener (submission, tracking, admin, health, reflection), as `HOST:PORT` with an
+    /// IP address or a host name (`localhost:50051`, `[::1]:50051`). Default
     /// `127.0.0.1:50051`; port 0 picks a free port.
-    pub grpc_addr: SocketAddr,
-    /// HTTP listener for `/healthz`, `/readyz` and `/metrics`. Default `127.0.0.1:9090`.
-    pub http_addr: SocketAddr,
+    pub grpc_addr: ListenAddr,
+    /// HTTP listener for `/healthz`, `/readyz` and `/metrics` (`HOST:PORT`). Default
+    /// `127.0.0.1:9090`.
+    pub http_addr: ListenAddr,
     /// The directory file (TOML). Relative paths inside it are resolved against its folder.
     /// Default: `<data_dir>/directory.toml`, created with sample content when missing.
     pub directory: Option<PathBuf>,
@@ -52,6 +54,102 @@ pub struct Config {
     /// Admin service's `admin_token` when set. With any identity configured, every call needs
     /// a bearer token naming one.
     pub identities: Vec<IdentityConfig>,
+}
+
+/// An address to listen on: `HOST:PORT`, where the host is an IP address (IPv6 in brackets,
+/// `[::1]:50051`) or a name (`localhost`, `edthub.trust.nhs.uk`) resolved when the listener is
+/// bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenAddr {
+    host: String,
+    port: u16,
+}
+
+impl ListenAddr {
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The socket addresses the host name stands for (one, for an IP address).
+    pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+        let found: Vec<_> = (self.host.as_str(), self.port).to_socket_addrs()?.collect();
+        if found.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} has no addresses", self.host),
+            ));
+        }
+        Ok(found)
+    }
+
+    /// Only this machine can reach it: every address the host stands for is a loopback one.
+    /// A name that does not resolve is not taken to be local.
+    pub fn is_loopback(&self) -> bool {
+        self.resolve()
+            .is_ok_and(|a| a.iter().all(|a| a.ip().is_loopback()))
+    }
+}
+
+impl From<SocketAddr> for ListenAddr {
+    fn from(a: SocketAddr) -> Self {
+        Self {
+            host: a.ip().to_string(),
+            port: a.port(),
+        }
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(a.into());
+        }
+        let bad = |why: &str| format!("{s:?} is not HOST:PORT ({why}), e.g. localhost:50051");
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad("the port is not a number up to 65535"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name_ok = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+            })
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if !name_ok {
+            return Err(bad("the host is neither an IP address nor a host name"));
+        }
+        Ok(Self {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// How long document bytes are kept.
@@ -194,9 +292,9 @@ impl MeshConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
-    /// Listen address for inbound mail (`--smtp-addr`). Unset (the default): no listener.
-    /// Port 0 picks a free port.
-    pub listen: Option<SocketAddr>,
+    /// Listen address for inbound mail (`--smtp-addr`), `HOST:PORT` with an IP address or a
+    /// host name. Unset (the default): no listener. Port 0 picks a free port.
+    pub listen: Option<ListenAddr>,
     /// The hub's mail domain: documents for a practice are mailed to `<ODS code>@<domain>`;
     /// mail for any other domain is refused (the hub is never a relay). Default
     /// `edthub.localhost`.
@@ -452,8 +550,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("edthub-data"),
-            grpc_addr: "127.0.0.1:50051".parse().expect("addr"),
-            http_addr: "127.0.0.1:9090".parse().expect("addr"),
+            grpc_addr: ListenAddr::from(SocketAddr::from(([127, 0, 0, 1], 50051))),
+            http_addr: ListenAddr::from(SocketAddr::from(([127, 0, 0, 1], 9090))),
             directory: None,
             directory_check_ms: 2000,
             cache_mb: 32,
@@ -568,15 +666,15 @@ impl Config {
                 "tls.client_ca needs tls.cert and tls.key".into(),
             ));
         }
-        if !self.grpc_addr.ip().is_loopback() && tls.cert.is_none() && !tls.behind_proxy {
+        if !self.grpc_addr.is_loopback() && tls.cert.is_none() && !tls.behind_proxy {
             return Err(ConfigError::Invalid(format!(
                 "refusing to serve gRPC on {} without TLS: set tls.cert and tls.key, or \
                  tls.behind_proxy = true when a proxy terminates TLS in front of the hub",
                 self.grpc_addr
             )));
         }
-        if let Some(addr) = self.smtp.listen {
-            if !addr.ip().is_loopback() && self.smtp.tls_cert.is_none() && !tls.behind_proxy {
+        if let Some(addr) = &self.smtp.listen {
+            if !addr.is_loopback() && self.smtp.tls_cert.is_none() && !tls.behind_proxy {
                 return Err(ConfigError::Invalid(format!(
                     "refusing to serve SMTP on {addr} without STARTTLS: set smtp.tls_cert and \
                      smtp.tls_key, or tls.behind_proxy = true"
@@ -733,6 +831,82 @@ mod tests {
         assert_eq!(c.bus, BusKind::Embedded);
         assert_eq!(c.amqp.max_outbox, 100_000);
         assert_eq!(c.delivery.max_attempts, 8);
+    }
+
+    /// The example config shows every relay setting (commented out, as the relay is off by
+    /// default), each one the hub knows.
+    #[test]
+    fn the_example_config_shows_every_relay_setting() {
+        let text = include_str!("../../deploy/edthub.toml");
+        let section: String = text
+            .lines()
+            .skip_while(|l| l.trim() != "# [smtp.relay]")
+            .skip(1)
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let relay: RelayConfig = toml::from_str(&section).unwrap_or_else(|e| panic!("{e}"));
+        assert!(relay.ca_file.is_some(), "ca_file is missing:\n{section}");
+        assert!(relay.username.is_some() && relay.password.is_some());
+        let keys: toml::Table = toml::from_str(&section).unwrap();
+        for key in [
+            "host",
+            "port",
+            "security",
+            "username",
+            "password",
+            "from",
+            "ca_file",
+            "secure_domains",
+            "timeout_secs",
+        ] {
+            assert!(
+                keys.contains_key(key),
+                "smtp.relay.{key} is missing:\n{section}"
+            );
+        }
+    }
+
+    #[test]
+    fn listen_addresses_take_host_names() {
+        let a: ListenAddr = "localhost:50051".parse().unwrap();
+        assert_eq!(
+            (a.host(), a.port(), a.to_string().as_str()),
+            ("localhost", 50051, "localhost:50051")
+        );
+        assert!(a.is_loopback(), "localhost is this machine");
+        assert!(a.resolve().unwrap().iter().all(|s| s.port() == 50051));
+        let a: ListenAddr = "[::1]:0".parse().unwrap();
+        assert_eq!(a.to_string(), "[::1]:0");
+        assert!(a.is_loopback());
+        let a: ListenAddr = "0.0.0.0:9090".parse().unwrap();
+        assert!(!a.is_loopback());
+        assert_eq!(a.to_string(), "0.0.0.0:9090");
+        assert_eq!(
+            "Hub-A.Trust.nhs.uk:25"
+                .parse::<ListenAddr>()
+                .unwrap()
+                .host(),
+            "hub-a.trust.nhs.uk"
+        );
+        for bad in [
+            "localhost",
+            "localhost:99999",
+            ":50051",
+            "a b:1",
+            "-x.org:1",
+            "x..org:1",
+        ] {
+            let e = bad.parse::<ListenAddr>().unwrap_err();
+            assert!(e.contains("HOST:PORT"), "{bad}: {e}");
+        }
+        let c: Config =
+            toml::from_str("grpc_addr = \"localhost:0\"\n[smtp]\nlisten = \"localhost:2525\"\n")
+                .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.smtp.listen.unwrap().to_string(), "localhost:2525");
+        let e = toml::from_str::<Config>("http_addr = \"localhost\"").unwrap_err();
+        assert!(e.to_string().contains("HOST:PORT"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Running a node: bind the listeners, start the workers, serve until shutdown.
 
 use crate::admin::grpc::{check_token, AdminService, TrackingService};
-use crate::config::Config;
+use crate::config::{Config, ListenAddr};
 use crate::hub::Hub;
 use crate::ingest::grpc::SubmissionService;
 use crate::shutdown::Shutdown;
@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 /// How often memory freed into the allocator is returned to the system.
 const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often the metrics recorder folds the histogram samples it holds into its summaries.
+const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Addresses a running node listens on.
 #[derive(Debug, Clone, Copy)]
@@ -36,18 +38,10 @@ pub async fn run(
     // One TLS provider for every listener and client (lapin, lettre, tonic and reqwest all
     // use aws-lc-rs; installing it keeps any crate from having to guess).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let grpc = TcpListener::bind(config.grpc_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for gRPC on {}: {e}", config.grpc_addr))?;
-    let http = TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {}: {e}", config.http_addr))?;
-    let smtp = match config.smtp.listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen for SMTP on {addr}: {e}"))?,
-        ),
+    let grpc = bind(&config.grpc_addr, "gRPC").await?;
+    let http = bind(&config.http_addr, "HTTP").await?;
+    let smtp = match &config.smtp.listen {
+        Some(addr) => Some(bind(addr, "SMTP").await?),
         None => None,
     };
     let hub = Hub::open(config).await?;
@@ -57,6 +51,14 @@ pub async fn run(
         smtp: smtp.as_ref().map(|l| l.local_addr()).transpose()?,
     };
     serve(hub, grpc, http, smtp, shutdown, |h| on_bound(h, bound)).await
+}
+
+/// Binds a listener on the first address `addr` stands for that can be bound (a host name is
+/// resolved here).
+async fn bind(addr: &ListenAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((addr.host(), addr.port()))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for {what} on {addr}: {e}"))
 }
 
 /// Serves an opened hub on bound listeners until `shutdown` fires.
@@ -140,7 +142,11 @@ pub async fn serve(
     };
     let acks = crate::acks::spawn(hub.clone(), shutdown.clone());
     let smtp = match smtp {
-        Some(l) => Some(crate::ingest::smtp::spawn(hub.clone(), l, shutdown.clone())?),
+        Some(l) => Some(crate::ingest::smtp::spawn(
+            hub.clone(),
+            l,
+            shutdown.clone(),
+        )?),
         None => None,
     };
     let mesh_poll = hub
@@ -182,6 +188,20 @@ pub async fn serve(
             }
         })
     };
+    // The Prometheus recorder keeps every histogram sample until its upkeep folds them into
+    // summaries; a scrape of /metrics runs it, but nothing may scrape.
+    let metrics_upkeep = crate::admin::http::metrics_handle().map(|handle| {
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = tick.tick() => handle.run_upkeep(),
+                }
+            }
+        })
+    });
     let notices = hub
         .relay
         .is_some()
@@ -265,6 +285,9 @@ pub async fn serve(
     }
     let _ = directory_watch.await;
     let _ = trimmer.await;
+    if let Some(u) = metrics_upkeep {
+        let _ = u.await;
+    }
     hub.store.flush().await?;
     g?;
     h?;

@@ -62,11 +62,21 @@ pub fn parse_day(s: &str) -> Result<Option<Day>, &'static str> {
         return Err("must be a date as YYYYMMDD or YYYY-MM-DD");
     }
     let d: Day = digits.parse().map_err(|_| "must be a date")?;
-    let (m, day) = ((d / 100) % 100, d % 100);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+    let (y, m, day) = (d / 10000, (d / 100) % 100, d % 100);
+    if !(1..=12).contains(&m) || day < 1 || day > days_in_month(y, m) {
         return Err("is not a real date");
     }
     Ok(Some(d))
+}
+
+/// Days in month `m` (1 to 12) of year `y` (Gregorian).
+pub fn days_in_month(y: Day, m: Day) -> Day {
+    match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400)) => 29,
+        2 => 28,
+        _ => 31,
+    }
 }
 
 /// Renders a day as `YYYY-MM-DD`.
@@ -375,6 +385,23 @@ mod tests {
         assert_eq!(parse_day(""), Ok(None));
         assert!(parse_day("2020131").is_err());
         assert!(parse_day("20201301").is_err());
+        // Days a month does not have.
+        for impossible in [
+            "20260231",
+            "2026-02-29",
+            "20260431",
+            "2026-06-31",
+            "21000229",
+        ] {
+            assert_eq!(
+                parse_day(impossible),
+                Err("is not a real date"),
+                "{impossible}"
+            );
+        }
+        assert_eq!(parse_day("20240229"), Ok(Some(20240229)), "a leap year");
+        assert_eq!(parse_day("20000229"), Ok(Some(20000229)), "a 400th year");
+        assert_eq!(parse_day("2026-12-31"), Ok(Some(20261231)));
         assert_eq!(show_day(20200131), "2020-01-31");
     }
 }

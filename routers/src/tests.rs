@@ -360,6 +360,41 @@ fn bad_directories_are_refused_with_their_location() {
     assert!(e.contains("s.csv line 1") && e.contains("QQQ999"), "{e}");
 }
 
+#[test]
+fn impossible_dates_in_the_practice_and_successor_files_are_refused() {
+    let e = Directory::from_parts(
+        "",
+        "directory.toml",
+        &Sources {
+            practices: None,
+            successors: Some(("s.csv".into(), "A81001,A81002,20260231\n".into())),
+            suppliers: None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("s.csv line 1") && e.contains("is not a real date"),
+        "{e}"
+    );
+    // A practice opened on 31 February.
+    let (_, text) = practices();
+    let first = text.lines().next().unwrap();
+    let date = first
+        .split(',')
+        .map(|f| f.trim_matches('"'))
+        .find(|f| f.len() == 8 && f.bytes().all(|b| b.is_ascii_digit()))
+        .expect("a dated practice");
+    let line = first.replacen(date, "20260231", 1);
+    let e = crate::ods::parse_epraccur(&line, "epraccur.csv")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("epraccur.csv line 1") && e.contains("is not a real date"),
+        "{e}"
+    );
+}
+
 fn any_doc_type() -> impl Strategy<Value = DocumentType> {
     proptest::sample::select(DocumentType::ALL.to_vec())
 }

@@ -383,3 +383,50 @@ async fn mutual_tls_identifies_a_client_by_its_certificate() {
         .await;
     assert_eq!(code(r), Code::Ok, "ward-ops may reload");
 }
+
+#[tokio::test]
+async fn an_unregistered_client_certificate_is_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = edt_tests::certificate(dir.path());
+    let (client_cert, client_key, fingerprint) = edt_tests::client_certificate(dir.path());
+    // The CA issued the client's certificate, but no identity names it.
+    let hub = Hub::start(
+        dir.path(),
+        &format!(
+            "{FAST}\n[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\n\n\
+             [[identities]]\nname = \"ward-ops\"\ncert_sha256 = \"{}\"\nroles = [\"ops\"]\n",
+            cert.display().to_string(),
+            key.display().to_string(),
+            ca.display().to_string(),
+            "ab".repeat(32),
+        ),
+    );
+    let c = Channel::from_shared(hub.grpc.replace("http://", "https://"))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(std::fs::read(&ca).unwrap()))
+                .domain_name("localhost")
+                .identity(tonic::transport::Identity::from_pem(
+                    std::fs::read(&client_cert).unwrap(),
+                    std::fs::read(&client_key).unwrap(),
+                )),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let err = AdminClient::new(c)
+        .list_messages(v1::ListMessagesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let m = err.message();
+    assert!(
+        !m.contains("bearer token is not valid")
+            && m.contains("client certificate")
+            && m.contains("not registered")
+            && m.contains(&fingerprint),
+        "{m:?}"
+    );
+}

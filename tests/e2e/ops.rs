@@ -726,3 +726,209 @@ fn output_into_a_closed_pipe_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {out:?}");
 }
+
+#[tokio::test]
+async fn listen_and_connect_addresses_take_host_names() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(edt_tests::binary())
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--grpc-addr",
+            "localhost:0",
+            "--http-addr",
+            "localhost:0",
+            "--smtp-addr",
+            "localhost:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(str::to_string)
+    };
+    let (Some(grpc), Some(smtp)) = (field("grpc="), field("smtp=")) else {
+        let _ = child.kill();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        panic!("the hub did not start on localhost: {line:?} {err}");
+    };
+    assert!(smtp != "off", "{line}");
+    // The CLI reaches it by name, with and without a scheme.
+    let port = grpc.rsplit(':').next().unwrap().to_string();
+    for hub in [
+        format!("http://localhost:{port}"),
+        format!("localhost:{port}"),
+    ] {
+        let out = Command::new(edt_tests::binary())
+            .args(["stats", "--json", "--hub", &hub])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "--hub {hub}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // A name that is not HOST:PORT is a usage error naming the form.
+    let out = Command::new(edt_tests::binary())
+        .args(["serve", "--grpc-addr", "localhost"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HOST:PORT"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn logs_off_a_terminal_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    sub.submit_document(letter("EPR-LOG", &["A81001"]))
+        .await
+        .unwrap();
+    hub.wait_all_sent(
+        hub.cli_json(&["messages", "list"])["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message_id"].as_str().unwrap().to_string()),
+        20,
+    )
+    .await;
+    let log = hub.log();
+    assert!(log.contains("hub ready"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a log written to a file: {log:?}"
+    );
+}
+
+#[tokio::test]
+async fn impossible_days_are_refused_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    for (args, words) in [
+        (
+            vec!["messages", "list", "--since", "2026-02-31"],
+            "February 2026 has no day 31",
+        ),
+        (
+            vec!["messages", "list", "--since", "1d", "--until", "2026-04-31"],
+            "--until: \"2026-04-31\": April 2026 has no day 31",
+        ),
+        (
+            vec!["messages", "list", "--since", "2026-02-30T10:00:00Z"],
+            "February 2026 has no day 30",
+        ),
+        (
+            vec!["audit", "export", "--since", "2025-02-29"],
+            "February 2025 has no day 29",
+        ),
+    ] {
+        let out = hub.cli(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(words), "{args:?}: {err}");
+    }
+    // A real day is taken: from its midnight, UTC.
+    let listed = hub.cli_json(&["messages", "list", "--since", "2024-02-29"]);
+    assert!(listed["messages"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_message_is_shown_by_any_of_its_delivery_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let mut sub = hub.submission().await;
+    let r = sub
+        .submit_document(letter("EPR-SHOW", &["A81001", "A81002"]))
+        .await
+        .unwrap()
+        .into_inner();
+    for d in &r.deliveries {
+        let shown = hub.cli_json(&["messages", "show", &d.delivery_id]);
+        assert_eq!(shown["message_id"], r.message_id);
+        assert_eq!(shown["asked_for_delivery"], d.delivery_id);
+        assert_eq!(shown["all_deliveries"].as_array().unwrap().len(), 2);
+        let out = hub.cli(&["messages", "show", &d.delivery_id]);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("Message   {}", r.message_id)),
+            "{text}"
+        );
+    }
+    // An id that is neither says so.
+    let out = hub.cli(&["messages", "show", "0190c0de-0000-7000-8000-000000000000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no message or delivery"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What the README tells receivers: a stock client's 4 MiB receive limit fails on a 5 MiB
+/// letter, and grpcio's `grpc.max_receive_message_length` lets it through.
+#[tokio::test]
+async fn a_stock_receiver_needs_the_receive_limit_the_readme_gives() {
+    const TOKEN: &str = "practice-a81001-secret";
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let toml = dir.path().join("directory.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let from = "[endpoints.a81001-drop]\nkind = \"file\"\npath = \"drop/A81001\"";
+    assert!(text.contains(from));
+    let to = format!(
+        "[endpoints.a81001-drop]\nkind = \"grpc\"\ntoken_sha256 = \"{}\"",
+        edt_transforms::sha256_hex(TOKEN.as_bytes())
+    );
+    std::fs::write(&toml, text.replace(from, &to)).unwrap();
+    hub.cli_json(&["directory", "reload"]);
+    let mut req = letter("EPR-5MIB", &["A81001"]);
+    req.payload.resize(5 * 1024 * 1024, b' ');
+    let r = hub
+        .submission()
+        .await
+        .submit_document(req)
+        .await
+        .unwrap()
+        .into_inner();
+    hub.wait_all_sent([r.message_id], 20).await;
+    let pull = |limit: Option<&str>| {
+        let mut c = Command::new(edt_tests::peers_python());
+        c.arg(edt_tests::workspace().join("tests/peers/grpc_pull.py"))
+            .arg(hub.grpc.trim_start_matches("http://"))
+            .arg(TOKEN);
+        c.args(limit);
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let stock = pull(None);
+    assert_eq!(stock["code"], "RESOURCE_EXHAUSTED", "{stock}");
+    let readme = std::fs::read_to_string(edt_tests::workspace().join("README.md")).unwrap();
+    assert!(readme.contains("grpc.max_receive_message_length"));
+    assert!(readme.contains("maxInboundMessageSize"));
+    let raised = pull(Some(&(32 * 1024 * 1024).to_string()));
+    assert_eq!(raised["payload_bytes"], 5 * 1024 * 1024, "{raised}");
+}

@@ -347,7 +347,15 @@ impl Admin for AdminService {
         request: Request<v1::GetMessageRequest>,
     ) -> Result<Response<v1::MessageDetail>, Status> {
         self.authorize(&request, false, "read a message")?;
-        let id = parse_id("message_id", &request.get_ref().message_id)?;
+        let asked = parse_id("message_id", &request.get_ref().message_id)?;
+        // A delivery id (the name of every drop file and letter) finds its message too.
+        let id = match self.hub.store.message(asked).map_err(store_status)? {
+            Some(_) => asked,
+            None => match self.hub.store.delivery(asked).map_err(store_status)? {
+                Some(d) => d.message_id,
+                None => return Err(Status::not_found(format!("no message or delivery {asked}"))),
+            },
+        };
         let status = status_of(&self.hub, id)?;
         let all = self.hub.store.deliveries_of(id).map_err(store_status)?;
         let timeline = self.hub.store.audit_of(id).map_err(store_status)?;

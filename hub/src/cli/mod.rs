@@ -11,8 +11,8 @@ mod client;
 mod ops;
 
 use crate::config::Config;
+use crate::config::ListenAddr;
 use clap::{Args, Parser, Subcommand};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -93,7 +93,7 @@ enum AuditFormat {
 struct AuditArgs {
     #[command(flatten)]
     hub: HubArgs,
-    /// From this long ago (e.g. 24h, 7d) or an RFC 3339 time.
+    /// From this long ago (e.g. 24h, 7d), a day (2026-02-28) or an RFC 3339 time.
     #[arg(long)]
     since: String,
     /// Up to this long ago or time (default: now).
@@ -209,18 +209,19 @@ struct ServeArgs {
     /// Data directory (database; sample directory and drop folders when no directory file).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// gRPC listen address (port 0 picks a free port).
+    /// gRPC listen address, HOST:PORT with an IP address or a host name (port 0 picks a free
+    /// port).
     #[arg(long)]
-    grpc_addr: Option<SocketAddr>,
-    /// HTTP listen address for /healthz, /readyz and /metrics.
+    grpc_addr: Option<ListenAddr>,
+    /// HTTP listen address for /healthz, /readyz and /metrics (HOST:PORT).
     #[arg(long)]
-    http_addr: Option<SocketAddr>,
+    http_addr: Option<ListenAddr>,
     /// Directory file (TOML) to route with.
     #[arg(long)]
     directory: Option<PathBuf>,
     /// SMTP listen address for mailed documents (overrides `smtp.listen`).
     #[arg(long)]
-    smtp_addr: Option<SocketAddr>,
+    smtp_addr: Option<ListenAddr>,
     /// Use RabbitMQ at this URL as the bus (e.g. amqp://guest:guest@127.0.0.1:5672/%2f).
     #[arg(long, env = "EDTHUB_AMQP_URL")]
     amqp_url: Option<String>,
@@ -264,7 +265,8 @@ impl HubArgs {
 enum MessagesCmd {
     /// List messages, newest first.
     List(ListArgs),
-    /// Show one message: its deliveries and full timeline.
+    /// Show one message: its deliveries and full timeline (by its id, or any of its delivery
+    /// ids, the names of the files in a drop folder).
     Show(ShowArgs),
 }
 
@@ -281,10 +283,10 @@ pub struct Filter {
     #[arg(long)]
     pub sender: Option<String>,
     /// Only messages changed (with --state) or received within this long (e.g. 90s, 30m, 2h,
-    /// 7d), or since an RFC 3339 time.
+    /// 7d), or since a day (2026-02-28, from midnight UTC) or an RFC 3339 time.
     #[arg(long)]
     pub since: Option<String>,
-    /// ... and at or before this (a duration ago, or an RFC 3339 time).
+    /// ... and at or before this (a duration ago, a day, or an RFC 3339 time).
     #[arg(long)]
     pub until: Option<String>,
     /// Only this document type (discharge-summary, outpatient-letter, ...).
@@ -372,7 +374,7 @@ struct OrgArgs {
 struct ShowArgs {
     #[command(flatten)]
     hub: HubArgs,
-    /// Message id.
+    /// Message id, or the id of one of its deliveries.
     id: String,
     #[arg(long)]
     json: bool,
@@ -601,8 +603,14 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,sled=warn,h2=warn,tower=warn")
     });
+    // Colour only for a person at a terminal: a file, a pipe or journald gets plain text.
+    let colour = {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -134,7 +134,9 @@ fn to_request(f: &Filter, limit: u32) -> anyhow::Result<v1::ListMessagesRequest>
         None => 0,
     };
     let since = match &f.since {
-        Some(s) => Some(convert::ts(parse_since(s, now_ms())?)),
+        Some(s) => Some(convert::ts(
+            parse_since(s, now_ms()).map_err(|e| anyhow::anyhow!("--since: {e}"))?,
+        )),
         None => None,
     };
     let until = match &f.until {
@@ -367,9 +369,20 @@ pub async fn show(
         .map_err(status_error)?
         .into_inner();
     let status = d.status.clone().unwrap_or_default();
-    let saved = save_documents(&admin, id, &status, rendered, original).await?;
+    // Asked by a delivery id: the message it belongs to.
+    let message_id = status
+        .message
+        .as_ref()
+        .map(|m| m.message_id.clone())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| id.trim().to_string());
+    let by_delivery = (message_id != id.trim()).then(|| id.trim().to_string());
+    let saved = save_documents(&admin, &message_id, &status, rendered, original).await?;
     if json {
         let mut v = status_json(&status);
+        if let Some(delivery) = &by_delivery {
+            v["asked_for_delivery"] = json!(delivery);
+        }
         v["saved"] = saved
             .iter()
             .map(|(path, format, sha256)| json!({"path": path, "format": format, "sha256": sha256}))
@@ -394,6 +407,9 @@ pub async fn show(
         return Ok(ExitCode::SUCCESS);
     }
     let m = status.message.clone().unwrap_or_default();
+    if let Some(delivery) = &by_delivery {
+        println!("Delivery  {delivery} is one of this message's deliveries");
+    }
     println!("Message   {}", m.message_id);
     println!(
         "State     {}{}",
