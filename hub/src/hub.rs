@@ -7,12 +7,11 @@ use crate::bus::{embedded::EmbeddedBus, Bus, DELIVER_QUEUE};
 use crate::config::{BusKind, Config};
 use crate::deliver::{self, SendError};
 use crate::route::{self, DirectoryHandle};
-use crate::store::{Change, Enqueue, NewMessage, Replay, SledStore, Store, StoreError, Submitted};
+use crate::store::{Change, NewMessage, Replay, SledStore, Store, StoreError, Submitted};
 use crate::track::{
     new_id, now_ms, summarise, AuditEvent, Channel, DeliveryEvent, DeliveryRecord, DeliveryState,
     MessageRecord,
 };
-use edt_routers::{RecipientType, Route, RouteRequest, Unroutable};
 use edt_transforms::DocumentType;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -301,13 +300,17 @@ impl Hub {
         }
         let now = now_ms();
         let id = new_id();
-        let resolution = loaded.directory.resolve(&RouteRequest {
-            sender_ods: &sub.sender_ods,
-            recipients: &sub.recipients,
-            document_type: sub.document_type,
-            today: route::today(),
-        });
-        let explained = loaded.directory.explain(&resolution);
+        let plan = route::plan::plan(
+            &loaded.directory,
+            &route::plan::Request {
+                message_id: id,
+                sender_ods: &sub.sender_ods,
+                recipients: &sub.recipients,
+                document_type: sub.document_type,
+                actor,
+                now_ms: now,
+            },
+        );
         let message = MessageRecord {
             id,
             sender_ods: sub.sender_ods.clone(),
@@ -336,7 +339,7 @@ impl Hub {
         let mut new = NewMessage {
             message,
             payload: sub.payload,
-            deliveries: Vec::new(),
+            deliveries: plan.deliveries,
             audit: vec![AuditEvent {
                 at_ms: now,
                 message_id: id,
@@ -347,21 +350,9 @@ impl Hub {
                 actor: actor.to_string(),
                 reason: received,
             }],
-            enqueue: Vec::new(),
+            enqueue: plan.enqueue,
         };
-        for route in &resolution.routes {
-            let why = why_routed(&explained, &route.recipient_ods);
-            let (d, e, a) = planned_delivery(id, Target::Route(route), actor, &why, now);
-            new.deliveries.push(d);
-            new.enqueue.extend(e);
-            new.audit.push(a);
-        }
-        for u in &resolution.unroutable {
-            let (d, e, a) = planned_delivery(id, Target::Unroutable(u), actor, &u.reason, now);
-            new.deliveries.push(d);
-            new.enqueue.extend(e);
-            new.audit.push(a);
-        }
+        new.audit.extend(plan.audit);
         self.check_renders(&new)?;
         let deliveries = new.deliveries.clone();
         let t0 = std::time::Instant::now();
@@ -677,7 +668,7 @@ impl Hub {
                 c.count_attempt = true;
                 c.error = Some(e);
                 c.next_attempt_ms = Some(due);
-                c.enqueue = Some(deliver_item(delivery_id, due));
+                c.enqueue = Some(route::plan::deliver_item(delivery_id, due));
                 (c, Attempt::Retrying)
             }
             Err(SendError::Transient(e)) => {
@@ -921,35 +912,26 @@ impl Hub {
                 ));
                 continue;
             }
-            let recipients = [d.recipient_ods.clone()];
-            let res = loaded.directory.resolve(&RouteRequest {
+            let req = route::plan::Request {
+                message_id,
                 sender_ods: &view.message.sender_ods,
-                recipients: &recipients,
+                recipients: &[],
                 document_type: view.message.document_type,
-                today: route::today(),
-            });
-            let explained = loaded.directory.explain(&res);
-            let now = now_ms();
-            let (mut new, enqueue, created) = match (res.routes.first(), res.unroutable.first()) {
-                (Some(route), _) => {
-                    let mut route = route.clone();
-                    // A replay keeps the original's For Action / For Information role.
-                    if d.recipient_type == RecipientType::ForInformation.code() {
-                        route.recipient_type = RecipientType::ForInformation;
-                    }
-                    let why = why_routed(&explained, &route.recipient_ods);
-                    planned_delivery(message_id, Target::Route(&route), actor, &why, now)
-                }
-                (None, Some(u)) => {
+                actor,
+                now_ms: now_ms(),
+            };
+            let (mut new, enqueue, created) = match route::plan::replan(&loaded.directory, &req, d)
+            {
+                Some(Ok(planned)) => planned,
+                Some(Err(reason)) => {
                     out.skipped.push(format!(
-                        "{} ({}): still unroutable: {}",
-                        d.recipient_ods, d.id, u.reason
+                        "{} ({}): still unroutable: {reason}",
+                        d.recipient_ods, d.id
                     ));
                     continue;
                 }
-                (None, None) => continue,
+                None => continue,
             };
-            new.replay_of = Some(d.id);
             if !dry_run {
                 let replayed = self.store.replay(Replay {
                     original: d.id,
@@ -1080,101 +1062,6 @@ impl Hub {
         }
         Ok(fixed)
     }
-}
-
-/// The explanation lines about one routed recipient (including a merger that led to it).
-fn why_routed(explained: &[String], recipient: &str) -> String {
-    let own = format!("{recipient}:");
-    let merged = format!("merged into {recipient}");
-    let lines: Vec<&str> = explained
-        .iter()
-        .filter(|l| {
-            (l.starts_with(&own) && l.contains("matched"))
-                || l.contains(&merged)
-                || l.contains("unknown-GP endpoint")
-                || (l.contains("adds") && l.contains(recipient))
-        })
-        .map(String::as_str)
-        .collect();
-    if lines.is_empty() {
-        "routed".to_string()
-    } else {
-        lines.join("; ")
-    }
-}
-
-enum Target<'a> {
-    Route(&'a Route),
-    Unroutable(&'a Unroutable),
-}
-
-/// The work item that asks a worker to attempt a delivery.
-pub fn deliver_item(delivery: Uuid, due_ms: u64) -> Enqueue {
-    Enqueue {
-        queue: DELIVER_QUEUE.to_string(),
-        body: delivery.as_bytes().to_vec(),
-        due_ms,
-    }
-}
-
-fn planned_delivery(
-    message_id: Uuid,
-    target: Target<'_>,
-    actor: &str,
-    why: &str,
-    now: u64,
-) -> (DeliveryRecord, Option<Enqueue>, AuditEvent) {
-    let id = new_id();
-    let (recipient, endpoint, rtype, state, error, format) = match target {
-        Target::Route(r) => (
-            r.recipient_ods.clone(),
-            Some(r.endpoint.id.clone()),
-            r.recipient_type.code(),
-            DeliveryState::Pending,
-            None,
-            Some(r.format.as_str().to_string()),
-        ),
-        Target::Unroutable(u) => (
-            u.recipient_ods.clone(),
-            None,
-            RecipientType::ForAction.code(),
-            DeliveryState::Unroutable,
-            Some(u.reason.clone()),
-            None,
-        ),
-    };
-    let d = DeliveryRecord {
-        id,
-        message_id,
-        recipient_ods: recipient,
-        endpoint,
-        recipient_type: rtype.to_string(),
-        state,
-        attempts: 0,
-        last_error: error,
-        created_ms: now,
-        updated_ms: now,
-        next_attempt_ms: None,
-        sent_ms: None,
-        replay_of: None,
-        superseded_by: None,
-        ack_code: None,
-        ack_reason: None,
-        format,
-        transport_id: None,
-    };
-    let enqueue = (state == DeliveryState::Pending).then(|| deliver_item(id, 0));
-    let audit = AuditEvent {
-        at_ms: now,
-        message_id,
-        delivery_id: Some(id),
-        event: "created".into(),
-        from: None,
-        to: Some(state),
-        actor: actor.to_string(),
-        reason: why.to_string(),
-    };
-    (d, enqueue, audit)
 }
 
 #[cfg(test)]

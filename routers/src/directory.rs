@@ -781,59 +781,87 @@ impl Directory {
     pub fn explain(&self, res: &Resolution) -> Vec<String> {
         res.trace
             .iter()
-            .map(|s| match s {
-                Step::Duplicate { ods } => format!("{ods}: already a recipient; one delivery"),
-                Step::UnknownGp { held: true } => {
-                    format!("{UNKNOWN_GP}: the patient's GP is not known; held for manual routing")
-                }
-                Step::UnknownGp { held: false } => format!(
-                    "{UNKNOWN_GP}: the patient's GP is not known; sent to the unknown-GP endpoint"
-                ),
-                Step::Successor {
-                    from,
-                    to,
-                    effective,
-                } => {
-                    format!(
-                        "{from}: merged into {to} on {}; routing to {to}",
-                        show_day(*effective)
-                    )
-                }
-                Step::Inactive { ods, status } => {
-                    format!("{ods}: {} in the directory", status.as_str())
-                }
-                Step::RuleSkipped {
-                    ods,
-                    rule,
-                    document_type,
-                } => format!(
-                    "{ods}: skipped {}: not for {document_type}",
-                    self.rules[*rule].describe()
-                ),
-                Step::RuleOutranked { ods, rule, by } => format!(
-                    "{ods}: skipped {}: {:?} is more specific or earlier",
-                    self.rules[*rule].describe(),
-                    self.rules[*by].name
-                ),
-                Step::RuleChosen { ods, rule } => {
-                    format!("{ods}: matched {}", self.rules[*rule].describe())
-                }
-                Step::NoRule { ods } => format!("{ods}: no rule applies"),
-                Step::Copy { from, rule, to } => format!(
-                    "{from}: copy rule {:?} adds {to} (For Information)",
-                    self.copies[*rule].name
-                ),
-                Step::CopySkipped { rule, to } => format!(
-                    "copy rule {:?}: {to} is already a recipient",
-                    self.copies[*rule].name
-                ),
-            })
+            .map(|s| self.describe(s))
             .chain(
                 res.unroutable
                     .iter()
                     .map(|u| format!("{}: unroutable: {}", u.recipient_ods, u.reason)),
             )
             .collect()
+    }
+
+    /// Why `recipient` got the route it got: the steps that chose it (its rule, the merger
+    /// that led to it, the copy rule that added it, the unknown-GP endpoint), as sentences
+    /// joined by `; `, or `routed` when none applies.
+    pub fn why_routed(&self, res: &Resolution, recipient: &str) -> String {
+        let lines: Vec<String> = res
+            .trace
+            .iter()
+            .filter(|s| match s {
+                Step::RuleChosen { ods, .. } => ods == recipient,
+                Step::Successor { to, .. } => to == recipient,
+                Step::Copy { to, .. } => to == recipient,
+                Step::UnknownGp { held: false } => recipient == UNKNOWN_GP,
+                _ => false,
+            })
+            .map(|s| self.describe(s))
+            .collect();
+        if lines.is_empty() {
+            "routed".to_string()
+        } else {
+            lines.join("; ")
+        }
+    }
+
+    /// One step of the trace as a sentence.
+    pub fn describe(&self, step: &Step) -> String {
+        match step {
+            Step::Duplicate { ods } => format!("{ods}: already a recipient; one delivery"),
+            Step::UnknownGp { held: true } => {
+                format!("{UNKNOWN_GP}: the patient's GP is not known; held for manual routing")
+            }
+            Step::UnknownGp { held: false } => format!(
+                "{UNKNOWN_GP}: the patient's GP is not known; sent to the unknown-GP endpoint"
+            ),
+            Step::Successor {
+                from,
+                to,
+                effective,
+            } => {
+                format!(
+                    "{from}: merged into {to} on {}; routing to {to}",
+                    show_day(*effective)
+                )
+            }
+            Step::Inactive { ods, status } => {
+                format!("{ods}: {} in the directory", status.as_str())
+            }
+            Step::RuleSkipped {
+                ods,
+                rule,
+                document_type,
+            } => format!(
+                "{ods}: skipped {}: not for {document_type}",
+                self.rules[*rule].describe()
+            ),
+            Step::RuleOutranked { ods, rule, by } => format!(
+                "{ods}: skipped {}: {:?} is more specific or earlier",
+                self.rules[*rule].describe(),
+                self.rules[*by].name
+            ),
+            Step::RuleChosen { ods, rule } => {
+                format!("{ods}: matched {}", self.rules[*rule].describe())
+            }
+            Step::NoRule { ods } => format!("{ods}: no rule applies"),
+            Step::Copy { from, rule, to } => format!(
+                "{from}: copy rule {:?} adds {to} (For Information)",
+                self.copies[*rule].name
+            ),
+            Step::CopySkipped { rule, to } => format!(
+                "copy rule {:?}: {to} is already a recipient",
+                self.copies[*rule].name
+            ),
+        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! reloading it (on request and when a file changes) without ever replacing a good directory
 //! with a bad one. The decisions themselves are `edt_routers`.
 
+pub mod plan;
+
 use edt_routers::{Directory, DirectoryError, Endpoint, EndpointKind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
