@@ -17,9 +17,11 @@
 
 use crate::acks::{Ack, AckStatus, Outcome};
 use crate::bus::{BusItem, Requeued};
-use crate::hub::{Attempt, Hub};
+use crate::deliver::Attempt;
+use crate::hub::Hub;
 use crate::shutdown::Shutdown;
-use crate::track::{own_tag, DeliveryRecord, MessageRecord};
+use crate::store::StoreError;
+use crate::track::{own_tag, DeliveryRecord, DeliveryState, MessageRecord};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -238,7 +240,7 @@ async fn home_event(hub: &Hub, item: BusItem) {
 async fn handle(hub: &Hub, item: &BusItem, event: HomeEvent) -> Settle {
     match event {
         HomeEvent::Deliver { delivery } => {
-            crate::deliver::attempt_here(hub, item, delivery).await;
+            crate::deliver::worker::attempt_here(hub, item, delivery).await;
             Settle::Settled
         }
         HomeEvent::Outcome {
@@ -246,10 +248,7 @@ async fn handle(hub: &Hub, item: &BusItem, event: HomeEvent) -> Settle {
             attempt,
             node,
             result,
-        } => match hub
-            .apply_remote_outcome(delivery, attempt, &node, result)
-            .await
-        {
+        } => match apply_remote_outcome(hub, delivery, attempt, &node, result).await {
             Ok(Attempt::Busy) => Settle::Later(Duration::from_millis(500)),
             Ok(a) => {
                 if a != Attempt::Skipped {
@@ -331,6 +330,82 @@ enum Settle {
     Done,
     Later(Duration),
     Dead(String),
+}
+
+/// Where a queued delivery's work goes (see [`work_for`]).
+#[derive(Debug)]
+pub enum WorkFor {
+    Nothing,
+    Home,
+    Shared(Box<crate::cluster::WorkItem>),
+}
+
+/// Applies the outcome of an attempt another node made at one of this node's deliveries.
+/// Idempotent: applied only while `attempt` is the attempt this delivery is waiting on.
+pub async fn apply_remote_outcome(
+    hub: &Hub,
+    delivery_id: Uuid,
+    attempt: u32,
+    node: &str,
+    result: crate::cluster::RemoteResult,
+) -> Result<crate::deliver::Attempt, StoreError> {
+    let Some(_busy) = crate::deliver::worker::claim(hub, delivery_id) else {
+        return Ok(crate::deliver::Attempt::Busy);
+    };
+    let Some(d) = hub.store.delivery(delivery_id)? else {
+        return Ok(crate::deliver::Attempt::Skipped);
+    };
+    if !d.state.awaits_transport() || !d.is_current() || d.attempts + 1 != attempt {
+        if matches!(result, RemoteResult::Sent { .. }) && d.state == DeliveryState::Cancelled {
+            tracing::warn!(delivery = %delivery_id, node, "node handed over a delivery that was cancelled meanwhile");
+        }
+        return Ok(crate::deliver::Attempt::Skipped);
+    }
+    let outcome = match result {
+        RemoteResult::Sent {
+            transport_id,
+            detail,
+        } => Ok(crate::deliver::Sent {
+            transport_id,
+            detail,
+        }),
+        RemoteResult::Transient { error } => Err(crate::deliver::SendError::Transient(error)),
+        RemoteResult::Permanent { error } => Err(crate::deliver::SendError::Permanent(error)),
+    };
+    let r = crate::deliver::worker::record(hub, &d, outcome, Some(node))?;
+    hub.store.flush().await?;
+    Ok(r)
+}
+
+/// How a queued delivery's work goes to the broker: as a hub-contained item on the
+/// shared queue; to this node's own queue (payload larger than `max_shared`, or no
+/// longer held); or not at all (it no longer waits for its transport).
+pub fn work_for(hub: &Hub, delivery_id: Uuid, max_shared: u64) -> Result<WorkFor, StoreError> {
+    let Some(d) = hub.store.delivery(delivery_id)? else {
+        return Ok(WorkFor::Nothing);
+    };
+    if !d.state.awaits_transport() || !d.is_current() {
+        return Ok(WorkFor::Nothing);
+    }
+    let Some(m) = hub.store.message(d.message_id)? else {
+        return Ok(WorkFor::Home);
+    };
+    if m.payload_size > max_shared {
+        return Ok(WorkFor::Home);
+    }
+    let Some(payload) = hub.store.payload(m.id)? else {
+        return Ok(WorkFor::Home);
+    };
+    Ok(WorkFor::Shared(Box::new(crate::cluster::WorkItem {
+        header: crate::cluster::WorkHeader {
+            home: crate::track::own_tag(),
+            home_node: hub.node.clone(),
+            attempt: d.attempts + 1,
+            delivery: d,
+            message: m,
+        },
+        payload,
+    })))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod hub;
 pub mod ingest;
 pub mod memory;
 pub mod notices;
+pub mod render;
 pub mod route;
 pub mod server;
 pub mod shutdown;

@@ -81,7 +81,7 @@ pub async fn serve(
             tracing::info!(endpoint = %ep.id, removed = n, "removed temporary files left by a crash");
         }
     }
-    if let Err(e) = hub.reconcile().await {
+    if let Err(e) = crate::deliver::reconcile(&hub).await {
         tracing::warn!(error = %e, "could not check for lost work at start-up");
     }
 
@@ -165,9 +165,14 @@ pub async fn serve(
                     _ = tick.tick() => {}
                 }
                 let reason = format!("retention: older than {days} days, every delivery final");
-                if let Err(e) = hub
-                    .purge(days.saturating_mul(86_400_000), false, "hub", &reason)
-                    .await
+                if let Err(e) = crate::admin::actions::purge(
+                    &hub,
+                    days.saturating_mul(86_400_000),
+                    false,
+                    "hub",
+                    &reason,
+                )
+                .await
                 {
                     tracing::error!(error = %e, "retention purge failed; will try again");
                 }

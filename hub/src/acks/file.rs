@@ -16,11 +16,11 @@
 //! silently deleted.
 
 use super::{apply, Ack, AckChannel, AckStatus, Outcome};
-use std::time::Duration;
 use crate::hub::Hub;
 use crate::store::{StoreError, UnmatchedAck};
 use crate::track::now_ms;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Subfolder of a drop folder where receivers write acks.

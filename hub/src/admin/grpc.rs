@@ -410,13 +410,16 @@ impl Admin for AdminService {
         // One message's problem (a concurrent replay, an unknown id) is reported with it; the
         // others still go ahead.
         for id in ids {
-            let (new, skipped) = match self.hub.replay(id, req.dry_run, &actor, &reason).await {
-                Ok(r) => (r.new_deliveries, r.skipped.join("; ")),
-                Err(e @ (StoreError::Engine(_) | StoreError::Corrupt(_))) => {
-                    return Err(store_status(e))
-                }
-                Err(e) => (Vec::new(), e.to_string()),
-            };
+            let (new, skipped) =
+                match crate::admin::actions::replay(&self.hub, id, req.dry_run, &actor, &reason)
+                    .await
+                {
+                    Ok(r) => (r.new_deliveries, r.skipped.join("; ")),
+                    Err(e @ (StoreError::Engine(_) | StoreError::Corrupt(_))) => {
+                        return Err(store_status(e))
+                    }
+                    Err(e) => (Vec::new(), e.to_string()),
+                };
             if new.is_empty() {
                 resp.skipped += 1;
             } else {
@@ -453,9 +456,7 @@ impl Admin for AdminService {
         } else {
             req.reason
         };
-        let d = self
-            .hub
-            .cancel(id, &actor, &reason)
+        let d = crate::admin::actions::cancel(&self.hub, id, &actor, &reason)
             .await
             .map_err(store_status)?;
         tracing::info!(actor, delivery = %id, "delivery cancelled");
@@ -591,8 +592,7 @@ impl Admin for AdminService {
                 "delivery {did} was never routed, so nothing was rendered for it"
             )));
         }
-        let r = hub
-            .render_for(&d, &m, &payload)
+        let r = crate::render::render_for(hub, &d, &m, &payload)
             .map_err(Status::failed_precondition)?;
         Ok(Response::new(v1::DocumentBytes {
             file_name: edt_transforms::index::document_file_name(
@@ -722,11 +722,15 @@ impl Admin for AdminService {
         } else {
             req.reason.clone()
         };
-        let (messages, bytes, kept, ids) = self
-            .hub
-            .purge(secs.saturating_mul(1000), req.dry_run, &actor, &reason)
-            .await
-            .map_err(store_status)?;
+        let (messages, bytes, kept, ids) = crate::admin::actions::purge(
+            &self.hub,
+            secs.saturating_mul(1000),
+            req.dry_run,
+            &actor,
+            &reason,
+        )
+        .await
+        .map_err(store_status)?;
         Ok(Response::new(v1::PurgePayloadsResponse {
             messages,
             bytes,

@@ -1,6 +1,7 @@
 //! The hub's management surfaces: gRPC tracking and admin services, the HTTP health and
 //! metrics endpoints, and the server that binds them all.
 
+pub mod actions;
 pub mod convert;
 pub mod grpc;
 pub mod http;

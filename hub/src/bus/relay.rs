@@ -10,7 +10,8 @@
 
 use super::{Bus, DELIVER_QUEUE};
 use crate::cluster;
-use crate::hub::{Hub, WorkFor};
+use crate::cluster::WorkFor;
+use crate::hub::Hub;
 use crate::shutdown::Shutdown;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ fn expand(hub: &Hub, body: &[u8]) -> Option<(String, Vec<u8>)> {
             cluster::HomeEvent::Deliver { delivery: id }.encode(),
         ))
     };
-    match hub.work_for(id, hub.config.amqp.max_shared_payload) {
+    match crate::cluster::work_for(hub, id, hub.config.amqp.max_shared_payload) {
         Ok(WorkFor::Nothing) => None,
         Ok(WorkFor::Home) => home(),
         Ok(WorkFor::Shared(w)) => Some((DELIVER_QUEUE.to_string(), w.encode())),

@@ -100,7 +100,7 @@ fn scope_of<T>(hub: &Hub, req: &Request<T>) -> Result<Scope, Status> {
 fn document(hub: &Hub, d: &DeliveryRecord) -> Option<v1::ReceivedDocument> {
     let m = hub.store.message(d.message_id).ok()??;
     let payload = hub.store.payload(m.id).ok()??;
-    let r = hub.render_for(d, &m, &payload).ok()?;
+    let r = crate::render::render_for(hub, d, &m, &payload).ok()?;
     Some(v1::ReceivedDocument {
         delivery_id: d.id.to_string(),
         message_id: m.id.to_string(),

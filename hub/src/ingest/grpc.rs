@@ -1,7 +1,8 @@
 //! `edt.hub.v1.DocumentSubmission` over gRPC.
 
 use crate::admin::convert;
-use crate::hub::{Hub, SubmitError};
+use crate::hub::Hub;
+use crate::ingest::SubmitError;
 use edt_proto::v1::{self, document_submission_server::DocumentSubmission};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -159,7 +160,9 @@ impl DocumentSubmission for SubmissionService {
             Some(c) => format!("grpc:{}", c.name),
             None => format!("grpc:{}", sub.sender_ods),
         };
-        let receipt = self.hub.submit(sub, &actor).await.map_err(status_of)?;
+        let receipt = crate::ingest::submit(&self.hub, sub, &actor)
+            .await
+            .map_err(status_of)?;
         Ok(Response::new(v1::SubmitDocumentResponse {
             message_id: receipt.message_id.to_string(),
             duplicate: receipt.duplicate,

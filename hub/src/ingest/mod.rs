@@ -1,13 +1,15 @@
 //! Ingest: the front doors through which documents arrive. Each checks what it was given
 //! field by field (a bad field is named with the rule it broke, and nothing is stored), then
-//! hands a [`crate::hub::Submission`] to [`crate::hub::Hub::submit`], which answers only once
+//! hands a [`crate::ingest::Submission`] to [`crate::hub::Hub::submit`], which answers only once
 //! the document is durable.
 
+pub mod accept;
 pub mod grpc;
 pub mod smtp;
 
+pub use accept::{submit, Receipt, Submission, SubmitError};
+
 use crate::config::Limits;
-use crate::hub::{Submission, SubmitError};
 use crate::track::Channel;
 use edt_proto::v1;
 use edt_transforms::{DocumentType, NhsNumber, OdsCode};

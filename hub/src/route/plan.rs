@@ -104,11 +104,7 @@ pub fn deliver_item(delivery: Uuid, due_ms: u64) -> Enqueue {
     }
 }
 
-fn planned_delivery(
-    req: &Request<'_>,
-    target: Target<'_>,
-    why: &str,
-) -> Planned {
+fn planned_delivery(req: &Request<'_>, target: Target<'_>, why: &str) -> Planned {
     let id = new_id();
     let now = req.now_ms;
     let (recipient, endpoint, rtype, state, error, format) = match target {

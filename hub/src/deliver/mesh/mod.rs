@@ -3,12 +3,11 @@
 //! `sent` (MESH's message id is kept to match its reports); 4xx fails the delivery with MESH's
 //! words; connection trouble and 5xx are retried.
 
-
 pub mod client;
 
 use super::{SendError, Sent};
-use crate::hub::Hub;
 use crate::deliver::mesh::client::{MeshError, Outgoing};
+use crate::hub::Hub;
 use crate::track::{DeliveryRecord, MessageRecord};
 
 fn send_error(e: MeshError) -> SendError {
@@ -35,9 +34,7 @@ pub async fn send(
     let (meta, bytes) = if format == "original" {
         (m.meta(), payload)
     } else {
-        let r = hub
-            .render_for(d, m, &payload)
-            .map_err(SendError::Permanent)?;
+        let r = crate::render::render_for(hub, d, m, &payload).map_err(SendError::Permanent)?;
         (r.meta, r.bytes)
     };
     // The workflow follows what is sent: a GP Connect Send Document goes on the GP Connect

@@ -185,7 +185,7 @@ async fn submit(shared: &Shared, state: &State, envelope: &Envelope, message: &[
         None => format!("smtp:{}", envelope.from),
     };
     let result = match sub {
-        Ok(sub) => hub.submit(sub, &actor).await,
+        Ok(sub) => crate::ingest::submit(hub, sub, &actor).await,
         Err(e) => Err(e),
     };
     match result {

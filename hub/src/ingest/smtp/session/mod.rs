@@ -11,7 +11,7 @@ mod greeting;
 
 use super::command::{self, Command};
 use super::Shared;
-use crate::hub::SubmitError;
+use crate::ingest::SubmitError;
 use crate::track::Channel;
 use edt_routers::OrgStatus;
 use edt_transforms::OdsCode;

@@ -1,0 +1,220 @@
+//! What ops do to messages, whichever way they ask (the admin API, the CLI through it, the
+//! retention job): replay (a new attempt linked to the original, routes resolved again),
+//! cancel (never while an attempt is under way), and purge payloads past retention.
+
+use crate::hub::Hub;
+use crate::route;
+use crate::store::{Change, Replay, StoreError};
+use crate::track::{now_ms, AuditEvent, DeliveryEvent, DeliveryRecord};
+use uuid::Uuid;
+
+/// The timeline event of a purge.
+const PAYLOAD_PURGED: &str = "payload-purged";
+
+/// What a replay did (or would do) for one message.
+#[derive(Debug, Clone)]
+pub struct ReplayResult {
+    pub message_id: Uuid,
+    pub new_deliveries: Vec<DeliveryRecord>,
+    pub skipped: Vec<String>,
+}
+
+/// Purges the payloads of messages received more than `older_than_ms` ago whose every
+/// current delivery is final. Returns (messages, bytes, kept because not final, ids).
+pub async fn purge(
+    hub: &Hub,
+    older_than_ms: u64,
+    dry_run: bool,
+    actor: &str,
+    reason: &str,
+) -> Result<(u64, u64, u64, Vec<Uuid>), StoreError> {
+    let before = now_ms().saturating_sub(older_than_ms);
+    let (mut messages, mut bytes, mut kept) = (0u64, 0u64, 0u64);
+    let mut ids = Vec::new();
+    let purged = |id, reason: &str| AuditEvent {
+        at_ms: now_ms(),
+        message_id: id,
+        delivery_id: None,
+        event: PAYLOAD_PURGED.into(),
+        from: None,
+        to: None,
+        actor: actor.to_string(),
+        reason: reason.to_string(),
+    };
+    // In batches, oldest first, so a store of millions is purged in one go without
+    // holding a runtime thread for long.
+    const BATCH: usize = 1000;
+    let mut after = None;
+    loop {
+        let batch = hub.store.payload_candidates(before, after, BATCH)?;
+        let next = (batch.len() == BATCH)
+            .then(|| batch.last().copied())
+            .flatten();
+        let mut purged_ids = Vec::new();
+        for id in batch {
+            let all = hub.store.deliveries_of(id)?;
+            if all.is_empty() && hub.store.message(id)?.is_none() {
+                // A payload file whose submission was never recorded: not a message, so not
+                // reported; the store removes it once it is old enough.
+                if !dry_run {
+                    hub.store
+                        .purge_payload(id, &[], purged(id, "orphaned payload"))?;
+                }
+                continue;
+            }
+            let current: Vec<DeliveryRecord> =
+                all.into_iter().filter(DeliveryRecord::is_current).collect();
+            if current.iter().any(|d| !d.state.is_final()) {
+                kept += 1;
+                continue;
+            }
+            if hub
+                .store
+                .audit_of(id)?
+                .iter()
+                .any(|e| e.event == PAYLOAD_PURGED)
+            {
+                // Purged and recorded, but the bytes outlived a crash: they go now.
+                if !dry_run {
+                    hub.store.release_payload(id)?;
+                }
+                continue;
+            }
+            if dry_run {
+                let size = hub.store.payload_size(id)?.unwrap_or(0);
+                messages += 1;
+                bytes += size;
+                ids.push(id);
+                continue;
+            }
+            match hub.store.purge_payload(id, &current, purged(id, reason)) {
+                Ok(Some(n)) => {
+                    messages += 1;
+                    bytes += n;
+                    ids.push(id);
+                    purged_ids.push(id);
+                }
+                Ok(None) => {}
+                // A delivery changed meanwhile (a replay): keep it this time.
+                Err(StoreError::Busy(_)) => kept += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        if !purged_ids.is_empty() {
+            // The records first, then the bytes.
+            hub.store.flush().await?;
+            for id in purged_ids {
+                hub.store.release_payload(id)?;
+            }
+        }
+        if next.is_none() {
+            break;
+        }
+        after = next;
+        tokio::task::yield_now().await;
+    }
+    if !dry_run && messages > 0 {
+        metrics::counter!("edthub_payloads_purged_total").increment(messages);
+        tracing::info!(target: "audit", actor, messages, bytes, "payloads purged");
+    }
+    Ok((messages, bytes, kept, ids))
+}
+
+/// Replays a message's failed, rejected, unroutable, cancelled or overdue deliveries as
+/// new deliveries (routes resolved again against the current directory). The originals
+/// keep their history and point at their replacements.
+pub async fn replay(
+    hub: &Hub,
+    message_id: Uuid,
+    dry_run: bool,
+    actor: &str,
+    reason: &str,
+) -> Result<ReplayResult, StoreError> {
+    let view = hub
+        .view(message_id)?
+        .ok_or(StoreError::NoSuchMessage(message_id))?;
+    let loaded = hub.directory.get();
+    let mut out = ReplayResult {
+        message_id,
+        new_deliveries: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for d in &view.deliveries {
+        if !d.state.is_replayable() {
+            out.skipped.push(format!(
+                "{} ({}): {} — only failed, rejected, unroutable, cancelled or overdue deliveries are replayed",
+                d.recipient_ods, d.id, d.state
+            ));
+            continue;
+        }
+        let req = route::plan::Request {
+            message_id,
+            sender_ods: &view.message.sender_ods,
+            recipients: &[],
+            document_type: view.message.document_type,
+            actor,
+            now_ms: now_ms(),
+        };
+        let (mut new, enqueue, created) = match route::plan::replan(&loaded.directory, &req, d) {
+            Some(Ok(planned)) => planned,
+            Some(Err(reason)) => {
+                out.skipped.push(format!(
+                    "{} ({}): still unroutable: {reason}",
+                    d.recipient_ods, d.id
+                ));
+                continue;
+            }
+            None => continue,
+        };
+        if !dry_run {
+            let replayed = hub.store.replay(Replay {
+                original: d.id,
+                new,
+                actor: actor.to_string(),
+                reason: reason.to_string(),
+                routing: created.reason,
+                enqueue,
+            });
+            new = match replayed {
+                Ok(n) => n,
+                // Its state changed since we looked (an ack arrived, another operator
+                // replayed it): report it and carry on with the rest of the message.
+                Err(e @ (StoreError::NotReplayable(..) | StoreError::AlreadyReplayed(..))) => {
+                    out.skipped
+                        .push(format!("{} ({}): {e}", d.recipient_ods, d.id));
+                    continue;
+                }
+                Err(e) => {
+                    if !out.new_deliveries.is_empty() {
+                        hub.store.flush().await?;
+                    }
+                    return Err(e);
+                }
+            };
+            metrics::counter!("edthub_replays_total").increment(1);
+        }
+        out.new_deliveries.push(new);
+    }
+    if !dry_run && !out.new_deliveries.is_empty() {
+        hub.store.flush().await?;
+    }
+    Ok(out)
+}
+
+/// Cancels a delivery that has not reached a final state.
+pub async fn cancel(
+    hub: &Hub,
+    delivery_id: Uuid,
+    actor: &str,
+    reason: &str,
+) -> Result<DeliveryRecord, StoreError> {
+    let Some(_busy) = crate::deliver::worker::claim(hub, delivery_id) else {
+        return Err(StoreError::Busy(delivery_id));
+    };
+    let d = hub.store.apply(
+        delivery_id,
+        Change::new(DeliveryEvent::Cancel, actor, reason),
+    )?;
+    hub.store.flush().await?;
+    Ok(d)
+}
