@@ -292,7 +292,9 @@ async fn a_reused_message_id_by_mail_is_refused_for_another_document() {
         b"%PDF-1.4\n% mailed letter, corrected\n",
     );
     assert!(
-        changed.starts_with("554 ") && changed.contains(&id) && changed.contains("different content"),
+        changed.starts_with("554 ")
+            && changed.contains(&id)
+            && changed.contains("different content"),
         "{changed}"
     );
     assert_eq!(hub.cli_json(&["stats"])["messages"], 1);
