@@ -348,8 +348,8 @@ pub struct SmtpUser {
 impl SmtpUser {
     /// The stored password, checked: exactly one of `password_hash` (Argon2id) and the
     /// deprecated `password_sha256`.
-    pub fn password(&self) -> Result<crate::ingest::smtp::password::Stored<'_>, String> {
-        use crate::ingest::smtp::password::{check_phc, Stored};
+    pub fn password(&self) -> Result<crate::password::Stored<'_>, String> {
+        use crate::password::{check_phc, Stored};
         match (&self.password_hash, &self.password_sha256) {
             (Some(phc), None) => {
                 check_phc(phc).map_err(|e| {

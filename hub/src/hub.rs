@@ -5,7 +5,6 @@
 use crate::bus::amqp::{AmqpBus, AmqpSettings};
 use crate::bus::{embedded::EmbeddedBus, Bus};
 use crate::config::{BusKind, Config};
-use crate::deliver;
 use crate::route::{self, DirectoryHandle};
 use crate::store::{SledStore, Store, StoreError};
 use crate::track::{now_ms, summarise, DeliveryRecord, DeliveryState, MessageRecord};
@@ -41,9 +40,9 @@ pub struct Hub {
     ready: AtomicBool,
     pub(crate) in_progress: Mutex<HashSet<Uuid>>,
     /// The outbound mail relay, when one is configured.
-    pub relay: Option<deliver::smtp::Relay>,
+    pub relay: Option<crate::clients::relay::Relay>,
     /// The MESH client, when MESH is configured.
-    pub mesh: Option<crate::deliver::mesh::client::MeshClient>,
+    pub mesh: Option<crate::clients::mesh::MeshClient>,
 }
 
 impl Hub {
@@ -83,10 +82,10 @@ impl Hub {
             .smtp
             .relay
             .as_ref()
-            .map(deliver::smtp::Relay::new)
+            .map(crate::clients::relay::Relay::new)
             .transpose()?;
         let mesh = match &config.mesh.url {
-            Some(_) => Some(crate::deliver::mesh::client::MeshClient::new(&config.mesh)?),
+            Some(_) => Some(crate::clients::mesh::MeshClient::new(&config.mesh)?),
             None => None,
         };
         let node = config.node_name();

@@ -204,8 +204,8 @@ fn notice(hub: &Hub, m: &MessageRecord, d: &DeliveryRecord, to: &str) -> Result<
     let mail_id = m.local_id.split('#').next().unwrap_or("");
     let in_reply_to = (mail_id.contains('@') && !mail_id.contains(char::is_whitespace))
         .then(|| format!("<{}>", mail_id.trim_matches(['<', '>'])));
-    crate::deliver::smtp::compose::build(
-        &crate::deliver::smtp::compose::Headers {
+    crate::clients::compose::build(
+        &crate::clients::compose::Headers {
             from: relay.from(),
             to,
             subject: &subject,
@@ -214,7 +214,7 @@ fn notice(hub: &Hub, m: &MessageRecord, d: &DeliveryRecord, to: &str) -> Result<
             date_ms: crate::track::now_ms(),
             in_reply_to: in_reply_to.as_deref(),
         },
-        crate::deliver::smtp::compose::Content::Notice { text },
+        crate::clients::compose::Content::Notice { text },
     )
 }
 

@@ -134,7 +134,7 @@ pub async fn serve(
     let relays = match hub.config.bus {
         crate::config::BusKind::Amqp => {
             let mut tasks =
-                crate::bus::relay::spawn(hub.clone(), hub.config.amqp.relays, shutdown.clone());
+                crate::cluster::relay::spawn(hub.clone(), hub.config.amqp.relays, shutdown.clone());
             tasks.extend(crate::cluster::spawn_home(hub.clone(), 2, shutdown.clone()));
             tasks
         }

@@ -91,8 +91,9 @@ pub async fn scan_file_acks(hub: &Hub) -> (usize, usize) {
             match process(hub, &endpoint.id, &working, &original) {
                 Ok(Outcome::Consumed) => consumed.push(working),
                 Ok(Outcome::Forward(event)) => {
-                    let home =
-                        crate::cluster::home_queue(crate::track::home_tag(&event.delivery_id()));
+                    let home = crate::bus::messages::home_queue(crate::track::home_tag(
+                        &event.delivery_id(),
+                    ));
                     match hub.bus.publish(&home, event.encode(), Duration::ZERO).await {
                         Ok(()) => {
                             metrics::counter!("edthub_acks_total", "outcome" => "forwarded")
@@ -162,7 +163,7 @@ fn process(hub: &Hub, endpoint: &str, path: &Path, name: &str) -> Result<Outcome
         && crate::track::home_tag(&id) != crate::track::own_tag()
         && hub.config.bus == crate::config::BusKind::Amqp
     {
-        return Ok(Outcome::Forward(crate::cluster::HomeEvent::Ack {
+        return Ok(Outcome::Forward(crate::bus::messages::HomeEvent::Ack {
             delivery: id,
             endpoint: endpoint.to_string(),
             node: hub.node.clone(),

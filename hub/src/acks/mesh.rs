@@ -11,7 +11,7 @@
 //! | MESH REPORT (`mex-StatusSuccess: ERROR`) | `mex-LinkedMsgID` = MESH id of the send | `failed` |
 
 use crate::acks::{Ack, AckStatus, Outcome};
-use crate::deliver::mesh::client::{Downloaded, MeshError};
+use crate::clients::mesh::{Downloaded, MeshError};
 use crate::hub::Hub;
 use crate::shutdown::Shutdown;
 use crate::store::{Change, StoreError, UnmatchedAck};
@@ -38,7 +38,7 @@ pub struct PollSummary {
 enum Handled {
     Applied,
     /// Another node's delivery: pass it to that node's queue.
-    Forward(crate::cluster::HomeEvent),
+    Forward(crate::bus::messages::HomeEvent),
     Unmatched(String),
     Later,
 }
@@ -138,7 +138,8 @@ pub async fn poll_once(hub: &Hub) -> Result<PollSummary, MeshError> {
                 continue;
             }
             Handled::Forward(ref event) => {
-                let home = crate::cluster::home_queue(crate::track::home_tag(&event.delivery_id()));
+                let home =
+                    crate::bus::messages::home_queue(crate::track::home_tag(&event.delivery_id()));
                 if let Err(e) = hub.bus.publish(&home, event.encode(), Duration::ZERO).await {
                     tracing::warn!(mesh_message = %id, error = %e, "could not pass a MESH response to its home node; left in the inbox");
                     summary.later += 1;
@@ -211,7 +212,7 @@ fn handle(hub: &Hub, m: &Downloaded) -> Result<Handled, StoreError> {
         if crate::track::home_tag(&delivery) != crate::track::own_tag()
             && hub.config.bus == crate::config::BusKind::Amqp
         {
-            return Ok(Handled::Forward(crate::cluster::HomeEvent::Ack {
+            return Ok(Handled::Forward(crate::bus::messages::HomeEvent::Ack {
                 delivery,
                 endpoint: String::new(),
                 node: hub.node.clone(),

@@ -14,6 +14,7 @@
 pub mod file;
 pub mod mesh;
 
+pub use crate::track::ack::{AckChannel, AckStatus};
 pub use file::{parse_ack, scan_file_acks, ACK_DIR, SET_ASIDE_DIR};
 
 use crate::hub::Hub;
@@ -39,56 +40,6 @@ pub struct Ack {
     pub channel: AckChannel,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AckStatus {
-    Delivered,
-    Accepted,
-    Rejected,
-}
-
-impl AckStatus {
-    fn event(self) -> DeliveryEvent {
-        match self {
-            Self::Delivered => DeliveryEvent::InfrastructureAck,
-            Self::Accepted => DeliveryEvent::BusinessAccept,
-            Self::Rejected => DeliveryEvent::ReceiverReject,
-        }
-    }
-
-    fn target(self) -> DeliveryState {
-        match self {
-            Self::Delivered => DeliveryState::Delivered,
-            Self::Accepted => DeliveryState::Accepted,
-            Self::Rejected => DeliveryState::Rejected,
-        }
-    }
-}
-
-/// The way an acknowledgement reached the hub, named in the delivery's timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AckChannel {
-    /// A file in the drop folder's `acks/`.
-    #[default]
-    File,
-    /// An ITK3 response read from the hub's MESH inbox.
-    Mesh,
-    /// `ReceiverDelivery/Acknowledge` from a receiver pulling over gRPC.
-    Grpc,
-}
-
-impl AckChannel {
-    /// How the timeline names it.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::File => "ack file",
-            Self::Mesh => "ITK3 response over MESH",
-            Self::Grpc => "gRPC acknowledgement",
-        }
-    }
-}
-
 /// What became of an ack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -99,7 +50,7 @@ pub enum Outcome {
     /// Not yet: the delivery is still on its way out, or the file is still being written.
     Later,
     /// Another node's delivery: pass it to that node, then delete.
-    Forward(crate::cluster::HomeEvent),
+    Forward(crate::bus::messages::HomeEvent),
 }
 
 /// Applies an acknowledgement to one of this node's deliveries, whichever channel brought it

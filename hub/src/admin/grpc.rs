@@ -1,8 +1,8 @@
 //! `edt.hub.v1.Tracking` (for senders) and `edt.hub.v1.Admin` (for ops and the CLI).
 
-use super::convert;
 use crate::hub::Hub;
 use crate::store::{ListQuery, StoreError};
+use crate::wire as convert;
 use edt_proto::v1::{self, admin_server::Admin, tracking_server::Tracking};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -273,7 +273,7 @@ fn query(f: &v1::ListMessagesRequest) -> Result<ListQuery, Status> {
     };
     let document_type = match f.document_type {
         0 => None,
-        v => Some(crate::ingest::document_type(v).ok_or_else(|| {
+        v => Some(crate::wire::document_type(v).ok_or_else(|| {
             Status::invalid_argument(format!("document_type: {v} is not a document type"))
         })?),
     };
@@ -471,7 +471,7 @@ impl Admin for AdminService {
     ) -> Result<Response<v1::ExplainRouteResponse>, Status> {
         self.authorize(&request, false, "explain routes")?;
         let req = request.into_inner();
-        let document_type = crate::ingest::document_type(req.document_type).ok_or_else(|| {
+        let document_type = crate::wire::document_type(req.document_type).ok_or_else(|| {
             Status::invalid_argument("document_type: must be set to a known document type")
         })?;
         if req.recipient_ods.is_empty() {
@@ -612,7 +612,7 @@ impl Admin for AdminService {
         request: Request<v1::PollMeshRequest>,
     ) -> Result<Response<v1::PollMeshResponse>, Status> {
         let actor = self.authorize(&request, true, "poll MESH")?;
-        use crate::deliver::mesh::client::MeshError;
+        use crate::clients::mesh::MeshError;
         let s = crate::acks::mesh::poll_once(&self.hub)
             .await
             .map_err(|e| match e {

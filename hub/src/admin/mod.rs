@@ -2,6 +2,5 @@
 //! metrics endpoints, and the server that binds them all.
 
 pub mod actions;
-pub mod convert;
 pub mod grpc;
 pub mod http;

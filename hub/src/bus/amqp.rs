@@ -874,8 +874,8 @@ mod tests {
         let defaults = crate::config::Config::default();
         let queues = [
             crate::bus::DELIVER_QUEUE.to_string(),
-            crate::cluster::home_queue(crate::track::node_tag("hub-a")),
-            crate::cluster::home_queue(crate::track::node_tag("hub-b")),
+            crate::bus::messages::home_queue(crate::track::node_tag("hub-a")),
+            crate::bus::messages::home_queue(crate::track::node_tag("hub-b")),
         ];
         let expected = definitions(
             &defaults.amqp.queue_prefix,

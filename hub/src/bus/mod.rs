@@ -11,7 +11,7 @@ pub mod amqp;
 #[cfg(test)]
 pub mod conformance;
 pub mod embedded;
-pub mod relay;
+pub mod messages;
 
 use futures::future::BoxFuture;
 use std::time::Duration;

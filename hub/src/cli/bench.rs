@@ -16,7 +16,7 @@
 //! broker run. A benchmark, not a test: it asserts nothing.
 
 use super::client;
-use crate::admin::convert;
+use crate::wire as convert;
 use clap::Args;
 use edt_proto::v1;
 use std::path::PathBuf;

@@ -189,7 +189,7 @@ fn definitions(a: &DefinitionsArgs) -> anyhow::Result<ExitCode> {
     queues.extend(
         a.nodes
             .iter()
-            .map(|n| crate::cluster::home_queue(crate::track::node_tag(n))),
+            .map(|n| crate::bus::messages::home_queue(crate::track::node_tag(n))),
     );
     let defs = crate::bus::amqp::definitions(
         &config.amqp.queue_prefix,
@@ -501,7 +501,7 @@ pub fn main() -> ExitCode {
                 clap_complete::generate(shell, &mut cmd, "edthub", &mut std::io::stdout());
                 Ok(ExitCode::SUCCESS)
             }
-            Command::HashPassword => crate::ingest::smtp::password::hash_password_command(),
+            Command::HashPassword => crate::password::hash_password_command(),
             Command::Man => {
                 let cmd = <Cli as clap::CommandFactory>::command();
                 clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;

@@ -2,8 +2,8 @@
 
 use super::client::{self, parse_since, status_error};
 use super::{Filter, HubArgs};
-use crate::admin::convert;
 use crate::track::{now_ms, rfc3339, DeliveryState};
+use crate::wire as convert;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Attribute, Cell, Color, Table};
 use edt_proto::v1;
 use serde_json::{json, Value};
@@ -23,7 +23,7 @@ fn time_of(t: &Option<prost_types::Timestamp>) -> String {
 }
 
 fn doc_type_name(v: i32) -> String {
-    crate::ingest::document_type(v)
+    crate::wire::document_type(v)
         .map(|t| t.as_str().to_string())
         .unwrap_or_else(|| "-".into())
 }
@@ -146,7 +146,7 @@ fn to_request(f: &Filter, limit: u32) -> anyhow::Result<v1::ListMessagesRequest>
         None => None,
     };
     let document_type = match &f.doc_type {
-        Some(t) => crate::ingest::document_type_wire(
+        Some(t) => crate::wire::document_type_wire(
             t.parse::<edt_transforms::DocumentType>()
                 .map_err(|e| anyhow::anyhow!("--type: {e}"))?,
         ) as i32,
@@ -831,7 +831,7 @@ pub async fn submit(o: SubmitOpts<'_>) -> anyhow::Result<ExitCode> {
         .submit_document(v1::SubmitDocumentRequest {
             sender_ods: o.from.to_string(),
             recipient_ods: o.to.to_vec(),
-            document_type: crate::ingest::document_type_wire(doc_type) as i32,
+            document_type: crate::wire::document_type_wire(doc_type) as i32,
             content_type: o
                 .content_type
                 .unwrap_or_else(|| guess_content_type(o.file))
@@ -925,7 +925,7 @@ pub async fn explain(
     let r = admin
         .explain_route(v1::ExplainRouteRequest {
             recipient_ods: to.to_vec(),
-            document_type: crate::ingest::document_type_wire(t) as i32,
+            document_type: crate::wire::document_type_wire(t) as i32,
             sender_ods: from.unwrap_or_default().to_string(),
         })
         .await

@@ -9,14 +9,7 @@ pub mod worker;
 
 pub use worker::{attempt, execute, reconcile, spawn_workers, Attempt};
 
-/// How a transport attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendError {
-    /// Worth retrying (folder missing or unwritable, connection refused, 4xx).
-    Transient(String),
-    /// Will never work as it is (endpoint removed, 5xx): fail now.
-    Permanent(String),
-}
+pub use crate::clients::SendError;
 
 /// A successful hand-over to the transport.
 #[derive(Debug, Clone, PartialEq, Eq)]

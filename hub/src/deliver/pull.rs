@@ -4,9 +4,9 @@
 //! acknowledgements feed the same state machine as every other ack.
 
 use crate::acks::{Ack, AckStatus, Outcome};
-use crate::admin::convert;
 use crate::hub::Hub;
 use crate::track::{DeliveryRecord, DeliveryState};
+use crate::wire as convert;
 use edt_proto::v1::{self, receiver_delivery_server::ReceiverDelivery};
 use edt_routers::{Action, EndpointKind};
 use std::collections::HashSet;
@@ -106,7 +106,7 @@ fn document(hub: &Hub, d: &DeliveryRecord) -> Option<v1::ReceivedDocument> {
         message_id: m.id.to_string(),
         recipient_ods: d.recipient_ods.clone(),
         sender_ods: m.sender_ods.clone(),
-        document_type: crate::ingest::document_type_wire(m.document_type) as i32,
+        document_type: crate::wire::document_type_wire(m.document_type) as i32,
         content_type: r.meta.content_type.clone(),
         file_name: edt_transforms::index::document_file_name(
             &d.id.to_string(),

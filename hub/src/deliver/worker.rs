@@ -4,8 +4,8 @@
 //! item, or failed) before the work item is settled.
 
 use super::SendError;
+use crate::bus::messages::Work;
 use crate::bus::{Bus, DELIVER_QUEUE};
-use crate::cluster::{self, Work};
 use crate::config::BusKind;
 use crate::hub::Hub;
 use crate::route;
@@ -273,7 +273,7 @@ pub async fn fail_dead_lettered(hub: &Hub, id: Uuid, handed_out: u32) {
 pub async fn reconcile(hub: &Hub) -> Result<usize, anyhow::Error> {
     for dead in hub.bus.dead_letters(DELIVER_QUEUE).await? {
         // Work items of other nodes are theirs to deal with.
-        if let Ok(id) = crate::cluster::decode_work(&dead.body).map(|w| w.delivery_id()) {
+        if let Ok(id) = crate::bus::messages::decode_work(&dead.body).map(|w| w.delivery_id()) {
             let ours = hub.config.bus == BusKind::Embedded
                 || crate::track::home_tag(&id) == crate::track::own_tag();
             if ours
@@ -347,7 +347,7 @@ pub fn spawn_workers(
 
 async fn work(hub: &Hub, item: crate::bus::BusItem) {
     let bus: &dyn Bus = hub.bus.as_ref();
-    let work = match cluster::decode_work(&item.body) {
+    let work = match crate::bus::messages::decode_work(&item.body) {
         Ok(w) => w,
         Err(e) => {
             tracing::error!(tag = item.tag, error = %e, "unusable deliver work item; dead-lettering");
@@ -405,18 +405,22 @@ pub(crate) async fn attempt_here(hub: &Hub, item: &crate::bus::BusItem, id: Uuid
 /// node how it went (through its queue) before settling the item. If this node dies in
 /// between, the item is handed out again and the attempt repeated: the file lands under the
 /// same name, and the home node applies one outcome per attempt.
-async fn attempt_for_home(hub: &Hub, item: &crate::bus::BusItem, w: cluster::WorkItem) {
+async fn attempt_for_home(
+    hub: &Hub,
+    item: &crate::bus::BusItem,
+    w: crate::bus::messages::WorkItem,
+) {
     let id = w.header.delivery.id;
     let result = match execute(hub, &w.header.delivery, &w.header.message, w.payload).await {
-        Ok(sent) => cluster::RemoteResult::Sent {
+        Ok(sent) => crate::bus::messages::RemoteResult::Sent {
             transport_id: sent.transport_id,
             detail: sent.detail,
         },
-        Err(SendError::Transient(error)) => cluster::RemoteResult::Transient { error },
-        Err(SendError::Permanent(error)) => cluster::RemoteResult::Permanent { error },
+        Err(SendError::Transient(error)) => crate::bus::messages::RemoteResult::Transient { error },
+        Err(SendError::Permanent(error)) => crate::bus::messages::RemoteResult::Permanent { error },
     };
     tracing::info!(home = %w.header.home_node, result = ?result, "delivery attempt for another node");
-    let event = cluster::HomeEvent::Outcome {
+    let event = crate::bus::messages::HomeEvent::Outcome {
         delivery: id,
         attempt: w.header.attempt,
         node: hub.node.clone(),
@@ -425,7 +429,7 @@ async fn attempt_for_home(hub: &Hub, item: &crate::bus::BusItem, w: cluster::Wor
     match hub
         .bus
         .publish(
-            &cluster::home_queue(w.header.home),
+            &crate::bus::messages::home_queue(w.header.home),
             event.encode(),
             Duration::ZERO,
         )

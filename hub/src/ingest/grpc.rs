@@ -1,8 +1,8 @@
 //! `edt.hub.v1.DocumentSubmission` over gRPC.
 
-use crate::admin::convert;
 use crate::hub::Hub;
 use crate::ingest::SubmitError;
+use crate::wire as convert;
 use edt_proto::v1::{self, document_submission_server::DocumentSubmission};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};

@@ -12,39 +12,12 @@ pub use accept::{submit, Receipt, Submission, SubmitError};
 use crate::config::Limits;
 use crate::track::Channel;
 use edt_proto::v1;
-use edt_transforms::{DocumentType, NhsNumber, OdsCode};
+use edt_transforms::{NhsNumber, OdsCode};
 
 fn invalid(field: &'static str, rule: impl Into<String>) -> SubmitError {
     SubmitError::Invalid {
         field,
         rule: rule.into(),
-    }
-}
-
-/// Maps the wire document type.
-pub fn document_type(v: i32) -> Option<DocumentType> {
-    use v1::DocumentType as W;
-    Some(match W::try_from(v).ok()? {
-        W::Unspecified => return None,
-        W::DischargeSummary => DocumentType::DischargeSummary,
-        W::OutpatientLetter => DocumentType::OutpatientLetter,
-        W::EmergencyCareDischarge => DocumentType::EmergencyCareDischarge,
-        W::MentalHealthDischarge => DocumentType::MentalHealthDischarge,
-        W::OrderResult => DocumentType::OrderResult,
-        W::GenericDocument => DocumentType::GenericDocument,
-    })
-}
-
-/// The wire value of a document type.
-pub fn document_type_wire(t: DocumentType) -> v1::DocumentType {
-    use v1::DocumentType as W;
-    match t {
-        DocumentType::DischargeSummary => W::DischargeSummary,
-        DocumentType::OutpatientLetter => W::OutpatientLetter,
-        DocumentType::EmergencyCareDischarge => W::EmergencyCareDischarge,
-        DocumentType::MentalHealthDischarge => W::MentalHealthDischarge,
-        DocumentType::OrderResult => W::OrderResult,
-        DocumentType::GenericDocument => W::GenericDocument,
     }
 }
 
@@ -80,7 +53,7 @@ pub fn validate(
             .map_err(|e| invalid("recipient_ods", format!("entry {i} ({r:?}): ODS code {e}")))?;
         recipients.push(code.to_string());
     }
-    let document_type = document_type(req.document_type).ok_or_else(|| {
+    let document_type = crate::wire::document_type(req.document_type).ok_or_else(|| {
         invalid(
             "document_type",
             "must be set to a known document type (e.g. DOCUMENT_TYPE_DISCHARGE_SUMMARY)",

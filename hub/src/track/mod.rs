@@ -7,6 +7,8 @@
 //! pure function, property-tested, and every change it allows is recorded as an [`AuditEvent`]
 //! by the store in the same transaction.
 
+pub mod ack;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;

@@ -330,7 +330,7 @@ pub fn request_from_mail(
     Ok(v1::SubmitDocumentRequest {
         sender_ods: sender_ods.to_string(),
         recipient_ods: recipients.to_vec(),
-        document_type: crate::ingest::document_type_wire(document_type) as i32,
+        document_type: crate::wire::document_type_wire(document_type) as i32,
         content_type,
         payload: bytes.to_vec(),
         local_id,

@@ -1,11 +1,10 @@
 //! SMTP intake: the listener senders mail documents to (`session` per connection, the
-//! mail-to-submission rules in `mail`, command parsing in `command`, AUTH passwords in
-//! `password`). Mail the hub writes (letters, notices) is built by `deliver::smtp::compose`
-//! and sent by the relay client in `deliver::smtp`.
+//! mail-to-submission rules in `mail`, command parsing in `command`; AUTH passwords are checked
+//! by `crate::password`). Mail the hub writes (letters, notices) is built by `clients::compose`
+//! and sent through the relay client in `clients::relay`.
 
 pub mod command;
 pub mod mail;
-pub mod password;
 mod session;
 
 use crate::hub::Hub;

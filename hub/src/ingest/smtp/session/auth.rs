@@ -108,9 +108,9 @@ pub(super) async fn auth<S: AsyncRead + AsyncWrite + Unpin>(
         match user.map(|i| &users[i]) {
             Some(u) => u
                 .password()
-                .is_ok_and(|stored| crate::ingest::smtp::password::verify(stored, &password)),
+                .is_ok_and(|stored| crate::password::verify(stored, &password)),
             None => {
-                crate::ingest::smtp::password::verify_nobody(&password);
+                crate::password::verify_nobody(&password);
                 false
             }
         }

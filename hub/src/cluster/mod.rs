@@ -15,181 +15,21 @@
 //! Events are idempotent: an outcome names the attempt it is for, and is applied only while
 //! that attempt is still the one the home node is waiting on.
 
-use crate::acks::{Ack, AckStatus, Outcome};
+pub mod relay;
+
+use crate::acks::{Ack, Outcome};
 use crate::bus::{BusItem, Requeued};
 use crate::deliver::Attempt;
 use crate::hub::Hub;
 use crate::shutdown::Shutdown;
 use crate::store::StoreError;
-use crate::track::{own_tag, DeliveryRecord, DeliveryState, MessageRecord};
-use serde::{Deserialize, Serialize};
+use crate::track::DeliveryState;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// The logical queue (before the bus's prefix) that carries a node's home events.
-pub fn home_queue(tag: u16) -> String {
-    format!("home.{tag:04x}")
-}
-
-/// This node's home queue.
-pub fn own_home_queue() -> String {
-    home_queue(own_tag())
-}
-
-const WORK_MAGIC: &[u8; 4] = b"EDW1";
-
-/// What a work item on the shared `deliver` queue carries (besides the payload).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkHeader {
-    /// Tag of the node that holds the delivery's tracking.
-    pub home: u16,
-    /// That node's name (for logs and the audit trail).
-    pub home_node: String,
-    /// The attempt this item is for (the delivery's attempts so far, plus one).
-    pub attempt: u32,
-    pub delivery: DeliveryRecord,
-    pub message: MessageRecord,
-}
-
-/// A self-contained work item: any node can attempt the delivery with it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkItem {
-    pub header: WorkHeader,
-    pub payload: Vec<u8>,
-}
-
-/// A work item as found on the `deliver` queue.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Work {
-    /// A delivery id: attempted by the node whose database holds it (the embedded bus, and
-    /// the home node's own queue).
-    Local(Uuid),
-    /// A self-contained item from the shared queue.
-    Shared(Box<WorkItem>),
-}
-
-impl Work {
-    /// The delivery this work is for.
-    pub fn delivery_id(&self) -> Uuid {
-        match self {
-            Work::Local(id) => *id,
-            Work::Shared(w) => w.header.delivery.id,
-        }
-    }
-}
-
-impl WorkItem {
-    /// `EDW1`, the header's length (u32, big-endian), the header (JSON), then the payload.
-    pub fn encode(&self) -> Vec<u8> {
-        let header = serde_json::to_vec(&self.header).expect("work header serialises");
-        let mut out = Vec::with_capacity(8 + header.len() + self.payload.len());
-        out.extend_from_slice(WORK_MAGIC);
-        out.extend_from_slice(&(header.len() as u32).to_be_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&self.payload);
-        out
-    }
-}
-
-/// Reads a `deliver` work item: a bare delivery id or a [`WorkItem`].
-pub fn decode_work(body: &[u8]) -> Result<Work, String> {
-    if body.len() == 16 {
-        return Ok(Work::Local(
-            Uuid::from_slice(body).expect("sixteen bytes make a uuid"),
-        ));
-    }
-    let rest = body
-        .strip_prefix(WORK_MAGIC.as_slice())
-        .ok_or("neither a delivery id nor a work item")?;
-    if rest.len() < 4 {
-        return Err("work item is truncated".into());
-    }
-    let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-    let rest = &rest[4..];
-    if rest.len() < len {
-        return Err(format!(
-            "work item header is truncated ({} of {len} bytes)",
-            rest.len()
-        ));
-    }
-    let header: WorkHeader = serde_json::from_slice(&rest[..len])
-        .map_err(|e| format!("work item header is unreadable: {e}"))?;
-    let payload = rest[len..].to_vec();
-    if payload.len() as u64 != header.message.payload_size {
-        return Err(format!(
-            "work item payload is {} bytes, the message says {}",
-            payload.len(),
-            header.message.payload_size
-        ));
-    }
-    Ok(Work::Shared(Box::new(WorkItem { header, payload })))
-}
-
-/// How an attempt made on another node ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RemoteResult {
-    Sent {
-        transport_id: String,
-        detail: String,
-    },
-    Transient {
-        error: String,
-    },
-    Permanent {
-        error: String,
-    },
-}
-
-/// Events for a home node, on its own queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum HomeEvent {
-    /// Attempt this delivery here (its payload is too large to share).
-    Deliver { delivery: Uuid },
-    /// Another node attempted one of this node's deliveries.
-    Outcome {
-        delivery: Uuid,
-        attempt: u32,
-        node: String,
-        result: RemoteResult,
-    },
-    /// Another node picked up an acknowledgement file for one of this node's deliveries.
-    Ack {
-        delivery: Uuid,
-        endpoint: String,
-        node: String,
-        status: AckStatus,
-        code: Option<String>,
-        reason: Option<String>,
-        /// How the acknowledgement reached the node that passes it on.
-        #[serde(default)]
-        channel: crate::acks::AckChannel,
-        /// Who sent it there (e.g. `mesh:<mailbox>`).
-        #[serde(default)]
-        by: String,
-    },
-}
-
-impl HomeEvent {
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("home event serialises")
-    }
-
-    pub fn decode(body: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(body).map_err(|e| format!("unreadable home event: {e}"))
-    }
-
-    pub fn delivery_id(&self) -> Uuid {
-        match self {
-            HomeEvent::Deliver { delivery }
-            | HomeEvent::Outcome { delivery, .. }
-            | HomeEvent::Ack { delivery, .. } => *delivery,
-        }
-    }
-}
+pub use crate::bus::messages::*;
 
 /// Starts the consumers of this node's home queue.
 pub fn spawn_home(
@@ -377,7 +217,7 @@ pub async fn apply_remote_outcome(
     Ok(r)
 }
 
-/// How a queued delivery's work goes to the broker: as a hub-contained item on the
+/// How a queued delivery's work goes to the broker: as a self-contained item on the
 /// shared queue; to this node's own queue (payload larger than `max_shared`, or no
 /// longer held); or not at all (it no longer waits for its transport).
 pub fn work_for(hub: &Hub, delivery_id: Uuid, max_shared: u64) -> Result<WorkFor, StoreError> {
@@ -412,6 +252,7 @@ pub fn work_for(hub: &Hub, delivery_id: Uuid, max_shared: u64) -> Result<WorkFor
 mod tests {
     use super::*;
     use crate::track::{new_id, Channel, DeliveryState};
+    use crate::track::{DeliveryRecord, MessageRecord};
     use edt_transforms::DocumentType;
     use proptest::prelude::*;
 

@@ -3,10 +3,8 @@
 //! `sent` (MESH's message id is kept to match its reports); 4xx fails the delivery with MESH's
 //! words; connection trouble and 5xx are retried.
 
-pub mod client;
-
 use super::{SendError, Sent};
-use crate::deliver::mesh::client::{MeshError, Outgoing};
+use crate::clients::mesh::{MeshError, Outgoing};
 use crate::hub::Hub;
 use crate::track::{DeliveryRecord, MessageRecord};
 

@@ -9,16 +9,7 @@ use std::time::Duration;
 
 const ACCEPT: &str = "application/vnd.mesh.v2+json";
 
-/// How a MESH request failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MeshError {
-    /// Worth retrying: connection trouble, timeouts, 429, 5xx.
-    #[error("{0}")]
-    Transient(String),
-    /// Will not work as it is: 4xx (unregistered recipient, refused authorization, ...).
-    #[error("{0}")]
-    Permanent(String),
-}
+pub use super::SendError as MeshError;
 
 /// The `Authorization` header value for one request (MESH API specification, "MESH
 /// Authorization header"): `NHSMESH mailbox:nonce:count:timestamp:hmac`.

@@ -1,8 +1,10 @@
-//! Conversions from the hub's records to the wire types.
+//! The one place the hub's records and the gRPC wire types (`edt.hub.v1`) meet: used by the
+//! gRPC front door (ingest), the admin service and the receiver stream alike.
 
 use crate::hub::MessageView;
 use crate::track::{AuditEvent, DeliveryRecord, DeliveryState, MessageRecord};
 use edt_proto::v1;
+use edt_transforms::DocumentType;
 use prost_types::Timestamp;
 
 pub fn ts(ms: u64) -> Timestamp {
@@ -53,7 +55,7 @@ pub fn message(m: &MessageRecord) -> v1::Message {
     v1::Message {
         message_id: m.id.to_string(),
         sender_ods: m.sender_ods.clone(),
-        document_type: crate::ingest::document_type_wire(m.document_type) as i32,
+        document_type: crate::wire::document_type_wire(m.document_type) as i32,
         content_type: m.content_type.clone(),
         local_id: m.local_id.clone(),
         nhs_number: m.nhs_number.clone().unwrap_or_default(),
@@ -86,6 +88,33 @@ pub fn audit(e: &AuditEvent) -> v1::AuditEvent {
         to_state: e.to.map(state).unwrap_or(0),
         actor: e.actor.clone(),
         reason: e.reason.clone(),
+    }
+}
+
+/// Maps the wire document type.
+pub fn document_type(v: i32) -> Option<DocumentType> {
+    use v1::DocumentType as W;
+    Some(match W::try_from(v).ok()? {
+        W::Unspecified => return None,
+        W::DischargeSummary => DocumentType::DischargeSummary,
+        W::OutpatientLetter => DocumentType::OutpatientLetter,
+        W::EmergencyCareDischarge => DocumentType::EmergencyCareDischarge,
+        W::MentalHealthDischarge => DocumentType::MentalHealthDischarge,
+        W::OrderResult => DocumentType::OrderResult,
+        W::GenericDocument => DocumentType::GenericDocument,
+    })
+}
+
+/// The wire value of a document type.
+pub fn document_type_wire(t: DocumentType) -> v1::DocumentType {
+    use v1::DocumentType as W;
+    match t {
+        DocumentType::DischargeSummary => W::DischargeSummary,
+        DocumentType::OutpatientLetter => W::OutpatientLetter,
+        DocumentType::EmergencyCareDischarge => W::EmergencyCareDischarge,
+        DocumentType::MentalHealthDischarge => W::MentalHealthDischarge,
+        DocumentType::OrderResult => W::OrderResult,
+        DocumentType::GenericDocument => W::GenericDocument,
     }
 }
 

@@ -8,9 +8,9 @@
 //! [`crate::cluster`]), or — when the payload is too large to share — an instruction on this
 //! node's own queue to attempt it here.
 
-use super::{Bus, DELIVER_QUEUE};
+use super::WorkFor;
+use crate::bus::{Bus, DELIVER_QUEUE};
 use crate::cluster;
-use crate::cluster::WorkFor;
 use crate::hub::Hub;
 use crate::shutdown::Shutdown;
 use std::sync::atomic::Ordering;

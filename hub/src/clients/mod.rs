@@ -1,0 +1,21 @@
+//! Clients of the services the hub talks to: the MESH API (sending, and reading the hub's
+//! inbox) and the SMTP relay (letters and notices), with the one builder of every mail the hub
+//! writes (`compose`). Delivery, acknowledgement intake and
+//! notices use them; each owns its settings, not the hub.
+
+pub mod compose;
+pub mod mesh;
+pub mod relay;
+
+/// How a request to a peer failed, for every transport and client alike.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum SendError {
+    /// Worth retrying: connection trouble, timeouts, a folder missing or unwritable, 4xx SMTP,
+    /// 429 or 5xx HTTP.
+    #[error("{0}")]
+    Transient(String),
+    /// Will never work as it is (endpoint removed, unregistered recipient, refused
+    /// authorization): fail now.
+    #[error("{0}")]
+    Permanent(String),
+}
