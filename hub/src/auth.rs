@@ -32,8 +32,10 @@ fn bearer<T>(req: &Request<T>) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares secrets (or their digests) in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// Denies a call: logged for the audit trail and counted.

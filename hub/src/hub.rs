@@ -1,6 +1,7 @@
-//! The hub itself: the operations every front door (gRPC, later SMTP) and every worker share —
-//! accept a document, attempt a delivery, replay, cancel, report status — over the store, the
-//! bus and the directory.
+//! A running node's shared state: its configuration, store, bus, directory and the clients of
+//! its peers, opened once and handed to every stage. The stages do the work (`ingest`,
+//! `route`, `deliver`, `acks`, `cluster`, `admin`); what is here is only what they share, and
+//! the one read every stage needs: a message with its current deliveries.
 
 use crate::bus::amqp::{AmqpBus, AmqpSettings};
 use crate::bus::{embedded::EmbeddedBus, Bus};

@@ -4,7 +4,7 @@ use crate::admin::grpc::{check_token, AdminService, TrackingService};
 use crate::config::{Config, ListenAddr};
 use crate::hub::Hub;
 use crate::ingest::grpc::SubmissionService;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Every, Shutdown};
 use edt_proto::v1::{
     admin_server::AdminServer, document_submission_server::DocumentSubmissionServer,
     tracking_server::TrackingServer,
@@ -155,15 +155,10 @@ pub async fn serve(
         .then(|| crate::acks::mesh::spawn(hub.clone(), shutdown.clone()));
     let retention = (hub.config.retention.payload_days > 0).then(|| {
         let hub = hub.clone();
-        let mut shutdown = shutdown.clone();
+        let mut every = Every::new(std::time::Duration::from_secs(3600), shutdown.clone());
         tokio::spawn(async move {
             let days = hub.config.retention.payload_days;
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-            loop {
-                tokio::select! {
-                    _ = shutdown.wait() => break,
-                    _ = tick.tick() => {}
-                }
+            while every.tick().await {
                 let reason = format!("retention: older than {days} days, every delivery final");
                 if let Err(e) = crate::admin::actions::purge(
                     &hub,
@@ -181,14 +176,9 @@ pub async fn serve(
     });
     // Memory freed after a burst of documents goes back to the system (see `memory`).
     let trimmer = {
-        let mut shutdown = shutdown.clone();
+        let mut every = Every::new(TRIM_EVERY, shutdown.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(TRIM_EVERY);
-            loop {
-                tokio::select! {
-                    _ = shutdown.wait() => break,
-                    _ = tick.tick() => {}
-                }
+            while every.tick().await {
                 let _ = tokio::task::spawn_blocking(crate::memory::trim).await;
             }
         })
@@ -196,14 +186,10 @@ pub async fn serve(
     // The Prometheus recorder keeps every histogram sample until its upkeep folds them into
     // summaries; a scrape of /metrics runs it, but nothing may scrape.
     let metrics_upkeep = crate::admin::http::metrics_handle().map(|handle| {
-        let mut shutdown = shutdown.clone();
+        let mut every = Every::new(METRICS_UPKEEP_EVERY, shutdown.clone());
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(METRICS_UPKEEP_EVERY);
-            loop {
-                tokio::select! {
-                    _ = shutdown.wait() => break,
-                    _ = tick.tick() => handle.run_upkeep(),
-                }
+            while every.tick().await {
+                handle.run_upkeep();
             }
         })
     });

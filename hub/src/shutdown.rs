@@ -21,6 +21,35 @@ impl Trigger {
     }
 }
 
+/// A periodic tick that ends when the shutdown fires: the one loop-until-shutdown of every
+/// background job. The first tick is at once; a late tick delays the next rather than
+/// bunching them up.
+///
+/// ```ignore
+/// let mut every = Every::new(Duration::from_secs(60), shutdown);
+/// while every.tick().await { /* the job */ }
+/// ```
+pub struct Every {
+    interval: tokio::time::Interval,
+    shutdown: Shutdown,
+}
+
+impl Every {
+    pub fn new(period: std::time::Duration, shutdown: Shutdown) -> Self {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { interval, shutdown }
+    }
+
+    /// Waits for the next tick: `true`, or `false` once the shutdown has fired.
+    pub async fn tick(&mut self) -> bool {
+        tokio::select! {
+            _ = self.shutdown.wait() => false,
+            _ = self.interval.tick() => true,
+        }
+    }
+}
+
 impl Shutdown {
     pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|v| *v).await;

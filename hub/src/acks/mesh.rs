@@ -11,7 +11,8 @@
 //! | MESH REPORT (`mex-StatusSuccess: ERROR`) | `mex-LinkedMsgID` = MESH id of the send | `failed` |
 
 use crate::acks::{Ack, AckStatus, Outcome};
-use crate::clients::mesh::{Downloaded, MeshError};
+use crate::clients::mesh::Downloaded;
+use crate::clients::SendError;
 use crate::hub::Hub;
 use crate::shutdown::Shutdown;
 use crate::store::{Change, StoreError, UnmatchedAck};
@@ -44,17 +45,12 @@ enum Handled {
 }
 
 /// Polls the inbox every `mesh.poll_ms` until `shutdown` fires.
-pub fn spawn(hub: Arc<Hub>, mut shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+pub fn spawn(hub: Arc<Hub>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    let period = Duration::from_millis(hub.config.mesh.poll_ms.max(1));
+    let mut every = crate::shutdown::Every::new(period, shutdown);
     tokio::spawn(async move {
-        let every = Duration::from_millis(hub.config.mesh.poll_ms.max(1));
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_handshake: Option<std::time::Instant> = None;
-        loop {
-            tokio::select! {
-                _ = shutdown.wait() => break,
-                _ = tick.tick() => {}
-            }
+        while every.tick().await {
             let Some(client) = hub.mesh.as_ref() else {
                 break;
             };
@@ -82,9 +78,9 @@ pub fn spawn(hub: Arc<Hub>, mut shutdown: Shutdown) -> tokio::task::JoinHandle<(
 }
 
 /// Reads the inbox once and handles everything in it.
-pub async fn poll_once(hub: &Hub) -> Result<PollSummary, MeshError> {
+pub async fn poll_once(hub: &Hub) -> Result<PollSummary, SendError> {
     let Some(client) = hub.mesh.as_ref() else {
-        return Err(MeshError::Permanent(
+        return Err(SendError::Permanent(
             "MESH is not configured on this hub".into(),
         ));
     };
@@ -93,7 +89,7 @@ pub async fn poll_once(hub: &Hub) -> Result<PollSummary, MeshError> {
         summary.seen += 1;
         let message = match client.download(&id).await {
             Ok(m) => m,
-            Err(MeshError::Permanent(e)) => {
+            Err(SendError::Permanent(e)) => {
                 // It will never download: kept as unmatched (with what is known) so ops see
                 // it, and taken out of the inbox.
                 tracing::warn!(mesh_message = %id, error = %e, "MESH message cannot be downloaded");

@@ -2,7 +2,7 @@
 //!
 //! | Channel | Module | Matched by |
 //! |---|---|---|
-//! | ack files in a drop folder's `acks/` | [`file`] | the file name (delivery id) and the folder (endpoint) |
+//! | ack files in a drop folder's `acks/` | [`mod@file`] | the file name (delivery id) and the folder (endpoint) |
 //! | ITK3 responses and MESH reports in the hub's MESH inbox | [`mesh`] | `response.identifier` (the delivery's MessageHeader id), `mex-LinkedMsgID` |
 //! | `ReceiverDelivery/Acknowledge` from receivers pulling over gRPC | `deliver::pull` | the delivery id, within the caller's endpoint |
 //! | acknowledgements another node took for this node's deliveries | `cluster` | the delivery id |
@@ -18,7 +18,7 @@ pub use crate::track::ack::{AckChannel, AckStatus};
 pub use file::{parse_ack, scan_file_acks, ACK_DIR, SET_ASIDE_DIR};
 
 use crate::hub::Hub;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Every, Shutdown};
 use crate::store::{Change, StoreError};
 use crate::track::{now_ms, DeliveryEvent, DeliveryState};
 use serde::Deserialize;
@@ -181,23 +181,27 @@ pub async fn check_sla(hub: &Hub) -> Result<usize, StoreError> {
 
 /// Runs the ack-folder poller and the SLA checker until shutdown.
 pub fn spawn(hub: Arc<Hub>, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
+    let mut poll = Every::new(
+        Duration::from_millis(hub.config.acks.poll_ms),
+        shutdown.clone(),
+    );
+    let mut sla = Every::new(
+        Duration::from_secs(hub.config.acks.sla_check_secs.max(1)),
+        shutdown,
+    );
     tokio::spawn(async move {
-        let mut shutdown = shutdown;
-        let mut poll = tokio::time::interval(Duration::from_millis(hub.config.acks.poll_ms));
-        let mut sla =
-            tokio::time::interval(Duration::from_secs(hub.config.acks.sla_check_secs.max(1)));
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        sla.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.wait() => break,
-                _ = poll.tick() => { scan_file_acks(&hub).await; }
-                _ = sla.tick() => {
-                    if let Err(e) = check_sla(&hub).await {
-                        tracing::error!(error = %e, "SLA check failed");
-                    }
+        let files = async {
+            while poll.tick().await {
+                scan_file_acks(&hub).await;
+            }
+        };
+        let overdue = async {
+            while sla.tick().await {
+                if let Err(e) = check_sla(&hub).await {
+                    tracing::error!(error = %e, "SLA check failed");
                 }
             }
-        }
+        };
+        tokio::join!(files, overdue);
     })
 }

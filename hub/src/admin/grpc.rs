@@ -612,12 +612,12 @@ impl Admin for AdminService {
         request: Request<v1::PollMeshRequest>,
     ) -> Result<Response<v1::PollMeshResponse>, Status> {
         let actor = self.authorize(&request, true, "poll MESH")?;
-        use crate::clients::mesh::MeshError;
+        use crate::clients::SendError;
         let s = crate::acks::mesh::poll_once(&self.hub)
             .await
             .map_err(|e| match e {
-                MeshError::Transient(m) => Status::unavailable(m),
-                MeshError::Permanent(m) => Status::failed_precondition(m),
+                SendError::Transient(m) => Status::unavailable(m),
+                SendError::Permanent(m) => Status::failed_precondition(m),
             })?;
         tracing::info!(
             actor,
@@ -866,17 +866,13 @@ pub fn check_token(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         match given {
-            Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(req),
+            Some(g) if crate::auth::constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(req),
             Some(_) => Err(Status::permission_denied("admin token is not valid")),
             None => Err(Status::unauthenticated(
                 "admin API needs a bearer token (set EDTHUB_TOKEN)",
             )),
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn planned(

@@ -107,21 +107,8 @@ pub fn decode_work(body: &[u8]) -> Result<Work, String> {
     Ok(Work::Shared(Box::new(WorkItem { header, payload })))
 }
 
-/// How an attempt made on another node ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RemoteResult {
-    Sent {
-        transport_id: String,
-        detail: String,
-    },
-    Transient {
-        error: String,
-    },
-    Permanent {
-        error: String,
-    },
-}
+/// How an attempt made on another node ended: the same outcome a local attempt has.
+pub type RemoteResult = Result<crate::clients::Sent, crate::clients::SendError>;
 
 /// Events for a home node, on its own queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

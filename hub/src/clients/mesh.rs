@@ -9,7 +9,7 @@ use std::time::Duration;
 
 const ACCEPT: &str = "application/vnd.mesh.v2+json";
 
-pub use super::SendError as MeshError;
+use super::SendError;
 
 /// The `Authorization` header value for one request (MESH API specification, "MESH
 /// Authorization header"): `NHSMESH mailbox:nonce:count:timestamp:hmac`.
@@ -69,11 +69,11 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.finish().expect("writing to memory")
 }
 
-fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, MeshError> {
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, SendError> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
         .read_to_end(&mut out)
-        .map_err(|e| MeshError::Permanent(format!("a gzipped chunk does not decompress: {e}")))?;
+        .map_err(|e| SendError::Permanent(format!("a gzipped chunk does not decompress: {e}")))?;
     Ok(out)
 }
 
@@ -155,11 +155,11 @@ impl MeshClient {
         &self,
         req: reqwest::RequestBuilder,
         what: &str,
-    ) -> Result<reqwest::Response, MeshError> {
+    ) -> Result<reqwest::Response, SendError> {
         let resp = req
             .send()
             .await
-            .map_err(|e| MeshError::Transient(format!("MESH {what}: {e}")))?;
+            .map_err(|e| SendError::Transient(format!("MESH {what}: {e}")))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -178,14 +178,14 @@ impl MeshClient {
             .unwrap_or_else(|| body.chars().take(200).collect());
         let message = format!("MESH {what} refused ({status}) {detail}");
         if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-            Err(MeshError::Transient(message))
+            Err(SendError::Transient(message))
         } else {
-            Err(MeshError::Permanent(message))
+            Err(SendError::Permanent(message))
         }
     }
 
     /// The handshake MESH asks for once a day.
-    pub async fn handshake(&self) -> Result<(), MeshError> {
+    pub async fn handshake(&self) -> Result<(), SendError> {
         self.call(
             self.request(reqwest::Method::POST, self.url("")),
             "handshake",
@@ -195,7 +195,7 @@ impl MeshClient {
     }
 
     /// Sends a message, in gzipped chunks of `chunk_bytes` when larger. Returns MESH's id.
-    pub async fn send(&self, m: &Outgoing<'_>) -> Result<String, MeshError> {
+    pub async fn send(&self, m: &Outgoing<'_>) -> Result<String, SendError> {
         let chunk = self.config.chunk_bytes.max(1);
         let chunks: Vec<&[u8]> = if m.body.len() > chunk {
             m.body.chunks(chunk).collect()
@@ -233,11 +233,11 @@ impl MeshClient {
         let v: serde_json::Value = first
             .json()
             .await
-            .map_err(|e| MeshError::Transient(format!("MESH send: unreadable reply: {e}")))?;
+            .map_err(|e| SendError::Transient(format!("MESH send: unreadable reply: {e}")))?;
         let id = v["message_id"]
             .as_str()
             .or(v["messageID"].as_str())
-            .ok_or_else(|| MeshError::Transient(format!("MESH send: no message id in {v}")))?
+            .ok_or_else(|| SendError::Transient(format!("MESH send: no message id in {v}")))?
             .to_string();
         for (k, c) in chunks.iter().enumerate().skip(1) {
             self.call(
@@ -257,7 +257,7 @@ impl MeshClient {
     }
 
     /// Ids of messages waiting in the inbox (every page).
-    pub async fn inbox(&self) -> Result<Vec<String>, MeshError> {
+    pub async fn inbox(&self) -> Result<Vec<String>, SendError> {
         let mut ids = Vec::new();
         let mut url = self.url("/inbox?max_results=500");
         loop {
@@ -266,7 +266,7 @@ impl MeshClient {
                 .await?
                 .json()
                 .await
-                .map_err(|e| MeshError::Transient(format!("MESH inbox: unreadable reply: {e}")))?;
+                .map_err(|e| SendError::Transient(format!("MESH inbox: unreadable reply: {e}")))?;
             ids.extend(
                 v["messages"]
                     .as_array()
@@ -289,7 +289,7 @@ impl MeshClient {
     }
 
     /// Downloads a message and any further chunks.
-    pub async fn download(&self, id: &str) -> Result<Downloaded, MeshError> {
+    pub async fn download(&self, id: &str) -> Result<Downloaded, SendError> {
         let resp = self
             .call(
                 self.request(reqwest::Method::GET, self.url(&format!("/inbox/{id}"))),
@@ -311,7 +311,7 @@ impl MeshClient {
         let first = resp
             .bytes()
             .await
-            .map_err(|e| MeshError::Transient(format!("MESH download: {e}")))?;
+            .map_err(|e| SendError::Transient(format!("MESH download: {e}")))?;
         let mut body = if gzipped {
             gunzip(&first)?
         } else {
@@ -331,7 +331,7 @@ impl MeshClient {
             let bytes = part
                 .bytes()
                 .await
-                .map_err(|e| MeshError::Transient(format!("MESH download chunk: {e}")))?;
+                .map_err(|e| SendError::Transient(format!("MESH download chunk: {e}")))?;
             body.extend(if gz { gunzip(&bytes)? } else { bytes.to_vec() });
         }
         Ok(Downloaded {
@@ -349,7 +349,7 @@ impl MeshClient {
     }
 
     /// Acknowledges a downloaded message: it leaves the inbox.
-    pub async fn acknowledge(&self, id: &str) -> Result<(), MeshError> {
+    pub async fn acknowledge(&self, id: &str) -> Result<(), SendError> {
         self.call(
             self.request(
                 reqwest::Method::PUT,
@@ -362,7 +362,7 @@ impl MeshClient {
     }
 
     /// What MESH knows of a sent message (status, status code and description, ...).
-    pub async fn tracking(&self, id: &str) -> Result<serde_json::Value, MeshError> {
+    pub async fn tracking(&self, id: &str) -> Result<serde_json::Value, SendError> {
         self.call(
             self.request(
                 reqwest::Method::GET,
@@ -373,11 +373,11 @@ impl MeshClient {
         .await?
         .json()
         .await
-        .map_err(|e| MeshError::Transient(format!("MESH tracking: unreadable reply: {e}")))
+        .map_err(|e| SendError::Transient(format!("MESH tracking: unreadable reply: {e}")))
     }
 
     /// The mailbox of `ods` for `workflow`, by MESH's endpoint lookup.
-    pub async fn lookup(&self, ods: &str, workflow: &str) -> Result<Option<String>, MeshError> {
+    pub async fn lookup(&self, ods: &str, workflow: &str) -> Result<Option<String>, SendError> {
         let url = format!(
             "{}/messageexchange/endpointlookup/{ods}/{workflow}",
             self.base
@@ -387,7 +387,7 @@ impl MeshClient {
             .await?
             .json()
             .await
-            .map_err(|e| MeshError::Transient(format!("MESH lookup: unreadable reply: {e}")))?;
+            .map_err(|e| SendError::Transient(format!("MESH lookup: unreadable reply: {e}")))?;
         Ok(v["results"].as_array().and_then(|r| {
             r.iter()
                 .find_map(|x| x["mailbox_id"].as_str().or(x["address"].as_str()))

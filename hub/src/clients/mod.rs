@@ -7,6 +7,15 @@ pub mod compose;
 pub mod mesh;
 pub mod relay;
 
+/// A successful hand-over to a transport.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sent {
+    /// The transport's own id for the delivery (for ack correlation).
+    pub transport_id: String,
+    /// For the audit trail: where it went.
+    pub detail: String,
+}
+
 /// How a request to a peer failed, for every transport and client alike.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum SendError {

@@ -196,23 +196,12 @@ pub async fn apply_remote_outcome(
         return Ok(crate::deliver::Attempt::Skipped);
     };
     if !d.state.awaits_transport() || !d.is_current() || d.attempts + 1 != attempt {
-        if matches!(result, RemoteResult::Sent { .. }) && d.state == DeliveryState::Cancelled {
+        if result.is_ok() && d.state == DeliveryState::Cancelled {
             tracing::warn!(delivery = %delivery_id, node, "node handed over a delivery that was cancelled meanwhile");
         }
         return Ok(crate::deliver::Attempt::Skipped);
     }
-    let outcome = match result {
-        RemoteResult::Sent {
-            transport_id,
-            detail,
-        } => Ok(crate::deliver::Sent {
-            transport_id,
-            detail,
-        }),
-        RemoteResult::Transient { error } => Err(crate::deliver::SendError::Transient(error)),
-        RemoteResult::Permanent { error } => Err(crate::deliver::SendError::Permanent(error)),
-    };
-    let r = crate::deliver::worker::record(hub, &d, outcome, Some(node))?;
+    let r = crate::deliver::worker::record(hub, &d, result, Some(node))?;
     hub.store.flush().await?;
     Ok(r)
 }
@@ -341,9 +330,9 @@ mod tests {
             delivery: new_id(),
             attempt: 2,
             node: "b".into(),
-            result: RemoteResult::Transient {
-                error: "folder missing".into(),
-            },
+            result: Err(crate::clients::SendError::Transient(
+                "folder missing".into(),
+            )),
         };
         assert_eq!(HomeEvent::decode(&e.encode()).unwrap(), e);
         assert_eq!(home_queue(0x1a2b), "home.1a2b");

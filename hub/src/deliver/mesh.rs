@@ -4,16 +4,9 @@
 //! words; connection trouble and 5xx are retried.
 
 use super::{SendError, Sent};
-use crate::clients::mesh::{MeshError, Outgoing};
+use crate::clients::mesh::Outgoing;
 use crate::hub::Hub;
 use crate::track::{DeliveryRecord, MessageRecord};
-
-fn send_error(e: MeshError) -> SendError {
-    match e {
-        MeshError::Transient(s) => SendError::Transient(s),
-        MeshError::Permanent(s) => SendError::Permanent(s),
-    }
-}
 
 pub async fn send(
     hub: &Hub,
@@ -70,8 +63,7 @@ pub async fn send(
         Some(mb) => mb.to_string(),
         None => client
             .lookup(&d.recipient_ods, &workflow)
-            .await
-            .map_err(send_error)?
+            .await?
             .ok_or_else(|| {
                 SendError::Permanent(format!(
                     "MESH endpoint lookup found no mailbox for {} on workflow {workflow}",
@@ -99,8 +91,7 @@ pub async fn send(
             content_type: &meta.content_type,
             body: &bytes,
         })
-        .await
-        .map_err(send_error)?;
+        .await?;
     Ok(Sent {
         transport_id: mesh_id.clone(),
         detail: format!(

@@ -9,13 +9,4 @@ pub mod worker;
 
 pub use worker::{attempt, execute, reconcile, spawn_workers, Attempt};
 
-pub use crate::clients::SendError;
-
-/// A successful hand-over to the transport.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sent {
-    /// The transport's own id for the delivery (for ack correlation).
-    pub transport_id: String,
-    /// For the audit trail: where it went.
-    pub detail: String,
-}
+pub use crate::clients::{SendError, Sent};

@@ -411,14 +411,7 @@ async fn attempt_for_home(
     w: crate::bus::messages::WorkItem,
 ) {
     let id = w.header.delivery.id;
-    let result = match execute(hub, &w.header.delivery, &w.header.message, w.payload).await {
-        Ok(sent) => crate::bus::messages::RemoteResult::Sent {
-            transport_id: sent.transport_id,
-            detail: sent.detail,
-        },
-        Err(SendError::Transient(error)) => crate::bus::messages::RemoteResult::Transient { error },
-        Err(SendError::Permanent(error)) => crate::bus::messages::RemoteResult::Permanent { error },
-    };
+    let result = execute(hub, &w.header.delivery, &w.header.message, w.payload).await;
     tracing::info!(home = %w.header.home_node, result = ?result, "delivery attempt for another node");
     let event = crate::bus::messages::HomeEvent::Outcome {
         delivery: id,

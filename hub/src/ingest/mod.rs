@@ -1,6 +1,6 @@
 //! Ingest: the front doors through which documents arrive. Each checks what it was given
 //! field by field (a bad field is named with the rule it broke, and nothing is stored), then
-//! hands a [`crate::ingest::Submission`] to [`crate::hub::Hub::submit`], which answers only once
+//! hands a [`Submission`] to [`accept::submit`], which answers only once
 //! the document is durable.
 
 pub mod accept;

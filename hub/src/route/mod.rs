@@ -106,17 +106,12 @@ impl DirectoryHandle {
     pub fn spawn_watcher(
         self: Arc<Self>,
         every: Duration,
-        mut shutdown: crate::shutdown::Shutdown,
+        shutdown: crate::shutdown::Shutdown,
     ) -> tokio::task::JoinHandle<()> {
+        let mut every = crate::shutdown::Every::new(every, shutdown);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut refused_stamps = None;
-            loop {
-                tokio::select! {
-                    _ = shutdown.wait() => break,
-                    _ = tick.tick() => {}
-                }
+            while every.tick().await {
                 let loaded = self.get();
                 if !loaded.changed_on_disk() {
                     continue;
