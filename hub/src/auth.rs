@@ -32,11 +32,7 @@ fn bearer<T>(req: &Request<T>) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
-/// Compares secrets (or their digests) in time that does not depend on where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.ct_eq(b).into()
-}
+pub use crate::password::constant_time_eq;
 
 /// Denies a call: logged for the audit trail and counted.
 pub fn deny(status: Status, who: &str, what: &str) -> Status {

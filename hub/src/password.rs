@@ -78,9 +78,7 @@ pub fn verify(stored: Stored<'_>, password: &str) -> bool {
                     .is_ok()
             })
             .unwrap_or(false),
-        Stored::Sha256(hex) => {
-            constant_time_eq(&edt_transforms::sha256_hex(password.as_bytes()), hex)
-        }
+        Stored::Sha256(hex) => hex_eq(&edt_transforms::sha256_hex(password.as_bytes()), hex),
     }
 }
 
@@ -92,9 +90,15 @@ pub fn verify_nobody(password: &str) {
     let _ = verify(Stored::Argon2(phc), password);
 }
 
+/// Compares secrets (or their digests) in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
 /// Hex digests compared in constant time, whatever their case.
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    crate::auth::constant_time_eq(
+fn hex_eq(a: &str, b: &str) -> bool {
+    constant_time_eq(
         a.to_ascii_lowercase().as_bytes(),
         b.to_ascii_lowercase().as_bytes(),
     )

@@ -31,6 +31,34 @@ pub async fn send(
         .map_err(|e| SendError::Transient(format!("file-drop task failed: {e}")))?
 }
 
+/// A drop folder.
+pub struct FileDrop {
+    pub folder: PathBuf,
+}
+
+impl super::Transport for FileDrop {
+    fn send<'a>(
+        &'a self,
+        d: &'a DeliveryRecord,
+        _m: &'a crate::track::MessageRecord,
+        doc: super::Document,
+    ) -> futures::future::BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(async move {
+            let what = doc.rendered_as.as_deref().map(|format| {
+                format!(
+                    "rendered as {format} ({}, {} bytes, sha256 {})",
+                    doc.meta.content_type, doc.meta.payload_size, doc.meta.payload_sha256
+                )
+            });
+            let mut sent = send(self.folder.clone(), d.clone(), doc.meta, doc.bytes).await?;
+            if let Some(what) = what {
+                sent.detail = format!("{}, {what}", sent.detail);
+            }
+            Ok(sent)
+        })
+    }
+}
+
 /// The blocking body of [`send`].
 pub fn write_drop(
     folder: &Path,

@@ -4,30 +4,43 @@
 //! words; connection trouble and 5xx are retried.
 
 use super::{SendError, Sent};
+use crate::clients::mesh::MeshClient;
 use crate::clients::mesh::Outgoing;
-use crate::hub::Hub;
+use crate::config::MeshConfig;
 use crate::track::{DeliveryRecord, MessageRecord};
 
-pub async fn send(
-    hub: &Hub,
+/// A MESH mailbox (or MESH's endpoint lookup), through the hub's MESH client.
+pub struct Mesh<'a> {
+    pub client: Option<&'a MeshClient>,
+    pub settings: &'a MeshConfig,
+    pub mailbox: Option<String>,
+    pub workflow: Option<String>,
+}
+
+impl super::Transport for Mesh<'_> {
+    fn send<'a>(
+        &'a self,
+        d: &'a DeliveryRecord,
+        m: &'a MessageRecord,
+        doc: super::Document,
+    ) -> futures::future::BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(send(self, d, m, doc))
+    }
+}
+
+async fn send(
+    t: &Mesh<'_>,
     d: &DeliveryRecord,
     m: &MessageRecord,
-    payload: Vec<u8>,
-    mailbox: Option<&str>,
-    workflow: Option<&str>,
+    doc: super::Document,
 ) -> Result<Sent, SendError> {
-    let Some(client) = hub.mesh.as_ref() else {
+    let Some(client) = t.client else {
         return Err(SendError::Transient(
             "MESH is not configured on this hub ([mesh] url, mailbox, password, shared_key)".into(),
         ));
     };
     let format = d.format.as_deref().unwrap_or("original");
-    let (meta, bytes) = if format == "original" {
-        (m.meta(), payload)
-    } else {
-        let r = crate::render::render_for(hub, d, m, &payload).map_err(SendError::Permanent)?;
-        (r.meta, r.bytes)
-    };
+    let (meta, bytes) = (doc.meta, doc.bytes);
     // The workflow follows what is sent: a GP Connect Send Document goes on the GP Connect
     // workflow whatever the letter inside; an ITK3 message on its own event's workflow.
     let sent_event = edt_transforms::extract::fhir_format(&meta.content_type).and_then(|f| {
@@ -46,20 +59,16 @@ pub async fn send(
         Some((_, Some(t))) => (t.as_str(), format),
         _ => (m.document_type.as_str(), format),
     };
-    let workflow = match workflow {
+    let workflow = match &t.workflow {
         Some(w) => w.to_string(),
-        None => hub
-            .config
-            .mesh
-            .workflow(key_type, key_format)
-            .ok_or_else(|| {
-                SendError::Permanent(format!(
-                    "no MESH workflow for {} documents: name one on the endpoint or in mesh.workflows",
-                    m.document_type
-                ))
-            })?,
+        None => t.settings.workflow(key_type, key_format).ok_or_else(|| {
+            SendError::Permanent(format!(
+                "no MESH workflow for {} documents: name one on the endpoint or in mesh.workflows",
+                m.document_type
+            ))
+        })?,
     };
-    let to = match mailbox {
+    let to = match &t.mailbox {
         Some(mb) => mb.to_string(),
         None => client
             .lookup(&d.recipient_ods, &workflow)
@@ -76,10 +85,7 @@ pub async fn send(
         "{id}.{}",
         edt_transforms::index::extension_for(&meta.content_type)
     );
-    let chunks = bytes
-        .len()
-        .div_ceil(hub.config.mesh.chunk_bytes.max(1))
-        .max(1);
+    let chunks = bytes.len().div_ceil(t.settings.chunk_bytes.max(1)).max(1);
     let mesh_id = client
         .send(&Outgoing {
             to: &to,

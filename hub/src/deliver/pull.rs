@@ -96,6 +96,28 @@ fn scope_of<T>(hub: &Hub, req: &Request<T>) -> Result<Scope, Status> {
     }
 }
 
+/// Held for a receiver that pulls over gRPC: rendered when it does; its acknowledgement moves
+/// the delivery on from `sent`.
+pub struct Held {
+    pub endpoint: String,
+}
+
+impl super::Transport for Held {
+    fn send<'a>(
+        &'a self,
+        _d: &'a DeliveryRecord,
+        _m: &'a crate::track::MessageRecord,
+        _doc: super::Document,
+    ) -> futures::future::BoxFuture<'a, Result<super::Sent, super::SendError>> {
+        Box::pin(async move {
+            Ok(super::Sent {
+                transport_id: String::new(),
+                detail: format!("held for endpoint {} to pull over gRPC", self.endpoint),
+            })
+        })
+    }
+}
+
 /// The document of a delivery as the receiver gets it.
 fn document(hub: &Hub, d: &DeliveryRecord) -> Option<v1::ReceivedDocument> {
     let m = hub.store.message(d.message_id).ok()??;

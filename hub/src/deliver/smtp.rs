@@ -9,15 +9,42 @@ use super::{SendError, Sent};
 use crate::clients::compose;
 use crate::clients::relay::Relay;
 
+/// A mailbox reached through the hub's SMTP relay.
+pub struct Mail<'a> {
+    pub relay: Option<&'a Relay>,
+    /// The hub's mail domain (Message-IDs).
+    pub domain: &'a str,
+    pub address: String,
+}
+
+impl super::Transport for Mail<'_> {
+    fn send<'a>(
+        &'a self,
+        d: &'a crate::track::DeliveryRecord,
+        _m: &'a crate::track::MessageRecord,
+        doc: super::Document,
+    ) -> futures::future::BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(send(
+            self.relay,
+            self.domain,
+            d,
+            doc.meta,
+            doc.bytes,
+            &self.address,
+        ))
+    }
+}
+
 /// Mails delivery `d`'s document to `address` as a letter.
 pub async fn send(
     relay: Option<&Relay>,
     domain: &str,
     d: &crate::track::DeliveryRecord,
-    meta: &edt_transforms::DocumentMeta,
-    payload: &[u8],
+    meta: edt_transforms::DocumentMeta,
+    payload: Vec<u8>,
     address: &str,
 ) -> Result<Sent, SendError> {
+    let (meta, payload) = (&meta, payload.as_slice());
     let Some(relay) = relay else {
         return Err(SendError::Transient(
             "no SMTP relay is configured ([smtp.relay] in the hub config)".into(),

@@ -106,58 +106,44 @@ pub async fn execute(
             d.endpoint.as_deref().unwrap_or("")
         )));
     };
-    if let edt_routers::EndpointKind::Mesh { mailbox, workflow } = &ep.kind {
-        return super::mesh::send(hub, d, m, payload, mailbox.as_deref(), workflow.as_deref())
-            .await;
-    }
-    if let edt_routers::EndpointKind::Grpc { .. } = &ep.kind {
-        // Held for the receiver to pull; rendered when it does. Its acknowledgement moves
-        // the delivery on from here.
-        crate::render::render_for(hub, d, m, &payload).map_err(SendError::Permanent)?;
-        return Ok(super::Sent {
-            transport_id: String::new(),
-            detail: format!("held for endpoint {} to pull over gRPC", ep.id),
-        });
-    }
-    if let edt_routers::EndpointKind::Email { address } = &ep.kind {
-        // The letter carries the document in the route's format (the original by default).
-        let (meta, bytes) = match d.format.as_deref().unwrap_or("original") {
-            "original" | "email" => (m.meta(), payload),
-            _ => {
-                let r =
-                    crate::render::render_for(hub, d, m, &payload).map_err(SendError::Permanent)?;
-                (r.meta, r.bytes)
+    // Rendered once, here, for whichever transport takes it.
+    let doc = match d.format.as_deref().unwrap_or("original") {
+        "original" | "email" => super::Document {
+            meta: m.meta(),
+            bytes: payload,
+            rendered_as: None,
+        },
+        format => {
+            let r = crate::render::render_for(hub, d, m, &payload).map_err(SendError::Permanent)?;
+            super::Document {
+                meta: r.meta,
+                bytes: r.bytes,
+                rendered_as: Some(format.to_string()),
             }
-        };
-        return super::smtp::send(
-            hub.relay.as_ref(),
-            &hub.config.smtp.domain,
-            d,
-            &meta,
-            &bytes,
-            address,
-        )
-        .await;
-    }
-    let folder = loaded
-        .folder(&ep)
-        .ok_or_else(|| SendError::Permanent(format!("endpoint {:?} has no folder", ep.id)))?;
-    if d.format.as_deref().unwrap_or("original") == "original" {
-        return super::file::send(folder, d.clone(), m.meta(), payload).await;
-    }
-    // The receiver's format: rendered afresh on each attempt (repeatably: the same
-    // delivery always renders the same bytes).
-    let r = crate::render::render_for(hub, d, m, &payload).map_err(SendError::Permanent)?;
-    let what = format!(
-        "rendered as {} ({}, {} bytes, sha256 {})",
-        d.format.as_deref().unwrap_or("original"),
-        r.meta.content_type,
-        r.meta.payload_size,
-        r.meta.payload_sha256
-    );
-    let mut sent = super::file::send(folder, d.clone(), r.meta, r.bytes).await?;
-    sent.detail = format!("{}, {what}", sent.detail);
-    Ok(sent)
+        }
+    };
+    let transport: Box<dyn super::Transport + '_> = match &ep.kind {
+        edt_routers::EndpointKind::Mesh { mailbox, workflow } => Box::new(super::mesh::Mesh {
+            client: hub.mesh.as_ref(),
+            settings: &hub.config.mesh,
+            mailbox: mailbox.clone(),
+            workflow: workflow.clone(),
+        }),
+        edt_routers::EndpointKind::Grpc { .. } => Box::new(super::pull::Held {
+            endpoint: ep.id.clone(),
+        }),
+        edt_routers::EndpointKind::Email { address } => Box::new(super::smtp::Mail {
+            relay: hub.relay.as_ref(),
+            domain: &hub.config.smtp.domain,
+            address: address.clone(),
+        }),
+        edt_routers::EndpointKind::File { .. } => Box::new(super::file::FileDrop {
+            folder: loaded.folder(&ep).ok_or_else(|| {
+                SendError::Permanent(format!("endpoint {:?} has no folder", ep.id))
+            })?,
+        }),
+    };
+    transport.send(d, m, doc).await
 }
 
 /// Records how an attempt at `d` ended: sent, a retry scheduled (with its work item), or
