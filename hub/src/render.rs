@@ -29,13 +29,13 @@ pub fn render_for(
     let created_at = crate::track::rfc3339(d.created_ms);
     let source = source_mailbox(hub, &m.sender_ods);
     edt_transforms::render::render(
-        d.format.as_deref().unwrap_or("original"),
+        d.format.unwrap_or_default(),
         &m.meta(),
         payload,
         &edt_transforms::render::Delivery {
             id: &id,
             recipient_ods: &d.recipient_ods,
-            recipient_type: &d.recipient_type,
+            recipient_type: d.recipient_type,
             created_at: &created_at,
             source_endpoint: source.as_deref(),
         },

@@ -46,8 +46,8 @@ pub fn delivery(d: &DeliveryRecord) -> v1::Delivery {
         superseded_by: d.superseded_by.map(|u| u.to_string()).unwrap_or_default(),
         ack_code: d.ack_code.clone().unwrap_or_default(),
         ack_reason: d.ack_reason.clone().unwrap_or_default(),
-        recipient_type: d.recipient_type.clone(),
-        format: d.format.clone().unwrap_or_else(|| "original".into()),
+        recipient_type: d.recipient_type.code().to_string(),
+        format: d.format.unwrap_or_default().as_str().to_string(),
     }
 }
 

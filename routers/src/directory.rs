@@ -101,34 +101,8 @@ pub struct Endpoint {
     pub kind: EndpointKind,
 }
 
-/// The format a receiver can file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Format {
-    /// The document exactly as the sender sent it.
-    #[default]
-    Original,
-    /// An ITK3 FHIR message (Transfer of Care).
-    Itk3,
-    /// GP Connect Send Document.
-    GpConnect,
-    /// HL7 v2 ORU^R01.
-    Hl7v2,
-    /// A letter by email.
-    Email,
-}
-
-impl Format {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Original => "original",
-            Self::Itk3 => "itk3",
-            Self::GpConnect => "gp-connect",
-            Self::Hl7v2 => "hl7v2",
-            Self::Email => "email",
-        }
-    }
-}
+/// The format a receiver can file: the one definition, from the document model.
+pub use edt_transforms::ReceiverFormat as Format;
 
 /// An organisation's status, as in the ODS files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -31,23 +31,8 @@ pub struct RouteRequest<'a> {
 }
 
 /// Whether a recipient is to act on the document or is copied for information (ITK3
-/// RecipientType FA / FI).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum RecipientType {
-    #[serde(rename = "FA")]
-    ForAction,
-    #[serde(rename = "FI")]
-    ForInformation,
-}
-
-impl RecipientType {
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::ForAction => "FA",
-            Self::ForInformation => "FI",
-        }
-    }
-}
+/// RecipientType FA / FI): the one definition, from the document model.
+pub use edt_transforms::itk3::RecipientType;
 
 /// One deliverable recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 
 use edt_tests::{peers_python as python, workspace};
 use edt_transforms::render::{render, Delivery};
-use edt_transforms::{DocumentMeta, DocumentType};
+use edt_transforms::{DocumentMeta, DocumentType, ReceiverFormat};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -62,7 +62,7 @@ fn meta(content_type: &str, document_type: DocumentType, payload: &[u8]) -> Docu
 const DELIVERY: Delivery<'static> = Delivery {
     id: "0190a0b0-0000-7000-8000-0000000000bb",
     recipient_ods: "A81001",
-    recipient_type: "FA",
+    recipient_type: edt_transforms::itk3::RecipientType::ForAction,
     created_at: "2026-11-25T09:00:01Z",
     source_endpoint: Some("RX1EDT001"),
 };
@@ -99,38 +99,38 @@ fn the_sample_documents_are_valid_to_the_independent_validators() {
 fn every_itk3_message_the_hub_renders_is_valid_fhir_stu3_and_itk3() {
     let tmp = tempfile::tempdir().unwrap();
     let pdf = fixture("letter.pdf");
-    let cases: Vec<(&str, &str, &str, DocumentType, Vec<u8>)> = vec![
+    let cases: Vec<(&str, ReceiverFormat, &str, DocumentType, Vec<u8>)> = vec![
         (
             "gp-connect from a PDF",
-            "gp-connect",
+            ReceiverFormat::GpConnect,
             "application/pdf",
             DocumentType::DischargeSummary,
             pdf.clone(),
         ),
         (
             "gp-connect passing on an ITK007C",
-            "gp-connect",
+            ReceiverFormat::GpConnect,
             "application/fhir+xml",
             DocumentType::GenericDocument,
             fixture("itk007c-send-document.xml"),
         ),
         (
             "itk3 passing on an ITK007C",
-            "itk3",
+            ReceiverFormat::Itk3,
             "application/fhir+xml",
             DocumentType::GenericDocument,
             fixture("itk007c-send-document.xml"),
         ),
         (
             "itk3 eDischarge",
-            "itk3",
+            ReceiverFormat::Itk3,
             "application/fhir+xml",
             DocumentType::DischargeSummary,
             fixture("itk003d-discharge.xml"),
         ),
         (
             "itk3 outpatient letter",
-            "itk3",
+            ReceiverFormat::Itk3,
             "application/fhir+xml",
             DocumentType::OutpatientLetter,
             fixture("itk006d-outpatient-letter.xml"),
@@ -138,7 +138,7 @@ fn every_itk3_message_the_hub_renders_is_valid_fhir_stu3_and_itk3() {
     ];
     let mut files = Vec::new();
     for (i, (what, format, ct, dt, payload)) in cases.iter().enumerate() {
-        let r = render(format, &meta(ct, *dt, payload), payload, &DELIVERY)
+        let r = render(*format, &meta(ct, *dt, payload), payload, &DELIVERY)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         files.push(write(tmp.path(), &format!("{i}.xml"), &r.bytes));
     }
@@ -167,10 +167,10 @@ fn every_hl7v2_message_the_hub_writes_passes_a_strict_parser() {
     let mut m = meta("application/pdf", DocumentType::OrderResult, &pdf);
     m.title = Some("Full blood count".into());
     // A PDF result becomes an ORU^R01 carrying it (OBX type ED); an ORU goes as it came.
-    let wrapped = render("hl7v2", &m, &pdf, &DELIVERY).unwrap();
+    let wrapped = render(ReceiverFormat::Hl7v2, &m, &pdf, &DELIVERY).unwrap();
     let oru = fixture("oru-r01-uk-pdf.hl7");
     let passed = render(
-        "hl7v2",
+        ReceiverFormat::Hl7v2,
         &meta("application/hl7-v2", DocumentType::OrderResult, &oru),
         &oru,
         &DELIVERY,
@@ -211,7 +211,7 @@ fn the_validators_catch_what_receivers_refused_before() {
     let tmp = tempfile::tempdir().unwrap();
     let pdf = fixture("letter.pdf");
     let good = render(
-        "gp-connect",
+        ReceiverFormat::GpConnect,
         &meta("application/pdf", DocumentType::DischargeSummary, &pdf),
         &pdf,
         &DELIVERY,

@@ -449,51 +449,16 @@ pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 /// An ITK3 message from sender RX1 about patient 9434765919 carrying `pdf`: a GP Connect Send
 /// Document, or with `discharge` an eDischarge (ITK003D) message around the same document
-/// Bundle. `n` makes its ids unique.
+/// Bundle. `n` makes its ids unique. Built as `edthub bench` builds its messages.
 pub fn itk3_message(n: usize, title: &str, pdf: &[u8], discharge: bool) -> Vec<u8> {
-    use edt_transforms::itk3::{self, Handling, MessageParams, SendDocumentMeta};
-    let id = |k: &str| format!("{k:0>8}-0000-4000-8000-{n:012}");
-    let params = |document_type, definition: &str| MessageParams {
-        bundle_id: id("1"),
-        bundle_identifier: id("2"),
-        message_id: id("3"),
-        timestamp: "2026-11-25T09:00:00+00:00".into(),
-        document_type,
-        sender_ods: edt_transforms::OdsCode::parse("RX1").expect("ODS code"),
-        receiver_ods: None,
-        source_endpoint: "RX1EDT001".into(),
-        handling: Handling::new(definition),
+    let sample = edt_transforms::samples::Itk3Sample {
+        n,
+        nhs_number: "9434765919",
+        title,
+        sender_name: "Sample Acute Trust",
+        discharge,
     };
-    let meta = SendDocumentMeta {
-        message: params(
-            edt_transforms::DocumentType::GenericDocument,
-            itk3::MESSAGE_DEFINITION_SEND_DOCUMENT,
-        ),
-        document_bundle_id: id("4"),
-        document_identifier: id("5"),
-        composition_identifier: id("6"),
-        composition_type: None,
-        title: title.into(),
-        date: "2026-11-25T09:00:00+00:00".into(),
-        nhs_number: edt_transforms::NhsNumber::parse("9434765919").expect("NHS number"),
-        sender_name: Some("Sample Acute Trust".into()),
-        replaces: None,
-    };
-    let wrapped = itk3::render_send_document(pdf, "application/pdf", meta);
-    if !discharge {
-        return edt_transforms::fhir::to_xml(&wrapped).into_bytes();
-    }
-    let doc = itk3::read_message_element(&wrapped, Default::default())
-        .expect("reads back")
-        .document;
-    let message = itk3::render_message(
-        &doc,
-        params(
-            edt_transforms::DocumentType::DischargeSummary,
-            itk3::MESSAGE_DEFINITION_EDISCHARGE,
-        ),
-    );
-    edt_transforms::fhir::to_xml(&message).into_bytes()
+    edt_transforms::samples::itk3_message(&sample, pdf)
 }
 
 /// A client certificate (CN ward-ops) signed by the CA of [`certificate`], in the same folder: (certificate, key, SHA-256 of its DER).

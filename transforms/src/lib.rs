@@ -16,8 +16,9 @@ pub mod model;
 pub mod nhs;
 pub mod ods;
 pub mod render;
+pub mod samples;
 
-pub use model::{DocumentMeta, DocumentType};
+pub use model::{DocumentMeta, DocumentType, ReceiverFormat};
 pub use nhs::{NhsNumber, NhsNumberError};
 pub use ods::{OdsCode, OdsCodeError};
 

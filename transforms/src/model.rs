@@ -46,6 +46,49 @@ impl fmt::Display for DocumentType {
 }
 
 /// An unknown document type name.
+/// The form a receiver takes documents in: a route's `format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReceiverFormat {
+    /// The document exactly as the sender sent it.
+    #[default]
+    Original,
+    /// An ITK3 FHIR message (Transfer of Care), re-headed for the delivery.
+    Itk3,
+    /// GP Connect Send Document.
+    GpConnect,
+    /// HL7 v2 ORU^R01.
+    Hl7v2,
+    /// A letter by email (the document as sent, attached).
+    Email,
+}
+
+impl ReceiverFormat {
+    pub const ALL: [Self; 5] = [
+        Self::Original,
+        Self::Itk3,
+        Self::GpConnect,
+        Self::Hl7v2,
+        Self::Email,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Original => "original",
+            Self::Itk3 => "itk3",
+            Self::GpConnect => "gp-connect",
+            Self::Hl7v2 => "hl7v2",
+            Self::Email => "email",
+        }
+    }
+}
+
+impl fmt::Display for ReceiverFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown document type {0:?} (expected one of: discharge-summary, outpatient-letter, emergency-care-discharge, mental-health-discharge, order-result, generic-document)")]
 pub struct UnknownDocumentType(pub String);

@@ -5,7 +5,7 @@
 
 use crate::extract::{fhir_format, is_hl7v2};
 use crate::itk3::{self, Handling, MessageParams, RecipientType, SendDocumentMeta};
-use crate::model::DocumentMeta;
+use crate::model::{DocumentMeta, ReceiverFormat};
 use crate::{NhsNumber, OdsCode};
 
 /// One delivery's side of the rendering.
@@ -14,8 +14,7 @@ pub struct Delivery<'a> {
     /// The delivery's id: the rendered message's id, so a receiver's ack names it.
     pub id: &'a str,
     pub recipient_ods: &'a str,
-    /// `FA` or `FI`.
-    pub recipient_type: &'a str,
+    pub recipient_type: RecipientType,
     /// RFC 3339, when the delivery was created (the rendered message's timestamp).
     pub created_at: &'a str,
     /// The MESH mailbox that sends for the sender (`MessageHeader.source.endpoint` of the ITK3
@@ -61,14 +60,6 @@ fn rendered(original: &DocumentMeta, content_type: &str, bytes: Vec<u8>) -> Rend
     Rendered { meta, bytes }
 }
 
-fn recipient_type(code: &str) -> RecipientType {
-    if code == "FI" {
-        RecipientType::ForInformation
-    } else {
-        RecipientType::ForAction
-    }
-}
-
 /// `MessageHeader.source.endpoint` for a message sent for this delivery: the configured
 /// mailbox, else the one the original message named.
 fn source_endpoint(
@@ -101,7 +92,7 @@ fn reheader(
     let sender_ods =
         OdsCode::parse(&meta.sender_ods).map_err(|e| fail(format!("sender ODS code {e}")))?;
     let mut handling = m.handling.clone();
-    handling.recipient_type = recipient_type(d.recipient_type);
+    handling.recipient_type = d.recipient_type;
     let msg = itk3::reheader_send_document(
         &m.document,
         MessageParams {
@@ -121,32 +112,32 @@ fn reheader(
 }
 
 /// Renders `payload` (described by `meta`) for one delivery in `format` (a route format name:
-/// `original`, `itk3`, `gp-connect`, `hl7v2`, `email`).
+/// see [`ReceiverFormat`]).
 pub fn render(
-    format: &str,
+    format: ReceiverFormat,
     meta: &DocumentMeta,
     payload: &[u8],
     d: &Delivery<'_>,
 ) -> Result<Rendered, RenderError> {
     let fail = |problem: String| RenderError {
-        format: format.to_string(),
+        format: format.as_str().to_string(),
         problem,
     };
     let sender =
         || OdsCode::parse(&meta.sender_ods).map_err(|e| fail(format!("sender ODS code {e}")));
     match format {
         // The letter for email is rendered by the email transport.
-        "original" | "email" => Ok(Rendered {
+        ReceiverFormat::Original | ReceiverFormat::Email => Ok(Rendered {
             meta: meta.clone(),
             bytes: payload.to_vec(),
         }),
-        "hl7v2" if is_hl7v2(&meta.content_type) => Ok(Rendered {
+        ReceiverFormat::Hl7v2 if is_hl7v2(&meta.content_type) => Ok(Rendered {
             meta: meta.clone(),
             bytes: payload.to_vec(),
         }),
         // Any other file becomes an ORU^R01 carrying it in an OBX of type ED (the UK way of
         // sending a PDF report to a results system).
-        "hl7v2" => {
+        ReceiverFormat::Hl7v2 => {
             let nhs = meta.nhs_number.as_deref().ok_or_else(|| {
                 fail("an HL7 v2 result needs the patient's NHS number (PID-3)".into())
             })?;
@@ -205,7 +196,7 @@ pub fn render(
                 msg.render().into_bytes(),
             ))
         }
-        "itk3" => {
+        ReceiverFormat::Itk3 => {
             let Some(f) = fhir_format(&meta.content_type) else {
                 return Err(fail(format!(
                     "an ITK3 message needs a FHIR document; this is {} (route it as gp-connect to wrap it)",
@@ -225,7 +216,7 @@ pub fn render(
                 return reheader(meta, &m, d, &fail);
             }
             let mut handling = m.handling.clone();
-            handling.recipient_type = recipient_type(d.recipient_type);
+            handling.recipient_type = d.recipient_type;
             let receiver = OdsCode::parse(d.recipient_ods)
                 .map_err(|e| fail(format!("recipient ODS code {e}")))?;
             let msg = itk3::render_message(
@@ -245,7 +236,7 @@ pub fn render(
             let bytes = crate::fhir::to_xml(&msg).into_bytes();
             Ok(rendered(meta, "application/fhir+xml", bytes))
         }
-        "gp-connect" => {
+        ReceiverFormat::GpConnect => {
             if let Some(f) = fhir_format(&meta.content_type) {
                 // Already a message: if it is a Send Document, it goes on with a header of this
                 // delivery's own, the document inside untouched.
@@ -271,7 +262,7 @@ pub fn render(
                 })
                 .and_then(|n| NhsNumber::parse(n).map_err(|e| fail(e.to_string())))?;
             let mut handling = Handling::new(itk3::MESSAGE_DEFINITION_SEND_DOCUMENT);
-            handling.recipient_type = recipient_type(d.recipient_type);
+            handling.recipient_type = d.recipient_type;
             handling.local_extension = Some(itk3::SEND_DOCUMENT_GENERIC.to_string());
             let send = SendDocumentMeta {
                 message: MessageParams {
@@ -303,7 +294,6 @@ pub fn render(
             let bytes = crate::fhir::to_xml(&msg).into_bytes();
             Ok(rendered(meta, "application/fhir+xml", bytes))
         }
-        other => Err(fail(format!("unknown format {other:?}"))),
     }
 }
 
@@ -331,7 +321,7 @@ mod tests {
     const D: Delivery<'static> = Delivery {
         id: "0190a0b0-0000-7000-8000-000000000002",
         recipient_ods: "A81001",
-        recipient_type: "FA",
+        recipient_type: RecipientType::ForAction,
         created_at: "2026-11-25T09:00:01Z",
         source_endpoint: Some("RX1EDT001"),
     };
@@ -340,8 +330,12 @@ mod tests {
     fn a_pdf_becomes_a_send_document_that_reads_back() {
         let pdf = b"%PDF-1.4\n\x00\x01\x02 letter".to_vec();
         let m = meta("application/pdf", &pdf);
-        let r = render("gp-connect", &m, &pdf, &D).unwrap();
-        assert_eq!(r, render("gp-connect", &m, &pdf, &D).unwrap(), "repeatable");
+        let r = render(ReceiverFormat::GpConnect, &m, &pdf, &D).unwrap();
+        assert_eq!(
+            r,
+            render(ReceiverFormat::GpConnect, &m, &pdf, &D).unwrap(),
+            "repeatable"
+        );
         assert_eq!(r.meta.content_type, "application/fhir+xml");
         assert_eq!(r.meta.payload_sha256, crate::sha256_hex(&r.bytes));
         let read = itk3::read_message(&r.bytes, itk3::Format::Xml).unwrap();
@@ -364,7 +358,9 @@ mod tests {
     fn a_send_document_passed_on_gets_a_header_of_its_own_per_delivery() {
         let pdf = b"%PDF-1.4 letter".to_vec();
         let m = meta("application/pdf", &pdf);
-        let original = render("gp-connect", &m, &pdf, &D).unwrap().bytes;
+        let original = render(ReceiverFormat::GpConnect, &m, &pdf, &D)
+            .unwrap()
+            .bytes;
         let first = itk3::read_message(&original, itk3::Format::Xml).unwrap();
         let again = meta("application/fhir+xml", &original);
         let other = Delivery {
@@ -372,7 +368,7 @@ mod tests {
             recipient_ods: "A81002",
             ..D
         };
-        for format in ["gp-connect", "itk3"] {
+        for format in [ReceiverFormat::GpConnect, ReceiverFormat::Itk3] {
             let out = render(format, &again, &original, &other).unwrap();
             let read = itk3::read_message(&out.bytes, itk3::Format::Xml).unwrap();
             assert_eq!(read.event, "ITK007C", "{format}");
@@ -395,7 +391,7 @@ mod tests {
             source_endpoint: None,
             ..D
         };
-        let e = render("gp-connect", &m, &pdf, &d).unwrap_err();
+        let e = render(ReceiverFormat::GpConnect, &m, &pdf, &d).unwrap_err();
         assert!(e.problem.contains("mesh_mailbox"), "{e}");
     }
 
@@ -404,7 +400,7 @@ mod tests {
         let pdf = b"%PDF-1.4\n\x00\xff|^~\\& report".to_vec();
         let mut m = meta("application/pdf", &pdf);
         m.document_type = DocumentType::OrderResult;
-        let r = render("hl7v2", &m, &pdf, &D).unwrap();
+        let r = render(ReceiverFormat::Hl7v2, &m, &pdf, &D).unwrap();
         assert_eq!(r.meta.content_type, "application/hl7-v2");
         let oru = crate::hl7::parse_oru(&r.bytes).unwrap();
         assert_eq!(oru.control_id, D.id);
@@ -429,17 +425,22 @@ mod tests {
     fn what_cannot_be_rendered_says_why() {
         let pdf = b"%PDF-1.4".to_vec();
         let mut m = meta("application/pdf", &pdf);
-        assert!(render("itk3", &m, &pdf, &D)
+        assert!(render(ReceiverFormat::Itk3, &m, &pdf, &D)
             .unwrap_err()
             .problem
             .contains("gp-connect"));
         m.nhs_number = None;
-        let e = render("hl7v2", &m, &pdf, &D).unwrap_err();
+        let e = render(ReceiverFormat::Hl7v2, &m, &pdf, &D).unwrap_err();
         assert!(e.problem.contains("NHS number (PID-3)"), "{e}");
-        assert!(render("gp-connect", &m, &pdf, &D)
+        assert!(render(ReceiverFormat::GpConnect, &m, &pdf, &D)
             .unwrap_err()
             .problem
             .contains("NHS number"));
-        assert_eq!(render("original", &m, &pdf, &D).unwrap().bytes, pdf);
+        assert_eq!(
+            render(ReceiverFormat::Original, &m, &pdf, &D)
+                .unwrap()
+                .bytes,
+            pdf
+        );
     }
 }

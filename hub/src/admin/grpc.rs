@@ -602,7 +602,7 @@ impl Admin for AdminService {
             ),
             content_type: r.meta.content_type,
             sha256: r.meta.payload_sha256,
-            format: d.format.unwrap_or_else(|| "original".into()),
+            format: d.format.unwrap_or_default().as_str().to_string(),
             payload: r.bytes,
         }))
     }

@@ -612,17 +612,29 @@ fn transform() -> anyhow::Result<ExitCode> {
     let delivery = edt_transforms::render::Delivery {
         id: "0195d1a4-0000-7000-8000-000000000001",
         recipient_ods: "A81001",
-        recipient_type: "FA",
+        recipient_type: edt_transforms::itk3::RecipientType::ForAction,
         created_at: "2026-11-25T09:00:01Z",
         source_endpoint: Some("RX1EDT001"),
     };
     anyhow::ensure!(
-        edt_transforms::render::render("itk3", &meta, &xml, &delivery).is_ok(),
+        edt_transforms::render::render(
+            edt_transforms::ReceiverFormat::Itk3,
+            &meta,
+            &xml,
+            &delivery,
+        )
+        .is_ok(),
         "bench ITK3 message does not render"
     );
     let render_itk = per_second(|| {
         std::hint::black_box(
-            edt_transforms::render::render("itk3", &meta, &xml, &delivery).expect("renders"),
+            edt_transforms::render::render(
+                edt_transforms::ReceiverFormat::Itk3,
+                &meta,
+                &xml,
+                &delivery,
+            )
+            .expect("renders"),
         );
     });
     let hl7_parse = per_second(|| {
@@ -649,35 +661,17 @@ fn transform() -> anyhow::Result<ExitCode> {
 /// For each NHS number of the mix: a GP Connect Send Document (ITK3 XML) wrapping `pdf`, and
 /// an HL7 v2 ORU^R01 result, as trusts send them.
 fn structured_documents(pdf: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    use edt_transforms::itk3::{self, Handling, MessageParams, SendDocumentMeta};
     let mut itk = Vec::new();
     let mut oru = Vec::new();
     for (n, nhs) in NHS_NUMBERS.iter().enumerate() {
-        let id = |k: &str| format!("{k:0>8}-0000-4000-8000-{n:012}");
-        let meta = SendDocumentMeta {
-            message: MessageParams {
-                bundle_id: id("1"),
-                bundle_identifier: id("2"),
-                message_id: id("3"),
-                timestamp: "2026-11-25T09:00:00+00:00".into(),
-                document_type: edt_transforms::DocumentType::GenericDocument,
-                sender_ods: edt_transforms::OdsCode::parse("RX1").expect("ODS code"),
-                receiver_ods: None,
-                source_endpoint: "RX1EDT001".into(),
-                handling: Handling::new(itk3::MESSAGE_DEFINITION_SEND_DOCUMENT),
-            },
-            document_bundle_id: id("4"),
-            document_identifier: id("5"),
-            composition_identifier: id("6"),
-            composition_type: None,
-            title: "Discharge summary".into(),
-            date: "2026-11-25T09:00:00+00:00".into(),
-            nhs_number: edt_transforms::NhsNumber::parse(nhs).expect("NHS number"),
-            sender_name: Some("Bench Trust".into()),
-            replaces: None,
+        let sample = edt_transforms::samples::Itk3Sample {
+            n,
+            nhs_number: nhs,
+            title: "Discharge summary",
+            sender_name: "Bench Trust",
+            discharge: false,
         };
-        let msg = itk3::render_send_document(pdf, "application/pdf", meta);
-        itk.push(edt_transforms::fhir::to_xml(&msg).into_bytes());
+        itk.push(edt_transforms::samples::itk3_message(&sample, pdf));
         oru.push(
             format!(
                 "MSH|^~\\&|LAB|RX1|GP||20261125093000||ORU^R01|BENCH-{n}|P|2.4\r\

@@ -6,9 +6,22 @@
 //! argument, nothing replayed); 2 usage error; 3 the hub could not be reached or is
 //! unavailable; 4 authentication or permission failure.
 
+mod acks;
+mod audit;
 mod bench;
+mod cancel;
 mod client;
-mod ops;
+mod directory;
+mod explain;
+mod list;
+mod mesh;
+mod nodes;
+mod output;
+mod purge;
+mod replay;
+mod show;
+mod stats;
+mod submit;
 
 use crate::config::Config;
 use crate::config::ListenAddr;
@@ -508,7 +521,7 @@ pub fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Audit(AuditCmd::Export(a)) => {
-                ops::audit_export(
+                audit::audit_export(
                     &a.hub,
                     &a.since,
                     a.until.as_deref(),
@@ -517,7 +530,7 @@ pub fn main() -> ExitCode {
                 .await
             }
             Command::Purge(a) => {
-                ops::purge(
+                purge::purge(
                     &a.hub,
                     a.older_than.as_deref(),
                     a.dry_run,
@@ -531,13 +544,13 @@ pub fn main() -> ExitCode {
                     state: Some("overdue".into()),
                     ..Default::default()
                 };
-                ops::list(&a.hub, &filter, a.limit, a.json).await
+                list::list(&a.hub, &filter, a.limit, a.json).await
             }
             Command::Messages(MessagesCmd::List(a)) => {
-                ops::list(&a.hub, &a.filter, a.limit, a.json).await
+                list::list(&a.hub, &a.filter, a.limit, a.json).await
             }
             Command::Messages(MessagesCmd::Show(a)) => {
-                ops::show(
+                show::show(
                     &a.hub,
                     &a.id,
                     a.json,
@@ -547,11 +560,11 @@ pub fn main() -> ExitCode {
                 .await
             }
             Command::Replay(a) => {
-                ops::replay(
+                replay::replay(
                     &a.hub,
                     &a.ids,
                     &a.filter,
-                    ops::ReplayOpts {
+                    replay::ReplayOpts {
                         dry_run: a.dry_run,
                         yes: a.yes,
                         reason: &a.reason,
@@ -560,19 +573,19 @@ pub fn main() -> ExitCode {
                 )
                 .await
             }
-            Command::Cancel(a) => ops::cancel(&a.hub, &a.delivery_id, &a.reason, a.json).await,
-            Command::Stats(a) => ops::stats(&a.hub, a.json).await,
+            Command::Cancel(a) => cancel::cancel(&a.hub, &a.delivery_id, &a.reason, a.json).await,
+            Command::Stats(a) => stats::stats(&a.hub, a.json).await,
             Command::Route(RouteCmd::Explain(a)) => {
-                ops::explain(&a.hub, &a.to, &a.doc_type, a.from.as_deref(), a.json).await
+                explain::explain(&a.hub, &a.to, &a.doc_type, a.from.as_deref(), a.json).await
             }
-            Command::Directory(DirectoryCmd::Reload(a)) => ops::reload(&a.hub, a.json).await,
-            Command::Mesh(MeshCmd::Poll(a)) => ops::mesh_poll(&a.hub, a.json).await,
-            Command::Acks(AcksCmd::Unmatched(a)) => ops::unmatched(&a.hub, a.limit, a.json).await,
+            Command::Directory(DirectoryCmd::Reload(a)) => directory::reload(&a.hub, a.json).await,
+            Command::Mesh(MeshCmd::Poll(a)) => mesh::mesh_poll(&a.hub, a.json).await,
+            Command::Acks(AcksCmd::Unmatched(a)) => acks::unmatched(&a.hub, a.limit, a.json).await,
             Command::Directory(DirectoryCmd::Show(a)) => {
-                ops::organisation(&a.hub, &a.ods, a.json).await
+                directory::organisation(&a.hub, &a.ods, a.json).await
             }
             Command::Submit(a) => {
-                ops::submit(ops::SubmitOpts {
+                submit::submit(submit::SubmitOpts {
                     hub: &a.hub,
                     from: &a.from,
                     to: &a.to,

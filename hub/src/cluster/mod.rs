@@ -267,7 +267,7 @@ mod tests {
             message_id: message.id,
             recipient_ods: "A81001".into(),
             endpoint: Some("a81001".into()),
-            recipient_type: "FA".into(),
+            recipient_type: edt_routers::RecipientType::ForAction,
             state: DeliveryState::Pending,
             attempts: 0,
             last_error: None,
@@ -279,7 +279,7 @@ mod tests {
             superseded_by: None,
             ack_code: None,
             ack_reason: None,
-            format: Some("original".into()),
+            format: Some(edt_transforms::ReceiverFormat::Original),
             transport_id: None,
         };
         WorkItem {

@@ -44,7 +44,7 @@ impl super::Transport for FileDrop {
         doc: super::Document,
     ) -> futures::future::BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(async move {
-            let what = doc.rendered_as.as_deref().map(|format| {
+            let what = doc.rendered_as.map(|format| {
                 format!(
                     "rendered as {format} ({}, {} bytes, sha256 {})",
                     doc.meta.content_type, doc.meta.payload_size, doc.meta.payload_sha256
@@ -79,7 +79,12 @@ pub fn write_drop(
         )));
     }
     let id = delivery.id.to_string();
-    let index = DropIndex::new(meta, &id, &delivery.recipient_ods, &delivery.recipient_type);
+    let index = DropIndex::new(
+        meta,
+        &id,
+        &delivery.recipient_ods,
+        delivery.recipient_type.code(),
+    );
     let doc_name = index.document_file.clone();
     let index_name = format!("{id}.json");
     write_atomically(folder, &doc_name, payload)?;
@@ -146,7 +151,7 @@ mod tests {
             message_id: new_id(),
             recipient_ods: "A81001".into(),
             endpoint: Some("e".into()),
-            recipient_type: "FA".into(),
+            recipient_type: edt_routers::RecipientType::ForAction,
             state: DeliveryState::Pending,
             attempts: 0,
             last_error: None,

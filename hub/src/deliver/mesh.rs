@@ -39,7 +39,7 @@ async fn send(
             "MESH is not configured on this hub ([mesh] url, mailbox, password, shared_key)".into(),
         ));
     };
-    let format = d.format.as_deref().unwrap_or("original");
+    let format = d.format.unwrap_or_default().as_str();
     let (meta, bytes) = (doc.meta, doc.bytes);
     // The workflow follows what is sent: a GP Connect Send Document goes on the GP Connect
     // workflow whatever the letter inside; an ITK3 message on its own event's workflow.

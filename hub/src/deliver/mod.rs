@@ -21,7 +21,7 @@ pub struct Document {
     pub meta: DocumentMeta,
     pub bytes: Vec<u8>,
     /// The route format it was rendered in; `None` for the original as sent.
-    pub rendered_as: Option<String>,
+    pub rendered_as: Option<edt_transforms::ReceiverFormat>,
 }
 
 /// One way of handing a document to its receiver: a drop folder, a MESH mailbox, a mailbox

@@ -137,7 +137,7 @@ fn document(hub: &Hub, d: &DeliveryRecord) -> Option<v1::ReceivedDocument> {
         ),
         title: m.title.clone().unwrap_or_default(),
         nhs_number: m.nhs_number.clone().unwrap_or_default(),
-        format: d.format.clone().unwrap_or_else(|| "original".into()),
+        format: d.format.unwrap_or_default().as_str().to_string(),
         sha256: r.meta.payload_sha256.clone(),
         payload: r.bytes,
         sent_at: d.sent_ms.map(convert::ts),

@@ -12,6 +12,7 @@ use crate::route;
 use crate::shutdown::Shutdown;
 use crate::store::{Change, StoreError};
 use crate::track::{now_ms, own_tag, DeliveryEvent, DeliveryRecord, DeliveryState, MessageRecord};
+use edt_transforms::ReceiverFormat;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -107,8 +108,8 @@ pub async fn execute(
         )));
     };
     // Rendered once, here, for whichever transport takes it.
-    let doc = match d.format.as_deref().unwrap_or("original") {
-        "original" | "email" => super::Document {
+    let doc = match d.format.unwrap_or_default() {
+        ReceiverFormat::Original | ReceiverFormat::Email => super::Document {
             meta: m.meta(),
             bytes: payload,
             rendered_as: None,
@@ -118,7 +119,7 @@ pub async fn execute(
             super::Document {
                 meta: r.meta,
                 bytes: r.bytes,
-                rendered_as: Some(format.to_string()),
+                rendered_as: Some(format),
             }
         }
     };

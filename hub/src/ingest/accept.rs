@@ -237,8 +237,13 @@ pub async fn submit(hub: &Hub, sub: Submission, actor: &str) -> Result<Receipt, 
 /// message to a GP Connect route, a missing NHS number or sending mailbox) is receipted.
 fn check_renders(hub: &Hub, new: &NewMessage) -> Result<(), SubmitError> {
     for d in &new.deliveries {
-        let format = d.format.as_deref().unwrap_or("original");
-        if d.endpoint.is_none() || matches!(format, "original" | "email") {
+        let format = d.format.unwrap_or_default();
+        if d.endpoint.is_none()
+            || matches!(
+                format,
+                edt_transforms::ReceiverFormat::Original | edt_transforms::ReceiverFormat::Email
+            )
+        {
             continue;
         }
         if let Err(problem) = crate::render::render_for(hub, d, &new.message, &new.payload) {

@@ -74,7 +74,7 @@ pub fn replan(
     match (res.routes.first(), res.unroutable.first()) {
         (Some(route), _) => {
             let mut route = route.clone();
-            if original.recipient_type == RecipientType::ForInformation.code() {
+            if original.recipient_type == RecipientType::ForInformation {
                 route.recipient_type = RecipientType::ForInformation;
             }
             let why = directory.why_routed(&res, &route.recipient_ods);
@@ -111,15 +111,15 @@ fn planned_delivery(req: &Request<'_>, target: Target<'_>, why: &str) -> Planned
         Target::Route(r) => (
             r.recipient_ods.clone(),
             Some(r.endpoint.id.clone()),
-            r.recipient_type.code(),
+            r.recipient_type,
             DeliveryState::Pending,
             None,
-            Some(r.format.as_str().to_string()),
+            Some(r.format),
         ),
         Target::Unroutable(u) => (
             u.recipient_ods.clone(),
             None,
-            RecipientType::ForAction.code(),
+            RecipientType::ForAction,
             DeliveryState::Unroutable,
             Some(u.reason.clone()),
             None,
@@ -130,7 +130,7 @@ fn planned_delivery(req: &Request<'_>, target: Target<'_>, why: &str) -> Planned
         message_id: req.message_id,
         recipient_ods: recipient,
         endpoint,
-        recipient_type: rtype.to_string(),
+        recipient_type: rtype,
         state,
         attempts: 0,
         last_error: error,

@@ -18,7 +18,7 @@ pub fn sample(sender: &str, local_id: &str, recipients: &[&str]) -> NewMessage {
             message_id: id,
             recipient_ods: r.to_string(),
             endpoint: Some(format!("{r}-drop")),
-            recipient_type: "FA".into(),
+            recipient_type: edt_transforms::itk3::RecipientType::ForAction,
             state: DeliveryState::Pending,
             attempts: 0,
             last_error: None,

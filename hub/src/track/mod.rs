@@ -9,6 +9,8 @@
 
 pub mod ack;
 
+use edt_transforms::itk3::RecipientType;
+use edt_transforms::ReceiverFormat;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -334,8 +336,8 @@ pub struct DeliveryRecord {
     pub recipient_ods: String,
     /// Endpoint id from the directory; `None` while unroutable.
     pub endpoint: Option<String>,
-    /// "FA" or "FI".
-    pub recipient_type: String,
+    /// For Action or For Information (stored as `FA` / `FI`).
+    pub recipient_type: RecipientType,
     pub state: DeliveryState,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -347,9 +349,9 @@ pub struct DeliveryRecord {
     pub superseded_by: Option<Uuid>,
     pub ack_code: Option<String>,
     pub ack_reason: Option<String>,
-    /// The format the receiver files ("original", "itk3", ...); `None` means original.
+    /// The format its route gives the receiver; `None` while unroutable (nothing to render).
     #[serde(default)]
-    pub format: Option<String>,
+    pub format: Option<ReceiverFormat>,
     /// The transport's id for the last hand-over (MESH message id, SMTP Message-ID, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport_id: Option<String>,

@@ -122,12 +122,18 @@ pub fn composition_type_for(doc_type: DocumentType) -> SnomedCode {
     }
 }
 
-/// The `RecipientType` handling key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The `RecipientType` handling key: whether a recipient is to act on the document or is
+/// copied for information. Serialised as its code.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum RecipientType {
     /// `FA`: the recipient is expected to act on the message.
+    #[default]
+    #[serde(rename = "FA")]
     ForAction,
     /// `FI`: a copy for information.
+    #[serde(rename = "FI")]
     ForInformation,
 }
 
