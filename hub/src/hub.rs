@@ -44,6 +44,8 @@ pub struct Hub {
     pub relay: Option<crate::clients::relay::Relay>,
     /// The MESH client, when MESH is configured.
     pub mesh: Option<crate::clients::mesh::MeshClient>,
+    /// Makes written files durable in shared rounds of syncs (payloads, drop files).
+    pub files: crate::durable::FileSync,
 }
 
 impl Hub {
@@ -91,7 +93,9 @@ impl Hub {
         };
         let node = config.node_name();
         crate::track::set_node_tag(crate::track::node_tag(&node));
+        let files = store.file_sync();
         let hub = Arc::new(Self {
+            files,
             node,
             config,
             store: Arc::new(store),

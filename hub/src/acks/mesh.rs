@@ -304,7 +304,9 @@ fn keep_unmatched(hub: &Hub, m: &Downloaded, problem: &str) -> Result<(), StoreE
         use std::io::Write;
         let mut f = std::fs::File::create(&path)?;
         f.write_all(&m.body)?;
+        crate::durable::count_sync();
         f.sync_all()?;
+        crate::durable::count_sync();
         std::fs::File::open(&dir)?.sync_all()
     });
     written.map_err(|e| StoreError::Engine(format!("keeping {}: {e}", path.display())))?;

@@ -840,6 +840,8 @@ impl Admin for AdminService {
             senders: activity.senders,
             recipients: activity.recipients,
             resident_bytes: resident_bytes().unwrap_or(0),
+            disk_syncs: crate::durable::disk_syncs(),
+            broker_messages: crate::bus::amqp::broker_messages(),
         }))
     }
 }

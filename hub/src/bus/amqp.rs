@@ -419,6 +419,7 @@ impl AmqpBus {
         body: &[u8],
         headers: FieldTable,
     ) -> Result<(), BusError> {
+        BROKER_MESSAGES.fetch_add(1, Ordering::Relaxed);
         let confirm = ch
             .basic_publish(
                 "".into(),
@@ -575,6 +576,13 @@ impl AmqpBus {
         self.consumers.lock().expect("consumers lock").clear();
         self.healthy.store(false, Ordering::Relaxed);
     }
+}
+
+static BROKER_MESSAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Messages this process has published to the broker.
+pub fn broker_messages() -> u64 {
+    BROKER_MESSAGES.load(Ordering::Relaxed)
 }
 
 impl Bus for AmqpBus {

@@ -13,7 +13,15 @@
 //! `machine_cpu_ms_per_doc` is the busy time of every core of the machine (hub, broker, this
 //! client and anything else) per document, with the machine's `cores`. With `--raw-amqp`,
 //! `raw_client_cpu_ms_per_msg` and `raw_machine_cpu_ms_per_msg` are the same for the raw
-//! broker run. A benchmark, not a test: it asserts nothing.
+//! broker run.
+//!
+//! Disk figures: `syncs_per_doc` is the hubs' own count of fsync, fdatasync, syncfs and
+//! database flush calls per document; `broker_msgs_per_doc` the messages they published to
+//! RabbitMQ per document. Before driving the hub, the bench measures the disk in the same run
+//! (in `--scratch-dir`): `sled_ceiling_docs_per_s`, raw sled inserts of the same size made
+//! durable by group commit at the same concurrency, with `ratio` the hub's `docs_per_s` over
+//! it; and `disk_write_mb_per_s`, one sequential write and fdatasync, with `mb_ratio` the
+//! hub's end-to-end `mb_per_s` over it. A benchmark, not a test: it asserts nothing.
 
 use super::client;
 use crate::wire as convert;
@@ -95,6 +103,10 @@ pub struct BenchArgs {
     /// practice file, in a temporary folder).
     #[arg(long)]
     directory: Option<PathBuf>,
+    /// Where the disk baselines (raw sled ceiling, sequential write) are measured: a folder on
+    /// the same disk as the hub's data directory (default: the system's temporary folder).
+    #[arg(long)]
+    scratch_dir: Option<PathBuf>,
 }
 
 /// `bench --routing`: one line with load time and resolve throughput.
@@ -235,6 +247,84 @@ async fn raw_amqp(url: &str, n: usize, bytes: usize, concurrency: usize) -> anyh
     Ok(n as f64 / secs)
 }
 
+/// The raw sled ceiling: `n` values of `bytes` inserted by `concurrency` writers into a fresh
+/// database in `dir`, each insert made durable by the hub's own group commit (one flush for
+/// every writer waiting). Documents (values) per second.
+async fn sled_ceiling(
+    dir: &std::path::Path,
+    n: usize,
+    bytes: usize,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
+    let tmp = tempfile::tempdir_in(dir)?;
+    let db = sled::Config::new()
+        .path(tmp.path())
+        .flush_every_ms(Some(1000))
+        .mode(sled::Mode::HighThroughput)
+        .open()?;
+    let tree = db.open_tree("ceiling")?;
+    let commit = crate::durable::GroupCommit::start(
+        db.clone(),
+        Arc::new(crate::durable::Signals::default()),
+    );
+    let body = Arc::new(generated_payload(bytes, 9));
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut writers = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (tree, commit, body, next) = (tree.clone(), commit.clone(), body.clone(), next.clone());
+        writers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                tree.insert((i as u64).to_be_bytes(), body.as_slice())?;
+                commit.flush().await.map_err(anyhow::Error::msg)?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for w in writers {
+        w.await??;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The disk's sequential write speed in `dir`: `total` bytes written to one file in 1 MB
+/// writes, then one fdatasync. Megabytes per second.
+fn disk_write_mb_per_s(dir: &std::path::Path, total: usize) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let mut f = tempfile::tempfile_in(dir)?;
+    let block = generated_payload(1 << 20, 11);
+    let start = Instant::now();
+    let mut left = total.max(1 << 20);
+    while left > 0 {
+        let k = left.min(block.len());
+        f.write_all(&block[..k])?;
+        left -= k;
+    }
+    f.sync_data()?;
+    Ok(total.max(1 << 20) as f64 / 1e6 / start.elapsed().as_secs_f64())
+}
+
+/// Summed over the hubs: (disk syncs, broker messages) since each started.
+async fn hub_counters(hub: &super::HubArgs) -> anyhow::Result<(u64, u64)> {
+    let mut syncs = 0;
+    let mut broker = 0;
+    for addr in &hub.hub {
+        let s = client::admin(addr)
+            .await?
+            .get_stats(v1::GetStatsRequest {})
+            .await
+            .map_err(client::status_error)?
+            .into_inner();
+        syncs += s.disk_syncs;
+        broker += s.broker_messages;
+    }
+    Ok((syncs, broker))
+}
+
 /// CPU time spent so far: this process's and the whole machine's (busy time summed over every
 /// core), in milliseconds, read from `/proc`. `None` where `/proc` cannot be read.
 #[derive(Debug, Clone, Copy)]
@@ -373,7 +463,7 @@ async fn seed(n: usize, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
                 reason: String::new(),
             });
         }
-        store.submit(new)?;
+        store.submit(new).await?;
         if i % 100_000 == 99_999 {
             store.flush().await?;
         }
@@ -752,6 +842,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    // Baselines on this machine's disk, in the same run: the raw sled group-commit ceiling
+    // for documents of this size, and sequential write speed.
+    let scratch = a.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let ceiling = sled_ceiling(&scratch, a.docs, payload_bytes, a.concurrency).await?;
+    let disk_mb = tokio::task::spawn_blocking({
+        let (scratch, total) = (scratch.clone(), (a.docs * payload_bytes).min(512 << 20));
+        move || disk_write_mb_per_s(&scratch, total)
+    })
+    .await??;
+    let counters_before = hub_counters(&a.hub).await?;
     let clock = CpuClock::now();
     let structured = Arc::new(structured_documents(&payloads[0]));
     let payloads = Arc::new(payloads);
@@ -907,6 +1007,17 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     e2e.sort_by(|a, b| a.total_cmp(b));
     let delivered = e2e.len();
     let docs_per_s = delivered as f64 / secs;
+    let counters_after = hub_counters(&a.hub).await?;
+    let per_doc =
+        |after: u64, before: u64| after.saturating_sub(before) as f64 / a.docs.max(1) as f64;
+    let mb_per_s = (delivered * payload_bytes) as f64 / 1e6 / secs;
+    let io_line = format!(
+        " syncs_per_doc={:.3} broker_msgs_per_doc={:.2} sled_ceiling_docs_per_s={ceiling:.1} ratio={:.3} mb_per_s={mb_per_s:.1} disk_write_mb_per_s={disk_mb:.1} mb_ratio={:.3}",
+        per_doc(counters_after.0, counters_before.0),
+        per_doc(counters_after.1, counters_before.1),
+        docs_per_s / ceiling,
+        mb_per_s / disk_mb,
+    );
     let cpu = |c: Option<(f64, f64)>, own: &str, machine: &str| {
         c.map(|(o, m)| format!(" {own}={o:.3} {machine}={m:.3}"))
             .unwrap_or_default()
@@ -933,7 +1044,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         })
         .unwrap_or_default();
     println!(
-        "bench docs={} secs={:.3} docs_per_s={:.1} p50_ms={:.2} p99_ms={:.2} e2e_p50_ms={:.1} e2e_p99_ms={:.1} submit_docs_per_s={:.1} delivered={} undelivered={} errors={} concurrency={} payload_bytes={} rate={} hubs={}{cpu_line}{raw}",
+        "bench docs={} secs={:.3} docs_per_s={:.1} p50_ms={:.2} p99_ms={:.2} e2e_p50_ms={:.1} e2e_p99_ms={:.1} submit_docs_per_s={:.1} delivered={} undelivered={} errors={} concurrency={} payload_bytes={} rate={} hubs={}{io_line}{cpu_line}{raw}",
         a.docs,
         secs,
         docs_per_s,

@@ -1,7 +1,8 @@
 //! File drop: each endpoint is a folder. A delivery writes the document as
-//! `<delivery id>.<ext>` and then its index `<delivery id>.json`; each is written to a hidden
-//! temporary name, fsynced, renamed into place, and the folder fsynced, so a receiver that
-//! sees an index file also sees the complete document. Receivers pick up by index file and
+//! `<delivery id>.<ext>` and its index `<delivery id>.json`: both are written to hidden
+//! temporary names, synced, renamed into place (the document first), and the folder synced, so
+//! a receiver that sees an index file also sees the complete document. The syncs are shared
+//! with concurrent deliveries (see [`crate::durable::FileSync`]). Receivers pick up by index file and
 //! acknowledge with `acks/<delivery id>.ack` (see `acks::file`).
 //!
 //! The folder is never created here: a missing folder usually means a share that is not
@@ -9,34 +10,23 @@
 //! transient error; the delivery is retried.
 
 use super::{SendError, Sent};
+use crate::durable::{Durable, FileSync};
 use crate::track::DeliveryRecord;
 use edt_transforms::index::DropIndex;
 use edt_transforms::DocumentMeta;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 /// Prefix of temporary files; receivers ignore names starting with a dot.
 pub const TEMP_PREFIX: &str = ".edthub-tmp-";
 
-/// Writes the document and its index into `folder` (on the blocking pool).
-pub async fn send(
-    folder: PathBuf,
-    delivery: DeliveryRecord,
-    meta: DocumentMeta,
-    payload: Vec<u8>,
-) -> Result<Sent, SendError> {
-    tokio::task::spawn_blocking(move || write_drop(&folder, &delivery, &meta, &payload))
-        .await
-        .map_err(|e| SendError::Transient(format!("file-drop task failed: {e}")))?
-}
-
-/// A drop folder.
-pub struct FileDrop {
+/// A drop folder, and the syncer that makes its files durable with other deliveries'.
+pub struct FileDrop<'a> {
     pub folder: PathBuf,
+    pub files: &'a FileSync,
 }
 
-impl super::Transport for FileDrop {
+impl super::Transport for FileDrop<'_> {
     fn send<'a>(
         &'a self,
         d: &'a DeliveryRecord,
@@ -50,7 +40,7 @@ impl super::Transport for FileDrop {
                     doc.meta.content_type, doc.meta.payload_size, doc.meta.payload_sha256
                 )
             });
-            let mut sent = send(self.folder.clone(), d.clone(), doc.meta, doc.bytes).await?;
+            let mut sent = write_drop(self.files, &self.folder, d, &doc.meta, &doc.bytes).await?;
             if let Some(what) = what {
                 sent.detail = format!("{}, {what}", sent.detail);
             }
@@ -59,8 +49,10 @@ impl super::Transport for FileDrop {
     }
 }
 
-/// The blocking body of [`send`].
-pub fn write_drop(
+/// Writes the document and its index into `folder`: both to temporaries, synced (in one round
+/// with concurrent deliveries), renamed into place, and the folder synced.
+pub async fn write_drop(
+    files: &FileSync,
     folder: &Path,
     delivery: &DeliveryRecord,
     meta: &DocumentMeta,
@@ -87,31 +79,55 @@ pub fn write_drop(
     );
     let doc_name = index.document_file.clone();
     let index_name = format!("{id}.json");
-    write_atomically(folder, &doc_name, payload)?;
-    write_atomically(folder, &index_name, &index.to_json())?;
-    File::open(folder)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(folder, "fsync folder", e))?;
+    let temps = [
+        (temp_path(folder, &doc_name), folder.join(&doc_name)),
+        (temp_path(folder, &index_name), folder.join(&index_name)),
+    ];
+    let remove_temps = || {
+        for (tmp, _) in &temps {
+            let _ = fs::remove_file(tmp);
+        }
+    };
+    let written = fs::write(&temps[0].0, payload)
+        .map_err(|e| io_err(folder, &format!("write {doc_name}"), e))
+        .and_then(|()| {
+            fs::write(&temps[1].0, index.to_json())
+                .map_err(|e| io_err(folder, &format!("write {index_name}"), e))
+        });
+    if let Err(e) = written {
+        remove_temps();
+        return Err(e);
+    }
+    // The data is on disk before either name appears: a receiver that sees an index file
+    // also sees the whole document, after a crash too.
+    let data = Durable {
+        files: temps.iter().map(|(tmp, _)| tmp.clone()).collect(),
+        dirs: Vec::new(),
+    };
+    if let Err(e) = files.sync(data).await {
+        remove_temps();
+        return Err(io_err(folder, "sync", e));
+    }
+    for (tmp, name) in &temps {
+        if let Err(e) = fs::rename(tmp, name) {
+            remove_temps();
+            return Err(io_err(folder, "rename", e));
+        }
+    }
+    files
+        .sync(Durable::dir(folder))
+        .await
+        .map_err(|e| io_err(folder, "sync folder", e))?;
     Ok(Sent {
         transport_id: id,
         detail: format!("written to {}", folder.join(&doc_name).display()),
     })
 }
 
-fn write_atomically(folder: &Path, name: &str, bytes: &[u8]) -> Result<(), SendError> {
-    // The node's tag in the name: nodes sharing a folder never write (or clean up) each
-    // other's temporaries.
-    let tmp = folder.join(format!("{}{name}", own_temp_prefix()));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, folder.join(name))
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_err(folder, &format!("write {name}"), e)
-    })
+/// A temporary name for `name` in `folder`. The node's tag is in it: nodes sharing a folder
+/// never write (or clean up) each other's temporaries.
+fn temp_path(folder: &Path, name: &str) -> PathBuf {
+    folder.join(format!("{}{name}", own_temp_prefix()))
 }
 
 fn io_err(folder: &Path, what: &str, e: std::io::Error) -> SendError {
@@ -184,11 +200,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn writes_document_and_index_and_no_temporaries() {
+    #[tokio::test]
+    async fn writes_document_and_index_and_no_temporaries() {
         let dir = tempfile::tempdir().unwrap();
         let d = delivery();
-        let sent = write_drop(dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4").unwrap();
+        let files = FileSync::start();
+        let sent = write_drop(&files, dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4")
+            .await
+            .unwrap();
         assert_eq!(sent.transport_id, d.id.to_string());
         let doc = dir.path().join(format!("{}.pdf", d.id));
         assert_eq!(fs::read(&doc).unwrap(), b"%PDF-1.4");
@@ -199,16 +218,19 @@ mod tests {
         assert_eq!(idx["recipient_ods"], "A81001");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
         // Writing again (a redelivered work item) replaces, never duplicates.
-        write_drop(dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4").unwrap();
+        write_drop(&files, dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4")
+            .await
+            .unwrap();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
-    #[test]
-    fn missing_or_blocked_folder_is_transient_and_leaves_nothing() {
+    #[tokio::test]
+    async fn missing_or_blocked_folder_is_transient_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let d = delivery();
+        let files = FileSync::start();
         let missing = dir.path().join("gone");
-        match write_drop(&missing, &d, &meta(&d, b"x"), b"x") {
+        match write_drop(&files, &missing, &d, &meta(&d, b"x"), b"x").await {
             Err(SendError::Transient(e)) => assert!(e.contains("gone"), "{e}"),
             other => panic!("{other:?}"),
         }
@@ -216,7 +238,7 @@ mod tests {
         let file_in_the_way = dir.path().join("blocked");
         fs::write(&file_in_the_way, b"").unwrap();
         assert!(matches!(
-            write_drop(&file_in_the_way, &d, &meta(&d, b"x"), b"x"),
+            write_drop(&files, &file_in_the_way, &d, &meta(&d, b"x"), b"x").await,
             Err(SendError::Transient(_))
         ));
     }

@@ -142,6 +142,7 @@ pub async fn execute(
             folder: loaded.folder(&ep).ok_or_else(|| {
                 SendError::Permanent(format!("endpoint {:?} has no folder", ep.id))
             })?,
+            files: &hub.files,
         }),
     };
     transport.send(d, m, doc).await

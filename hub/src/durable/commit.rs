@@ -43,6 +43,7 @@ impl GroupCommit {
                         )
                     })
                     .map_err(|_| ());
+                super::count_sync();
                 let result = db
                     .flush_async()
                     .await

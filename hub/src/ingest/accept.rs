@@ -203,7 +203,7 @@ pub async fn submit(hub: &Hub, sub: Submission, actor: &str) -> Result<Receipt, 
     check_renders(hub, &new)?;
     let deliveries = new.deliveries.clone();
     let t0 = std::time::Instant::now();
-    let outcome = hub.store.submit(new)?;
+    let outcome = hub.store.submit(new).await?;
     metrics::histogram!("edthub_store_write_seconds", "op" => "submit")
         .record(t0.elapsed().as_secs_f64());
     match outcome {

@@ -36,7 +36,7 @@ pub async fn transport_ids_find_their_delivery(f: &dyn StoreFactory) {
     let s = f.open().await;
     let new = sample("RX1", &new_id().to_string(), &["A81001", "A81002"]);
     let (a, b) = (new.deliveries[0].id, new.deliveries[1].id);
-    s.submit(new).unwrap();
+    s.submit(new).await.unwrap();
     let mut c = Change::new(DeliveryEvent::TransportAccepted, "test", "sent");
     c.transport_id = Some("20261125093000000001_ABCDEF".into());
     let d = s.apply(a, c).unwrap();
@@ -59,7 +59,7 @@ pub async fn submit_and_read_back(f: &dyn StoreFactory) {
     let new = sample("RX1", &new_id().to_string(), &["A81001", "A81002"]);
     let mut changes = s.changes();
     let id = new.message.id;
-    assert_eq!(s.submit(new.clone()).unwrap(), Submitted::Created(id));
+    assert_eq!(s.submit(new.clone()).await.unwrap(), Submitted::Created(id));
     s.flush().await.unwrap();
     assert_eq!(changes.recv().await.unwrap(), id, "a change is announced");
     assert_eq!(s.message(id).unwrap().unwrap(), new.message);
@@ -82,8 +82,11 @@ pub async fn resubmission_is_a_duplicate(f: &dyn StoreFactory) {
     let again = sample("RX1", &local, &["A81001"]);
     let other_sender = sample("R1K", &local, &["A81001"]);
     let id = first.message.id;
-    assert_eq!(s.submit(first).unwrap(), Submitted::Created(id));
-    assert_eq!(s.submit(again.clone()).unwrap(), Submitted::Duplicate(id));
+    assert_eq!(s.submit(first).await.unwrap(), Submitted::Created(id));
+    assert_eq!(
+        s.submit(again.clone()).await.unwrap(),
+        Submitted::Duplicate(id)
+    );
     assert_eq!(
         s.message(again.message.id).unwrap(),
         None,
@@ -93,7 +96,7 @@ pub async fn resubmission_is_a_duplicate(f: &dyn StoreFactory) {
     assert!(s.delivery(again.deliveries[0].id).unwrap().is_none());
     let oid = other_sender.message.id;
     assert_eq!(
-        s.submit(other_sender).unwrap(),
+        s.submit(other_sender).await.unwrap(),
         Submitted::Created(oid),
         "local ids are per sender"
     );
@@ -104,7 +107,7 @@ pub async fn transitions_update_state_indexes_and_audit(f: &dyn StoreFactory) {
     let ods = format!("T{}", &new_id().simple().to_string()[24..]).to_uppercase();
     let new = sample("RX1", &new_id().to_string(), &[&ods]);
     let (mid, did) = (new.message.id, new.deliveries[0].id);
-    s.submit(new).unwrap();
+    s.submit(new).await.unwrap();
     let q = |state| ListQuery {
         state: Some(state),
         recipient_ods: Some(ods.clone()),
@@ -169,7 +172,7 @@ pub async fn invalid_transitions_change_nothing(f: &dyn StoreFactory) {
     let s = f.open().await;
     let new = sample("RX1", &new_id().to_string(), &["A81001"]);
     let (mid, did) = (new.message.id, new.deliveries[0].id);
-    s.submit(new).unwrap();
+    s.submit(new).await.unwrap();
     let before = (s.delivery(did).unwrap(), s.audit_of(mid).unwrap());
     match s.apply(did, Change::new(DeliveryEvent::BusinessAccept, "x", "")) {
         Err(StoreError::InvalidTransition(t)) => {
@@ -189,7 +192,7 @@ pub async fn replay_supersedes_without_editing_history(f: &dyn StoreFactory) {
     let new = sample("RX1", &new_id().to_string(), &["A81001"]);
     let (mid, did) = (new.message.id, new.deliveries[0].id);
     let template = new.deliveries[0].clone();
-    s.submit(new).unwrap();
+    s.submit(new).await.unwrap();
     let not_yet = s.replay(Replay {
         original: did,
         new: DeliveryRecord {
@@ -274,7 +277,7 @@ pub async fn list_queries(f: &dyn StoreFactory) {
     for i in 0..5 {
         let new = sample(&sender, &format!("L{i}"), &[&ods]);
         ids.push((new.message.id, new.deliveries[0].id));
-        s.submit(new).unwrap();
+        s.submit(new).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
     let newest_first: Vec<Uuid> = ids.iter().rev().map(|(m, _)| *m).collect();
@@ -378,7 +381,7 @@ pub async fn flushed_writes_survive_reopen(f: &dyn StoreFactory) {
     let (mid, did) = (new.message.id, new.deliveries[0].id);
     {
         let s = f.open().await;
-        s.submit(new.clone()).unwrap();
+        s.submit(new.clone()).await.unwrap();
         step(s.as_ref(), did, DeliveryEvent::TransportAccepted);
         s.flush().await.unwrap();
     }

@@ -228,8 +228,9 @@ pub struct UnmatchedAck {
 /// [`Store::flush`] has returned.
 pub trait Store: Send + Sync + 'static {
     /// Stores a new message with its deliveries, audit events, index entries and work, unless
-    /// (sender, local id) is already known.
-    fn submit(&self, new: NewMessage) -> Result<Submitted, StoreError>;
+    /// (sender, local id) is already known. The payload is made durable first, in one round
+    /// of syncs with concurrent submissions.
+    fn submit(&self, new: NewMessage) -> BoxFuture<'_, Result<Submitted, StoreError>>;
     /// Applies a state-machine event to a delivery (with its audit event, index updates and
     /// any work) and returns the updated delivery.
     fn apply(&self, delivery: Uuid, change: Change) -> Result<DeliveryRecord, StoreError>;

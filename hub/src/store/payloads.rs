@@ -2,13 +2,15 @@
 //! is the day (since 1970) the message id was minted, so the oldest payloads sit together.
 //!
 //! Files keep the database small (sled's memory grows with every record it holds) and let a
-//! purge give disk space back at once. A payload is written and fsynced (with its folder)
-//! before the transaction that records its message, since the database's own pages can reach
-//! the disk at any time after that: a recorded message always has its payload. A file whose
+//! purge give disk space back at once. A payload is written and synced (with its folder, in one
+//! round with concurrent submissions) before the transaction that records its message, since
+//! the database's own pages can reach the disk at any time after that: a recorded message
+//! always has its payload. A file whose
 //! message was never recorded (the process died in between, or it was a duplicate) is an
 //! orphan; [`PayloadFiles::candidates`] reports it and the purge removes it.
 
 use super::keys::id_ms;
+use crate::durable::Durable;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -39,11 +41,14 @@ impl PayloadFiles {
             .join(id.simple().to_string())
     }
 
-    /// Writes a new payload (never over an existing one) and makes it durable: the file's
-    /// data, then its folder's entry for it (and a new day folder's entry in the root).
-    pub fn write(&self, id: &Uuid, bytes: &[u8]) -> io::Result<()> {
+    /// Writes a new payload (never over an existing one) and returns what must be synced to
+    /// make it durable: the file's data and its folder's entry for it (and a new day folder's
+    /// entry in the root). The caller syncs it (with others' writes, see
+    /// [`crate::durable::FileSync`]) before recording the message.
+    pub fn write(&self, id: &Uuid, bytes: &[u8]) -> io::Result<Durable> {
         let path = self.path(id);
-        let day = path.parent().expect("a day folder");
+        let day = path.parent().expect("a day folder").to_path_buf();
+        let mut dirs = vec![day.clone()];
         let open = || {
             fs::OpenOptions::new()
                 .write(true)
@@ -52,19 +57,19 @@ impl PayloadFiles {
         };
         let mut f = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(day)?;
-                fs::File::open(&self.dir)?.sync_all()?;
+                fs::create_dir_all(&day)?;
+                dirs.push(self.dir.clone());
                 open()?
             }
             other => other?,
         };
-        let written = f
-            .write_all(bytes)
-            .and_then(|()| f.sync_data())
-            .and_then(|()| fs::File::open(day)?.sync_all());
-        written.inspect_err(|_| {
+        f.write_all(bytes).inspect_err(|_| {
             // Nothing half-written is left behind (a full disk, say).
             let _ = fs::remove_file(&path);
+        })?;
+        Ok(Durable {
+            files: vec![path],
+            dirs,
         })
     }
 

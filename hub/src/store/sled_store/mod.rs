@@ -15,7 +15,7 @@ use super::payloads::PayloadFiles;
 use super::{
     Change, ListPage, ListQuery, NewMessage, Replay, Store, StoreError, Submitted, UnmatchedAck,
 };
-use crate::durable::{GroupCommit, Signals};
+use crate::durable::{FileSync, GroupCommit, Signals};
 use crate::track::{AuditEvent, DeliveryRecord, DeliveryState, MessageRecord};
 use futures::future::BoxFuture;
 use schema::{unwrap_tx, Tx, TxResult, TREE_NAMES};
@@ -33,6 +33,7 @@ pub struct SledStore {
     trees: Vec<sled::Tree>,
     unmatched: sled::Tree,
     commit: GroupCommit,
+    files: FileSync,
     changes: broadcast::Sender<Uuid>,
     signals: Arc<Signals>,
 }
@@ -70,6 +71,7 @@ impl SledStore {
         let signals = Arc::new(Signals::default());
         Ok(Self {
             commit: GroupCommit::start(db.clone(), signals.clone()),
+            files: FileSync::start(),
             payloads,
             db,
             trees,
@@ -94,6 +96,11 @@ impl SledStore {
         self.commit.clone()
     }
 
+    /// The file syncer shared with the file transports.
+    pub fn file_sync(&self) -> FileSync {
+        self.files.clone()
+    }
+
     /// Whether sled had to recover on open (the last run did not close cleanly).
     pub fn was_recovered(&self) -> bool {
         self.db.was_recovered()
@@ -116,8 +123,8 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn submit(&self, new: NewMessage) -> Result<Submitted, StoreError> {
-        write::submit(self, new)
+    fn submit(&self, new: NewMessage) -> BoxFuture<'_, Result<Submitted, StoreError>> {
+        Box::pin(write::submit(self, new))
     }
 
     fn apply(&self, delivery: Uuid, change: Change) -> Result<DeliveryRecord, StoreError> {

@@ -58,7 +58,7 @@ async fn state_counts_follow_every_change_and_survive_reopen() {
     for i in 0..3 {
         let new = conformance::sample("RX1", &format!("C{i}"), &["A81001", "A81002"]);
         first.push(new.deliveries[0].clone());
-        s.submit(new).unwrap();
+        s.submit(new).await.unwrap();
     }
     let step = |d: Uuid, e: DeliveryEvent| s.apply(d, Change::new(e, "t", "")).unwrap();
     step(first[0].id, DeliveryEvent::GaveUp);
@@ -125,16 +125,20 @@ async fn orphaned_and_duplicate_payload_files_do_not_stay() {
     );
     // A duplicate submission leaves no file behind.
     s.submit(conformance::sample("RX1", "DUP", &["A81001"]))
+        .await
         .unwrap();
     let dup = conformance::sample("RX1", "DUP", &["A81001"]);
     let dup_id = dup.message.id;
-    assert!(matches!(s.submit(dup).unwrap(), Submitted::Duplicate(_)));
+    assert!(matches!(
+        s.submit(dup).await.unwrap(),
+        Submitted::Duplicate(_)
+    ));
     assert_eq!(s.payload(dup_id).unwrap(), None);
     // A purge records itself first; the bytes go when released, after a flush.
     let new = conformance::sample("RX1", "PURGE", &["A81001"]);
     let (mid, deliveries) = (new.message.id, new.deliveries.clone());
     let size = new.payload.len() as u64;
-    s.submit(new).unwrap();
+    s.submit(new).await.unwrap();
     assert_eq!(s.payload_size(mid).unwrap(), Some(size));
     assert_eq!(
         s.purge_payload(mid, &deliveries, event(mid)).unwrap(),
@@ -164,7 +168,7 @@ async fn deliveries_are_kept_in_their_messages_record() {
     let new = conformance::sample("RX1", "ONE", &["A81001", "A81002"]);
     let m = new.message.id;
     let (a, b) = (new.deliveries[0].clone(), new.deliveries[1].clone());
-    s.submit(new).unwrap();
+    s.submit(new).await.unwrap();
     s.apply(a.id, Change::new(DeliveryEvent::TransportAccepted, "t", ""))
         .unwrap();
     s.apply(a.id, Change::new(DeliveryEvent::ReceiverReject, "t", ""))
@@ -221,7 +225,7 @@ async fn sender_and_recipient_listings_are_newest_first_across_chunks() {
             d.created_ms = at;
         }
         ids.push((at, new.message.id));
-        s.submit(new).unwrap();
+        s.submit(new).await.unwrap();
     }
     ids.sort_by(|a, b| b.cmp(a));
     let since = base + n / 3 * 1000;
@@ -286,13 +290,13 @@ async fn submit_enqueues_work_in_the_same_transaction() {
         item.body
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    s.submit(new.clone()).unwrap();
+    s.submit(new.clone()).await.unwrap();
     assert_eq!(waiter.await.unwrap(), b"d1", "a waiting consumer is woken");
     // A duplicate enqueues nothing.
     let bus = EmbeddedBus::open(s.db(), s.signals(), s.group_commit(), 5).unwrap();
     let mut dup = conformance::sample("RX1", "L1", &["A81001"]);
     dup.enqueue = new.enqueue.clone();
-    s.submit(dup).unwrap();
+    s.submit(dup).await.unwrap();
     assert_eq!(
         bus.depth("work").await.unwrap(),
         1,

@@ -87,13 +87,21 @@ fn put_enqueue(t: &Tx, e: &Enqueue) -> TxResult<()> {
     Ok(())
 }
 
-pub(super) fn submit(s: &SledStore, new: NewMessage) -> Result<Submitted, StoreError> {
+pub(super) async fn submit(s: &SledStore, new: NewMessage) -> Result<Submitted, StoreError> {
     let m = &new.message;
     let dedupe = keys::dedupe(&m.sender_ods, &m.local_id);
-    // The payload is on file before its message is recorded (see `payloads`).
-    s.payloads
+    // The payload is on disk before its message is recorded (see `payloads`).
+    let written = s
+        .payloads
         .write(&m.id, &new.payload)
         .map_err(|e| StoreError::Engine(format!("writing the payload of {}: {e}", m.id)))?;
+    if let Err(e) = s.files.sync(written).await {
+        let _ = s.payloads.remove(&m.id);
+        return Err(StoreError::Engine(format!(
+            "syncing the payload of {}: {e}",
+            m.id
+        )));
+    }
     let mut entry = Entry {
         records: new.deliveries.iter().map(|d| (d.id, enc(d))).collect(),
         message: enc(m),
