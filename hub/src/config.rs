@@ -522,7 +522,8 @@ pub struct DeliveryConfig {
     pub initial_backoff_ms: u64,
     /// Longest delay between attempts, in milliseconds. Default 600000 (10 minutes).
     pub max_backoff_ms: u64,
-    /// Concurrent delivery workers. Default 16.
+    /// Concurrent delivery workers. Default 64: deliveries to files share each round of
+    /// syncs, so more in flight means fewer syncs per document.
     pub workers: usize,
     /// Times a bus item may be handed out before it is dead-lettered. Default 20.
     pub max_bus_deliveries: u32,
@@ -587,7 +588,7 @@ impl Default for DeliveryConfig {
             max_attempts: 8,
             initial_backoff_ms: 2000,
             max_backoff_ms: 600_000,
-            workers: 16,
+            workers: 64,
             max_bus_deliveries: 20,
         }
     }
@@ -922,7 +923,7 @@ mod tests {
             .to_string()
             .contains("max_attempts"));
         let c: Config = toml::from_str("[delivery]\nmax_attempts = 3\n").unwrap();
-        assert_eq!(c.delivery.workers, 16, "unset fields keep defaults");
+        assert_eq!(c.delivery.workers, 64, "unset fields keep defaults");
         c.validate().unwrap();
     }
 }
