@@ -240,7 +240,7 @@ pub fn work_for(hub: &Hub, delivery_id: Uuid, max_shared: u64) -> Result<WorkFor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::track::{new_id, Channel, DeliveryState};
+    use crate::track::{new_id, Channel};
     use crate::track::{DeliveryRecord, MessageRecord};
     use edt_transforms::DocumentType;
     use proptest::prelude::*;
@@ -263,24 +263,9 @@ mod tests {
             reply_to: None,
         };
         let delivery = DeliveryRecord {
-            id: new_id(),
-            message_id: message.id,
-            recipient_ods: "A81001".into(),
             endpoint: Some("a81001".into()),
-            recipient_type: edt_routers::RecipientType::ForAction,
-            state: DeliveryState::Pending,
-            attempts: 0,
-            last_error: None,
-            created_ms: 1,
-            updated_ms: 1,
-            next_attempt_ms: None,
-            sent_ms: None,
-            replay_of: None,
-            superseded_by: None,
-            ack_code: None,
-            ack_reason: None,
             format: Some(edt_transforms::ReceiverFormat::Original),
-            transport_id: None,
+            ..DeliveryRecord::new(new_id(), message.id, "A81001".into(), 1)
         };
         WorkItem {
             header: WorkHeader {

@@ -158,29 +158,13 @@ fn clean_with_prefix(folder: &Path, prefix: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::track::{new_id, DeliveryState};
+    use crate::track::new_id;
     use edt_transforms::DocumentType;
 
     fn delivery() -> DeliveryRecord {
         DeliveryRecord {
-            id: new_id(),
-            message_id: new_id(),
-            recipient_ods: "A81001".into(),
             endpoint: Some("e".into()),
-            recipient_type: edt_routers::RecipientType::ForAction,
-            state: DeliveryState::Pending,
-            attempts: 0,
-            last_error: None,
-            created_ms: 0,
-            updated_ms: 0,
-            next_attempt_ms: None,
-            sent_ms: None,
-            replay_of: None,
-            superseded_by: None,
-            ack_code: None,
-            ack_reason: None,
-            format: None,
-            transport_id: None,
+            ..DeliveryRecord::new(new_id(), new_id(), "A81001".into(), 0)
         }
     }
 

@@ -126,24 +126,12 @@ fn planned_delivery(req: &Request<'_>, target: Target<'_>, why: &str) -> Planned
         ),
     };
     let d = DeliveryRecord {
-        id,
-        message_id: req.message_id,
-        recipient_ods: recipient,
         endpoint,
         recipient_type: rtype,
         state,
-        attempts: 0,
         last_error: error,
-        created_ms: now,
-        updated_ms: now,
-        next_attempt_ms: None,
-        sent_ms: None,
-        replay_of: None,
-        superseded_by: None,
-        ack_code: None,
-        ack_reason: None,
         format,
-        transport_id: None,
+        ..DeliveryRecord::new(id, req.message_id, recipient, now)
     };
     let enqueue = (state == DeliveryState::Pending).then(|| deliver_item(id, 0));
     let audit = AuditEvent {

@@ -1,9 +1,7 @@
 //! Sample messages for the store: the conformance suite's, tests' and `edthub bench --seed`'s.
 
 use super::NewMessage;
-use crate::track::{
-    new_id, now_ms, AuditEvent, Channel, DeliveryRecord, DeliveryState, MessageRecord,
-};
+use crate::track::{new_id, now_ms, AuditEvent, Channel, DeliveryRecord, MessageRecord};
 use edt_transforms::DocumentType;
 
 /// A message for `sender` with one pending delivery per recipient.
@@ -14,24 +12,8 @@ pub fn sample(sender: &str, local_id: &str, recipients: &[&str]) -> NewMessage {
     let deliveries: Vec<DeliveryRecord> = recipients
         .iter()
         .map(|r| DeliveryRecord {
-            id: new_id(),
-            message_id: id,
-            recipient_ods: r.to_string(),
             endpoint: Some(format!("{r}-drop")),
-            recipient_type: edt_transforms::itk3::RecipientType::ForAction,
-            state: DeliveryState::Pending,
-            attempts: 0,
-            last_error: None,
-            created_ms: now,
-            updated_ms: now,
-            next_attempt_ms: None,
-            sent_ms: None,
-            replay_of: None,
-            superseded_by: None,
-            ack_code: None,
-            ack_reason: None,
-            format: None,
-            transport_id: None,
+            ..DeliveryRecord::new(new_id(), id, r.to_string(), now)
         })
         .collect();
     NewMessage {

@@ -358,6 +358,31 @@ pub struct DeliveryRecord {
 }
 
 impl DeliveryRecord {
+    /// A new delivery of `message_id` to `recipient_ods`, created at `now_ms`: pending, for
+    /// action, with no endpoint or format yet and nothing attempted. Callers set the rest.
+    pub fn new(id: Uuid, message_id: Uuid, recipient_ods: String, now_ms: u64) -> Self {
+        Self {
+            id,
+            message_id,
+            recipient_ods,
+            endpoint: None,
+            recipient_type: edt_routers::RecipientType::ForAction,
+            state: DeliveryState::Pending,
+            attempts: 0,
+            last_error: None,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            next_attempt_ms: None,
+            sent_ms: None,
+            replay_of: None,
+            superseded_by: None,
+            ack_code: None,
+            ack_reason: None,
+            format: None,
+            transport_id: None,
+        }
+    }
+
     /// Whether this delivery is the current one for its recipient (not replaced by a replay).
     pub fn is_current(&self) -> bool {
         self.superseded_by.is_none()

@@ -76,14 +76,8 @@ pub(super) fn rcpt(shared: &Shared, state: &mut State, to: &str) -> String {
     // and held `unroutable` for tracing (or sent to the directory's unknown-GP endpoint), and
     // the notice to the sender says so.
     if code == edt_transforms::ods::UNKNOWN_GP {
-        if !envelope.recipients.contains(&code) {
-            if envelope.recipients.len() >= cfg.max_recipients {
-                return format!(
-                    "452 4.5.3 Too many recipients (at most {} per message)",
-                    cfg.max_recipients
-                );
-            }
-            envelope.recipients.push(code.clone());
+        if let Err(full) = add_recipient(envelope, &code, cfg.max_recipients) {
+            return full;
         }
         return format!(
             "250 2.1.5 Recipient {code} (GP not known) OK: the hub's unknown-GP rule applies"
@@ -104,14 +98,22 @@ pub(super) fn rcpt(shared: &Shared, state: &mut State, to: &str) -> String {
             org.status.as_str()
         );
     }
-    if !envelope.recipients.contains(&code) {
-        if envelope.recipients.len() >= cfg.max_recipients {
-            return format!(
-                "452 4.5.3 Too many recipients (at most {} per message)",
-                cfg.max_recipients
-            );
-        }
-        envelope.recipients.push(code.clone());
+    if let Err(full) = add_recipient(envelope, &code, cfg.max_recipients) {
+        return full;
     }
     format!("250 2.1.5 Recipient {code} ({}) OK", org.name)
+}
+
+/// Adds `code` to the envelope's recipients (once); the 452 reply if the envelope is full.
+fn add_recipient(envelope: &mut Envelope, code: &str, max: usize) -> Result<(), String> {
+    if envelope.recipients.iter().any(|r| r == code) {
+        return Ok(());
+    }
+    if envelope.recipients.len() >= max {
+        return Err(format!(
+            "452 4.5.3 Too many recipients (at most {max} per message)"
+        ));
+    }
+    envelope.recipients.push(code.to_string());
+    Ok(())
 }
