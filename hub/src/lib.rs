@@ -9,7 +9,8 @@
 //! 2. [`route`]: the ODS directory (reloaded as it changes) and [`route::plan`], which turns
 //!    recipients into planned deliveries with the reason each goes where it goes.
 //! 3. [`store`]: messages, payloads, deliveries, timelines and indexes (sled), with
-//!    [`durable`] (group commit and the durability watermark) shared with the bus.
+//!    [`durable`] (group commit, the durability watermark, shared rounds of file syncs)
+//!    shared with the bus and the file transport.
 //! 4. [`bus`]: work queues, embedded or RabbitMQ, and the messages nodes send each other
 //!    ([`bus::messages`]).
 //! 5. [`deliver`]: the worker ([`deliver::worker`]: claim, [`render`] once, send, record) and
