@@ -43,6 +43,36 @@ pub fn parse_ack(bytes: &[u8]) -> Result<Ack, String> {
 /// same name again does not have its new ack deleted with the old one.
 const PROCESSING: &str = ".processing-";
 
+/// The prefix of this node's files in hand: nodes sharing a folder each know their own, and
+/// never take another's work in progress for a crash leftover.
+fn own_processing_prefix() -> String {
+    format!("{PROCESSING}{:04x}-", crate::track::own_tag())
+}
+
+/// Of the names in an `acks/` folder, those to work on, each with the ack's own name: fresh
+/// ack files, and this node's own files in hand (left by a crash) unless a fresh ack of the
+/// same name replaces them. Other nodes' files in hand are theirs.
+fn to_take(names: Vec<String>, own: &str) -> Vec<(String, String)> {
+    let fresh: std::collections::HashSet<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| n.ends_with(".ack") && !n.starts_with('.'))
+        .collect();
+    let mut take: Vec<(String, String)> = names
+        .iter()
+        .filter(|n| n.ends_with(".ack"))
+        .filter_map(|n| {
+            if fresh.contains(n.as_str()) {
+                return Some((n.clone(), n.clone()));
+            }
+            let original = n.strip_prefix(own)?;
+            (!fresh.contains(original)).then(|| (n.clone(), original.to_string()))
+        })
+        .collect();
+    take.sort();
+    take
+}
+
 /// How long an unreadable ack file is given to be finished before it is set aside.
 const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -59,25 +89,14 @@ pub async fn scan_file_acks(hub: &Hub) -> (usize, usize) {
         let Ok(entries) = std::fs::read_dir(&folder) else {
             continue;
         };
-        let mut names: Vec<String> = entries
+        let names: Vec<String> = entries
             .flatten()
             .filter(|e| e.path().is_file())
             .map(|e| e.file_name().to_string_lossy().to_string())
-            .filter(|n| n.ends_with(".ack") && (!n.starts_with('.') || n.starts_with(PROCESSING)))
             .collect();
-        // A fresh ack replaces a leftover one of the same name (taking it renames over it).
-        let fresh: std::collections::HashSet<String> = names
-            .iter()
-            .filter(|n| !n.starts_with(PROCESSING))
-            .cloned()
-            .collect();
-        names.retain(|n| {
-            n.strip_prefix(PROCESSING)
-                .is_none_or(|o| !fresh.contains(o))
-        });
-        for name in names {
-            let original = name.strip_prefix(PROCESSING).unwrap_or(&name).to_string();
-            let working = folder.join(format!("{PROCESSING}{original}"));
+        let own = own_processing_prefix();
+        for (name, original) in to_take(names, &own) {
+            let working = folder.join(format!("{own}{original}"));
             if !name.starts_with(PROCESSING) {
                 if let Err(e) = std::fs::rename(folder.join(&name), &working) {
                     if e.kind() == std::io::ErrorKind::NotFound {
@@ -211,6 +230,30 @@ fn set_aside_file(hub: &Hub, ack_dir: &Path, path: &Path, name: &str, problem: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_fresh_acks_and_this_nodes_own_leftovers_are_taken() {
+        let own = ".processing-0001-";
+        let names = [
+            "a.ack",
+            ".processing-0001-a.ack",
+            ".processing-0001-b.ack",
+            ".processing-00ff-c.ack",
+            ".processing-c.ack",
+            "note.txt",
+            ".hidden.ack",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            to_take(names, own),
+            vec![
+                (".processing-0001-b.ack".to_string(), "b.ack".to_string()),
+                ("a.ack".to_string(), "a.ack".to_string()),
+            ],
+            "another node's file in hand (c) is left to it"
+        );
+    }
 
     #[test]
     fn ack_parsing_names_the_problem() {
