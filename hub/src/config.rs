@@ -36,6 +36,10 @@ pub struct Config {
     /// keeps a table of its pages in memory, which grows with the number of records stored:
     /// about 75 MB per million messages.)
     pub cache_mb: u64,
+    /// Longest a shutdown (SIGTERM, Ctrl-C) may take, in seconds: past it the process logs
+    /// what it was still waiting for and exits, so that a stuck delivery or database cannot
+    /// keep the node (and its database lock) alive. Default 30.
+    pub shutdown_timeout_secs: u64,
     /// Bearer token the Admin service requires (`EDTHUB_TOKEN` on the CLI side). When unset,
     /// the admin API is open to whoever can reach the gRPC port.
     pub admin_token: Option<String>,
@@ -510,6 +514,10 @@ pub struct Limits {
     pub max_recipients: usize,
     /// Longest sender local id, in bytes. Default 255.
     pub max_local_id_len: usize,
+    /// Free space kept on the data directory's disk, in MiB: a document that would leave less
+    /// is refused (`UNAVAILABLE`, `451 4.3.1`) and `/readyz` says so, before the database
+    /// itself runs out of space. Taken again as soon as space is freed. Default 256.
+    pub min_free_disk_mb: u64,
 }
 
 /// How deliveries are attempted and retried.
@@ -556,6 +564,7 @@ impl Default for Config {
             directory: None,
             directory_check_ms: 2000,
             cache_mb: 32,
+            shutdown_timeout_secs: 30,
             node: None,
             admin_token: None,
             bus: BusKind::Embedded,
@@ -578,6 +587,7 @@ impl Default for Limits {
             max_payload_bytes: 20 * 1024 * 1024,
             max_recipients: 50,
             max_local_id_len: 255,
+            min_free_disk_mb: 256,
         }
     }
 }
@@ -630,6 +640,11 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.shutdown_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "shutdown_timeout_secs must be at least 1".into(),
+            ));
+        }
         let d = &self.delivery;
         if d.max_attempts == 0 {
             return Err(ConfigError::Invalid(

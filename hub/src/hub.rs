@@ -120,6 +120,27 @@ impl Hub {
         self.ready.store(ready, Ordering::Relaxed)
     }
 
+    /// Whether the data directory's disk can take `bytes` more and keep its reserve
+    /// (`limits.min_free_disk_mb`); if not, why not.
+    pub fn disk_headroom(&self, bytes: u64) -> Result<(), String> {
+        let reserve = self.config.limits.min_free_disk_mb.saturating_mul(1 << 20);
+        let free = match rustix::fs::statvfs(&self.config.data_dir) {
+            Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
+            // Not knowing is not a reason to refuse: the writes themselves will say.
+            Err(_) => return Ok(()),
+        };
+        if free.saturating_sub(bytes) >= reserve {
+            return Ok(());
+        }
+        metrics::counter!("edthub_ingest_refused_total", "reason" => "disk-reserve").increment(1);
+        Err(format!(
+            "the data disk has {} MiB free, below the {} MiB kept in reserve \
+             (limits.min_free_disk_mb): new documents are refused until space is freed",
+            free >> 20,
+            reserve >> 20
+        ))
+    }
+
     /// A message with its current deliveries.
     pub fn view(&self, id: Uuid) -> Result<Option<MessageView>, StoreError> {
         let Some(message) = self.store.message(id)? else {

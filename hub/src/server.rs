@@ -255,13 +255,18 @@ pub async fn serve(
         }
     };
     hub.set_ready(false);
+    use crate::shutdown::waiting_for;
+    waiting_for("deliveries in progress");
     for w in workers {
         let _ = w.await;
     }
+    waiting_for("acknowledgements being applied");
     let _ = acks.await;
+    waiting_for("mail sessions");
     if let Some(s) = smtp {
         let _ = s.await;
     }
+    waiting_for("background jobs (notices, MESH polling, retention, relays)");
     if let Some(n) = notices {
         let _ = n.await;
     }
@@ -279,7 +284,9 @@ pub async fn serve(
     if let Some(u) = metrics_upkeep {
         let _ = u.await;
     }
+    waiting_for("the database's last flush");
     hub.store.flush().await?;
+    waiting_for("the database to close");
     g?;
     h?;
     Ok(())

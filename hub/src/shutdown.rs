@@ -1,6 +1,41 @@
 //! Graceful shutdown: one trigger, any number of listeners (`run(listener, shutdown)` style).
 
+use std::sync::Mutex;
+use std::time::Duration;
 use tokio::sync::watch;
+
+/// What the shutdown is waiting for now, for the watchdog to name.
+static WAITING_FOR: Mutex<&str> = Mutex::new("the listeners to close");
+
+/// Records what the shutdown is waiting for next.
+pub fn waiting_for(what: &'static str) {
+    *WAITING_FOR.lock().unwrap_or_else(|e| e.into_inner()) = what;
+}
+
+/// Starts the watchdog of a shutdown that has begun: if the process is still alive after
+/// `limit`, it logs what the shutdown was waiting for and exits with status 1. A thread of
+/// its own, so that nothing stuck in the runtime or the database can hold it up.
+pub fn watchdog(limit: Duration) {
+    let started = std::thread::Builder::new()
+        .name("shutdown-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            let what = *WAITING_FOR.lock().unwrap_or_else(|e| e.into_inner());
+            tracing::error!(
+                limit_secs = limit.as_secs(),
+                abandoned = what,
+                "shutdown did not finish in time; exiting without waiting for {what}"
+            );
+            eprintln!(
+                "edthub: shutdown did not finish within {} s; exiting without waiting for {what}",
+                limit.as_secs()
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "could not start the shutdown watchdog");
+    }
+}
 
 /// Fires the shutdown.
 pub struct Trigger(watch::Sender<bool>);

@@ -299,3 +299,30 @@ async fn a_reused_message_id_by_mail_is_refused_for_another_document() {
     );
     assert_eq!(hub.cli_json(&["stats"])["messages"], 1);
 }
+
+#[tokio::test]
+async fn a_data_disk_down_to_its_reserve_refuses_new_documents_and_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    // A reserve no disk has: every document would eat into it.
+    let hub = Hub::start(
+        dir.path(),
+        &format!("{FAST}\n[limits]\nmin_free_disk_mb = 1000000000000\n"),
+    );
+    let (code, body) = hub.http_get("/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("MiB kept in reserve"), "{body}");
+    let err = hub
+        .submission()
+        .await
+        .submit_document(letter("EPR-FULL", &["A81001"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("limits.min_free_disk_mb"),
+        "names the setting: {:?}",
+        err.message()
+    );
+    let stats = hub.cli_json(&["stats"]);
+    assert_eq!(stats["messages"], 0, "nothing was stored");
+}

@@ -293,3 +293,56 @@ async fn silence_past_the_slas_is_overdue_listed_and_counted() {
     .unwrap();
     wait_state(&hub, &delivered.message_id, "accepted").await;
 }
+
+#[tokio::test]
+async fn a_shutdown_stuck_on_a_delivery_ends_within_its_limit() {
+    // A MESH server that takes connections and never answers: a delivery to it (and the
+    // inbox poll) would hold a shutdown for the whole request timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in silent.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = Hub::start(
+        dir.path(),
+        &format!(
+            "shutdown_timeout_secs = 2\n{FAST}\n[mesh]\nurl = \"{url}\"\nmailbox = \"RX1EDT001\"\n\
+             password = \"p\"\nshared_key = \"k\"\ntimeout_secs = 600\n"
+        ),
+    );
+    let toml = dir.path().join("directory.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let from = "[endpoints.a81001-drop]\nkind = \"file\"\npath = \"drop/A81001\"";
+    assert!(text.contains(from), "sample directory changed");
+    std::fs::write(
+        &toml,
+        text.replace(
+            from,
+            "[endpoints.a81001-drop]\nkind = \"mesh\"\nmailbox = \"A81001GP001\"",
+        ),
+    )
+    .unwrap();
+    hub.cli_json(&["directory", "reload"]);
+    let id = hub
+        .submission()
+        .await
+        .submit_document(letter("EPR-STUCK", &["A81001"]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message_id;
+    assert!(!id.is_empty());
+    // Time for a worker to hand the delivery to the MESH server, which never answers.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let status = hub.terminate(25).expect("the hub was running");
+    assert_eq!(status.code(), Some(1), "{}", hub.log());
+    let log = hub.log();
+    assert!(
+        log.contains("shutdown did not finish within 2 s; exiting without waiting for"),
+        "says what it abandoned: {log}"
+    );
+}

@@ -137,22 +137,32 @@ impl Hub {
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                if let Ok(Some(status)) = c.try_wait() {
-                    assert!(status.success(), "hub exited with {status}: {}", self.log());
-                    return;
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    panic!("hub did not stop on SIGTERM: {}", self.log());
-                }
-                std::thread::sleep(Duration::from_millis(50));
+        if let Some(status) = self.terminate(20) {
+            assert!(status.success(), "hub exited with {status}: {}", self.log());
+        }
+    }
+
+    /// SIGTERM, then the exit status if the process ends within `secs`; if it does not, it is
+    /// killed and this panics. `None` if it was not running.
+    pub fn terminate(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
             }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!(
+                    "hub did not stop within {secs} s of SIGTERM: {}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

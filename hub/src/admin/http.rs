@@ -1,5 +1,6 @@
-//! HTTP: `/healthz` (the process is up), `/readyz` (the hub is accepting and delivering) and
-//! `/metrics` (Prometheus text format).
+//! HTTP: `/healthz` (the process is up), `/readyz` (the hub is accepting and delivering: it
+//! has started, its broker is reachable and its data disk is above the free-space reserve)
+//! and `/metrics` (Prometheus text format).
 
 use crate::hub::Hub;
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
@@ -34,14 +35,19 @@ pub fn router(hub: Arc<Hub>) -> Router {
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     if !s.hub.is_ready() {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string())
     } else if !s.hub.bus.healthy() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the message broker is unavailable\n",
+            "not ready: the message broker is unavailable\n".to_string(),
+        )
+    } else if let Err(why) = s.hub.disk_headroom(0) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
         )
     } else {
-        (StatusCode::OK, "ready\n")
+        (StatusCode::OK, "ready\n".to_string())
     }
 }
 

@@ -662,9 +662,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     config.validate()?;
     let data_dir = config.data_dir.clone();
     let (trigger, shutdown) = crate::shutdown::channel();
+    let limit = std::time::Duration::from_secs(config.shutdown_timeout_secs);
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
+        crate::shutdown::watchdog(limit);
         trigger.fire();
     });
     crate::server::run(config, shutdown, |hub, bound| {

@@ -52,6 +52,9 @@ pub enum SubmitError {
     /// The hub cannot take more work now (the broker is away and the outbox is full).
     #[error("{0}")]
     Unavailable(String),
+    /// The data disk is down to its reserve of free space.
+    #[error("{0}")]
+    DiskFull(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -124,6 +127,8 @@ pub async fn submit(hub: &Hub, sub: Submission, actor: &str) -> Result<Receipt, 
     if let Some(orig) = hub.store.find_by_local_id(&sub.sender_ods, &sub.local_id)? {
         return duplicate_receipt(hub, orig, &sub.local_id, &sub.recipients, &payload_sha256).await;
     }
+    hub.disk_headroom(sub.payload.len() as u64)
+        .map_err(SubmitError::DiskFull)?;
     if hub.config.bus == BusKind::Amqp {
         let held = hub.outbox_depth.load(Ordering::Relaxed);
         if held >= hub.config.amqp.max_outbox {

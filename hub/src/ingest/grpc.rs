@@ -119,7 +119,7 @@ pub fn status_of(e: SubmitError) -> Status {
             metrics::counter!("edthub_ingest_rejected_total", "field" => field).increment(1);
             Status::invalid_argument(format!("{field}: {rule}"))
         }
-        SubmitError::Unavailable(why) => Status::unavailable(why),
+        SubmitError::Unavailable(why) | SubmitError::DiskFull(why) => Status::unavailable(why),
         SubmitError::Store(e) => {
             tracing::error!(error = %e, "submission could not be stored");
             Status::unavailable(format!("the document could not be stored durably: {e}"))

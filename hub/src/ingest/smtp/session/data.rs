@@ -224,6 +224,10 @@ async fn submit(shared: &Shared, state: &State, envelope: &Envelope, message: &[
             count("unavailable");
             format!("451 4.3.0 {why}")
         }
+        Err(SubmitError::DiskFull(why)) => {
+            count("unavailable");
+            format!("451 4.3.1 {why}")
+        }
         Err(SubmitError::Store(e)) => {
             count("unavailable");
             tracing::error!(error = %e, "smtp submission could not be stored");
