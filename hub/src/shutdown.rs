@@ -1,5 +1,6 @@
 //! Graceful shutdown: one trigger, any number of listeners (`run(listener, shutdown)` style).
 
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -26,7 +27,9 @@ pub fn watchdog(limit: Duration) {
                 abandoned = what,
                 "shutdown did not finish in time; exiting without waiting for {what}"
             );
-            eprintln!(
+            // Not eprintln!, which panics where stderr cannot be written.
+            let _ = writeln!(
+                std::io::stderr(),
                 "edthub: shutdown did not finish within {} s; exiting without waiting for {what}",
                 limit.as_secs()
             );

@@ -326,3 +326,32 @@ async fn a_data_disk_down_to_its_reserve_refuses_new_documents_and_is_not_ready(
     let stats = hub.cli_json(&["stats"]);
     assert_eq!(stats["messages"], 0, "nothing was stored");
 }
+
+#[tokio::test]
+async fn a_log_that_cannot_be_written_never_fails_a_request() {
+    // Every log line fails to write (ENOSPC), as under a full disk.
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start_logging_to(dir.path(), FAST, std::path::Path::new("/dev/full"));
+    let mut sub = hub.submission().await;
+    let ok = sub
+        .submit_document(letter("EPR-LOGFULL", &["A81001"]))
+        .await
+        .expect("a good document is receipted")
+        .into_inner();
+    assert!(!ok.duplicate);
+    let mut bad = letter("EPR-LOGFULL-2", &["A81001"]);
+    bad.nhs_number = "9434765918".into();
+    let err = sub.submit_document(bad).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "a clear refusal, not a broken call: {err:?}"
+    );
+    hub.wait_all_sent([ok.message_id], 30).await;
+    let (code, metrics) = hub.http_get("/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("edthub_log_lines_lost_total"),
+        "lost log lines are counted"
+    );
+}

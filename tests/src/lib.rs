@@ -66,6 +66,19 @@ impl Hub {
 
     /// Starts a hub with an existing config file.
     pub fn start_with(data_dir: &Path, config: &Path) -> Hub {
+        Self::spawn(data_dir, config, None)
+    }
+
+    /// Starts a hub like [`Hub::start`] whose log (stderr) goes to `stderr` (`/dev/full`, say)
+    /// rather than to a file the test reads.
+    pub fn start_logging_to(data_dir: &Path, extra: &str, stderr: &Path) -> Hub {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let config = data_dir.join("edthub-test.toml");
+        std::fs::write(&config, test_config(data_dir, extra)).expect("config");
+        Self::spawn(data_dir, &config, Some(stderr))
+    }
+
+    fn spawn(data_dir: &Path, config: &Path, stderr: Option<&Path>) -> Hub {
         let stderr_log = data_dir.join(format!(
             "hub-stderr-{}.log",
             std::time::SystemTime::now()
@@ -78,7 +91,13 @@ impl Hub {
             .arg(config)
             .env("RUST_LOG", "info,sled=warn")
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_log).expect("log file"))
+            .stderr(match stderr {
+                Some(p) => std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .expect("stderr target"),
+                None => std::fs::File::create(&stderr_log).expect("log file"),
+            })
             .spawn()
             .expect("spawn edthub");
         let stdout = child.stdout.take().expect("stdout");

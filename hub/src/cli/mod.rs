@@ -612,6 +612,25 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Where log lines go: stderr, whatever becomes of it. A line that cannot be written (a full
+/// disk under the log file, a closed pipe) is counted and dropped; logging never fails, or
+/// panics in, the request that logged.
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::io::stderr().write_all(buf).is_err() {
+            metrics::counter!("edthub_log_lines_lost_total").increment(1);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,sled=warn,h2=warn,tower=warn")
@@ -624,7 +643,8 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
-        .with_writer(std::io::stderr);
+        .log_internal_errors(false)
+        .with_writer(|| LogSink);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -672,7 +692,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::server::run(config, shutdown, |hub, bound| {
         use std::io::Write;
         let loaded = hub.directory.get();
-        println!(
+        // Not println!, which panics where stdout cannot be written.
+        let _ = writeln!(
+            std::io::stdout(),
             "edthub {} listening grpc={} http={} smtp={} node={} data_dir={} directory={} bus={}",
             env!("CARGO_PKG_VERSION"),
             bound.grpc,
