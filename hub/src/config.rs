@@ -518,6 +518,11 @@ pub struct Limits {
     /// is refused (`UNAVAILABLE`, `451 4.3.1`) and `/readyz` says so, before the database
     /// itself runs out of space. Taken again as soon as space is freed. Default 256.
     pub min_free_disk_mb: u64,
+    /// Most deliveries waiting for their transport (pending or retrying) before new documents
+    /// are refused with `UNAVAILABLE` (`451 4.3.2` by mail) and a retry hint, so that a hub
+    /// taking in more than it can deliver pushes back on its senders rather than building a
+    /// backlog no SLA survives. 0: no limit. Default 100000.
+    pub max_backlog: u64,
 }
 
 /// How deliveries are attempted and retried.
@@ -588,6 +593,7 @@ impl Default for Limits {
             max_recipients: 50,
             max_local_id_len: 255,
             min_free_disk_mb: 256,
+            max_backlog: 100_000,
         }
     }
 }

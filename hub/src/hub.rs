@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
+/// How long a sender refused for the backlog is told to wait, in seconds.
+pub const BACKLOG_RETRY_SECS: u64 = 10;
+
 /// A message with its current deliveries.
 #[derive(Debug, Clone)]
 pub struct MessageView {
@@ -139,6 +142,30 @@ impl Hub {
             free >> 20,
             reserve >> 20
         ))
+    }
+
+    /// The deliveries waiting for their transport (pending or retrying), which is also
+    /// published as the `edthub_backlog` gauge; an error if there are `limits.max_backlog`
+    /// or more.
+    pub fn backlog(&self) -> Result<u64, String> {
+        let waiting: u64 = self
+            .store
+            .count_by_state()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|(state, _)| state.awaits_transport())
+            .map(|(_, n)| n)
+            .sum();
+        metrics::gauge!("edthub_backlog").set(waiting as f64);
+        let max = self.config.limits.max_backlog;
+        if max > 0 && waiting >= max {
+            metrics::counter!("edthub_ingest_refused_total", "reason" => "backlog").increment(1);
+            return Err(format!(
+                "{waiting} deliveries are waiting to be sent, the most this hub takes on \
+                 (limits.max_backlog = {max}); try again in {BACKLOG_RETRY_SECS} s"
+            ));
+        }
+        Ok(waiting)
     }
 
     /// A message with its current deliveries.

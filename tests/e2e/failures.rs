@@ -346,3 +346,45 @@ async fn a_shutdown_stuck_on_a_delivery_ends_within_its_limit() {
         "says what it abandoned: {log}"
     );
 }
+
+#[tokio::test]
+async fn a_backlog_at_its_limit_pushes_back_on_senders() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(
+        dir.path(),
+        "[delivery]\nmax_attempts = 50\ninitial_backoff_ms = 60000\nmax_backoff_ms = 60000\n\
+         workers = 4\n\n[limits]\nmax_backlog = 1\n",
+    );
+    // A delivery that waits: its folder cannot be written, and the next try is a minute off.
+    break_folder(&hub, "A81001");
+    let mut sub = hub.submission().await;
+    let first = sub
+        .submit_document(letter("EPR-BACKLOG-1", &["A81001"]))
+        .await
+        .expect("the first is taken")
+        .into_inner();
+    wait_state(&hub, &first.message_id, "retrying").await;
+    let err = sub
+        .submit_document(letter("EPR-BACKLOG-2", &["A81002"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(
+        err.message().contains("limits.max_backlog = 1"),
+        "{:?}",
+        err.message()
+    );
+    assert_eq!(
+        err.metadata()
+            .get("retry-after-ms")
+            .map(|v| v.to_str().unwrap()),
+        Some("10000"),
+        "a retry hint"
+    );
+    assert_eq!(hub.cli_json(&["stats"])["messages"], 1, "nothing stored");
+    let (_, metrics) = hub.http_get("/metrics");
+    assert!(
+        metrics.contains("edthub_backlog 1"),
+        "the backlog is published"
+    );
+}

@@ -55,6 +55,9 @@ pub enum SubmitError {
     /// The data disk is down to its reserve of free space.
     #[error("{0}")]
     DiskFull(String),
+    /// More deliveries are waiting than the hub takes on (`limits.max_backlog`).
+    #[error("{0}")]
+    Backlog(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -129,6 +132,7 @@ pub async fn submit(hub: &Hub, sub: Submission, actor: &str) -> Result<Receipt, 
     }
     hub.disk_headroom(sub.payload.len() as u64)
         .map_err(SubmitError::DiskFull)?;
+    hub.backlog().map_err(SubmitError::Backlog)?;
     if hub.config.bus == BusKind::Amqp {
         let held = hub.outbox_depth.load(Ordering::Relaxed);
         if held >= hub.config.amqp.max_outbox {

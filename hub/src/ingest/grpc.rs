@@ -120,6 +120,13 @@ pub fn status_of(e: SubmitError) -> Status {
             Status::invalid_argument(format!("{field}: {rule}"))
         }
         SubmitError::Unavailable(why) | SubmitError::DiskFull(why) => Status::unavailable(why),
+        SubmitError::Backlog(why) => {
+            let mut status = Status::unavailable(why);
+            if let Ok(v) = (crate::hub::BACKLOG_RETRY_SECS * 1000).to_string().parse() {
+                status.metadata_mut().insert("retry-after-ms", v);
+            }
+            status
+        }
         SubmitError::Store(e) => {
             tracing::error!(error = %e, "submission could not be stored");
             Status::unavailable(format!("the document could not be stored durably: {e}"))

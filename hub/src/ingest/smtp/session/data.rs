@@ -228,6 +228,10 @@ async fn submit(shared: &Shared, state: &State, envelope: &Envelope, message: &[
             count("unavailable");
             format!("451 4.3.1 {why}")
         }
+        Err(SubmitError::Backlog(why)) => {
+            count("unavailable");
+            format!("451 4.3.2 {why}")
+        }
         Err(SubmitError::Store(e)) => {
             count("unavailable");
             tracing::error!(error = %e, "smtp submission could not be stored");
