@@ -7,6 +7,7 @@ mod crash;
 mod failures;
 mod formats;
 mod mesh;
+mod mllp;
 mod ops;
 mod receiver;
 mod routing;

@@ -15,6 +15,7 @@
 //!   to `AR`/`AE` and to ITK3 response codes.
 
 mod ack;
+pub mod batch;
 mod builder;
 mod encoding;
 mod message;
