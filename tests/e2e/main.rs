@@ -9,6 +9,7 @@ mod formats;
 mod mesh;
 mod mllp;
 mod ops;
+mod pathology;
 mod receiver;
 mod routing;
 mod smtp;

@@ -269,7 +269,7 @@ async fn batches_broken_frames_oversize_and_accept_acknowledgements() {
 
     // A batch of two results and one bad one: a batch of three answers.
     let batch = format!(
-        "FHS|^~\\&|WINPATH|RX1|||20261125093000||||FILE-1\rBHS|^~\\&|WINPATH|RX1|||20261125093000||||BATCH-1\r{}{}{}BTS|3\rFTS|1\r",
+        "FHS|^~\\&|WINPATH|RX1|||20261125093000|||FILE-1\rBHS|^~\\&|WINPATH|RX1|||20261125093000|||BATCH-1\r{}{}{}BTS|3\rFTS|1\r",
         oru("RX1", "B-1", "9434765919", ""),
         oru("RX1", "B-2", "9434765919", ""),
         oru("RX1", "B-3", "1234567890", ""),

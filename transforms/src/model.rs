@@ -61,15 +61,18 @@ pub enum ReceiverFormat {
     Hl7v2,
     /// A letter by email (the document as sent, attached).
     Email,
+    /// An HL7 v2 result as a FHIR R4 UK Core pathology test report bundle (JSON).
+    FhirPathology,
 }
 
 impl ReceiverFormat {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Original,
         Self::Itk3,
         Self::GpConnect,
         Self::Hl7v2,
         Self::Email,
+        Self::FhirPathology,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl ReceiverFormat {
             Self::GpConnect => "gp-connect",
             Self::Hl7v2 => "hl7v2",
             Self::Email => "email",
+            Self::FhirPathology => "fhir-pathology",
         }
     }
 }

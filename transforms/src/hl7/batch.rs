@@ -108,7 +108,7 @@ pub fn wrap_acks(
             .as_deref()
             .and_then(|h| {
                 let sep = h.chars().nth(3)?;
-                h.split(sep).nth(10).map(str::to_string)
+                h.split(sep).nth(9).map(str::to_string)
             })
             .unwrap_or_default()
     };
@@ -166,7 +166,7 @@ mod tests {
     #[test]
     fn a_batch_is_split_at_each_msh() {
         let b = split(
-            "FHS|^~\\&|LAB|RX1||||||||F1\rBHS|^~\\&|LAB|RX1||||||||B1\r\
+            "FHS|^~\\&|LAB|RX1||||||F1\rBHS|^~\\&|LAB|RX1||||||B1\r\
              MSH|^~\\&|LAB|RX1\rPID|1\rMSH|^~\\&|LAB|RX1\rPID|2\rBTS|2\rFTS|1\r",
         );
         assert!(b.is_batch());
