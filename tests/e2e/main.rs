@@ -8,6 +8,7 @@ mod failures;
 mod formats;
 mod mesh;
 mod mllp;
+mod mllp_out;
 mod ops;
 mod pathology;
 mod receiver;

@@ -93,6 +93,7 @@ pub fn write_drop(
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err(folder, "fsync folder", e))?;
     Ok(Sent {
+        refused: None,
         transport_id: id,
         detail: format!("written to {}", folder.join(&doc_name).display()),
     })

@@ -78,6 +78,7 @@ pub async fn send(
     .map_err(SendError::Permanent)?;
     let reply = relay.submit(address, &letter).await?;
     Ok(Sent {
+        refused: None,
         transport_id: message_id.clone(),
         detail: format!(
             "mailed to {address} as {message_id} ({} bytes); relay said {reply}",
