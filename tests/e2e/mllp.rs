@@ -254,7 +254,42 @@ async fn a_stock_client_gets_aa_ae_and_ar_and_a_resend_is_stored_once() {
         }
     })
     .await;
-    assert_eq!(std::fs::read_to_string(delivered).unwrap(), good);
+    assert_eq!(std::fs::read_to_string(&delivered).unwrap(), good);
+    // The practice has no results system: a readable report lies beside the result.
+    let report = std::fs::read_to_string(delivered.with_extension("report.html")).unwrap();
+    for cell in [
+        "Potassium",
+        "5.9",
+        "mmol/L",
+        "3.5-5.3",
+        "<td>H</td>",
+        "9434765919",
+    ] {
+        assert!(
+            report.contains(cell),
+            "{cell} missing from the report: {report}"
+        );
+    }
+
+    // A result carrying its PDF (OBX type ED): the PDF lies beside it too.
+    let pdf_result = String::from_utf8(crate::formats::fixture("oru-r01-uk-pdf.hl7")).unwrap();
+    let mut c = Conn::open(&addr);
+    assert_eq!(c.exchange(&pdf_result).code(), "CA", "MSH-15 is AL");
+    let pdf = eventually(30, "the result's PDF in the drop folder", || {
+        let folder = folder.clone();
+        async move {
+            std::fs::read_dir(&folder)
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(".report.pdf"))
+        }
+    })
+    .await;
+    assert_eq!(
+        std::fs::read(pdf).unwrap(),
+        crate::formats::fixture("letter.pdf")
+    );
     let shown = hub.cli_json(&["messages", "show", &id]);
     assert_eq!(shown["nhs_number"], "9434765919", "{shown:#}");
     assert_eq!(shown["channel"], "mllp", "{shown:#}");

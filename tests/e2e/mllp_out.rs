@@ -175,6 +175,21 @@ async fn results_in_by_mllp_and_out_as_fhir_pathology_over_mesh() {
         "kind = \"mesh\"\nmailbox = \"A81001GP001\"\nworkflow = \"PATH_TEST_RESULTS_FHIR\"",
         "fhir-pathology",
     );
+    // Route explain says what the practice will get.
+    let explained = hub.cli(&[
+        "route",
+        "explain",
+        "--to",
+        "A81001",
+        "--type",
+        "order-result",
+    ]);
+    let explained = String::from_utf8_lossy(&explained.stdout).to_string();
+    assert!(explained.contains("fhir-pathology"), "{explained}");
+    assert!(
+        explained.contains("A81001 gets a FHIR R4 pathology test report bundle (JSON)"),
+        "{explained}"
+    );
     let fbc = String::from_utf8(fixture("oru-r01-fbc.hl7")).unwrap();
     let mut lab = Conn::open(hub.mllp.as_ref().unwrap());
     // MSH-15 AL: the accept acknowledgement.
@@ -197,4 +212,61 @@ async fn results_in_by_mllp_and_out_as_fhir_pathology_over_mesh() {
     assert!(bundle.to_string().contains("9434765919"));
     // Nothing left in the mailbox: it was acknowledged.
     assert!(sandbox.receive("A81001GP001", &out).is_empty());
+}
+
+#[tokio::test]
+async fn results_in_by_mllp_and_out_by_mail_as_a_readable_table_with_the_pdf() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = edt_tests::certificate(dir.path());
+    let port = free_port();
+    let sink = crate::smtp::start_sink(dir.path(), &cert, &key, port);
+    let relay = format!(
+        "[smtp.relay]\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"starttls\"\n\
+         username = \"edthub\"\npassword = \"relay-secret\"\nfrom = \"edthub@nhs.net\"\n\
+         ca_file = {:?}\n",
+        ca.display().to_string()
+    );
+    let hub = Hub::start(dir.path(), &format!("{}\n{relay}", mllp_config("")));
+    route(
+        &hub,
+        "A81001",
+        "kind = \"email\"\naddress = \"gp.a81001@nhs.net\"",
+        "original",
+    );
+    let result = fixture("oru-r01-uk-pdf.hl7");
+    let mut lab = Conn::open(hub.mllp.as_ref().unwrap());
+    assert_eq!(
+        lab.exchange(std::str::from_utf8(&result).unwrap()).code(),
+        "CA"
+    );
+    let id = stored_id(&hub, "RX1/RX1-LAB-000042");
+    wait_state(&hub, &id, "sent").await;
+    let eml = sink.out.join("1.eml");
+    let read = crate::smtp::python_reads(&eml);
+    let text = read["text"].as_str().unwrap();
+    for cell in [
+        "NHS number: 9434765919",
+        "Full blood count",
+        "Haemoglobin",
+        "135",
+        "g/L",
+        "130-170",
+    ] {
+        assert!(text.contains(cell), "{cell} missing: {text}");
+    }
+    let html = read["html"].as_str().unwrap();
+    assert!(html.contains("<th align=\"left\">Range</th>"), "{html}");
+    let attachments = read["attachments"].as_array().unwrap();
+    assert_eq!(attachments.len(), 2, "{read}");
+    assert_eq!(
+        attachments[0]["sha256"],
+        edt_transforms::sha256_hex(&result).as_str(),
+        "the result as sent"
+    );
+    assert_eq!(attachments[1]["content_type"], "application/pdf");
+    assert_eq!(
+        attachments[1]["sha256"],
+        edt_transforms::sha256_hex(&fixture("letter.pdf")).as_str(),
+        "the PDF the result carries"
+    );
 }

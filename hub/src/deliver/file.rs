@@ -4,6 +4,11 @@
 //! sees an index file also sees the complete document. Receivers pick up by index file and
 //! acknowledge with `acks/<delivery id>.ack` (see `acks::file`).
 //!
+//! An HL7 v2 result given as it was sent (no results-system format on the route) also gets a
+//! readable report beside it, `<delivery id>.report.html` (patient, then test, value, units,
+//! range and flag), and the PDFs it carries (OBX type ED) as `<delivery id>.report.pdf`,
+//! written before the index like the document.
+//!
 //! The folder is never created here: a missing folder usually means a share that is not
 //! mounted, and writing letters to the local disk instead would lose them from view. It is a
 //! transient error; the delivery is retried.
@@ -19,14 +24,16 @@ use std::path::{Path, PathBuf};
 /// Prefix of temporary files; receivers ignore names starting with a dot.
 pub const TEMP_PREFIX: &str = ".edthub-tmp-";
 
-/// Writes the document and its index into `folder` (on the blocking pool).
+/// Writes the document (with `extras`: further files, by name suffix) and its index into
+/// `folder` (on the blocking pool).
 pub async fn send(
     folder: PathBuf,
     delivery: DeliveryRecord,
     meta: DocumentMeta,
     payload: Vec<u8>,
+    extras: Vec<(String, Vec<u8>)>,
 ) -> Result<Sent, SendError> {
-    tokio::task::spawn_blocking(move || write_drop(&folder, &delivery, &meta, &payload))
+    tokio::task::spawn_blocking(move || write_drop(&folder, &delivery, &meta, &payload, &extras))
         .await
         .map_err(|e| SendError::Transient(format!("file-drop task failed: {e}")))?
 }
@@ -50,7 +57,13 @@ impl super::Transport for FileDrop {
                     doc.meta.content_type, doc.meta.payload_size, doc.meta.payload_sha256
                 )
             });
-            let mut sent = send(self.folder.clone(), d.clone(), doc.meta, doc.bytes).await?;
+            let extras = if doc.rendered_as.is_none() {
+                readable_report(&doc.meta, &doc.bytes)
+            } else {
+                Vec::new()
+            };
+            let mut sent =
+                send(self.folder.clone(), d.clone(), doc.meta, doc.bytes, extras).await?;
             if let Some(what) = what {
                 sent.detail = format!("{}, {what}", sent.detail);
             }
@@ -59,12 +72,37 @@ impl super::Transport for FileDrop {
     }
 }
 
+/// For an HL7 v2 result: the readable report (`report.html`) and its PDFs (`report.pdf`, ...),
+/// by file name suffix. Nothing for other documents.
+pub fn readable_report(meta: &DocumentMeta, payload: &[u8]) -> Vec<(String, Vec<u8>)> {
+    if !edt_transforms::extract::is_hl7v2(&meta.content_type)
+        || edt_transforms::hl7::report::report(payload).is_none()
+    {
+        return Vec::new();
+    }
+    let (_, html) = edt_transforms::email::bodies(meta, payload);
+    let mut out = vec![("report.html".to_string(), html.into_bytes())];
+    for (i, (_, _, bytes)) in edt_transforms::email::extra_attachments(meta, payload)
+        .into_iter()
+        .enumerate()
+    {
+        let name = if i == 0 {
+            "report.pdf".to_string()
+        } else {
+            format!("report-{}.pdf", i + 1)
+        };
+        out.push((name, bytes));
+    }
+    out
+}
+
 /// The blocking body of [`send`].
 pub fn write_drop(
     folder: &Path,
     delivery: &DeliveryRecord,
     meta: &DocumentMeta,
     payload: &[u8],
+    extras: &[(String, Vec<u8>)],
 ) -> Result<Sent, SendError> {
     let meta_dir = fs::metadata(folder).map_err(|e| {
         SendError::Transient(format!(
@@ -88,6 +126,9 @@ pub fn write_drop(
     let doc_name = index.document_file.clone();
     let index_name = format!("{id}.json");
     write_atomically(folder, &doc_name, payload)?;
+    for (suffix, bytes) in extras {
+        write_atomically(folder, &format!("{id}.{suffix}"), bytes)?;
+    }
     write_atomically(folder, &index_name, &index.to_json())?;
     File::open(folder)
         .and_then(|d| d.sync_all())
@@ -189,7 +230,7 @@ mod tests {
     fn writes_document_and_index_and_no_temporaries() {
         let dir = tempfile::tempdir().unwrap();
         let d = delivery();
-        let sent = write_drop(dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4").unwrap();
+        let sent = write_drop(dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4", &[]).unwrap();
         assert_eq!(sent.transport_id, d.id.to_string());
         let doc = dir.path().join(format!("{}.pdf", d.id));
         assert_eq!(fs::read(&doc).unwrap(), b"%PDF-1.4");
@@ -200,7 +241,7 @@ mod tests {
         assert_eq!(idx["recipient_ods"], "A81001");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
         // Writing again (a redelivered work item) replaces, never duplicates.
-        write_drop(dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4").unwrap();
+        write_drop(dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4", &[]).unwrap();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
@@ -209,7 +250,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = delivery();
         let missing = dir.path().join("gone");
-        match write_drop(&missing, &d, &meta(&d, b"x"), b"x") {
+        match write_drop(&missing, &d, &meta(&d, b"x"), b"x", &[]) {
             Err(SendError::Transient(e)) => assert!(e.contains("gone"), "{e}"),
             other => panic!("{other:?}"),
         }
@@ -217,7 +258,7 @@ mod tests {
         let file_in_the_way = dir.path().join("blocked");
         fs::write(&file_in_the_way, b"").unwrap();
         assert!(matches!(
-            write_drop(&file_in_the_way, &d, &meta(&d, b"x"), b"x"),
+            write_drop(&file_in_the_way, &d, &meta(&d, b"x"), b"x", &[]),
             Err(SendError::Transient(_))
         ));
     }

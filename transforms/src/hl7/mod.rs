@@ -21,6 +21,7 @@ mod encoding;
 mod message;
 pub mod mllp;
 mod oru;
+pub mod report;
 
 pub use ack::{
     build_ack, build_unreadable_ack, hl7_error_description, parse_ack, AckCode, AckError,
