@@ -237,6 +237,18 @@ async fn a_stock_client_gets_aa_ae_and_ar_and_a_resend_is_stored_once() {
     assert_eq!(acks[7].code(), "AE");
     assert!(acks[7].error().0.starts_with("PD1^1^3"), "{}", acks[7].raw);
 
+    // Every answer is a well-formed HL7 v2 ACK to a strict parser the hub did not write.
+    let files: Vec<_> = acks
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let p = tmp.path().join(format!("ack-{i}.hl7"));
+            std::fs::write(&p, a.raw.trim_end_matches('\r')).unwrap();
+            p
+        })
+        .collect();
+    crate::formats::assert_valid("hl7v2", &files);
+
     // Exactly one result stored, and delivered to the practice's drop folder as sent.
     let list = stored(&hub);
     assert_eq!(list.len(), 1, "{list:#?}");

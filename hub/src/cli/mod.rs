@@ -9,6 +9,7 @@
 mod acks;
 mod audit;
 mod bench;
+mod bench_mllp;
 mod cancel;
 mod client;
 mod directory;

@@ -34,6 +34,17 @@ pub struct Answer {
     pub message_id: Option<Uuid>,
 }
 
+/// `text` cut to at most `max` characters (MSA-3 is ST 80, ERR-8 TX 199 in HL7 v2.5), with
+/// `...` where it was cut.
+pub fn fit(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(3)).collect();
+    out.push_str("...");
+    out
+}
+
 /// HL7 timestamp (`YYYYMMDDHHMMSS`) of a time in milliseconds since the epoch.
 pub fn hl7_time(ms: u64) -> String {
     crate::track::rfc3339(ms)
@@ -58,7 +69,7 @@ fn error(code: &str, at: Option<ErrorLocation>, text: String) -> ErrorDetail {
         location: at,
         code: code.into(),
         severity: ErrorSeverity::Error,
-        text,
+        text: fit(&text, 199),
     }
 }
 
@@ -84,8 +95,11 @@ fn refusal(e: &SubmitError) -> (AckCode, ErrorDetail) {
                         "205",
                         Some(location("MSH", Some(10))),
                         format!(
-                            "MSH-10: this control id was already used by this facility for \
-                             another result: {rule}"
+                            "MSH-10: this facility already sent another result with this \
+                             control id (message {}); a corrected result needs a new MSH-10",
+                            e.reused_local_id()
+                                .map(|u| u.to_string())
+                                .unwrap_or_default()
                         ),
                     ),
                 ),
@@ -135,7 +149,11 @@ pub async fn answer(hub: &Hub, text: &str) -> Answer {
         Ok(m) => m,
         Err(e) => {
             let e = OruError::Unreadable(e);
-            let req = AckRequest::for_error(&e, &Uuid::now_v7().to_string(), &hl7_time(now));
+            let mut req = AckRequest::for_error(&e, &Uuid::now_v7().to_string(), &hl7_time(now));
+            req.text = fit(&req.text, 80);
+            for d in &mut req.errors {
+                d.text = fit(&d.text, 199);
+            }
             let ack = build_unreadable_ack(&req, &cfg.application, &cfg.facility)
                 .map(|m| m.render())
                 .ok();
@@ -162,8 +180,9 @@ pub async fn answer(hub: &Hub, text: &str) -> Answer {
                 Some(id),
                 received,
             ),
-            Err((code, detail)) => {
-                let t = detail.text.clone();
+            Err((code, mut detail)) => {
+                detail.text = fit(&detail.text, 199);
+                let t = fit(&detail.text, 80);
                 (code, vec![detail], t, None, now)
             }
         };

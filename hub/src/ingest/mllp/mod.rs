@@ -130,12 +130,12 @@ fn refusal(hub: &Hub, code: &str, text: String) -> Vec<u8> {
         code: AckCode::ApplicationReject,
         control_id: uuid::Uuid::now_v7().to_string(),
         timestamp: answer::hl7_time(crate::track::now_ms()),
-        text: text.clone(),
+        text: answer::fit(&text, 80),
         errors: vec![ErrorDetail {
             location: None,
             code: code.into(),
             severity: ErrorSeverity::Error,
-            text,
+            text: answer::fit(&text, 199),
         }],
     };
     metrics::counter!("edthub_mllp_answers_total", "code" => "AR").increment(1);
