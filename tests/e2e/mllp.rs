@@ -110,6 +110,8 @@ impl Conn {
             match self.tcp.read(&mut buf) {
                 Ok(0) => return None,
                 Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                // The hub went away (killed): no answer.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
                 Err(e) => panic!("reading an answer: {e}"),
             }
         }
@@ -163,7 +165,7 @@ pub fn mllp_send(addr: &str, file: &Path) -> Vec<Ack> {
 }
 
 fn stored(hub: &Hub) -> Vec<serde_json::Value> {
-    hub.cli_json(&["messages", "list", "--channel", "mllp", "--limit", "1000"])["messages"]
+    hub.cli_json(&["messages", "list", "--channel", "mllp", "--limit", "10000"])["messages"]
         .as_array()
         .cloned()
         .unwrap_or_default()
@@ -541,4 +543,77 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2]))) as raw:
     let mut plain = Conn::open(&addr);
     plain.send_raw(&framed(&oru("RX1", "PLAIN-1", "9434765919", "")));
     assert!(plain.read_frame().is_none_or(|f| acks_in(&f).is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_mid_load_loses_no_acknowledged_result() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut hub = Hub::start(tmp.path(), &mllp_config(""));
+    let config = hub.config.clone();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..2u64 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let addr = hub.mllp.clone().unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let (stop, counter, addr) = (stop.clone(), counter.clone(), addr.clone());
+            tasks.push(std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let Ok(tcp) = TcpStream::connect(&addr) else {
+                    return got;
+                };
+                tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let mut c = Conn {
+                    tcp,
+                    pending: Vec::new(),
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let i = counter.fetch_add(1, Ordering::Relaxed);
+                    let control = format!("CRASH-{i}");
+                    if c.tcp
+                        .write_all(&framed(&oru("RX1", &control, "9434765919", "")))
+                        .is_err()
+                    {
+                        break;
+                    }
+                    // The hub died under us: no answer, so nothing was promised.
+                    let Some(frame) = c.read_frame() else { break };
+                    if let Some(a) = acks_in(&frame).pop() {
+                        if a.code() == "AA" {
+                            got.push(control);
+                        }
+                    }
+                }
+                got
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1000 + 500 * round)).await;
+        hub.kill();
+        stop.store(true, Ordering::Relaxed);
+        for t in tasks {
+            acknowledged.extend(t.join().unwrap());
+        }
+        hub = Hub::start_with(tmp.path(), &config);
+    }
+    assert!(
+        acknowledged.len() > 20,
+        "too little load to mean anything: {}",
+        acknowledged.len()
+    );
+    let list = stored(&hub);
+    let stored_ids: std::collections::HashSet<String> = list
+        .iter()
+        .map(|m| m["local_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for control in &acknowledged {
+        assert!(
+            stored_ids.contains(&format!("RX1/{control}")),
+            "{control} was acknowledged AA but is not stored ({} stored, {} acknowledged)",
+            stored_ids.len(),
+            acknowledged.len()
+        );
+    }
 }
