@@ -51,6 +51,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub acks: AckConfig,
     pub smtp: SmtpConfig,
+    pub mllp: MllpConfig,
     pub mesh: MeshConfig,
     pub tls: TlsConfig,
     pub retention: RetentionConfig,
@@ -462,6 +463,79 @@ impl Default for SmtpConfig {
 }
 
 /// The bus implementation.
+/// HL7 v2 over MLLP: the listener laboratory and order-comms systems send results to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MllpConfig {
+    /// Listen address (`--mllp-addr`), `HOST:PORT`. Unset (the default): no listener. Port 0
+    /// picks a free port.
+    pub listen: Option<ListenAddr>,
+    /// Serve MLLP over TLS with the gRPC certificate (`tls.cert`, `tls.key`; with
+    /// `tls.client_ca`, senders must present a certificate it issued). Default false.
+    pub tls: bool,
+    /// Largest message (one MLLP frame), in bytes. A larger one is answered `AR` and
+    /// discarded. Default 4 MiB.
+    pub max_message_bytes: usize,
+    /// Concurrent connections; past that, a new one is answered with an `AR` saying so and
+    /// closed. Default 50.
+    pub max_connections: usize,
+    /// Seconds a connection may wait with no message started before it is closed. Default 600.
+    pub idle_timeout_secs: u64,
+    /// Seconds a started message may take to arrive in full; past that it is answered `AR`
+    /// and the connection closed. Default 30.
+    pub read_timeout_secs: u64,
+    /// The sending facilities allowed (MSH-4, with MSH-3 when given), each bound to the
+    /// sender ODS code its results are submitted as. Anything else is answered `AR`.
+    pub senders: Vec<MllpSender>,
+    /// MSH-3 and MSH-4 of the hub's acknowledgements. Default `EDTHUB` and `EDTHUB`.
+    pub application: String,
+    pub facility: String,
+}
+
+impl Default for MllpConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            tls: false,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_connections: 50,
+            idle_timeout_secs: 600,
+            read_timeout_secs: 30,
+            senders: Vec::new(),
+            application: "EDTHUB".into(),
+            facility: "EDTHUB".into(),
+        }
+    }
+}
+
+/// A sending facility allowed to send results over MLLP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MllpSender {
+    /// MSH-4 (its first component, the namespace id), matched case-insensitively.
+    pub facility: String,
+    /// MSH-3 (its first component); when set, it must match too.
+    #[serde(default)]
+    pub application: Option<String>,
+    /// The sender ODS code the facility's results are submitted as.
+    pub sender_ods: String,
+}
+
+impl MllpConfig {
+    /// The sender ODS code for a sending application and facility, if allowed.
+    pub fn sender_for(&self, application: &str, facility: &str) -> Option<&str> {
+        self.senders
+            .iter()
+            .find(|s| {
+                s.facility.trim().eq_ignore_ascii_case(facility.trim())
+                    && s.application
+                        .as_deref()
+                        .is_none_or(|a| a.trim().eq_ignore_ascii_case(application.trim()))
+            })
+            .map(|s| s.sender_ods.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BusKind {
@@ -578,6 +652,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             acks: AckConfig::default(),
             smtp: SmtpConfig::default(),
+            mllp: MllpConfig::default(),
             mesh: MeshConfig::default(),
             tls: TlsConfig::default(),
             retention: RetentionConfig::default(),
@@ -778,6 +853,44 @@ impl Config {
                     "mesh.chunk_bytes must be at least 1024 and mesh.poll_ms at least 1".into(),
                 ));
             }
+        }
+        let mllp = &self.mllp;
+        if let Some(addr) = &mllp.listen {
+            if mllp.tls && tls.cert.is_none() {
+                return Err(ConfigError::Invalid(
+                    "mllp.tls needs tls.cert and tls.key (the gRPC certificate)".into(),
+                ));
+            }
+            if !addr.is_loopback() && !mllp.tls && !tls.behind_proxy {
+                return Err(ConfigError::Invalid(format!(
+                    "refusing to serve MLLP on {addr} without TLS: set mllp.tls = true (with \
+                     tls.cert and tls.key), or tls.behind_proxy = true"
+                )));
+            }
+            if mllp.max_message_bytes < 64
+                || mllp.max_connections == 0
+                || mllp.idle_timeout_secs == 0
+                || mllp.read_timeout_secs == 0
+            {
+                return Err(ConfigError::Invalid(
+                    "mllp.max_message_bytes must be at least 64, and mllp.max_connections, \
+                     mllp.idle_timeout_secs and mllp.read_timeout_secs at least 1"
+                        .into(),
+                ));
+            }
+        }
+        for s in &mllp.senders {
+            if s.facility.trim().is_empty() {
+                return Err(ConfigError::Invalid(
+                    "mllp.senders: facility (MSH-4) must not be empty".into(),
+                ));
+            }
+            edt_transforms::OdsCode::parse(&s.sender_ods).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "mllp.senders {:?}: sender_ods {:?}: ODS code {e}",
+                    s.facility, s.sender_ods
+                ))
+            })?;
         }
         if self.acks.poll_ms == 0 {
             return Err(ConfigError::Invalid(

@@ -26,6 +26,7 @@ pub struct Bound {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub smtp: Option<SocketAddr>,
+    pub mllp: Option<SocketAddr>,
 }
 
 /// Opens the hub, binds its listeners and serves until `shutdown` fires. `on_bound` is told
@@ -44,13 +45,24 @@ pub async fn run(
         Some(addr) => Some(bind(addr, "SMTP").await?),
         None => None,
     };
+    let mllp = match &config.mllp.listen {
+        Some(addr) => Some(bind(addr, "MLLP").await?),
+        None => None,
+    };
     let hub = Hub::open(config).await?;
     let bound = Bound {
         grpc: grpc.local_addr()?,
         http: http.local_addr()?,
         smtp: smtp.as_ref().map(|l| l.local_addr()).transpose()?,
+        mllp: mllp.as_ref().map(|l| l.local_addr()).transpose()?,
     };
-    serve(hub, grpc, http, smtp, shutdown, |h| on_bound(h, bound)).await
+    let listeners = Listeners {
+        grpc,
+        http,
+        smtp,
+        mllp,
+    };
+    serve(hub, listeners, shutdown, |h| on_bound(h, bound)).await
 }
 
 /// Binds a listener on the first address `addr` stands for that can be bound (a host name is
@@ -61,15 +73,27 @@ async fn bind(addr: &ListenAddr, what: &str) -> anyhow::Result<TcpListener> {
         .map_err(|e| anyhow::anyhow!("cannot listen for {what} on {addr}: {e}"))
 }
 
+/// The bound listeners a node serves on.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub http: TcpListener,
+    pub smtp: Option<TcpListener>,
+    pub mllp: Option<TcpListener>,
+}
+
 /// Serves an opened hub on bound listeners until `shutdown` fires.
 pub async fn serve(
     hub: Arc<Hub>,
-    grpc: TcpListener,
-    http: TcpListener,
-    smtp: Option<TcpListener>,
+    listeners: Listeners,
     shutdown: Shutdown,
     on_ready: impl FnOnce(&Hub),
 ) -> anyhow::Result<()> {
+    let Listeners {
+        grpc,
+        http,
+        smtp,
+        mllp,
+    } = listeners;
     let loaded = hub.directory.get();
     for (ep, folder) in loaded
         .directory
@@ -143,6 +167,14 @@ pub async fn serve(
     let acks = crate::acks::spawn(hub.clone(), shutdown.clone());
     let smtp = match smtp {
         Some(l) => Some(crate::ingest::smtp::spawn(
+            hub.clone(),
+            l,
+            shutdown.clone(),
+        )?),
+        None => None,
+    };
+    let mllp = match mllp {
+        Some(l) => Some(crate::ingest::mllp::spawn(
             hub.clone(),
             l,
             shutdown.clone(),
@@ -265,6 +297,10 @@ pub async fn serve(
     waiting_for("mail sessions");
     if let Some(s) = smtp {
         let _ = s.await;
+    }
+    waiting_for("MLLP connections");
+    if let Some(m) = mllp {
+        let _ = m.await;
     }
     waiting_for("background jobs (notices, MESH polling, retention, relays)");
     if let Some(n) = notices {

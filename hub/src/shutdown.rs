@@ -63,7 +63,7 @@ impl Trigger {
 /// background job. The first tick is at once; a late tick delays the next rather than
 /// bunching them up.
 ///
-/// ```ignore
+/// ```text
 /// let mut every = Every::new(Duration::from_secs(60), shutdown);
 /// while every.tick().await { /* the job */ }
 /// ```

@@ -92,6 +92,14 @@ pub enum EndpointKind {
     /// The receiver pulls its documents over gRPC (`ReceiverDelivery`), authenticating with a
     /// bearer token whose SHA-256 (hex) is given here.
     Grpc { token_sha256: String },
+    /// A results system that takes HL7 v2 over MLLP at `address` (`HOST:PORT`): the delivery
+    /// is `sent` on its `AA`/`CA`, `rejected` on `AE`/`AR`, and retried when it does not
+    /// answer within `timeout_secs` (default 30).
+    Mllp {
+        address: String,
+        #[serde(default)]
+        timeout_secs: Option<u64>,
+    },
 }
 
 /// A delivery endpoint.
@@ -907,6 +915,19 @@ fn build(
                 continue;
             }
             EndpointKind::Mesh { .. } => continue,
+            EndpointKind::Mllp { address, .. } => {
+                let usable = address.rsplit_once(':').is_some_and(|(h, p)| {
+                    !h.trim_matches(['[', ']']).is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)
+                });
+                if !usable {
+                    return Err(invalid(
+                        "endpoint",
+                        &e.id,
+                        format!("{address:?} is not HOST:PORT for an MLLP receiver"),
+                    ));
+                }
+                continue;
+            }
             EndpointKind::Grpc { token_sha256 } => {
                 if token_sha256.len() != 64 || !token_sha256.bytes().all(|b| b.is_ascii_hexdigit())
                 {

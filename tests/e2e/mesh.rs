@@ -10,18 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const HUB_MAILBOX: &str = "RX1EDT001";
-const KEY: &str = "TestKey";
+pub(crate) const HUB_MAILBOX: &str = "RX1EDT001";
+pub(crate) const KEY: &str = "TestKey";
 
 /// The MESH sandbox on a port, with the hub's and the practices' mailboxes.
-struct Sandbox {
+pub(crate) struct Sandbox {
     child: Option<Child>,
     port: u16,
     log: PathBuf,
 }
 
 impl Sandbox {
-    fn start(dir: &Path) -> Sandbox {
+    pub(crate) fn start(dir: &Path) -> Sandbox {
         let mut s = Sandbox {
             child: None,
             port: free_port(),
@@ -31,7 +31,7 @@ impl Sandbox {
         s
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -95,7 +95,7 @@ impl Sandbox {
     }
 
     /// Acts as a GP system's mailbox: downloads and acknowledges everything waiting.
-    fn receive(&self, mailbox: &str, out: &Path) -> Vec<serde_json::Value> {
+    pub(crate) fn receive(&self, mailbox: &str, out: &Path) -> Vec<serde_json::Value> {
         std::fs::create_dir_all(out).unwrap();
         let o = self.gp(mailbox, &["receive", "--out", &out.display().to_string()]);
         serde_json::from_slice::<Vec<serde_json::Value>>(&o).unwrap()

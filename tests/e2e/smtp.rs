@@ -587,9 +587,9 @@ for user, password, ok in [("legacy", "old password", True), ("legacy", "{PASSWO
         .any(|m| m["local_id"] == "EPR-2"));
 }
 
-struct Sink {
+pub(crate) struct Sink {
     child: std::process::Child,
-    out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 impl Drop for Sink {
@@ -601,7 +601,7 @@ impl Drop for Sink {
 
 /// What Python's `email` package (a parser the hub did not write) reads in a mail the hub
 /// wrote: addresses, subject, bodies, attachments and any defects it found.
-fn python_reads(eml: &Path) -> serde_json::Value {
+pub(crate) fn python_reads(eml: &Path) -> serde_json::Value {
     let out = Command::new(peers_python())
         .arg(workspace().join("tests/peers/mail_check.py"))
         .arg(eml)
@@ -618,7 +618,7 @@ fn python_reads(eml: &Path) -> serde_json::Value {
 }
 
 /// Starts aiosmtpd (STARTTLS and AUTH required) writing what it receives to `out`.
-fn start_sink(dir: &Path, cert: &Path, key: &Path, port: u16) -> Sink {
+pub(crate) fn start_sink(dir: &Path, cert: &Path, key: &Path, port: u16) -> Sink {
     let out = dir.join("received");
     std::fs::create_dir_all(&out).unwrap();
     let mut child = Command::new(peers_python())

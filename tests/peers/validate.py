@@ -5,6 +5,12 @@
                                        header rules a receiving system applies
     python validate.py hl7v2 FILE...   HL7 v2 with hl7apy at STRICT validation (structure of
                                        the message type, required fields, datatypes)
+    python validate.py fhir-pathology FILE...
+                                       FHIR R4 JSON: fhir.resources' R4B models (every resource,
+                                       element, cardinality and datatype; the resources used
+                                       here are the same in R4 and R4B), the R4 datetime and
+                                       document Bundle rules, and the test report bundle rules
+                                       of NHS England's Pathology FHIR Implementation Guide
 
 Prints one JSON object per file ({"file", "ok", "errors", ...}) and exits 1 if any file fails.
 The ITK3 rules are written from the published specifications (ITK3 Messaging Distribution,
@@ -267,9 +273,168 @@ def validate_hl7v2(data):
     return [], info
 
 
+# FHIR R4 (4.0.1) primitive formats, from the specification's datatypes page.
+R4_DATETIME = re.compile(
+    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]"
+    r"|3[0-1])(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3])"
+    r":[0-5][0-9]|14:00)))?)?)?"
+)
+R4_DATE = re.compile(
+    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?"
+)
+R4_INSTANT = re.compile(
+    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+)
+UK_CORE = "https://fhir.hl7.org.uk/StructureDefinition/"
+PATHOLOGY_PROFILES = {
+    "Composition": ["http://hl7.eu/fhir/laboratory/StructureDefinition/Composition-eu-lab"],
+    "DiagnosticReport": [UK_CORE + "UKCore-DiagnosticReport-Lab"],
+    "Observation": [UK_CORE + "UKCore-Observation-Lab"],
+    "Patient": [UK_CORE + "UKCore-Patient"],
+    "Organization": [UK_CORE + "UKCore-Organization"],
+    "Practitioner": [UK_CORE + "UKCore-Practitioner"],
+    "ServiceRequest": [UK_CORE + "UKCore-ServiceRequest-Lab"],
+    "Specimen": [UK_CORE + "UKCore-Specimen"],
+}
+# Where each resource type keeps its dateTime / date / instant elements.
+DATE_ELEMENTS = {
+    "dateTime": ["effectiveDateTime", "authoredOn", "collectedDateTime", "receivedTime", "date"],
+    "date": ["birthDate"],
+    "instant": ["issued"],
+}
+
+
+def validate_fhir_pathology(data):
+    from fhir.resources.R4B import get_fhir_model_class
+
+    info = {}
+    errors = []
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        return [f"not JSON: {e}"], info
+    try:
+        get_fhir_model_class("Bundle").model_validate(doc)
+    except Exception as e:
+        errors.append(f"FHIR model: {e}")
+
+    # ele-1: every element has a value or children; no empty strings, objects or arrays.
+    def walk(v, path):
+        if isinstance(v, dict):
+            if not v:
+                errors.append(f"{path}: empty object")
+            for k, x in v.items():
+                walk(x, f"{path}.{k}")
+                if k in DATE_ELEMENTS["dateTime"] and isinstance(x, str) and not R4_DATETIME.fullmatch(x):
+                    errors.append(f"{path}.{k}: {x!r} is not an R4 dateTime")
+                if k in DATE_ELEMENTS["date"] and isinstance(x, str) and not R4_DATE.fullmatch(x):
+                    errors.append(f"{path}.{k}: {x!r} is not an R4 date")
+                if k in DATE_ELEMENTS["instant"] and isinstance(x, str) and not R4_INSTANT.fullmatch(x):
+                    errors.append(f"{path}.{k}: {x!r} is not an R4 instant")
+        elif isinstance(v, list):
+            if not v:
+                errors.append(f"{path}: empty array")
+            for i, x in enumerate(v):
+                walk(x, f"{path}[{i}]")
+        elif isinstance(v, str) and not v.strip():
+            errors.append(f"{path}: empty string")
+
+    walk(doc, "Bundle")
+    if doc.get("resourceType") != "Bundle" or doc.get("type") != "document":
+        errors.append("a test report is a Bundle of type document (IG v0.3.0 on)")
+    ident = doc.get("identifier") or {}
+    if not (ident.get("system") and ident.get("value")):
+        errors.append("bdl-9: a document has Bundle.identifier with a system and a value")
+    if not R4_INSTANT.fullmatch(doc.get("timestamp", "")):
+        errors.append("bdl-10: a document has Bundle.timestamp (an instant)")
+    entries = doc.get("entry") or []
+    by_url = {}
+    for i, e in enumerate(entries):
+        url = e.get("fullUrl")
+        if not url or url in by_url:
+            errors.append(f"entry[{i}]: fullUrl missing or repeated (bdl-7)")
+        by_url[url] = e.get("resource", {})
+    types = [e.get("resource", {}).get("resourceType") for e in entries]
+    if not types or types[0] != "Composition":
+        errors.append("bdl-11: the first entry of a document is the Composition")
+    info["resources"] = {t: types.count(t) for t in sorted(set(t for t in types if t))}
+
+    # Every reference resolves inside the bundle.
+    def refs(v, path):
+        if isinstance(v, dict):
+            if isinstance(v.get("reference"), str):
+                yield path, v["reference"]
+            for k, x in v.items():
+                yield from refs(x, f"{path}.{k}")
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                yield from refs(x, f"{path}[{i}]")
+
+    def target(ref, path, *allowed):
+        res = by_url.get(ref)
+        if res is None:
+            errors.append(f"{path}: {ref} is not in the bundle")
+            return None
+        if allowed and res.get("resourceType") not in allowed:
+            errors.append(f"{path}: {ref} is a {res.get('resourceType')}, expected {allowed}")
+        return res
+
+    for path, ref in refs(doc, "Bundle"):
+        target(ref, path)
+
+    for i, e in enumerate(entries):
+        r = e.get("resource", {})
+        t = r.get("resourceType")
+        where = f"entry[{i}] {t}"
+        profiles = (r.get("meta") or {}).get("profile") or []
+        if t in PATHOLOGY_PROFILES and profiles != PATHOLOGY_PROFILES[t]:
+            errors.append(f"{where}: meta.profile {profiles} is not {PATHOLOGY_PROFILES[t]}")
+        if t in ("Composition", "DiagnosticReport", "Observation", "ServiceRequest", "Specimen"):
+            subject = (r.get("subject") or {}).get("reference")
+            if not subject or (by_url.get(subject) or {}).get("resourceType") != "Patient":
+                errors.append(f"{where}: subject must be the Patient")
+        if t == "Patient":
+            for ident in r.get("identifier", []):
+                if ident.get("system") == NHS_NUMBER_SYSTEM and not nhs_number_valid(ident.get("value")):
+                    errors.append(f"{where}: NHS number {ident.get('value')} fails Modulus 11")
+        if t == "Observation":
+            cats = [c.get("code") for cc in r.get("category", []) for c in cc.get("coding", [])]
+            if "laboratory" not in cats:
+                errors.append(f"{where}: category laboratory is required")
+            if not r.get("code"):
+                errors.append(f"{where}: code is required")
+            for m in r.get("hasMember", []):
+                target(m.get("reference"), f"{where}.hasMember", "Observation")
+            values = [k for k in r if k.startswith("value")]
+            if len(values) > 1:
+                errors.append(f"{where}: more than one value[x]: {values}")
+            q = r.get("valueQuantity")
+            if q and q.get("code") and not q.get("system"):
+                errors.append(f"{where}: qty-3: a Quantity code needs its system")
+        if t == "DiagnosticReport":
+            for m in r.get("result", []):
+                target(m.get("reference"), f"{where}.result", "Observation")
+            for f in r.get("presentedForm", []):
+                if f.get("data"):
+                    import base64
+
+                    try:
+                        base64.b64decode(f["data"], validate=True)
+                    except Exception as ex:
+                        errors.append(f"{where}: presentedForm data is not Base64: {ex}")
+    if "DiagnosticReport" not in info["resources"]:
+        errors.append("a test report bundle holds a DiagnosticReport")
+    return errors, info
+
+
 def main():
     kind, files = sys.argv[1], sys.argv[2:]
-    check = {"itk3": validate_itk3, "hl7v2": validate_hl7v2}[kind]
+    check = {
+        "itk3": validate_itk3,
+        "hl7v2": validate_hl7v2,
+        "fhir-pathology": validate_fhir_pathology,
+    }[kind]
     failed = False
     for name in files:
         with open(name, "rb") as f:

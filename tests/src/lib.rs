@@ -41,6 +41,8 @@ pub struct Hub {
     pub http: String,
     /// `127.0.0.1:PORT` of the SMTP listener, when the config turns it on.
     pub smtp: Option<String>,
+    /// `127.0.0.1:PORT` of the MLLP listener, when the config turns it on.
+    pub mllp: Option<String>,
     stderr_log: PathBuf,
 }
 
@@ -129,6 +131,7 @@ impl Hub {
             grpc: format!("http://{}", field("grpc=")),
             http: field("http="),
             smtp: Some(field("smtp=")).filter(|s| s != "off"),
+            mllp: Some(field("mllp=")).filter(|s| s != "off"),
             child: Some(child),
             data_dir: data_dir.to_path_buf(),
             config: config.to_path_buf(),

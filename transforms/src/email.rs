@@ -179,6 +179,119 @@ pub fn file_name_of(meta: &DocumentMeta) -> String {
         .unwrap_or_else(|| crate::index::document_file_name("document", &meta.content_type, None))
 }
 
+/// The patient and a table per test: test, value, units, range, flag; then the notes.
+fn results_table(r: &crate::hl7::report::Report, text: &mut String, html: &mut String) {
+    let mut patient = vec![("Patient", r.patient.clone())];
+    if let Some(n) = &r.nhs_number {
+        patient.push(("NHS number", n.clone()));
+    }
+    if !r.date_of_birth.is_empty() {
+        patient.push(("Date of birth", r.date_of_birth.clone()));
+    }
+    text.push_str("\r\n");
+    html.push_str("<table>\r\n");
+    for (k, v) in patient.iter().filter(|(_, v)| !v.trim().is_empty()) {
+        text.push_str(&format!("{k}: {v}\r\n"));
+        html.push_str(&format!(
+            "<tr><th align=\"left\">{}</th><td>{}</td></tr>\r\n",
+            escape_html(k),
+            escape_html(v)
+        ));
+    }
+    html.push_str("</table>\r\n");
+    const HEAD: [&str; 5] = ["Test", "Value", "Units", "Range", "Flag"];
+    for t in &r.tests {
+        text.push_str(&format!("\r\n{}\r\n", t.name));
+        html.push_str(&format!("<h2>{}</h2>\r\n", escape_html(&t.name)));
+        if !t.rows.is_empty() {
+            let cells: Vec<[&str; 5]> = t
+                .rows
+                .iter()
+                .map(|x| [x.test.as_str(), &x.value, &x.units, &x.range, &x.flag])
+                .collect();
+            let width = |i: usize| {
+                cells
+                    .iter()
+                    .map(|c| c[i].chars().count())
+                    .chain([HEAD[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            };
+            let widths: Vec<usize> = (0..5).map(width).collect();
+            let line = |c: [&str; 5]| {
+                let mut l = String::new();
+                for (i, v) in c.iter().enumerate() {
+                    l.push_str(v);
+                    if i < 4 {
+                        l.push_str(&" ".repeat(widths[i] - v.chars().count() + 2));
+                    }
+                }
+                l.trim_end().to_string()
+            };
+            text.push_str(&line(HEAD));
+            text.push_str("\r\n");
+            html.push_str("<table border=\"1\" cellpadding=\"4\">\r\n<tr>");
+            for h in HEAD {
+                html.push_str(&format!("<th align=\"left\">{h}</th>"));
+            }
+            html.push_str("</tr>\r\n");
+            for c in &cells {
+                text.push_str(&line(*c));
+                text.push_str("\r\n");
+                html.push_str("<tr>");
+                for v in c {
+                    html.push_str(&format!("<td>{}</td>", escape_html(v)));
+                }
+                html.push_str("</tr>\r\n");
+            }
+            html.push_str("</table>\r\n");
+        }
+        for n in &t.notes {
+            text.push_str(&format!("Note: {}\r\n", n.replace('\n', "\r\n")));
+            html.push_str(&format!("<p>Note: {}</p>\r\n", escape_html(n)));
+        }
+    }
+}
+
+/// Files to attach besides the document: the PDFs an HL7 v2 result carries (OBX type ED), as
+/// (file name, content type, bytes).
+pub fn extra_attachments(meta: &DocumentMeta, payload: &[u8]) -> Vec<(String, String, Vec<u8>)> {
+    if !crate::extract::is_hl7v2(&meta.content_type) {
+        return Vec::new();
+    }
+    let Some(r) = crate::hl7::report::report(payload) else {
+        return Vec::new();
+    };
+    r.pdfs
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let stem: String = p
+                .title
+                .chars()
+                .map(|c| {
+                    if c.is_alphanumeric() || c == ' ' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let stem = if stem.trim().is_empty() {
+                "report".to_string()
+            } else {
+                stem.trim().to_string()
+            };
+            let name = if i == 0 {
+                format!("{stem}.pdf")
+            } else {
+                format!("{stem} {}.pdf", i + 1)
+            };
+            (name, "application/pdf".to_string(), p.bytes)
+        })
+        .collect()
+}
+
 /// The plain-text and HTML bodies of the letter for `meta` / `payload`.
 pub fn bodies(meta: &DocumentMeta, payload: &[u8]) -> (String, String) {
     let letter = letter_of(&meta.content_type, payload);
@@ -211,7 +324,34 @@ pub fn bodies(meta: &DocumentMeta, payload: &[u8]) -> (String, String) {
         ));
     }
     html.push_str("</table>\r\n");
+    let results = crate::extract::is_hl7v2(&meta.content_type)
+        .then(|| crate::hl7::report::report(payload))
+        .flatten();
+    if let Some(r) = &results {
+        results_table(r, &mut text, &mut html);
+    }
     match &letter {
+        _ if results.is_some() => {
+            let mut note = format!(
+                "The result is attached as sent ({}, {}).",
+                file_name_of(meta),
+                meta.content_type
+            );
+            if let Some(r) = &results {
+                if !r.pdfs.is_empty() {
+                    note.push_str(&format!(
+                        " The laboratory's report is attached as {}.",
+                        if r.pdfs.len() == 1 {
+                            "a PDF".to_string()
+                        } else {
+                            format!("{} PDFs", r.pdfs.len())
+                        }
+                    ));
+                }
+            }
+            text.push_str(&format!("\r\n{note}\r\n"));
+            html.push_str(&format!("<p>{}</p>\r\n", escape_html(&note)));
+        }
         Some(l) => {
             for s in &l.sections {
                 text.push_str(&format!("\r\n{}\r\n", s.title));
@@ -300,6 +440,28 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
         assert!(html.contains("<h2>"), "{html}");
+    }
+
+    #[test]
+    fn a_result_gets_a_table_and_its_pdf() {
+        let oru = include_bytes!("../../tests/fixtures/oru-r01-uk-pdf.hl7");
+        let mut m = meta("application/hl7-v2", oru);
+        m.document_type = DocumentType::OrderResult;
+        let (text, html) = bodies(&m, oru);
+        assert!(
+            text.contains("Patient: ALEX SAMPLE") || text.contains("Patient: "),
+            "{text}"
+        );
+        assert!(text.contains("NHS number: 9434765919"), "{text}");
+        assert!(text.contains("Full blood count"), "{text}");
+        assert!(text.contains("Haemoglobin"), "{text}");
+        assert!(text.contains("130-170"), "{text}");
+        assert!(html.contains("<th align=\"left\">Flag</th>"), "{html}");
+        assert!(html.contains("<td>g/L</td>"), "{html}");
+        let extra = extra_attachments(&m, oru);
+        assert_eq!(extra.len(), 1);
+        assert!(extra[0].2.starts_with(b"%PDF-"));
+        assert_eq!(extra[0].1, "application/pdf");
     }
 
     #[test]

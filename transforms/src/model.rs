@@ -61,15 +61,18 @@ pub enum ReceiverFormat {
     Hl7v2,
     /// A letter by email (the document as sent, attached).
     Email,
+    /// An HL7 v2 result as a FHIR R4 UK Core pathology test report bundle (JSON).
+    FhirPathology,
 }
 
 impl ReceiverFormat {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Original,
         Self::Itk3,
         Self::GpConnect,
         Self::Hl7v2,
         Self::Email,
+        Self::FhirPathology,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,35 @@ impl ReceiverFormat {
             Self::GpConnect => "gp-connect",
             Self::Hl7v2 => "hl7v2",
             Self::Email => "email",
+            Self::FhirPathology => "fhir-pathology",
+        }
+    }
+}
+
+impl FromStr for ReceiverFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("unknown receiver format {s:?}"))
+    }
+}
+
+impl ReceiverFormat {
+    /// What a receiver routed in this format is given, in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Original => {
+                "the document as sent (an HL7 v2 result with a readable report and its PDF)"
+            }
+            Self::Itk3 => "an ITK3 FHIR STU3 message (XML), headed for the receiver",
+            Self::GpConnect => "a GP Connect Send Document (ITK3, XML) wrapping the document",
+            Self::Hl7v2 => "an HL7 v2 ORU^R01 result",
+            Self::Email => {
+                "a letter by email, the document attached (for a result: a results table and its PDF)"
+            }
+            Self::FhirPathology => "a FHIR R4 pathology test report bundle (JSON)",
         }
     }
 }

@@ -39,7 +39,7 @@ pub struct RenderError {
 }
 
 /// A UUID-shaped id derived from `seed` and `label` (stable for the same inputs).
-fn derived(seed: &str, label: &str) -> String {
+pub(crate) fn derived(seed: &str, label: &str) -> String {
     let h = crate::sha256_hex(format!("{seed}/{label}").as_bytes());
     format!(
         "{}-{}-4{}-8{}-{}",
@@ -195,6 +195,25 @@ pub fn render(
                 "application/hl7-v2",
                 msg.render().into_bytes(),
             ))
+        }
+        ReceiverFormat::FhirPathology => {
+            if !is_hl7v2(&meta.content_type) {
+                return Err(fail(format!(
+                    "a FHIR pathology report is made from an HL7 v2 ORU^R01 result; this is {}",
+                    meta.content_type
+                )));
+            }
+            let bundle = crate::fhir::r4::pathology::bundle(
+                payload,
+                &crate::fhir::r4::pathology::Context {
+                    seed: d.id,
+                    timestamp: d.created_at,
+                    sender_ods: &meta.sender_ods,
+                },
+            )
+            .map_err(|e| fail(e.to_string()))?;
+            let bytes = crate::fhir::r4::to_json(&bundle).into_bytes();
+            Ok(rendered(meta, "application/fhir+json", bytes))
         }
         ReceiverFormat::Itk3 => {
             let Some(f) = fhir_format(&meta.content_type) else {

@@ -289,9 +289,10 @@ fn query(f: &v1::ListMessagesRequest) -> Result<ListQuery, Status> {
         "" => None,
         "grpc" => Some(crate::track::Channel::Grpc),
         "smtp" => Some(crate::track::Channel::Smtp),
+        "mllp" => Some(crate::track::Channel::Mllp),
         other => {
             return Err(Status::invalid_argument(format!(
-                "channel: {other:?} is not a channel (grpc, smtp)"
+                "channel: {other:?} is not a channel (grpc, smtp, mllp)"
             )))
         }
     };

@@ -36,73 +36,80 @@ use std::time::{Duration, Instant};
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     #[command(flatten)]
-    hub: super::HubArgs,
+    pub(super) hub: super::HubArgs,
     /// Documents to submit.
     #[arg(long, default_value_t = 2000)]
-    docs: usize,
+    pub(super) docs: usize,
     /// Submissions in flight at once.
     #[arg(long, default_value_t = 32)]
-    concurrency: usize,
+    pub(super) concurrency: usize,
     /// Payload file (default: generated 20 KB PDF-like documents).
     #[arg(long)]
-    payload: Option<PathBuf>,
+    pub(super) payload: Option<PathBuf>,
     /// Payload size in bytes when generating.
     #[arg(long, default_value_t = 20 * 1024)]
-    payload_bytes: usize,
+    pub(super) payload_bytes: usize,
     /// Submit at this many documents per second overall (0: as fast as possible).
     #[arg(long, default_value_t = 0.0)]
-    rate: f64,
+    pub(super) rate: f64,
     /// Sender ODS code (must be a registered sender).
     #[arg(long, default_value = "RX1")]
-    sender: String,
+    pub(super) sender: String,
     /// Recipient ODS codes, used in turn.
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "A81001,A81002,A81004,A81005,A81006"
     )]
-    recipients: Vec<String>,
+    pub(super) recipients: Vec<String>,
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 600)]
-    timeout_secs: u64,
+    pub(super) timeout_secs: u64,
     /// Measure routing in this process instead of driving a hub: directory load time and
     /// resolve() decisions per second on one core.
     #[arg(long)]
-    routing: bool,
+    pub(super) routing: bool,
     /// Before driving the hub, measure raw RabbitMQ at this URL on the same machine: persistent
     /// messages of --payload-bytes published with confirms (--concurrency in flight) and
     /// consumed with manual acks, on a quorum queue. The line then carries both figures.
     #[arg(long)]
-    raw_amqp: Option<String>,
+    pub(super) raw_amqp: Option<String>,
     /// Measure the document formats in this process instead of driving a hub, on one core:
     /// FHIR XML parsing, XML→JSON and writing, ITK3 reading (a 60 KB message), HL7 v2 ORU^R01
     /// parsing (a 1 KB message).
     #[arg(long)]
-    transform: bool,
+    pub(super) transform: bool,
     /// Drive the hub's SMTP listener at this address instead of gRPC: --connections
     /// connections each mail documents (a --payload-bytes PDF attachment, one recipient in
     /// turn) with pipelined MAIL/RCPT/DATA; the line gives messages accepted (250) per second.
     #[arg(long, value_name = "ADDR")]
-    smtp: Option<String>,
-    /// With --smtp: connections in parallel.
+    pub(super) smtp: Option<String>,
+    /// Drive the hub's MLLP listener at this address instead of gRPC: --connections
+    /// connections each send 1 KB ORU^R01 results (facility --sender, practices
+    /// --recipients in turn), one at a time, at --rate results per second overall (0: as fast
+    /// as acknowledged); the line gives the acknowledgement (AA) latency and results sent on
+    /// end to end per second.
+    #[arg(long, value_name = "ADDR")]
+    pub(super) mllp: Option<String>,
+    /// With --smtp or --mllp: connections in parallel.
     #[arg(long, default_value_t = 8)]
-    connections: usize,
+    pub(super) connections: usize,
     /// With --smtp: the envelope sender (one of the hub's `smtp.senders`).
     #[arg(long, default_value = "letters@trust.nhs.uk")]
-    smtp_from: String,
+    pub(super) smtp_from: String,
     /// Fill a stopped node's data directory (--data-dir) with this many messages spread over
     /// the last 30 days, their deliveries mostly accepted (some failed, rejected, overdue),
     /// then time list queries on it in process. Start the hub on the directory afterwards to
     /// measure it over gRPC.
     #[arg(long, value_name = "N")]
-    seed: Option<usize>,
+    pub(super) seed: Option<usize>,
     /// With --seed: the data directory to fill.
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub(super) data_dir: Option<PathBuf>,
     /// With --routing: the directory file (default: the sample directory, with the national
     /// practice file, in a temporary folder).
     #[arg(long)]
-    directory: Option<PathBuf>,
+    pub(super) directory: Option<PathBuf>,
     /// Where the disk baselines (raw sled ceiling, sequential write) are measured: a folder on
     /// the same disk as the hub's data directory (default: the system's temporary folder).
     #[arg(long)]
@@ -733,8 +740,18 @@ fn transform() -> anyhow::Result<ExitCode> {
     let hl7_oru = per_second(|| {
         std::hint::black_box(hl7::parse_oru(oru.as_bytes()).expect("reads"));
     });
+    let result = super::bench_mllp::oru("RX1", "BENCH-FHIR", "A81001", 0);
+    let pathology = edt_transforms::fhir::r4::pathology::Context {
+        seed: "0195d1a4-0000-7000-8000-000000000002",
+        timestamp: "2026-11-25T09:00:01Z",
+        sender_ods: "RX1",
+    };
+    let oru_to_fhir = per_second(|| {
+        let b = fhir::r4::pathology::bundle(result.as_bytes(), &pathology).expect("builds");
+        std::hint::black_box(fhir::r4::to_json(&b));
+    });
     println!(
-        "bench transform itk3_bytes={} fhir_xml_parse_mb_s={:.1} fhir_xml_to_json_mb_s={:.1} fhir_tree_to_xml_mb_s={:.1} itk3_read_message_mb_s={:.1} itk3_render_mb_s={:.1} hl7_bytes={} hl7_parse_msgs_s={:.0} hl7_oru_read_msgs_s={:.0}",
+        "bench transform itk3_bytes={} fhir_xml_parse_mb_s={:.1} fhir_xml_to_json_mb_s={:.1} fhir_tree_to_xml_mb_s={:.1} itk3_read_message_mb_s={:.1} itk3_render_mb_s={:.1} hl7_bytes={} hl7_parse_msgs_s={:.0} hl7_oru_read_msgs_s={:.0} oru_to_fhir_r4_json_reports_s={:.0}",
         xml.len(),
         mb(xml.len(), parse),
         mb(xml.len(), to_json),
@@ -744,8 +761,84 @@ fn transform() -> anyhow::Result<ExitCode> {
         oru.len(),
         hl7_parse,
         hl7_oru,
+        oru_to_fhir,
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits until every message of `waiting` (message id, wall time submitted in ms, hub index)
+/// has all its deliveries sent: returns the end-to-end times (ms), when the last was sent
+/// (wall ms) and how many never were.
+pub(super) async fn wait_sent(
+    channels: &[tonic::transport::Channel],
+    mut waiting: Vec<(String, f64, usize)>,
+    concurrency: usize,
+    timeout_secs: u64,
+) -> anyhow::Result<(Vec<f64>, f64, usize)> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    waiting.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut e2e = Vec::with_capacity(waiting.len());
+    let mut last_sent_ms = 0f64;
+    let mut undelivered = 0usize;
+    while !waiting.is_empty() {
+        let mut still = Vec::new();
+        // Deliveries finish roughly in the order documents were submitted: a round stops at
+        // the first batch with nothing finished, and leaves the rest for the next round, so
+        // status checks stay near one per document and do not take the hub's CPU.
+        let mut rest = waiting.chunks(concurrency * 4);
+        for batch in rest.by_ref() {
+            let before = still.len();
+            let mut checks = Vec::new();
+            for (id, w, ix) in batch.iter().cloned() {
+                let mut t = v1::tracking_client::TrackingClient::new(channels[ix].clone());
+                checks.push(tokio::spawn(async move {
+                    let r = t
+                        .get_message(v1::GetMessageRequest {
+                            message_id: id.clone(),
+                        })
+                        .await;
+                    (id, w, ix, r)
+                }));
+            }
+            for c in checks {
+                let (id, w, ix, r) = c.await?;
+                let s = match r {
+                    Ok(s) => s.into_inner(),
+                    Err(_) => {
+                        still.push((id, w, ix));
+                        continue;
+                    }
+                };
+                let sent: Vec<f64> = s
+                    .deliveries
+                    .iter()
+                    .filter_map(|d| d.sent_at.as_ref().map(|t| convert::ms(t) as f64))
+                    .collect();
+                if !s.deliveries.is_empty() && sent.len() == s.deliveries.len() {
+                    let done = sent.iter().cloned().fold(0.0, f64::max);
+                    e2e.push(done - w);
+                    last_sent_ms = last_sent_ms.max(done);
+                } else if s.complete {
+                    undelivered += 1;
+                } else {
+                    still.push((id, w, ix));
+                }
+            }
+            if still.len() - before == batch.len() {
+                break;
+            }
+        }
+        still.extend(rest.flatten().cloned());
+        waiting = still;
+        if Instant::now() > deadline {
+            undelivered += waiting.len();
+            break;
+        }
+        if !waiting.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok((e2e, last_sent_ms, undelivered))
 }
 
 /// For each NHS number of the mix: a GP Connect Send Document (ITK3 XML) wrapping `pdf`, and
@@ -821,6 +914,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(addr) = &a.smtp {
         return smtp(&a, addr).await;
+    }
+    if let Some(addr) = &a.mllp {
+        return super::bench_mllp::run(&a, addr).await;
     }
     if a.transform {
         return tokio::task::spawn_blocking(transform).await?;
@@ -929,73 +1025,12 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let submit_cpu = clock.and_then(|c| c.per(a.docs));
 
     // Wait for every delivery to reach its transport.
-    let deadline = Instant::now() + Duration::from_secs(a.timeout_secs);
-    let mut waiting: Vec<(String, f64, usize)> = receipts
+    let waiting: Vec<(String, f64, usize)> = receipts
         .iter()
         .map(|(id, _, w, ix)| (id.clone(), *w, *ix))
         .collect();
-    waiting.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let mut e2e = Vec::with_capacity(waiting.len());
-    let mut last_sent_ms = 0f64;
-    let mut undelivered = 0usize;
-    while !waiting.is_empty() {
-        let mut still = Vec::new();
-        // Deliveries finish roughly in the order documents were submitted: a round stops at
-        // the first batch with nothing finished, and leaves the rest for the next round, so
-        // status checks stay near one per document and do not take the hub's CPU.
-        let mut rest = waiting.chunks(concurrency * 4);
-        for batch in rest.by_ref() {
-            let before = still.len();
-            let mut checks = Vec::new();
-            for (id, w, ix) in batch.iter().cloned() {
-                let mut t = v1::tracking_client::TrackingClient::new(channels[ix].clone());
-                checks.push(tokio::spawn(async move {
-                    let r = t
-                        .get_message(v1::GetMessageRequest {
-                            message_id: id.clone(),
-                        })
-                        .await;
-                    (id, w, ix, r)
-                }));
-            }
-            for c in checks {
-                let (id, w, ix, r) = c.await?;
-                let s = match r {
-                    Ok(s) => s.into_inner(),
-                    Err(_) => {
-                        still.push((id, w, ix));
-                        continue;
-                    }
-                };
-                let sent: Vec<f64> = s
-                    .deliveries
-                    .iter()
-                    .filter_map(|d| d.sent_at.as_ref().map(|t| convert::ms(t) as f64))
-                    .collect();
-                if !s.deliveries.is_empty() && sent.len() == s.deliveries.len() {
-                    let done = sent.iter().cloned().fold(0.0, f64::max);
-                    e2e.push(done - w);
-                    last_sent_ms = last_sent_ms.max(done);
-                } else if s.complete {
-                    undelivered += 1;
-                } else {
-                    still.push((id, w, ix));
-                }
-            }
-            if still.len() - before == batch.len() {
-                break;
-            }
-        }
-        still.extend(rest.flatten().cloned());
-        waiting = still;
-        if Instant::now() > deadline {
-            undelivered += waiting.len();
-            break;
-        }
-        if !waiting.is_empty() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    let (mut e2e, last_sent_ms, undelivered) =
+        wait_sent(&channels, waiting, concurrency, a.timeout_secs).await?;
     let start_wall = receipts.iter().map(|r| r.2).fold(f64::INFINITY, f64::min);
     let secs = if last_sent_ms > 0.0 && start_wall.is_finite() {
         ((last_sent_ms - start_wall) / 1000.0).max(submit_secs)

@@ -49,6 +49,11 @@ pub async fn explain(
     for u in &r.unroutable {
         println!("{}: unroutable: {}", u.recipient_ods, u.reason);
     }
+    for x in &r.routes {
+        if let Ok(f) = x.format.parse::<edt_transforms::ReceiverFormat>() {
+            println!("{} gets {}", x.recipient_ods, f.describe());
+        }
+    }
     println!("Why:");
     for line in &r.trace {
         println!("  {line}");

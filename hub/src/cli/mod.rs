@@ -9,6 +9,7 @@
 mod acks;
 mod audit;
 mod bench;
+mod bench_mllp;
 mod cancel;
 mod client;
 mod directory;
@@ -235,6 +236,9 @@ struct ServeArgs {
     /// SMTP listen address for mailed documents (overrides `smtp.listen`).
     #[arg(long)]
     smtp_addr: Option<ListenAddr>,
+    /// MLLP listen address for HL7 v2 results (overrides `mllp.listen`).
+    #[arg(long)]
+    mllp_addr: Option<ListenAddr>,
     /// Use RabbitMQ at this URL as the bus (e.g. amqp://guest:guest@127.0.0.1:5672/%2f).
     #[arg(long, env = "EDTHUB_AMQP_URL")]
     amqp_url: Option<String>,
@@ -308,7 +312,7 @@ pub struct Filter {
     /// Only this patient's documents.
     #[arg(long)]
     pub nhs_number: Option<String>,
-    /// Only documents that came in this way (grpc, smtp).
+    /// Only documents that came in this way (grpc, smtp, mllp).
     #[arg(long)]
     pub channel: Option<String>,
     /// Only messages whose metadata contains this text (id, local id, title, file name,
@@ -672,6 +676,9 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = a.smtp_addr {
         config.smtp.listen = Some(s);
     }
+    if let Some(m) = a.mllp_addr {
+        config.mllp.listen = Some(m);
+    }
     if let Some(u) = a.amqp_url {
         config.bus = crate::config::BusKind::Amqp;
         config.amqp.url = u;
@@ -695,12 +702,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         // Not println!, which panics where stdout cannot be written.
         let _ = writeln!(
             std::io::stdout(),
-            "edthub {} listening grpc={} http={} smtp={} node={} data_dir={} directory={} bus={}",
+            "edthub {} listening grpc={} http={} smtp={} mllp={} node={} data_dir={} directory={} bus={}",
             env!("CARGO_PKG_VERSION"),
             bound.grpc,
             bound.http,
             bound
                 .smtp
+                .map_or_else(|| "off".to_string(), |a| a.to_string()),
+            bound
+                .mllp
                 .map_or_else(|| "off".to_string(), |a| a.to_string()),
             hub.node,
             data_dir.display(),

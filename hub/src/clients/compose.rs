@@ -37,6 +37,9 @@ pub enum Content<'a> {
         file_name: &'a str,
         content_type: &'a str,
         bytes: &'a [u8],
+        /// Further files: (file name, content type, bytes), e.g. the PDF an HL7 v2 result
+        /// carries.
+        extra: &'a [(String, String, Vec<u8>)],
     },
     /// A notice to a sender: plain text.
     Notice { text: String },
@@ -88,16 +91,22 @@ pub fn build(h: &Headers<'_>, content: Content<'_>) -> Result<Vec<u8>, String> {
             file_name,
             content_type,
             bytes,
+            extra,
         } => {
-            let content_type = ContentType::parse(content_type)
-                .unwrap_or_else(|_| ContentType::parse("application/octet-stream").unwrap());
-            let body = Body::new_with_encoding(bytes.to_vec(), ContentTransferEncoding::Base64)
-                .map_err(|_| "the attachment cannot be base64-encoded".to_string())?;
-            builder.multipart(
-                MultiPart::mixed()
-                    .multipart(MultiPart::alternative_plain_html(text, html))
-                    .singlepart(Attachment::new(file_name.to_string()).body(body, content_type)),
-            )
+            let part = |name: &str, content_type: &str, bytes: &[u8]| {
+                let content_type = ContentType::parse(content_type)
+                    .unwrap_or_else(|_| ContentType::parse("application/octet-stream").unwrap());
+                Body::new_with_encoding(bytes.to_vec(), ContentTransferEncoding::Base64)
+                    .map(|body| Attachment::new(name.to_string()).body(body, content_type))
+                    .map_err(|_| "the attachment cannot be base64-encoded".to_string())
+            };
+            let mut mixed = MultiPart::mixed()
+                .multipart(MultiPart::alternative_plain_html(text, html))
+                .singlepart(part(file_name, content_type, bytes)?);
+            for (name, content_type, bytes) in extra {
+                mixed = mixed.singlepart(part(name, content_type, bytes)?);
+            }
+            builder.multipart(mixed)
         }
     }
     .map_err(|e| e.to_string())?;
@@ -131,6 +140,7 @@ mod tests {
                 file_name: "Entlassbrief Zoë Müller.pdf",
                 content_type: "application/pdf",
                 bytes: &pdf,
+                extra: &[],
             },
         )
         .unwrap();

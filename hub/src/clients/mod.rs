@@ -14,6 +14,10 @@ pub struct Sent {
     pub transport_id: String,
     /// For the audit trail: where it went.
     pub detail: String,
+    /// The receiver answered at once that it will not take it (an MLLP `AE`/`AR`): its code
+    /// and text. The delivery is then `rejected`, not `sent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<(String, String)>,
 }
 
 /// How a request to a peer failed, for every transport and client alike.

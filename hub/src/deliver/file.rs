@@ -2,8 +2,13 @@
 //! `<delivery id>.<ext>` and its index `<delivery id>.json`: both are written to hidden
 //! temporary names, synced, renamed into place (the document first), and the folder synced, so
 //! a receiver that sees an index file also sees the complete document. The syncs are shared
-//! with concurrent deliveries (see [`crate::durable::FileSync`]). Receivers pick up by index file and
-//! acknowledge with `acks/<delivery id>.ack` (see `acks::file`).
+//! with concurrent deliveries (see [`crate::durable::FileSync`]). Receivers pick up by index
+//! file and acknowledge with `acks/<delivery id>.ack` (see `acks::file`).
+//!
+//! An HL7 v2 result given as it was sent (no results-system format on the route) also gets a
+//! readable report beside it, `<delivery id>.report.html` (patient, then test, value, units,
+//! range and flag), and the PDFs it carries (OBX type ED) as `<delivery id>.report.pdf`,
+//! written before the index like the document.
 //!
 //! The folder is never created here: a missing folder usually means a share that is not
 //! mounted, and writing letters to the local disk instead would lose them from view. It is a
@@ -40,7 +45,13 @@ impl super::Transport for FileDrop<'_> {
                     doc.meta.content_type, doc.meta.payload_size, doc.meta.payload_sha256
                 )
             });
-            let mut sent = write_drop(self.files, &self.folder, d, &doc.meta, &doc.bytes).await?;
+            let extras = if doc.rendered_as.is_none() {
+                readable_report(&doc.meta, &doc.bytes)
+            } else {
+                Vec::new()
+            };
+            let mut sent =
+                write_drop(self.files, &self.folder, d, &doc.meta, &doc.bytes, &extras).await?;
             if let Some(what) = what {
                 sent.detail = format!("{}, {what}", sent.detail);
             }
@@ -49,14 +60,40 @@ impl super::Transport for FileDrop<'_> {
     }
 }
 
-/// Writes the document and its index into `folder`: both to temporaries, synced (in one round
-/// with concurrent deliveries), renamed into place, and the folder synced.
+/// For an HL7 v2 result: the readable report (`report.html`) and its PDFs (`report.pdf`, ...),
+/// by file name suffix. Nothing for other documents.
+pub fn readable_report(meta: &DocumentMeta, payload: &[u8]) -> Vec<(String, Vec<u8>)> {
+    if !edt_transforms::extract::is_hl7v2(&meta.content_type)
+        || edt_transforms::hl7::report::report(payload).is_none()
+    {
+        return Vec::new();
+    }
+    let (_, html) = edt_transforms::email::bodies(meta, payload);
+    let mut out = vec![("report.html".to_string(), html.into_bytes())];
+    for (i, (_, _, bytes)) in edt_transforms::email::extra_attachments(meta, payload)
+        .into_iter()
+        .enumerate()
+    {
+        let name = if i == 0 {
+            "report.pdf".to_string()
+        } else {
+            format!("report-{}.pdf", i + 1)
+        };
+        out.push((name, bytes));
+    }
+    out
+}
+
+/// Writes the document (with `extras`: further files, by name suffix) and its index into
+/// `folder`: all to temporaries, synced (in one round with concurrent deliveries), renamed
+/// into place (the index last), and the folder synced.
 pub async fn write_drop(
     files: &FileSync,
     folder: &Path,
     delivery: &DeliveryRecord,
     meta: &DocumentMeta,
     payload: &[u8],
+    extras: &[(String, Vec<u8>)],
 ) -> Result<Sent, SendError> {
     let meta_dir = fs::metadata(folder).map_err(|e| {
         SendError::Transient(format!(
@@ -79,20 +116,26 @@ pub async fn write_drop(
     );
     let doc_name = index.document_file.clone();
     let index_name = format!("{id}.json");
-    let temps = [
-        (temp_path(folder, &doc_name), folder.join(&doc_name)),
-        (temp_path(folder, &index_name), folder.join(&index_name)),
-    ];
+    let mut contents: Vec<(String, &[u8])> = vec![(doc_name.clone(), payload)];
+    for (suffix, bytes) in extras {
+        contents.push((format!("{id}.{suffix}"), bytes));
+    }
+    let index_json = index.to_json();
+    contents.push((index_name, index_json.as_ref()));
+    let temps: Vec<(PathBuf, PathBuf)> = contents
+        .iter()
+        .map(|(name, _)| (temp_path(folder, name), folder.join(name)))
+        .collect();
     let remove_temps = || {
         for (tmp, _) in &temps {
             let _ = fs::remove_file(tmp);
         }
     };
-    let written = fs::write(&temps[0].0, payload)
-        .map_err(|e| io_err(folder, &format!("write {doc_name}"), e))
-        .and_then(|()| {
-            fs::write(&temps[1].0, index.to_json())
-                .map_err(|e| io_err(folder, &format!("write {index_name}"), e))
+    let written = contents
+        .iter()
+        .zip(&temps)
+        .try_for_each(|((name, bytes), (tmp, _))| {
+            fs::write(tmp, bytes).map_err(|e| io_err(folder, &format!("write {name}"), e))
         });
     if let Err(e) = written {
         remove_temps();
@@ -119,6 +162,7 @@ pub async fn write_drop(
         .await
         .map_err(|e| io_err(folder, "sync folder", e))?;
     Ok(Sent {
+        refused: None,
         transport_id: id,
         detail: format!("written to {}", folder.join(&doc_name).display()),
     })
@@ -189,9 +233,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = delivery();
         let files = FileSync::start();
-        let sent = write_drop(&files, dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4")
-            .await
-            .unwrap();
+        let sent = write_drop(
+            &files,
+            dir.path(),
+            &d,
+            &meta(&d, b"%PDF-1.4"),
+            b"%PDF-1.4",
+            &[],
+        )
+        .await
+        .unwrap();
         assert_eq!(sent.transport_id, d.id.to_string());
         let doc = dir.path().join(format!("{}.pdf", d.id));
         assert_eq!(fs::read(&doc).unwrap(), b"%PDF-1.4");
@@ -202,9 +253,16 @@ mod tests {
         assert_eq!(idx["recipient_ods"], "A81001");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
         // Writing again (a redelivered work item) replaces, never duplicates.
-        write_drop(&files, dir.path(), &d, &meta(&d, b"%PDF-1.4"), b"%PDF-1.4")
-            .await
-            .unwrap();
+        write_drop(
+            &files,
+            dir.path(),
+            &d,
+            &meta(&d, b"%PDF-1.4"),
+            b"%PDF-1.4",
+            &[],
+        )
+        .await
+        .unwrap();
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
@@ -214,7 +272,7 @@ mod tests {
         let d = delivery();
         let files = FileSync::start();
         let missing = dir.path().join("gone");
-        match write_drop(&files, &missing, &d, &meta(&d, b"x"), b"x").await {
+        match write_drop(&files, &missing, &d, &meta(&d, b"x"), b"x", &[]).await {
             Err(SendError::Transient(e)) => assert!(e.contains("gone"), "{e}"),
             other => panic!("{other:?}"),
         }
@@ -222,7 +280,7 @@ mod tests {
         let file_in_the_way = dir.path().join("blocked");
         fs::write(&file_in_the_way, b"").unwrap();
         assert!(matches!(
-            write_drop(&files, &file_in_the_way, &d, &meta(&d, b"x"), b"x").await,
+            write_drop(&files, &file_in_the_way, &d, &meta(&d, b"x"), b"x", &[]).await,
             Err(SendError::Transient(_))
         ));
     }

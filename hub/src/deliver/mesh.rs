@@ -99,6 +99,7 @@ async fn send(
         })
         .await?;
     Ok(Sent {
+        refused: None,
         transport_id: mesh_id.clone(),
         detail: format!(
             "sent to MESH mailbox {to} on workflow {workflow} as message {mesh_id} ({} bytes{})",

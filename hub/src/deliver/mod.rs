@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod mesh;
+pub mod mllp;
 pub mod pull;
 pub mod smtp;
 pub mod worker;

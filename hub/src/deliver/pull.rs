@@ -111,6 +111,7 @@ impl super::Transport for Held {
     ) -> futures::future::BoxFuture<'a, Result<super::Sent, super::SendError>> {
         Box::pin(async move {
             Ok(super::Sent {
+                refused: None,
                 transport_id: String::new(),
                 detail: format!("held for endpoint {} to pull over gRPC", self.endpoint),
             })

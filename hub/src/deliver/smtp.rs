@@ -57,6 +57,7 @@ pub async fn send(
     let message_id = format!("<{}@{domain}>", d.id);
     let (text, html) = edt_transforms::email::bodies(meta, payload);
     let file_name = edt_transforms::email::file_name_of(meta);
+    let extra = edt_transforms::email::extra_attachments(meta, payload);
     let letter = compose::build(
         &compose::Headers {
             from: relay.from(),
@@ -73,11 +74,13 @@ pub async fn send(
             file_name: &file_name,
             content_type: &meta.content_type,
             bytes: payload,
+            extra: &extra,
         },
     )
     .map_err(SendError::Permanent)?;
     let reply = relay.submit(address, &letter).await?;
     Ok(Sent {
+        refused: None,
         transport_id: message_id.clone(),
         detail: format!(
             "mailed to {address} as {message_id} ({} bytes); relay said {reply}",

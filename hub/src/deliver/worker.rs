@@ -130,6 +130,13 @@ pub async fn execute(
             mailbox: mailbox.clone(),
             workflow: workflow.clone(),
         }),
+        edt_routers::EndpointKind::Mllp {
+            address,
+            timeout_secs,
+        } => Box::new(super::mllp::Mllp {
+            address: address.clone(),
+            timeout: std::time::Duration::from_secs(timeout_secs.unwrap_or(30).max(1)),
+        }),
         edt_routers::EndpointKind::Grpc { .. } => Box::new(super::pull::Held {
             endpoint: ep.id.clone(),
         }),
@@ -159,6 +166,7 @@ pub(crate) fn record(
     let delivery_id = d.id;
     let by = node.map(|n| format!(" (by node {n})")).unwrap_or_default();
     let attempts_made = d.attempts + 1;
+    let mut refusal = None;
     let (change, result) = match outcome {
         Ok(sent) => {
             let mut c = Change::new(
@@ -168,6 +176,7 @@ pub(crate) fn record(
             );
             c.count_attempt = true;
             c.transport_id = Some(sent.transport_id).filter(|t| !t.is_empty());
+            refusal = sent.refused;
             (c, Attempt::Sent)
         }
         Err(SendError::Transient(e)) if attempts_made < hub.config.delivery.max_attempts => {
@@ -216,6 +225,22 @@ pub(crate) fn record(
         Ok(_) => {}
         Err(StoreError::InvalidTransition(_)) => return Ok(Attempt::Skipped),
         Err(e) => return Err(e),
+    }
+    // The receiver took it and said at once that it will not file it.
+    if let Some((code, text)) = refusal {
+        let mut c = Change::new(
+            DeliveryEvent::ReceiverReject,
+            "hub",
+            format!("rejected by the receiver{by}: {code} {text}")
+                .trim()
+                .to_string(),
+        );
+        c.error = Some(format!("{code} {text}").trim().to_string());
+        c.ack = Some((code, text));
+        match hub.store.apply(delivery_id, c) {
+            Ok(_) | Err(StoreError::InvalidTransition(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
     let label = match result {
         Attempt::Sent => "sent",

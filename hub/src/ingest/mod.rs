@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod grpc;
+pub mod mllp;
 pub mod smtp;
 
 pub use accept::{submit, Receipt, Submission, SubmitError};

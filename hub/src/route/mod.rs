@@ -32,9 +32,10 @@ impl Loaded {
                     self.base.join(p)
                 })
             }
-            EndpointKind::Email { .. } | EndpointKind::Mesh { .. } | EndpointKind::Grpc { .. } => {
-                None
-            }
+            EndpointKind::Email { .. }
+            | EndpointKind::Mesh { .. }
+            | EndpointKind::Grpc { .. }
+            | EndpointKind::Mllp { .. } => None,
         }
     }
 

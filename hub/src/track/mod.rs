@@ -276,6 +276,7 @@ pub fn home_tag(id: &Uuid) -> u16 {
 pub enum Channel {
     Grpc,
     Smtp,
+    Mllp,
 }
 
 impl Channel {
@@ -283,6 +284,7 @@ impl Channel {
         match self {
             Self::Grpc => "grpc",
             Self::Smtp => "smtp",
+            Self::Mllp => "mllp",
         }
     }
 }

@@ -48,6 +48,7 @@ mod error;
 mod json;
 mod lex;
 mod nav;
+pub mod r4;
 pub mod schema;
 mod xml;
 

@@ -200,7 +200,7 @@ impl AckRequest {
 /// MSH-3/4 and MSH-5/6 are the original's MSH-5/6 and MSH-3/4 (sender and receiver swapped);
 /// MSH-9 is `ACK^<original trigger event>^ACK` (so `ACK^R01^ACK` for an ORU^R01, just `ACK`
 /// when the original has no trigger); MSH-11 and MSH-12 echo the original (`P` and `2.4`
-/// when it has none). MSA-2 is the original MSH-10. Each error becomes an ERR segment
+/// when it has none; for MSH-12, `2.5` when the original has none or one that is not 2.x). MSA-2 is the original MSH-10. Each error becomes an ERR segment
 /// carrying both the v2.5 fields (ERR-2 location, ERR-3 code, ERR-4 severity, ERR-8 text)
 /// and the v2.4 ERR-1.
 pub fn build_ack(
@@ -215,6 +215,12 @@ pub fn build_ack(
     } else {
         &["ACK", &trigger, "ACK"]
     };
+    // An answer to a message of a version this side does not speak is given in one it does.
+    let version = if raw(12).starts_with("2.") {
+        raw(12)
+    } else {
+        ""
+    };
     let builder = MessageBuilder::with_encoding(*original.encoding())
         .segment("MSH")
         .raw(3, raw(5))
@@ -225,9 +231,10 @@ pub fn build_ack(
         .components(9, message_type)
         .text(10, &request.control_id)
         .raw(11, raw(11))
-        .raw(12, raw(12));
+        .raw(12, version);
     let builder = default_text(builder, 11, raw(11), "P");
-    let builder = default_text(builder, 12, raw(12), "2.4");
+    // The ERR segments carry the v2.5 fields.
+    let builder = default_text(builder, 12, version, "2.5");
     finish(builder, request, &msh.text(10))
 }
 

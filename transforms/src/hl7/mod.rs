@@ -15,11 +15,13 @@
 //!   to `AR`/`AE` and to ITK3 response codes.
 
 mod ack;
+pub mod batch;
 mod builder;
 mod encoding;
 mod message;
 pub mod mllp;
 mod oru;
+pub mod report;
 
 pub use ack::{
     build_ack, build_unreadable_ack, hl7_error_description, parse_ack, AckCode, AckError,

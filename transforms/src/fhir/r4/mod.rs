@@ -1,0 +1,407 @@
+//! FHIR R4 (4.0.1) in JSON: typed resources for what the hub writes for results systems (the
+//! pathology test report bundle, [`pathology`]), and a reader that puts R4 input through the
+//! same hostile-input checks as STU3 ([`super::Limits`]: size, depth, element count, string
+//! length; [`super::parse_json_with`]) before it is read into the types.
+//!
+//! Only the elements the hub writes are modelled; every optional element is left out of the
+//! JSON when empty, so what is written says only what the source said.
+
+pub mod pathology;
+
+use serde::{Deserialize, Serialize};
+
+/// Profiles and systems named in what the hub writes.
+pub mod systems {
+    pub const NHS_NUMBER: &str = "https://fhir.nhs.uk/Id/nhs-number";
+    pub const ODS_ORGANIZATION: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+    pub const SNOMED: &str = "http://snomed.info/sct";
+    pub const LOINC: &str = "http://loinc.org";
+    pub const UCUM: &str = "http://unitsofmeasure.org";
+    pub const OBSERVATION_CATEGORY: &str =
+        "http://terminology.hl7.org/CodeSystem/observation-category";
+    pub const INTERPRETATION: &str =
+        "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+    pub const V2_DIAGNOSTIC_SERVICE: &str = "http://terminology.hl7.org/CodeSystem/v2-0074";
+    pub const V2_IDENTIFIER_TYPE: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
+    pub const RFC4122: &str = "urn:ietf:rfc:3986";
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profile: Vec<String>,
+}
+
+impl Meta {
+    /// Meta naming one profile.
+    pub fn profile(url: &str) -> Self {
+        Self {
+            profile: vec![url.to_string()],
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.profile.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Coding {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CodeableConcept {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coding: Vec<Coding>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Identifier {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigner: Option<Box<Reference>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+}
+
+impl Reference {
+    pub fn to(full_url: &str) -> Self {
+        Self {
+            reference: Some(full_url.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HumanName {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub given: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suffix: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quantity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Number>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceRange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Annotation {
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Patient {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
+    pub meta: Meta,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub name: Vec<HumanName>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub general_practitioner: Vec<Reference>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Organization {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
+    pub meta: Meta,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Practitioner {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
+    pub meta: Meta,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub name: Vec<HumanName>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceRequest {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
+    pub meta: Meta,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    pub status: String,
+    pub intent: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub category: Vec<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeableConcept>,
+    pub subject: Reference,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authored_on: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub specimen: Vec<Reference>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecimenCollection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collected_date_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_site: Option<CodeableConcept>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Specimen {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
+    pub meta: Meta,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accession_identifier: Option<Identifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<CodeableConcept>,
+    pub subject: Reference,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request: Vec<Reference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<SpecimenCollection>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observation {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
+    pub meta: Meta,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub based_on: Vec<Reference>,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub category: Vec<CodeableConcept>,
+    pub code: CodeableConcept,
+    pub subject: Reference,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_date_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub performer: Vec<Reference>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_quantity: Option<Quantity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_codeable_concept: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_string: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interpretation: Vec<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub note: Vec<Annotation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specimen: Option<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_range: Vec<ReferenceRange>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub has_member: Vec<Reference>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiagnosticReport {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
+    pub meta: Meta,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identifier: Vec<Identifier>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub based_on: Vec<Reference>,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub category: Vec<CodeableConcept>,
+    pub code: CodeableConcept,
+    pub subject: Reference,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_date_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub performer: Vec<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub specimen: Vec<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub result: Vec<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presented_form: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Section {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entry: Vec<Reference>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Composition {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
+    pub meta: Meta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+    pub status: String,
+    pub r#type: CodeableConcept,
+    pub subject: Reference,
+    pub date: String,
+    pub author: Vec<Reference>,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custodian: Option<Reference>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub section: Vec<Section>,
+}
+
+/// Any resource the pathology bundle holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "resourceType")]
+pub enum Resource {
+    Composition(Composition),
+    Patient(Patient),
+    Organization(Organization),
+    Practitioner(Practitioner),
+    ServiceRequest(ServiceRequest),
+    Specimen(Specimen),
+    Observation(Observation),
+    DiagnosticReport(DiagnosticReport),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub full_url: String,
+    pub resource: Resource,
+}
+
+/// A Bundle (`resourceType` is written by [`to_json`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bundle {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Meta::is_empty")]
+    pub meta: Meta,
+    pub identifier: Identifier,
+    pub r#type: String,
+    pub timestamp: String,
+    pub entry: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "resourceType")]
+enum Root {
+    Bundle(Bundle),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "resourceType")]
+enum RootRef<'a> {
+    Bundle(&'a Bundle),
+}
+
+/// The bundle as FHIR JSON.
+pub fn to_json(bundle: &Bundle) -> String {
+    serde_json::to_string(&RootRef::Bundle(bundle)).expect("a bundle serialises")
+}
+
+/// Why R4 JSON could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The input broke a limit or is not well-formed JSON (shared with STU3).
+    #[error(transparent)]
+    Limits(#[from] super::Error),
+    /// Well-formed, but not a bundle of the resources modelled here.
+    #[error("not a FHIR R4 pathology bundle: {0}")]
+    Shape(String),
+}
+
+/// Reads a bundle written by [`to_json`], within `limits` (the same checks as STU3 input).
+pub fn read_bundle(input: &[u8], limits: &super::Limits) -> Result<Bundle, ReadError> {
+    super::parse_json_with(input, limits)?;
+    match serde_json::from_slice::<Root>(input) {
+        Ok(Root::Bundle(b)) => Ok(b),
+        Err(e) => Err(ReadError::Shape(e.to_string())),
+    }
+}

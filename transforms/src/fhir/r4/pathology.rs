@@ -1,0 +1,1107 @@
+//! An HL7 v2 ORU^R01 as a FHIR R4 pathology test report bundle, following NHS England's
+//! Pathology FHIR Implementation Guide ("How to Construct Bundles", Test Report Bundles,
+//! v0.3.1): a `document` Bundle whose first entry is the Composition (Composition-eu-lab),
+//! then the UK Core resources it is built from.
+//!
+//! | FHIR | from the ORU |
+//! |---|---|
+//! | Composition `date`, `status`, `section` (one per OBR: title and code from OBR-4, entry the test group) | MSH-7; final when every OBR-25 is; OBR-4 |
+//! | Patient `identifier` (NHS number, `https://fhir.nhs.uk/Id/nhs-number`; other ids with their type and assigning authority), `name`, `birthDate`, `gender`, `generalPractitioner` | PID-3, PID-5, PID-7, PID-8 (HL7 table 0001), PD1-3 / PV1-3 |
+//! | Organization: performing laboratory (ODS code of the sender), registered practice (ODS code, name), requesting organisation | the sender bound to MSH-4; PD1-3 / PV1-3; ORC-21 |
+//! | Practitioner (requester) | OBR-16, else ORC-12 (a `G` + 7 digit code as a GMP number) |
+//! | ServiceRequest (where OBR-2 or an ORC is sent) `identifier` (placer, PLAC), `status` (ORC-5), `intent` order, `code`, `authoredOn`, `requester` | OBR-2, ORC-5, OBR-4, ORC-9, OBR-16 / ORC-12 / ORC-21 |
+//! | Specimen (from SPM, else OBR-15) `identifier`, `type`, `collection.collectedDateTime`, `receivedTime`, `request` | SPM-2, SPM-4 / OBR-15.1, SPM-17 / OBR-7, SPM-18 |
+//! | DiagnosticReport `identifier` (filler, FILL), `basedOn`, `status`, `category` (v2 table 0074), `code`, `effectiveDateTime`, `issued`, `performer`, `specimen`, `result` (test groups), `presentedForm` (PDF) | OBR-3, OBR-25, OBR-24, OBR-4, OBR-7, OBR-22, OBX type ED |
+//! | Observation, test group: `status`, `category` laboratory, `code`, `effectiveDateTime`, `hasMember`, `note` | OBR-25, OBR-4, OBR-7, the OBR's OBX, its NTE |
+//! | Observation, test result: `status`, `code` (with the alternate code), `value[x]` (NM/SN quantity with unit and comparator, CE/CWE concept, text), `interpretation` (table 0078 as v3 ObservationInterpretation), `referenceRange` (low/high when `a-b`, and the text), `effectiveDateTime`, `note` | OBX-11, OBX-3, OBX-5 / OBX-2 / OBX-6, OBX-8, OBX-7, OBX-14, NTE |
+//!
+//! Codes keep their systems: LN as LOINC, SCT/SNM/SNOMED as SNOMED CT, UCUM units as UCUM; a
+//! local code keeps its code and text without a system. Nothing is invented: a field the ORU
+//! lacks is left out. Times without an offset are, as HL7 v2 says, the sender's local time:
+//! UK time (GMT, or BST between the last Sundays of March and October).
+
+use super::*;
+use crate::hl7::{Message, OruError, OruSummary, SegmentRef};
+
+const UK_CORE: &str = "https://fhir.hl7.org.uk/StructureDefinition/";
+const COMPOSITION_PROFILE: &str =
+    "http://hl7.eu/fhir/laboratory/StructureDefinition/Composition-eu-lab";
+const GMP_NUMBER: &str = "https://fhir.hl7.org.uk/Id/gmp-number";
+
+/// What the bundle is made for: ids are derived from `seed` (the delivery), so the same
+/// delivery gives the same bundle.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub seed: &'a str,
+    /// RFC 3339: `Bundle.timestamp`.
+    pub timestamp: &'a str,
+    /// The performing laboratory's ODS code (the sender).
+    pub sender_ods: &'a str,
+}
+
+/// Why an ORU cannot become a report bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathologyError {
+    #[error(transparent)]
+    Oru(#[from] OruError),
+}
+
+fn uuid_for(seed: &str, label: &str) -> String {
+    crate::render::derived(seed, label)
+}
+
+fn full_url(id: &str) -> String {
+    format!("urn:uuid:{id}")
+}
+
+fn some(s: impl AsRef<str>) -> Option<String> {
+    let t = s.as_ref().trim();
+    (!t.is_empty() && t != "\"\"").then(|| t.to_string())
+}
+
+/// The FHIR system of an HL7 v2 coding system name (table 0396), when it has one.
+pub fn system_of(name: &str) -> Option<&'static str> {
+    match name.trim().to_ascii_uppercase().as_str() {
+        "LN" | "LOINC" => Some(systems::LOINC),
+        "SCT" | "SNM" | "SNOMED" | "SNOMEDCT" | "SNOMED-CT" | "SCTID" => Some(systems::SNOMED),
+        "UCUM" => Some(systems::UCUM),
+        _ => None,
+    }
+}
+
+/// A CE/CWE field repetition as a CodeableConcept (primary and alternate codes), `None` when
+/// empty.
+fn concept(seg: SegmentRef<'_>, n: usize) -> Option<CodeableConcept> {
+    let rep = seg.field(n)?.repetition(1)?;
+    let t = |c: usize| rep.text(c);
+    let mut cc = CodeableConcept::default();
+    for (code, text, system) in [(t(1), t(2), t(3)), (t(4), t(5), t(6))] {
+        if some(&code).is_some() {
+            cc.coding.push(Coding {
+                system: system_of(&system).map(str::to_string),
+                code: some(&code),
+                display: some(&text),
+            });
+        }
+    }
+    cc.text = some(t(2)).or_else(|| some(t(5)));
+    (!cc.coding.is_empty() || cc.text.is_some()).then_some(cc)
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in(y: i64, m: i64) -> i64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Day of the week, 0 = Sunday.
+fn weekday(y: i64, m: i64, d: i64) -> i64 {
+    let t = [0, 3, 2, 5, 0, 3, 5, 1, 4, 6, 2, 4];
+    let y = if m < 3 { y - 1 } else { y };
+    (y + y / 4 - y / 100 + y / 400 + t[(m - 1) as usize] + d).rem_euclid(7)
+}
+
+fn last_sunday(y: i64, m: i64) -> i64 {
+    let last = days_in(y, m);
+    last - weekday(y, m, last)
+}
+
+/// True when a UK local time falls in British Summer Time.
+fn is_bst(y: i64, m: i64, d: i64, h: i64) -> bool {
+    match m {
+        4..=9 => true,
+        3 => {
+            let s = last_sunday(y, 3);
+            d > s || (d == s && h >= 1)
+        }
+        10 => {
+            let s = last_sunday(y, 10);
+            d < s || (d == s && h < 1)
+        }
+        _ => false,
+    }
+}
+
+/// An HL7 v2 timestamp (`YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]`) as a FHIR dateTime; with a
+/// time and no offset, UK local time. `None` when it is not a timestamp.
+pub fn date_time(ts: &str) -> Option<String> {
+    let ts = ts.trim();
+    let digits = ts.bytes().take_while(u8::is_ascii_digit).count();
+    if ![4, 6, 8, 10, 12, 14].contains(&digits) {
+        return None;
+    }
+    let n = |a: usize, b: usize| ts[a..b].parse::<i64>().ok();
+    let y = n(0, 4)?;
+    let mo = if digits >= 6 { n(4, 6)? } else { 1 };
+    let d = if digits >= 8 { n(6, 8)? } else { 1 };
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in(y, mo) || y < 1 {
+        return None;
+    }
+    let mut rest = &ts[digits..];
+    let mut fraction = String::new();
+    if digits == 14 {
+        if let Some(f) = rest.strip_prefix('.') {
+            let k = f.bytes().take_while(u8::is_ascii_digit).count();
+            if k == 0 {
+                return None;
+            }
+            fraction = format!(".{}", &f[..k]);
+            rest = &f[k..];
+        }
+    }
+    let zone = match rest.as_bytes() {
+        [] => None,
+        [b'+' | b'-', z @ ..] if z.len() == 4 && z.iter().all(u8::is_ascii_digit) => {
+            Some(format!("{}{}:{}", &rest[..1], &rest[1..3], &rest[3..5]))
+        }
+        _ => return None,
+    };
+    if digits <= 8 {
+        return Some(match digits {
+            4 => format!("{y:04}"),
+            6 => format!("{y:04}-{mo:02}"),
+            _ => format!("{y:04}-{mo:02}-{d:02}"),
+        });
+    }
+    let h = n(8, 10)?;
+    let mi = if digits >= 12 { n(10, 12)? } else { 0 };
+    let s = if digits >= 14 { n(12, 14)? } else { 0 };
+    if h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    let zone = zone.unwrap_or_else(|| {
+        if is_bst(y, mo, d, h) {
+            "+01:00".into()
+        } else {
+            "+00:00".into()
+        }
+    });
+    Some(format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{fraction}{zone}"
+    ))
+}
+
+/// An HL7 v2 timestamp with at least seconds as a FHIR instant.
+fn instant(ts: &str) -> Option<String> {
+    let digits = ts.trim().bytes().take_while(u8::is_ascii_digit).count();
+    (digits >= 14).then(|| date_time(ts)).flatten()
+}
+
+/// OBX-11 / OBR-25 (HL7 tables 0085 / 0123) as an Observation status.
+fn observation_status(code: &str) -> &'static str {
+    match code.trim() {
+        "F" | "U" => "final",
+        "C" => "corrected",
+        "P" | "R" | "S" | "A" => "preliminary",
+        "I" | "O" => "registered",
+        "X" => "cancelled",
+        "D" | "W" => "entered-in-error",
+        _ => "unknown",
+    }
+}
+
+/// OBR-25 (HL7 table 0123) as a DiagnosticReport status.
+fn report_status(code: &str) -> &'static str {
+    match code.trim() {
+        "F" => "final",
+        "C" => "corrected",
+        "P" | "R" => "preliminary",
+        "A" => "partial",
+        "I" | "O" | "S" => "registered",
+        "X" => "cancelled",
+        _ => "unknown",
+    }
+}
+
+/// ORC-5 (HL7 table 0038) as a ServiceRequest status.
+fn request_status(code: &str) -> &'static str {
+    match code.trim() {
+        "CM" => "completed",
+        "A" | "IP" | "SC" => "active",
+        "CA" | "DC" => "revoked",
+        "HD" => "on-hold",
+        _ => "unknown",
+    }
+}
+
+/// OBX-8 (HL7 table 0078) codes that are v3 ObservationInterpretation codes as they stand.
+const INTERPRETATIONS: &[(&str, &str)] = &[
+    ("L", "Low"),
+    ("H", "High"),
+    ("LL", "Critical low"),
+    ("HH", "Critical high"),
+    ("LU", "Significantly low"),
+    ("HU", "Significantly high"),
+    ("N", "Normal"),
+    ("A", "Abnormal"),
+    ("AA", "Critical abnormal"),
+    ("<", "Off scale low"),
+    (">", "Off scale high"),
+    ("S", "Susceptible"),
+    ("R", "Resistant"),
+    ("I", "Intermediate"),
+    ("MS", "moderately susceptible"),
+    ("VS", "very susceptible"),
+    ("POS", "Positive"),
+    ("NEG", "Negative"),
+    ("IND", "Indeterminate"),
+    ("DET", "Detected"),
+    ("ND", "Not detected"),
+    ("U", "Significant change up"),
+    ("D", "Significant change down"),
+    ("B", "Better"),
+    ("W", "Worse"),
+];
+
+fn interpretation(flag: &str) -> Option<CodeableConcept> {
+    let flag = some(flag)?;
+    Some(match INTERPRETATIONS.iter().find(|(c, _)| *c == flag) {
+        Some((code, display)) => CodeableConcept {
+            coding: vec![Coding {
+                system: Some(systems::INTERPRETATION.into()),
+                code: Some(code.to_string()),
+                display: Some(display.to_string()),
+            }],
+            text: None,
+        },
+        None => CodeableConcept {
+            coding: vec![],
+            text: Some(flag),
+        },
+    })
+}
+
+/// A FHIR decimal from text, when it is one.
+fn decimal(text: &str) -> Option<serde_json::Number> {
+    let t = text.trim();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    let body = t.strip_prefix('-').unwrap_or(t);
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let ok = !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+        && !(body.contains('.') && frac.is_empty());
+    if !ok {
+        return None;
+    }
+    // Leading zeros are not FHIR decimals: "007.5" is 7.5.
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let sign = if t.starts_with('-') { "-" } else { "" };
+    let canonical = if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    };
+    serde_json::from_str(&canonical).ok()
+}
+
+/// The unit of OBX-6: text (or code), with UCUM's system and code when OBX-6.3 says UCUM.
+fn unit(seg: SegmentRef<'_>) -> Quantity {
+    let rep = seg.field(6).and_then(|f| f.repetition(1));
+    let t = |c: usize| rep.map(|r| r.text(c).into_owned()).unwrap_or_default();
+    let (code, text, system) = (t(1), t(2), t(3));
+    let ucum = system_of(&system) == Some(systems::UCUM);
+    Quantity {
+        unit: some(&text).or_else(|| some(&code)),
+        system: (ucum && some(&code).is_some()).then(|| systems::UCUM.to_string()),
+        code: if ucum { some(&code) } else { None },
+        ..Default::default()
+    }
+}
+
+fn reference_range(text: &str, unit: &Quantity) -> Option<ReferenceRange> {
+    let text = some(text)?;
+    let bound = |v: &str| {
+        decimal(v).map(|value| Quantity {
+            value: Some(value),
+            comparator: None,
+            ..unit.clone()
+        })
+    };
+    let mut range = ReferenceRange {
+        text: Some(text.clone()),
+        ..Default::default()
+    };
+    // `a-b` (a negative low bound starts with '-': split at the first '-' after a digit).
+    let split = text
+        .char_indices()
+        .skip(1)
+        .find(|&(i, c)| c == '-' && text[..i].ends_with(|p: char| p.is_ascii_digit()));
+    if let Some((i, _)) = split {
+        if let (Some(low), Some(high)) = (bound(&text[..i]), bound(&text[i + 1..])) {
+            range.low = Some(low);
+            range.high = Some(high);
+        }
+    }
+    Some(range)
+}
+
+/// OBX-5 as an Observation value, by OBX-2.
+fn value(obs: &mut Observation, seg: SegmentRef<'_>) {
+    let kind = seg.text(2).trim().to_ascii_uppercase();
+    let texts: Vec<String> = seg
+        .repetitions(5)
+        .map(|r| {
+            r.components()
+                .map(|c| c.text().into_owned())
+                .collect::<Vec<_>>()
+                .join(if kind == "SN" { "" } else { "^" })
+        })
+        .filter(|t| !t.trim().is_empty())
+        .collect();
+    if texts.is_empty() {
+        return;
+    }
+    match kind.as_str() {
+        "NM" => {
+            if let Some(v) = decimal(&texts[0]) {
+                obs.value_quantity = Some(Quantity {
+                    value: Some(v),
+                    ..unit(seg)
+                });
+                return;
+            }
+        }
+        "SN" => {
+            let rep = seg.field(5).and_then(|f| f.repetition(1));
+            let c = |n: usize| rep.map(|r| r.text(n).into_owned()).unwrap_or_default();
+            let (comparator, num, sep, num2) = (c(1), c(2), c(3), c(4));
+            let comparator = comparator.trim();
+            let comparator_ok = matches!(comparator, "" | "<" | "<=" | ">=" | ">" | "=");
+            if comparator_ok && some(&sep).is_none() && some(&num2).is_none() {
+                if let Some(v) = decimal(&num) {
+                    obs.value_quantity = Some(Quantity {
+                        value: Some(v),
+                        comparator: (!matches!(comparator, "" | "="))
+                            .then(|| comparator.to_string()),
+                        ..unit(seg)
+                    });
+                    return;
+                }
+            }
+        }
+        "CE" | "CWE" | "CNE" => {
+            if let Some(cc) = concept(seg, 5) {
+                obs.value_codeable_concept = Some(cc);
+                return;
+            }
+        }
+        _ => {}
+    }
+    let joined = if kind == "SN" {
+        texts.join(" ")
+    } else if matches!(kind.as_str(), "ST" | "TX" | "FT") {
+        seg.repetitions(5)
+            .map(|r| r.raw().to_string())
+            .map(|raw| seg.encoding().unescape(&raw).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        texts.join("\n")
+    };
+    obs.value_string = some(&joined).map(|_| joined.trim_end().to_string());
+}
+
+fn ods_identifier(code: &str) -> Identifier {
+    Identifier {
+        system: Some(systems::ODS_ORGANIZATION.into()),
+        value: Some(code.to_string()),
+        ..Default::default()
+    }
+}
+
+/// An XCN field repetition (id^family^given^middle^suffix^prefix) as a Practitioner.
+fn practitioner(seg: SegmentRef<'_>, n: usize, id: String) -> Option<Practitioner> {
+    let rep = seg.field(n)?.repetition(1)?;
+    let t = |c: usize| some(rep.text(c));
+    let mut p = Practitioner {
+        id,
+        meta: Meta::profile(&format!("{UK_CORE}UKCore-Practitioner")),
+        ..Default::default()
+    };
+    if let Some(code) = t(1) {
+        let gmp = code.len() == 8
+            && code.starts_with('G')
+            && code[1..].bytes().all(|b| b.is_ascii_digit());
+        p.identifier.push(Identifier {
+            system: gmp.then(|| GMP_NUMBER.to_string()),
+            value: Some(code),
+            ..Default::default()
+        });
+    }
+    let name = HumanName {
+        family: t(2),
+        given: [t(3), t(4)].into_iter().flatten().collect(),
+        prefix: t(6).into_iter().collect(),
+        suffix: t(5).into_iter().collect(),
+    };
+    if name != HumanName::default() {
+        p.name.push(name);
+    }
+    (!p.identifier.is_empty() || !p.name.is_empty()).then_some(p)
+}
+
+/// One OBR with what follows it.
+struct Order<'m> {
+    obr: SegmentRef<'m>,
+    orc: Option<SegmentRef<'m>>,
+    notes: Vec<String>,
+    results: Vec<(SegmentRef<'m>, Vec<String>)>,
+    specimens: Vec<SegmentRef<'m>>,
+}
+
+fn note_text(seg: SegmentRef<'_>) -> Option<String> {
+    let text = seg
+        .repetitions(3)
+        .map(|r| seg.encoding().unescape(r.raw()).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    some(&text).map(|_| text.trim_end().to_string())
+}
+
+fn orders<'m>(message: &'m Message<'_>) -> Vec<Order<'m>> {
+    let mut out: Vec<Order<'m>> = Vec::new();
+    let mut orc = None;
+    for seg in message.iter() {
+        match seg.name() {
+            "ORC" => orc = Some(seg),
+            "OBR" => out.push(Order {
+                obr: seg,
+                orc: orc.take(),
+                notes: vec![],
+                results: vec![],
+                specimens: vec![],
+            }),
+            "OBX" => {
+                if let Some(o) = out.last_mut() {
+                    o.results.push((seg, vec![]));
+                }
+            }
+            "SPM" => {
+                if let Some(o) = out.last_mut() {
+                    o.specimens.push(seg);
+                }
+            }
+            "NTE" => {
+                if let (Some(o), Some(text)) = (out.last_mut(), note_text(seg)) {
+                    match o.results.last_mut() {
+                        Some((_, notes)) => notes.push(text),
+                        None => o.notes.push(text),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn laboratory() -> CodeableConcept {
+    CodeableConcept {
+        coding: vec![Coding {
+            system: Some(systems::OBSERVATION_CATEGORY.into()),
+            code: Some("laboratory".into()),
+            display: Some("Laboratory".into()),
+        }],
+        text: None,
+    }
+}
+
+fn identifier_of_type(code: &str, display: &str, value: String) -> Identifier {
+    Identifier {
+        r#type: Some(CodeableConcept {
+            coding: vec![Coding {
+                system: Some(systems::V2_IDENTIFIER_TYPE.into()),
+                code: Some(code.into()),
+                display: Some(display.into()),
+            }],
+            text: None,
+        }),
+        value: Some(value),
+        ..Default::default()
+    }
+}
+
+/// Builds the report bundle for `payload` (an ORU^R01).
+pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyError> {
+    let message = Message::parse_bytes(payload).map_err(OruError::from)?;
+    let summary = OruSummary::from_message(&message)?;
+    let id = |label: &str| uuid_for(ctx.seed, label);
+    let profile = |name: &str| Meta::profile(&format!("{UK_CORE}{name}"));
+    let mut entries: Vec<Entry> = Vec::new();
+
+    // Organisations: the performing laboratory (the sender) and the registered practice.
+    let performer_id = id("performer");
+    let performer_ref = Reference::to(&full_url(&performer_id));
+    entries.push(Entry {
+        full_url: full_url(&performer_id),
+        resource: Resource::Organization(Organization {
+            id: performer_id.clone(),
+            meta: profile("UKCore-Organization"),
+            identifier: vec![ods_identifier(ctx.sender_ods)],
+            name: None,
+        }),
+    });
+    let mut general_practitioner = vec![];
+    if let Some(r) = &summary.recipient {
+        let gp_id = id("practice");
+        general_practitioner.push(Reference::to(&full_url(&gp_id)));
+        entries.push(Entry {
+            full_url: full_url(&gp_id),
+            resource: Resource::Organization(Organization {
+                id: gp_id,
+                meta: profile("UKCore-Organization"),
+                identifier: vec![ods_identifier(r.ods_code.as_str())],
+                name: some(&r.name),
+            }),
+        });
+    }
+
+    // The patient.
+    let p = &summary.patient;
+    let patient_id = id("patient");
+    let subject = Reference::to(&full_url(&patient_id));
+    let mut patient = Patient {
+        id: patient_id.clone(),
+        meta: profile("UKCore-Patient"),
+        general_practitioner,
+        ..Default::default()
+    };
+    if let Some(n) = &p.nhs_number {
+        patient.identifier.push(Identifier {
+            system: Some(systems::NHS_NUMBER.into()),
+            value: Some(n.to_string()),
+            ..Default::default()
+        });
+    }
+    for i in &p.identifiers {
+        let nhs = i.identifier_type.eq_ignore_ascii_case("NH")
+            || i.assigning_authority.eq_ignore_ascii_case("NHS");
+        if nhs {
+            continue;
+        }
+        patient.identifier.push(Identifier {
+            r#type: some(&i.identifier_type).map(|t| CodeableConcept {
+                coding: vec![],
+                text: Some(t),
+            }),
+            value: some(&i.id),
+            assigner: some(&i.assigning_authority).map(|a| {
+                Box::new(Reference {
+                    display: Some(a),
+                    ..Default::default()
+                })
+            }),
+            ..Default::default()
+        });
+    }
+    let name = HumanName {
+        family: some(&p.name.family),
+        given: [some(&p.name.given), some(&p.name.middle)]
+            .into_iter()
+            .flatten()
+            .collect(),
+        prefix: some(&p.name.prefix).into_iter().collect(),
+        suffix: some(&p.name.suffix).into_iter().collect(),
+    };
+    if name != HumanName::default() {
+        patient.name.push(name);
+    }
+    patient.birth_date = date_time(&p.date_of_birth)
+        .filter(|d| d.len() == 10)
+        .or_else(|| date_time(&p.date_of_birth).map(|d| d.chars().take(10).collect()))
+        .filter(|d| d.len() == 10);
+    patient.gender = match p.sex.trim().to_ascii_uppercase().as_str() {
+        "M" => Some("male".into()),
+        "F" => Some("female".into()),
+        "O" | "A" | "N" => Some("other".into()),
+        "U" => Some("unknown".into()),
+        _ => None,
+    };
+    entries.push(Entry {
+        full_url: full_url(&patient_id),
+        resource: Resource::Patient(patient),
+    });
+
+    let mut report = DiagnosticReport {
+        id: id("report"),
+        meta: profile("UKCore-DiagnosticReport-Lab"),
+        subject: subject.clone(),
+        performer: vec![performer_ref.clone()],
+        ..Default::default()
+    };
+    let mut sections = Vec::new();
+    let mut statuses = Vec::new();
+    let mut codes: Vec<CodeableConcept> = Vec::new();
+
+    for (oi, order) in orders(&message).into_iter().enumerate() {
+        let obr = order.obr;
+        let label = |what: &str| id(&format!("obr{oi}/{what}"));
+        let code = concept(obr, 4);
+        let effective = date_time(&obr.text(7));
+        statuses.push(obr.text(25).trim().to_string());
+        if let Some(c) = &code {
+            codes.push(c.clone());
+        }
+        if let Some(cat) = some(obr.text(24)) {
+            let c = CodeableConcept {
+                coding: vec![Coding {
+                    system: Some(systems::V2_DIAGNOSTIC_SERVICE.into()),
+                    code: Some(cat),
+                    display: None,
+                }],
+                text: None,
+            };
+            if !report.category.contains(&c) {
+                report.category.push(c);
+            }
+        }
+        if let Some(filler) = some(obr.component(3, 1, 1).unwrap_or_default()) {
+            report
+                .identifier
+                .push(identifier_of_type("FILL", "Filler Identifier", filler));
+        }
+        if report.effective_date_time.is_none() {
+            report.effective_date_time = effective.clone();
+        }
+        if report.issued.is_none() {
+            report.issued = instant(&obr.text(22));
+        }
+
+        // Who asked: a practitioner (OBR-16, else ORC-12), an organisation (ORC-21).
+        let requester = practitioner(obr, 16, label("requester")).or_else(|| {
+            order
+                .orc
+                .and_then(|orc| practitioner(orc, 12, label("requester")))
+        });
+        let requester_ref = requester.as_ref().map(|r| Reference::to(&full_url(&r.id)));
+        if let Some(r) = requester {
+            entries.push(Entry {
+                full_url: full_url(&r.id),
+                resource: Resource::Practitioner(r),
+            });
+        }
+        let requesting_org = order.orc.and_then(|orc| {
+            let rep = orc.field(21)?.repetition(1)?;
+            let name = some(rep.text(1));
+            let code = some(rep.text(10)).or_else(|| some(rep.text(3)));
+            (name.is_some() || code.is_some()).then(|| Organization {
+                id: label("requesting-organization"),
+                meta: profile("UKCore-Organization"),
+                identifier: code
+                    .filter(|c| crate::OdsCode::parse(c).is_ok())
+                    .map(|c| ods_identifier(&c))
+                    .into_iter()
+                    .collect(),
+                name,
+            })
+        });
+        let requesting_ref = requesting_org
+            .as_ref()
+            .map(|o| Reference::to(&full_url(&o.id)));
+        if let Some(o) = requesting_org {
+            entries.push(Entry {
+                full_url: full_url(&o.id),
+                resource: Resource::Organization(o),
+            });
+        }
+
+        // The request, where the ORU carries one.
+        let placer = some(obr.component(2, 1, 1).unwrap_or_default());
+        let request = (placer.is_some() || order.orc.is_some()).then(|| ServiceRequest {
+            id: label("request"),
+            meta: profile("UKCore-ServiceRequest-Lab"),
+            identifier: placer
+                .clone()
+                .map(|p| identifier_of_type("PLAC", "Placer Identifier", p))
+                .into_iter()
+                .collect(),
+            status: request_status(
+                &order
+                    .orc
+                    .map(|o| o.text(5).into_owned())
+                    .unwrap_or_default(),
+            )
+            .into(),
+            intent: "order".into(),
+            category: vec![],
+            code: code.clone(),
+            subject: subject.clone(),
+            authored_on: order.orc.and_then(|o| date_time(&o.text(9))),
+            requester: requester_ref.clone().or(requesting_ref.clone()),
+            specimen: vec![],
+        });
+        let request_ref = request.as_ref().map(|r| Reference::to(&full_url(&r.id)));
+
+        // The specimens: SPM segments, else OBR-15.
+        let mut specimens = Vec::new();
+        for (si, spm) in order.specimens.iter().enumerate() {
+            let sid = label(&format!("specimen{si}"));
+            let collected = spm.component(17, 1, 1).and_then(|t| date_time(&t));
+            specimens.push(Specimen {
+                id: sid,
+                meta: profile("UKCore-Specimen"),
+                identifier: some(spm.component(2, 1, 1).unwrap_or_default())
+                    .map(|v| Identifier {
+                        value: Some(v),
+                        ..Default::default()
+                    })
+                    .into_iter()
+                    .collect(),
+                accession_identifier: None,
+                r#type: concept(*spm, 4),
+                subject: subject.clone(),
+                received_time: date_time(&spm.text(18)),
+                request: request_ref.clone().into_iter().collect(),
+                collection: collected.map(|c| SpecimenCollection {
+                    collected_date_time: Some(c),
+                    body_site: None,
+                }),
+            });
+        }
+        if specimens.is_empty() {
+            let source = obr.field(15).and_then(|f| f.repetition(1)).and_then(|r| {
+                let c = r.component(1)?;
+                let s = |k: usize| {
+                    c.subcomponent(k)
+                        .map(|x| x.text().into_owned())
+                        .unwrap_or_default()
+                };
+                let (code, text, system) = (s(1), s(2), s(3));
+                some(&code).or(some(&text)).map(|_| CodeableConcept {
+                    coding: some(&code)
+                        .map(|code| Coding {
+                            system: system_of(&system).map(str::to_string),
+                            code: Some(code),
+                            display: some(&text),
+                        })
+                        .into_iter()
+                        .collect(),
+                    text: some(&text),
+                })
+            });
+            if let Some(kind) = source {
+                specimens.push(Specimen {
+                    id: label("specimen0"),
+                    meta: profile("UKCore-Specimen"),
+                    r#type: Some(kind),
+                    subject: subject.clone(),
+                    request: request_ref.clone().into_iter().collect(),
+                    collection: effective.clone().map(|c| SpecimenCollection {
+                        collected_date_time: Some(c),
+                        body_site: None,
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        let specimen_refs: Vec<Reference> = specimens
+            .iter()
+            .map(|s| Reference::to(&full_url(&s.id)))
+            .collect();
+        if let Some(mut r) = request {
+            r.specimen = specimen_refs.clone();
+            report.based_on.push(Reference::to(&full_url(&r.id)));
+            entries.push(Entry {
+                full_url: full_url(&r.id),
+                resource: Resource::ServiceRequest(r),
+            });
+        }
+        report.specimen.extend(specimen_refs.iter().cloned());
+        for s in specimens {
+            entries.push(Entry {
+                full_url: full_url(&s.id),
+                resource: Resource::Specimen(s),
+            });
+        }
+
+        // The results, then their test group.
+        let group_id = label("group");
+        let mut members = Vec::new();
+        for (ri, (obx, notes)) in order.results.iter().enumerate() {
+            if obx.text(2).trim().eq_ignore_ascii_case("ED") {
+                let rep = obx.field(5).and_then(|f| f.repetition(1));
+                let c = |n: usize| rep.map(|r| r.text(n).into_owned()).unwrap_or_default();
+                let (kind, sub, data) = (c(2), c(3), c(5));
+                if some(&data).is_some() {
+                    let content_type = match (
+                        kind.to_ascii_uppercase().as_str(),
+                        sub.to_ascii_uppercase().as_str(),
+                    ) {
+                        (_, "PDF") => Some("application/pdf".to_string()),
+                        ("AP" | "APPLICATION", s) if !s.is_empty() => {
+                            Some(format!("application/{}", s.to_ascii_lowercase()))
+                        }
+                        ("IM" | "IMAGE", s) if !s.is_empty() => {
+                            Some(format!("image/{}", s.to_ascii_lowercase()))
+                        }
+                        ("TEXT", s) if !s.is_empty() => {
+                            Some(format!("text/{}", s.to_ascii_lowercase()))
+                        }
+                        _ => None,
+                    };
+                    report.presented_form.push(Attachment {
+                        content_type,
+                        data: Some(data.chars().filter(|c| !c.is_whitespace()).collect()),
+                        title: concept(*obx, 3).and_then(|c| c.text),
+                    });
+                }
+                continue;
+            }
+            let oid = label(&format!("result{ri}"));
+            let u = unit(*obx);
+            let mut obs = Observation {
+                id: oid.clone(),
+                meta: profile("UKCore-Observation-Lab"),
+                based_on: request_ref.clone().into_iter().collect(),
+                status: observation_status(&obx.text(11)).into(),
+                category: vec![laboratory()],
+                code: concept(*obx, 3).unwrap_or_default(),
+                subject: subject.clone(),
+                effective_date_time: date_time(&obx.text(14)).or_else(|| effective.clone()),
+                performer: vec![performer_ref.clone()],
+                interpretation: obx
+                    .repetitions(8)
+                    .filter_map(|r| interpretation(&r.text(1)))
+                    .collect(),
+                note: notes
+                    .iter()
+                    .map(|t| Annotation { text: t.clone() })
+                    .collect(),
+                specimen: specimen_refs.first().cloned(),
+                reference_range: reference_range(&obx.text(7), &u).into_iter().collect(),
+                ..Default::default()
+            };
+            value(&mut obs, *obx);
+            members.push(Reference::to(&full_url(&oid)));
+            entries.push(Entry {
+                full_url: full_url(&oid),
+                resource: Resource::Observation(obs),
+            });
+        }
+        let group = Observation {
+            id: group_id.clone(),
+            meta: profile("UKCore-Observation-Lab"),
+            based_on: request_ref.into_iter().collect(),
+            status: observation_status(&obr.text(25)).into(),
+            category: vec![laboratory()],
+            code: code.clone().unwrap_or_default(),
+            subject: subject.clone(),
+            effective_date_time: effective,
+            performer: vec![performer_ref.clone()],
+            note: order
+                .notes
+                .iter()
+                .map(|t| Annotation { text: t.clone() })
+                .collect(),
+            specimen: specimen_refs.first().cloned(),
+            has_member: members,
+            ..Default::default()
+        };
+        report.result.push(Reference::to(&full_url(&group_id)));
+        sections.push(Section {
+            title: code.as_ref().and_then(|c| c.text.clone()),
+            code: code.clone(),
+            entry: vec![Reference::to(&full_url(&group_id))],
+        });
+        entries.push(Entry {
+            full_url: full_url(&group_id),
+            resource: Resource::Observation(group),
+        });
+    }
+
+    let mapped: Vec<&str> = statuses.iter().map(|s| report_status(s)).collect();
+    report.status = match mapped.as_slice() {
+        [] => "unknown",
+        [first, rest @ ..] if rest.iter().all(|s| s == first) => first,
+        _ if mapped
+            .iter()
+            .any(|s| *s == "preliminary" || *s == "partial") =>
+        {
+            "partial"
+        }
+        _ => "final",
+    }
+    .into();
+    report.code = match codes.as_slice() {
+        [one] => one.clone(),
+        many => CodeableConcept {
+            coding: vec![],
+            text: some(
+                many.iter()
+                    .filter_map(|c| c.text.clone().or_else(|| c.coding.first()?.code.clone()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        },
+    };
+    let report_ref = Reference::to(&full_url(&report.id));
+    if let Some(first) = sections.first_mut() {
+        first.entry.insert(0, report_ref);
+    }
+    let final_all =
+        !mapped.is_empty() && mapped.iter().all(|s| matches!(*s, "final" | "corrected"));
+    let composition_id = id("composition");
+    let composition = Composition {
+        id: composition_id.clone(),
+        meta: Meta::profile(COMPOSITION_PROFILE),
+        identifier: Some(Identifier {
+            system: Some(systems::RFC4122.into()),
+            value: Some(full_url(&id("composition-identifier"))),
+            ..Default::default()
+        }),
+        status: if final_all { "final" } else { "preliminary" }.into(),
+        r#type: CodeableConcept {
+            coding: vec![
+                Coding {
+                    system: Some(systems::SNOMED.into()),
+                    code: Some("4241000179101".into()),
+                    display: Some("Laboratory report".into()),
+                },
+                Coding {
+                    system: Some(systems::LOINC.into()),
+                    code: Some("11502-2".into()),
+                    display: Some("Laboratory report".into()),
+                },
+            ],
+            text: None,
+        },
+        subject,
+        date: date_time(&summary.message_datetime).unwrap_or_else(|| ctx.timestamp.to_string()),
+        author: vec![performer_ref.clone()],
+        title: "Laboratory report".into(),
+        custodian: Some(performer_ref),
+        section: sections,
+    };
+    entries.insert(
+        1,
+        Entry {
+            full_url: full_url(&report.id),
+            resource: Resource::DiagnosticReport(report),
+        },
+    );
+    entries.insert(
+        0,
+        Entry {
+            full_url: full_url(&composition_id),
+            resource: Resource::Composition(composition),
+        },
+    );
+    Ok(Bundle {
+        id: id("bundle"),
+        meta: Meta::default(),
+        identifier: Identifier {
+            system: Some(systems::RFC4122.into()),
+            value: Some(full_url(&id("bundle-identifier"))),
+            ..Default::default()
+        },
+        r#type: "document".into(),
+        timestamp: ctx.timestamp.to_string(),
+        entry: entries,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hl7_times_become_fhir_times_in_uk_local_time() {
+        assert_eq!(date_time("2026").as_deref(), Some("2026"));
+        assert_eq!(date_time("20261125").as_deref(), Some("2026-11-25"));
+        assert_eq!(
+            date_time("20261125093000").as_deref(),
+            Some("2026-11-25T09:30:00+00:00")
+        );
+        assert_eq!(
+            date_time("20260701093000").as_deref(),
+            Some("2026-07-01T09:30:00+01:00")
+        );
+        // 2026: BST from Sunday 29 March to Sunday 25 October.
+        assert_eq!(
+            date_time("2026032900").as_deref(),
+            Some("2026-03-29T00:00:00+00:00")
+        );
+        assert_eq!(
+            date_time("2026032903").as_deref(),
+            Some("2026-03-29T03:00:00+01:00")
+        );
+        assert_eq!(
+            date_time("2026102503").as_deref(),
+            Some("2026-10-25T03:00:00+00:00")
+        );
+        assert_eq!(
+            date_time("20261125093000.25-0500").as_deref(),
+            Some("2026-11-25T09:30:00.25-05:00")
+        );
+        assert_eq!(date_time("20261325"), None);
+        assert_eq!(date_time("196203520"), None);
+        assert_eq!(date_time(""), None);
+    }
+
+    #[test]
+    fn decimals_and_ranges() {
+        assert_eq!(decimal("10.0 ").unwrap().to_string(), "10.0");
+        assert_eq!(decimal("007").unwrap().to_string(), "7");
+        assert!(decimal("1.").is_none() && decimal("abc").is_none());
+        let r = reference_range("133-146", &Quantity::default()).unwrap();
+        assert_eq!(r.low.unwrap().value.unwrap().to_string(), "133");
+        let r = reference_range("70_105", &Quantity::default()).unwrap();
+        assert!(r.low.is_none() && r.text.as_deref() == Some("70_105"));
+        let r = reference_range("-2-3", &Quantity::default()).unwrap();
+        assert_eq!(r.low.unwrap().value.unwrap().to_string(), "-2");
+    }
+}
+
+#[cfg(test)]
+mod bundle_tests {
+    use super::*;
+
+    const ORU: &str = "MSH|^~\\&|LAB|RX1|GP|A81001|20261125093000||ORU^R01|CTRL-1|P|2.4\r\
+PID|||9434765919^^^NHS^NH||SMITH^JOHN||19700101|M\r\
+PD1|||GP PRACTICE^^A81001\r\
+OBR|1|||PT^Prothrombin Time|||20261125080000|||||||||||||||||F\r\
+OBX|1|NM|INR^I.N.R.||2.5||2.0-3.0|N|||F\r";
+
+    fn ctx() -> Context<'static> {
+        Context {
+            seed: "0190a0b0-0000-7000-8000-0000000000bb",
+            timestamp: "2026-11-25T09:00:01Z",
+            sender_ods: "RX1",
+        }
+    }
+
+    #[test]
+    fn written_bundles_read_back_within_the_shared_limits() {
+        let b = bundle(ORU.as_bytes(), &ctx()).unwrap();
+        let json = to_json(&b);
+        let back = read_bundle(json.as_bytes(), &crate::fhir::Limits::default()).unwrap();
+        assert_eq!(back, b);
+        let tight = crate::fhir::Limits {
+            max_input_bytes: 100,
+            ..Default::default()
+        };
+        assert!(matches!(
+            read_bundle(json.as_bytes(), &tight),
+            Err(ReadError::Limits(_))
+        ));
+        assert!(matches!(
+            read_bundle(br#"{"resourceType":"Patient"}"#, &Default::default()),
+            Err(ReadError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn a_message_that_is_not_a_result_is_refused() {
+        let adt = ORU.replace("ORU^R01", "ADT^A01");
+        assert!(bundle(adt.as_bytes(), &ctx()).is_err());
+    }
+}
