@@ -10,7 +10,7 @@ mod acks;
 mod audit;
 mod bench;
 mod cancel;
-mod client;
+pub(crate) mod client;
 mod directory;
 mod explain;
 mod list;
