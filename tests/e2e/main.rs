@@ -3,6 +3,7 @@
 mod access;
 mod amqp;
 mod bad_input;
+mod console;
 mod crash;
 mod failures;
 mod formats;
