@@ -3,6 +3,7 @@
 mod access;
 mod amqp;
 mod bad_input;
+mod browser;
 mod console;
 mod crash;
 mod failures;

@@ -1,5 +1,5 @@
-//! Charts drawn on the server as SVG: received as bars, delivered as a line, one slot per
-//! hour. No script and no chart service: the page is whole without JavaScript, and the
+//! Charts drawn on the server as SVG: one count as bars (received), another as a line
+//! (delivered), one slot per hour or day. No script and no chart service: the page is whole without JavaScript, and the
 //! Content-Security-Policy allows no inline style, so colours come from classes in the
 //! console's own CSS.
 
@@ -18,6 +18,8 @@ pub struct Series<'a> {
     pub step_ms: u64,
     pub received: &'a [u32],
     pub delivered: &'a [u32],
+    /// What the bars and the line count.
+    pub names: (&'a str, &'a str),
     /// A label under every this many slots.
     pub label_every: usize,
     /// How a label reads: `[hour]:00` or `[day] [month repr:short]`.
@@ -77,18 +79,16 @@ pub fn draw(s: &Series) -> Markup {
         .enumerate()
         .map(|(i, v)| format!("{:.1},{:.1}", LEFT + slot * (i as f64 + 0.5), y(*v)))
         .collect();
-    let aria = format!(
-        "{}: {total_r} received, {total_d} delivered, per hour",
-        s.title
-    );
+    let (bars, line_name) = s.names;
+    let aria = format!("{}: {total_r} {bars}, {total_d} {line_name}", s.title);
     html! {
         figure.chart {
             figcaption {
                 strong { (s.title) }
                 " "
-                span.key-received { "■" } " received " (total_r)
+                span.key-received { "■" } " " (bars) " " (total_r)
                 " · "
-                span.key-delivered { "━" } " delivered " (total_d)
+                span.key-delivered { "━" } " " (line_name) " " (total_d)
             }
             svg viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-label=(aria)
                 {
@@ -106,8 +106,8 @@ pub fn draw(s: &Series) -> Markup {
                         width=(format!("{:.1}", (slot * 0.8).max(0.5)))
                         height=(format!("{:.1}", TOP + plot_h - y(*v))) {
                         title {
-                            (crate::console::pages::when(from)) ": " (v) " received, "
-                            (s.delivered.get(i).copied().unwrap_or(0)) " delivered"
+                            (crate::console::pages::when(from)) ": " (v) " " (bars) ", "
+                            (s.delivered.get(i).copied().unwrap_or(0)) " " (line_name)
                         }
                     }
                     @if i % s.label_every.max(1) == 0 {
@@ -146,6 +146,7 @@ mod tests {
             step_ms: 3_600_000,
             received: &received,
             delivered: &delivered,
+            names: ("received", "delivered"),
             label_every: 1,
             daily_labels: false,
         })

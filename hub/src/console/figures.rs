@@ -62,7 +62,7 @@ pub struct PracticeFigures {
     pub overdue: u64,
     pub failed: u64,
     pub rejected: u64,
-    /// Seven days: documents and accepted, by day (oldest first).
+    /// Seven calendar days (UTC, today last): documents and accepted, by day of receipt.
     pub daily_documents: [u32; 7],
     pub daily_accepted: [u32; 7],
     /// The last time it accepted anything in the window.
@@ -137,9 +137,14 @@ impl Figures {
         (i < SLOTS as u64).then_some(i as usize)
     }
 
+    /// Start of the first of the seven calendar days (UTC) that end with today.
+    pub fn first_day_ms(&self) -> u64 {
+        (self.now_ms / DAY_MS).saturating_sub(6) * DAY_MS
+    }
+
     fn day(&self, ms: u64) -> Option<usize> {
-        let ago = self.now_ms.checked_sub(ms)? / DAY_MS;
-        (ago < 7).then(|| 6 - ago as usize)
+        let i = ms.checked_sub(self.first_day_ms())? / DAY_MS;
+        (i < 7).then_some(i as usize)
     }
 
     /// Counts one message and its deliveries.

@@ -117,7 +117,8 @@ async fn js() -> impl IntoResponse {
     )
 }
 
-/// Headers on every console response: the CSP, no sniffing, no framing, no referrer, and no
+/// Headers on every console response: the CSP, no sniffing, no framing, referrers only to
+/// itself (with none, browsers send `Origin: null`, which the CSRF check refuses), and no
 /// caching of pages (they hold patient details).
 async fn security_headers(req: Request, next: Next) -> Response {
     let is_console = req.uri().path().starts_with("/console");
@@ -138,7 +139,7 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if !is_static {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

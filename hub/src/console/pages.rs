@@ -215,16 +215,6 @@ pub async fn overview(State(c): St, headers: HeaderMap) -> Response {
     let body = html! {
         h1 { "Overview" }
         p.note { "Figures for the last seven days as of " (when(figures.now_ms)) " UTC; counts by state are live." }
-        (chart::draw(&chart::Series {
-            title: "Last 24 hours",
-            start_ms: start24, step_ms: HOUR_MS, received: r24, delivered: d24,
-            label_every: 3, daily_labels: false,
-        }))
-        (chart::draw(&chart::Series {
-            title: "Last 7 days",
-            start_ms: start7, step_ms: HOUR_MS, received: r7, delivered: d7,
-            label_every: 24, daily_labels: true,
-        }))
         section.cards {
             h2 { "Deliveries by state" }
             ul.counts {
@@ -275,6 +265,18 @@ pub async fn overview(State(c): St, headers: HeaderMap) -> Response {
                 }
             }
         }
+        (chart::draw(&chart::Series {
+            title: "Last 24 hours",
+            start_ms: start24, step_ms: HOUR_MS, received: r24, delivered: d24,
+            names: ("received", "delivered"),
+            label_every: 3, daily_labels: false,
+        }))
+        (chart::draw(&chart::Series {
+            title: "Last 7 days",
+            start_ms: start7, step_ms: HOUR_MS, received: r7, delivered: d7,
+            names: ("received", "delivered"),
+            label_every: 24, daily_labels: true,
+        }))
         section {
             h2 { "The 24-hour discharge standard, by sender" }
             p.note { "Discharge documents received in the last seven days whose day is over (or that were filed): the share not accepted by the practice within 24 hours of receipt." }
@@ -982,7 +984,6 @@ pub async fn practice(State(c): St, headers: HeaderMap, Path(ods): Path<String>)
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     let name = practice_name(&c.hub, &ods);
-    let daily_start = figures.now_ms.saturating_sub(7 * DAY_MS);
     let body = html! {
         h1 { (ods) " " (name) }
         div.grid {
@@ -993,8 +994,9 @@ pub async fn practice(State(c): St, headers: HeaderMap, Path(ods): Path<String>)
         }
         p { "Last accepted: " (p.last_accepted_ms.map(|t| format!("{} UTC", when(t))).unwrap_or_else(|| "not in the last seven days".into())) }
         (chart::draw(&chart::Series {
-            title: "Documents and accepted, by day",
-            start_ms: daily_start, step_ms: DAY_MS, received: &p.daily_documents, delivered: &p.daily_accepted,
+            title: "Documents by day received (UTC), and how many were accepted",
+            start_ms: figures.first_day_ms(), step_ms: DAY_MS, received: &p.daily_documents, delivered: &p.daily_accepted,
+            names: ("documents", "accepted"),
             label_every: 1, daily_labels: true,
         }))
         h2 { "Needs attention" }

@@ -14,4 +14,8 @@
     if (form.dataset.sent) { e.preventDefault(); return; }
     form.dataset.sent = "1";
   });
+  // Back to a page already sent from (the browser's cache): its forms may be sent again.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form").forEach(function (f) { delete f.dataset.sent; });
+  });
 })();
