@@ -9,6 +9,7 @@
 mod acks;
 mod audit;
 mod bench;
+mod bench_console;
 mod cancel;
 pub(crate) mod client;
 mod directory;
