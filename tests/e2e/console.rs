@@ -272,6 +272,7 @@ async fn console_pages_roles_csrf_escaping_and_actions() {
     other.sender_ods = "R1K".into();
     other.nhs_number = "9434765870".into();
     let other_id = submit(&hub, "tok-r1k", other).await;
+    let both_id = submit(&hub, "tok-rx1", letter("BOTH-1", &["A81001", "A81004"])).await;
     wait_state(&hub, &hostile_id, "sent").await;
     wait_state(&hub, &failed_id, "failed").await;
 
@@ -457,6 +458,15 @@ async fn console_pages_roles_csrf_escaping_and_actions() {
     let list = gp.get("/console/messages").text();
     assert!(list.contains(&hostile_id) && list.contains(&other_id));
     assert!(!list.contains(&failed_id), "A81002's message");
+    assert!(
+        list.contains(&both_id) && !list.contains("A81004"),
+        "not others' deliveries"
+    );
+    let page = gp.get(&format!("/console/messages/{both_id}")).text();
+    assert!(
+        page.contains("A81001") && !page.contains("A81004"),
+        "only its own delivery"
+    );
     assert_eq!(gp.get("/console/practices/A81001").status, 200);
     assert_eq!(gp.get("/console/practices/A81002").status, 403);
 

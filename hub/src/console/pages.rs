@@ -630,7 +630,7 @@ fn filter_page(
                             td { (state_badge(v.state)) }
                             td { (v.message.sender_ods) }
                             td {
-                                @for d in &v.deliveries {
+                                @for d in v.deliveries.iter().filter(|d| s.viewer.may_see_delivery(&v.message.sender_ods, &d.recipient_ods)) {
                                     span.recipient { (d.recipient_ods) " " (state_badge(Some(d.state))) } " "
                                 }
                             }
@@ -720,6 +720,19 @@ pub async fn message(State(c): St, headers: HeaderMap, Path(id): Path<String>) -
         Ok(t) => t,
         Err(e) => return store_error(e),
     };
+    // A receiver sees its own deliveries of a message sent to several practices, not the
+    // others'.
+    let sender = view.message.sender_ods.clone();
+    let whole = s.viewer.may_see_delivery(&sender, "");
+    let all: Vec<DeliveryRecord> = all
+        .into_iter()
+        .filter(|d| s.viewer.may_see_delivery(&sender, &d.recipient_ods))
+        .collect();
+    let shown: std::collections::HashSet<Uuid> = all.iter().map(|d| d.id).collect();
+    let timeline: Vec<_> = timeline
+        .into_iter()
+        .filter(|e| whole || e.delivery_id.is_none_or(|d| shown.contains(&d)))
+        .collect();
     let m = &view.message;
     let replayable = view.deliveries.iter().any(|d| d.state.is_replayable());
     let body = html! {

@@ -51,6 +51,13 @@ impl Viewer {
                 && recipients.iter().any(|r| self.caller.acts_for(r)))
     }
 
+    /// One delivery of a message it may see: a receiver sees only its own practices'.
+    pub fn may_see_delivery(&self, sender: &str, recipient: &str) -> bool {
+        self.reads_all()
+            || (self.caller.has(Role::Submitter) && self.caller.acts_for(sender))
+            || self.caller.acts_for(recipient)
+    }
+
     /// A practice's page: everyone who reads all, and receivers for their own.
     pub fn may_see_practice(&self, ods: &str) -> bool {
         self.reads_all() || (self.caller.has(Role::Receiver) && self.caller.acts_for(ods))
