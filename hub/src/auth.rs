@@ -56,17 +56,10 @@ pub fn identify<T>(
     }
     // What is wrong when no identity matches: said plainly, as the caller can fix only that.
     let (found, unknown): (Option<&IdentityConfig>, String) = match bearer(req) {
-        Some(token) => {
-            let hash = edt_transforms::sha256_hex(token.as_bytes());
-            let found = config.identities.iter().find(|i| {
-                !i.token_sha256.is_empty()
-                    && constant_time_eq(
-                        i.token_sha256.to_ascii_lowercase().as_bytes(),
-                        hash.as_bytes(),
-                    )
-            });
-            (found, "the bearer token is not valid".to_string())
-        }
+        Some(token) => (
+            by_token(config, token),
+            "the bearer token is not valid".to_string(),
+        ),
         // No token: the TLS client certificate, when the hub asks for one.
         None => {
             let certs = req.peer_certs();
@@ -80,27 +73,52 @@ pub fn identify<T>(
                 ));
             };
             let hash = edt_transforms::sha256_hex(first.as_ref());
-            let found = config.identities.iter().find(|i| {
-                !i.cert_sha256.is_empty()
-                    && constant_time_eq(
-                        i.cert_sha256.to_ascii_lowercase().as_bytes(),
-                        hash.as_bytes(),
-                    )
-            });
-            (found, unregistered_certificate(&hash))
+            (
+                by_certificate(config, &hash),
+                unregistered_certificate(&hash),
+            )
         }
     };
     match found {
-        Some(i) => Ok(Some(Caller {
-            name: i.name.clone(),
-            roles: i.roles.clone(),
-            ods: i.ods.clone(),
-        })),
+        Some(i) => Ok(Some(Caller::from(i))),
         None => Err(deny(
             Status::unauthenticated(unknown),
             "(unknown caller)",
             what,
         )),
+    }
+}
+
+/// The identity a bearer token names.
+pub fn by_token<'a>(config: &'a Config, token: &str) -> Option<&'a IdentityConfig> {
+    let hash = edt_transforms::sha256_hex(token.as_bytes());
+    config.identities.iter().find(|i| {
+        !i.token_sha256.is_empty()
+            && constant_time_eq(
+                i.token_sha256.to_ascii_lowercase().as_bytes(),
+                hash.as_bytes(),
+            )
+    })
+}
+
+/// The identity a client certificate names, by the SHA-256 (hex) of its DER.
+pub fn by_certificate<'a>(config: &'a Config, sha256: &str) -> Option<&'a IdentityConfig> {
+    config.identities.iter().find(|i| {
+        !i.cert_sha256.is_empty()
+            && constant_time_eq(
+                i.cert_sha256.to_ascii_lowercase().as_bytes(),
+                sha256.as_bytes(),
+            )
+    })
+}
+
+impl From<&IdentityConfig> for Caller {
+    fn from(i: &IdentityConfig) -> Self {
+        Caller {
+            name: i.name.clone(),
+            roles: i.roles.clone(),
+            ods: i.ods.clone(),
+        }
     }
 }
 

@@ -55,6 +55,7 @@ pub struct Config {
     pub mesh: MeshConfig,
     pub tls: TlsConfig,
     pub retention: RetentionConfig,
+    pub console: ConsoleConfig,
     /// Who may call the gRPC API. Empty (the default): no identities are checked, except the
     /// Admin service's `admin_token` when set. With any identity configured, every call needs
     /// a bearer token naming one.
@@ -180,6 +181,36 @@ pub struct TlsConfig {
     /// The hub is behind a proxy that terminates TLS: allow plain listeners on addresses other
     /// than loopback. Without it (and without `cert`) the hub refuses to start on them.
     pub behind_proxy: bool,
+}
+
+/// The ops console, served on the HTTP listener under `/console/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve it. Default true. On an HTTP address other than loopback it needs
+    /// `tls.behind_proxy = true` (a proxy terminating TLS in front of the hub), as gRPC does.
+    pub enabled: bool,
+    /// How long a sign-in lasts without use, in minutes. Default 480 (a shift).
+    pub session_minutes: u64,
+    /// The other nodes of a cluster, as base URLs of their HTTP listeners
+    /// (`http://hub-b:9090`): the overview shows each one's `/readyz`.
+    pub peers: Vec<String>,
+    /// With `tls.behind_proxy`: the request header in which the proxy passes the client
+    /// certificate it verified, as URL-encoded PEM (nginx: `proxy_set_header
+    /// X-Client-Cert $ssl_client_escaped_cert;`). The console then signs in the identity whose
+    /// `cert_sha256` names it. The proxy must remove the header from what clients send.
+    pub client_cert_header: Option<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_minutes: 480,
+            peers: Vec::new(),
+            client_cert_header: None,
+        }
+    }
 }
 
 /// A caller of the gRPC API.
@@ -656,6 +687,7 @@ impl Default for Config {
             mesh: MeshConfig::default(),
             tls: TlsConfig::default(),
             retention: RetentionConfig::default(),
+            console: ConsoleConfig::default(),
             identities: Vec::new(),
         }
     }
@@ -778,6 +810,20 @@ impl Config {
                 )));
             }
         }
+        if self.console.enabled && !self.http_addr.is_loopback() && !tls.behind_proxy {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to serve the console on {} over plain HTTP: set tls.behind_proxy = \
+                 true when a proxy terminates TLS in front of the hub, or console.enabled = false",
+                self.http_addr
+            )));
+        }
+        if self.console.client_cert_header.is_some() && !tls.behind_proxy {
+            return Err(ConfigError::Invalid(
+                "console.client_cert_header needs tls.behind_proxy = true (only a proxy in \
+                 front of the hub may vouch for a client certificate)"
+                    .into(),
+            ));
+        }
         let mut names = std::collections::HashSet::new();
         let hex64 = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
         for i in &self.identities {
@@ -792,7 +838,7 @@ impl Config {
                     i.name
                 )));
             }
-            if cert && tls.client_ca.is_none() {
+            if cert && tls.client_ca.is_none() && self.console.client_cert_header.is_none() {
                 return Err(ConfigError::Invalid(format!(
                     "identities {:?}: cert_sha256 needs tls.client_ca (client certificates)",
                     i.name

@@ -22,7 +22,8 @@
 //! 7. [`track`]: the model and the delivery state machine every stage records into.
 //!
 //! Around the flow: [`cluster`] (home-node events, shared work, the broker relay), [`admin`]
-//! (tracking and ops over gRPC and HTTP, and the ops actions: replay, cancel, purge), [`wire`]
+//! (tracking and ops over gRPC and HTTP, and the ops actions: replay, cancel, purge),
+//! [`console`] (the same, as HTML pages for people, on the HTTP listener), [`wire`]
 //! (records to and from the gRPC types), [`auth`] and [`password`] (who may do what),
 //! [`config`], [`hub`] (the shared state every stage is built from), [`server`] (binds it all)
 //! and [`cli`] (the `edthub` command line).
@@ -37,6 +38,7 @@ pub mod cli;
 pub mod clients;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod deliver;
 pub mod durable;
 pub mod hub;

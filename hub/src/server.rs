@@ -271,8 +271,12 @@ pub async fn serve(
             async move { s1.wait().await },
         );
     let mut s2 = shutdown.clone();
-    let http_server = axum::serve(http, crate::admin::http::router(hub.clone()))
-        .with_graceful_shutdown(async move { s2.wait().await });
+    let mut http_routes = crate::admin::http::router(hub.clone());
+    if hub.config.console.enabled {
+        http_routes = http_routes.merge(crate::console::router(hub.clone()));
+    }
+    let http_server =
+        axum::serve(http, http_routes).with_graceful_shutdown(async move { s2.wait().await });
 
     hub.set_ready(true);
     on_ready(&hub);

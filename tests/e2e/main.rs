@@ -3,6 +3,8 @@
 mod access;
 mod amqp;
 mod bad_input;
+mod browser;
+mod console;
 mod crash;
 mod failures;
 mod formats;

@@ -201,13 +201,74 @@ pub async fn replay(
     Ok(out)
 }
 
-/// Cancels a delivery that has not reached a final state.
+/// What a replay of several messages did (or would do).
+#[derive(Debug, Clone, Default)]
+pub struct ReplayReport {
+    /// Messages with at least one new delivery.
+    pub replayed: u32,
+    /// Messages with none.
+    pub skipped: u32,
+    pub outcomes: Vec<ReplayResult>,
+}
+
+/// Replays each of `ids` (see [`replay`]); an empty reason is recorded as "replayed by ops".
+/// One message's problem (a concurrent replay, an unknown id) is reported with it and the
+/// others still go ahead; only a storage failure stops the run. Logged for the audit trail
+/// unless a dry run.
+pub async fn replay_many(
+    hub: &Hub,
+    ids: &[Uuid],
+    dry_run: bool,
+    actor: &str,
+    reason: &str,
+) -> Result<ReplayReport, StoreError> {
+    let reason = if reason.trim().is_empty() {
+        "replayed by ops"
+    } else {
+        reason
+    };
+    let mut report = ReplayReport::default();
+    for &id in ids {
+        let outcome = match replay(hub, id, dry_run, actor, reason).await {
+            Ok(r) => r,
+            Err(e @ (StoreError::Engine(_) | StoreError::Corrupt(_))) => return Err(e),
+            Err(e) => ReplayResult {
+                message_id: id,
+                new_deliveries: Vec::new(),
+                skipped: vec![e.to_string()],
+            },
+        };
+        if outcome.new_deliveries.is_empty() {
+            report.skipped += 1;
+        } else {
+            report.replayed += 1;
+        }
+        report.outcomes.push(outcome);
+    }
+    if !dry_run {
+        tracing::info!(
+            actor,
+            replayed = report.replayed,
+            skipped = report.skipped,
+            "replay"
+        );
+    }
+    Ok(report)
+}
+
+/// Cancels a delivery that has not reached a final state; an empty reason is recorded as
+/// "cancelled by ops".
 pub async fn cancel(
     hub: &Hub,
     delivery_id: Uuid,
     actor: &str,
     reason: &str,
 ) -> Result<DeliveryRecord, StoreError> {
+    let reason = if reason.trim().is_empty() {
+        "cancelled by ops"
+    } else {
+        reason
+    };
     let Some(_busy) = crate::deliver::worker::claim(hub, delivery_id) else {
         return Err(StoreError::Busy(delivery_id));
     };
@@ -216,5 +277,22 @@ pub async fn cancel(
         Change::new(DeliveryEvent::Cancel, actor, reason),
     )?;
     hub.store.flush().await?;
+    tracing::info!(actor, delivery = %delivery_id, "delivery cancelled");
     Ok(d)
+}
+
+/// Reloads the directory from its files; a directory that fails to load leaves the one in use
+/// (the error says why).
+pub async fn reload_directory(
+    hub: &Hub,
+    actor: &str,
+    reason: &str,
+) -> Result<std::sync::Arc<crate::route::Loaded>, String> {
+    let handle = hub.directory.clone();
+    let loaded = tokio::task::spawn_blocking(move || handle.reload())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("directory not reloaded, the previous one stays in use: {e}"))?;
+    tracing::info!(actor, reason, "directory reloaded on request");
+    Ok(loaded)
 }

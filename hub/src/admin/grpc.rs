@@ -20,7 +20,7 @@ fn parse_id(field: &str, s: &str) -> Result<Uuid, Status> {
         .map_err(|_| Status::invalid_argument(format!("{field}: {s:?} is not a message id (UUID)")))
 }
 
-fn store_status(e: StoreError) -> Status {
+pub(crate) fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::NoSuchMessage(id) => Status::not_found(format!("no message {id}")),
         StoreError::NoSuchDelivery(id) => Status::not_found(format!("no delivery {id}")),
@@ -256,7 +256,7 @@ fn actor<T>(r: &Request<T>) -> String {
     }
 }
 
-fn query(f: &v1::ListMessagesRequest) -> Result<ListQuery, Status> {
+pub(crate) fn query(f: &v1::ListMessagesRequest) -> Result<ListQuery, Status> {
     let state = match f.state {
         0 => None,
         v => Some(convert::state_from_wire(v).ok_or_else(|| {
@@ -398,48 +398,25 @@ impl Admin for AdminService {
             truncated = cut;
             ids
         };
-        let reason = if req.reason.trim().is_empty() {
-            "replayed by ops".to_string()
-        } else {
-            req.reason.clone()
-        };
-        let mut resp = v1::ReplayMessagesResponse {
+        let report =
+            crate::admin::actions::replay_many(&self.hub, &ids, req.dry_run, &actor, &req.reason)
+                .await
+                .map_err(store_status)?;
+        let resp = v1::ReplayMessagesResponse {
             dry_run: req.dry_run,
             truncated,
-            ..Default::default()
+            replayed: report.replayed,
+            skipped: report.skipped,
+            outcomes: report
+                .outcomes
+                .iter()
+                .map(|o| v1::ReplayOutcome {
+                    message_id: o.message_id.to_string(),
+                    new_deliveries: o.new_deliveries.iter().map(convert::delivery).collect(),
+                    skipped_reason: o.skipped.join("; "),
+                })
+                .collect(),
         };
-        // One message's problem (a concurrent replay, an unknown id) is reported with it; the
-        // others still go ahead.
-        for id in ids {
-            let (new, skipped) =
-                match crate::admin::actions::replay(&self.hub, id, req.dry_run, &actor, &reason)
-                    .await
-                {
-                    Ok(r) => (r.new_deliveries, r.skipped.join("; ")),
-                    Err(e @ (StoreError::Engine(_) | StoreError::Corrupt(_))) => {
-                        return Err(store_status(e))
-                    }
-                    Err(e) => (Vec::new(), e.to_string()),
-                };
-            if new.is_empty() {
-                resp.skipped += 1;
-            } else {
-                resp.replayed += 1;
-            }
-            resp.outcomes.push(v1::ReplayOutcome {
-                message_id: id.to_string(),
-                new_deliveries: new.iter().map(convert::delivery).collect(),
-                skipped_reason: skipped,
-            });
-        }
-        if !req.dry_run {
-            tracing::info!(
-                actor,
-                replayed = resp.replayed,
-                skipped = resp.skipped,
-                "replay"
-            );
-        }
         Ok(Response::new(resp))
     }
 
@@ -452,15 +429,9 @@ impl Admin for AdminService {
         let id = Uuid::parse_str(req.delivery_id.trim()).map_err(|_| {
             Status::invalid_argument(format!("delivery_id: {:?} is not a UUID", req.delivery_id))
         })?;
-        let reason = if req.reason.trim().is_empty() {
-            "cancelled by ops".to_string()
-        } else {
-            req.reason
-        };
-        let d = crate::admin::actions::cancel(&self.hub, id, &actor, &reason)
+        let d = crate::admin::actions::cancel(&self.hub, id, &actor, &req.reason)
             .await
             .map_err(store_status)?;
-        tracing::info!(actor, delivery = %id, "delivery cancelled");
         Ok(Response::new(v1::CancelDeliveryResponse {
             delivery: Some(convert::delivery(&d)),
         }))
@@ -526,16 +497,9 @@ impl Admin for AdminService {
         request: Request<v1::ReloadDirectoryRequest>,
     ) -> Result<Response<v1::ReloadDirectoryResponse>, Status> {
         let actor = self.authorize(&request, true, "reload the directory")?;
-        let handle = self.hub.directory.clone();
-        let loaded = tokio::task::spawn_blocking(move || handle.reload())
+        let loaded = crate::admin::actions::reload_directory(&self.hub, &actor, "")
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| {
-                Status::failed_precondition(format!(
-                    "directory not reloaded, the previous one stays in use: {e}"
-                ))
-            })?;
-        tracing::info!(actor, "directory reloaded on request");
+            .map_err(Status::failed_precondition)?;
         let d = &loaded.directory;
         Ok(Response::new(v1::ReloadDirectoryResponse {
             organisations: d.organisation_count() as u64,

@@ -103,6 +103,18 @@ pub struct BenchArgs {
     /// measure it over gRPC.
     #[arg(long, value_name = "N")]
     pub(super) seed: Option<usize>,
+    /// Time the ops console's pages on the running hub whose HTTP listener is at this URL
+    /// (`http://127.0.0.1:9090`), signed in with EDTHUB_TOKEN: the first overview, then
+    /// --rounds of the overview, a filtered page of messages and --practice's page; the
+    /// hub's memory (stats over --hub) afterwards.
+    #[arg(long, value_name = "URL")]
+    console: Option<String>,
+    /// With --console: times each page is fetched.
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
+    /// With --console: the practice whose page is timed.
+    #[arg(long, default_value = "A81001")]
+    practice: String,
     /// With --seed: the data directory to fill.
     #[arg(long)]
     pub(super) data_dir: Option<PathBuf>,
@@ -917,6 +929,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(addr) = &a.mllp {
         return super::bench_mllp::run(&a, addr).await;
+    }
+    if let Some(url) = &a.console {
+        return super::bench_console::run(&a.hub, url, a.rounds, &a.practice).await;
     }
     if a.transform {
         return tokio::task::spawn_blocking(transform).await?;

@@ -9,9 +9,10 @@
 mod acks;
 mod audit;
 mod bench;
+mod bench_console;
 mod bench_mllp;
 mod cancel;
-mod client;
+pub(crate) mod client;
 mod directory;
 mod explain;
 mod list;

@@ -29,7 +29,57 @@ pub async fn run_all(f: &dyn StoreFactory) {
     list_queries(f).await;
     unmatched_acks_are_kept(f).await;
     transport_ids_find_their_delivery(f).await;
+    messages_since_reads_a_window(f).await;
     flushed_writes_survive_reopen(f).await;
+}
+
+pub async fn messages_since_reads_a_window(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let before = now_ms();
+    // Ids are time-ordered: what is submitted from now on is in the window.
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let new = sample("RX9", &format!("WINDOW-{i}"), &["A81001", "A81002"]);
+        ids.push((new.message.id, new.deliveries[0].id));
+        s.submit(new).await.unwrap();
+    }
+    step(&*s, ids[1].1, DeliveryEvent::TransportAccepted);
+    let mut seen = Vec::new();
+    s.messages_since(before, &mut |m, all| {
+        if m.sender_ods == "RX9" {
+            seen.push((m.id, all));
+        }
+        true
+    })
+    .unwrap();
+    assert_eq!(
+        seen.iter().map(|x| x.0).collect::<Vec<_>>(),
+        ids.iter().map(|x| x.0).collect::<Vec<_>>(),
+        "oldest first"
+    );
+    assert!(
+        seen.iter().all(|(_, all)| all.len() == 2),
+        "with every delivery"
+    );
+    assert_eq!(
+        seen[1].1.iter().find(|d| d.id == ids[1].1).unwrap().state,
+        DeliveryState::Sent
+    );
+    let mut n = 0;
+    s.messages_since(before, &mut |_, _| {
+        n += 1;
+        false
+    })
+    .unwrap();
+    assert_eq!(n, 1, "stops when told");
+    let mut later = 0;
+    s.messages_since(now_ms() + 60_000, &mut |_, _| {
+        later += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(later, 0);
 }
 
 pub async fn transport_ids_find_their_delivery(f: &dyn StoreFactory) {

@@ -301,6 +301,14 @@ pub trait Store: Send + Sync + 'static {
         before_ms: u64,
         limit: usize,
     ) -> Result<Vec<Uuid>, StoreError>;
+    /// Every message received at or after `since_ms` (by its time-ordered id), oldest first,
+    /// with all its deliveries (superseded ones included), handed to `f`; `f` returns false
+    /// to stop. One read per message: for figures over a window (the console's overview).
+    fn messages_since(
+        &self,
+        since_ms: u64,
+        f: &mut dyn FnMut(MessageRecord, Vec<DeliveryRecord>) -> bool,
+    ) -> Result<(), StoreError>;
     /// Number of current deliveries in each state.
     fn count_by_state(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError>;
     fn message_count(&self) -> Result<u64, StoreError>;

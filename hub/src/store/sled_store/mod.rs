@@ -219,6 +219,14 @@ impl Store for SledStore {
         query::deliveries_in_state(self, state, before_ms, limit)
     }
 
+    fn messages_since(
+        &self,
+        since_ms: u64,
+        f: &mut dyn FnMut(MessageRecord, Vec<DeliveryRecord>) -> bool,
+    ) -> Result<(), StoreError> {
+        query::messages_since(self, since_ms, f)
+    }
+
     fn count_by_state(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
         query::count_by_state(self)
     }

@@ -305,6 +305,28 @@ pub(super) fn deliveries_in_state(
     Ok(out)
 }
 
+pub(super) fn messages_since(
+    s: &SledStore,
+    since_ms: u64,
+    f: &mut dyn FnMut(MessageRecord, Vec<DeliveryRecord>) -> bool,
+) -> Result<(), StoreError> {
+    let from = keys::min_id_at(since_ms);
+    for kv in s.tree(MESSAGES).range(from.as_bytes().to_vec()..) {
+        let (_, v) = kv?;
+        let entry = Entry::decode(&v)?;
+        let message: MessageRecord = dec(&entry.message, "message")?;
+        let deliveries = entry
+            .records
+            .iter()
+            .map(|(_, r)| dec(r, "delivery"))
+            .collect::<Result<Vec<DeliveryRecord>, _>>()?;
+        if !f(message, deliveries) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn count_by_state(s: &SledStore) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
     DeliveryState::ALL
         .into_iter()
