@@ -269,7 +269,9 @@ pub async fn cancel(
     } else {
         reason
     };
-    let Some(_busy) = crate::deliver::worker::claim(hub, delivery_id) else {
+    // A cancel that arrives mid-attempt waits for the attempt to be recorded.
+    let wait = std::time::Duration::from_secs(10);
+    let Some(_busy) = crate::deliver::worker::claim_within(hub, delivery_id, wait).await else {
         return Err(StoreError::Busy(delivery_id));
     };
     let d = hub.store.apply(

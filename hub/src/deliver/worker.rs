@@ -53,6 +53,25 @@ pub async fn attempt(hub: &Hub, delivery_id: Uuid) -> Result<Attempt, StoreError
     attempt_inner(hub, delivery_id).await
 }
 
+/// [`claim`], waiting up to `wait` for an attempt in progress to finish (an ops action that
+/// arrives mid-attempt goes after it rather than failing).
+pub(crate) async fn claim_within(
+    hub: &Hub,
+    delivery_id: Uuid,
+    wait: Duration,
+) -> Option<Claimed<'_>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(c) = claim(hub, delivery_id) {
+            return Some(c);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Marks a delivery as being worked on by this node (an attempt or a cancel), so that the
 /// two never overlap: a cancel cannot land between writing a document and recording it.
 pub(crate) fn claim(hub: &Hub, delivery_id: Uuid) -> Option<Claimed<'_>> {
@@ -499,10 +518,22 @@ mod tests {
             cancel(&hub, new_id(), "ops", "x").await,
             Err(StoreError::NoSuchDelivery(_))
         ));
-        let _held = claim(&hub, id).unwrap();
-        assert!(matches!(
-            cancel(&hub, id, "ops", "x").await,
-            Err(StoreError::Busy(_))
-        ));
+        let held = claim(&hub, id).unwrap();
+        assert!(
+            claim_within(&hub, id, Duration::from_millis(60))
+                .await
+                .is_none(),
+            "still held after the wait"
+        );
+        // A cancel that arrives mid-attempt waits for it, then goes ahead.
+        let release = async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(held);
+        };
+        let (_, cancelled) = tokio::join!(release, cancel(&hub, id, "ops", "x"));
+        assert!(
+            matches!(cancelled, Err(StoreError::NoSuchDelivery(_))),
+            "past the claim: {cancelled:?}"
+        );
     }
 }
