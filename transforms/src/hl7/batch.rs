@@ -181,6 +181,14 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn splitting_never_panics(text in "(FHS|BHS|MSH|BTS|FTS|PID|\\PC){0,40}") {
+            let b = split(&text);
+            let _ = wrap_acks(&b, &b.messages, "A", "F", "T");
+        }
+    }
+
     #[test]
     fn an_empty_batch_has_no_messages() {
         let b = split("BHS|^~\\&\rBTS|0\r");
