@@ -347,6 +347,15 @@ async fn batches_broken_frames_oversize_and_accept_acknowledgements() {
         "{answer:?}"
     );
 
+    // Two messages in one frame with no batch header: each answered in its own frame.
+    c.send_raw(&framed(&format!(
+        "{}{}",
+        oru("RX1", "P-1", "9434765919", ""),
+        oru("RX1", "P-2", "9434765919", "")
+    )));
+    assert_eq!(c.ack().acknowledges(), "P-1");
+    assert_eq!(c.ack().acknowledges(), "P-2");
+
     // Noise between frames is skipped; a frame cut short by a new start block is refused and
     // the next one read.
     let mut bytes = b"\r\nnoise".to_vec();
@@ -424,7 +433,9 @@ async fn batches_broken_frames_oversize_and_accept_acknowledgements() {
             "RX1/E-1",
             "RX1/E-4",
             "RX1/E-5",
-            "RX1/F-1"
+            "RX1/F-1",
+            "RX1/P-1",
+            "RX1/P-2"
         ],
         "{list:#?}"
     );
