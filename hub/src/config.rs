@@ -550,20 +550,21 @@ pub struct MllpSender {
     pub application: Option<String>,
     /// The sender ODS code the facility's results are submitted as.
     pub sender_ods: String,
+    /// Where the facility's results go when they name no practice (PD1-3, PV1-3): an ODS code
+    /// (`V81999` holds them for manual routing). Unset: such a result is answered `AE`.
+    #[serde(default)]
+    pub recipient: Option<String>,
 }
 
 impl MllpConfig {
-    /// The sender ODS code for a sending application and facility, if allowed.
-    pub fn sender_for(&self, application: &str, facility: &str) -> Option<&str> {
-        self.senders
-            .iter()
-            .find(|s| {
-                s.facility.trim().eq_ignore_ascii_case(facility.trim())
-                    && s.application
-                        .as_deref()
-                        .is_none_or(|a| a.trim().eq_ignore_ascii_case(application.trim()))
-            })
-            .map(|s| s.sender_ods.as_str())
+    /// The allowed sender for a sending application and facility.
+    pub fn sender(&self, application: &str, facility: &str) -> Option<&MllpSender> {
+        self.senders.iter().find(|s| {
+            s.facility.trim().eq_ignore_ascii_case(facility.trim())
+                && s.application
+                    .as_deref()
+                    .is_none_or(|a| a.trim().eq_ignore_ascii_case(application.trim()))
+        })
     }
 }
 
@@ -937,6 +938,14 @@ impl Config {
                     s.facility, s.sender_ods
                 ))
             })?;
+            if let Some(r) = &s.recipient {
+                edt_transforms::OdsCode::parse(r).map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "mllp.senders {:?}: recipient {r:?}: ODS code {e}",
+                        s.facility
+                    ))
+                })?;
+            }
         }
         if self.acks.poll_ms == 0 {
             return Err(ConfigError::Invalid(

@@ -10,7 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 pub const SENDERS: &str = "[[mllp.senders]]\nfacility = \"RX1\"\nsender_ods = \"RX1\"\n\n\
-     [[mllp.senders]]\nfacility = \"RX1-ICE\"\napplication = \"ICE\"\nsender_ods = \"RX1\"\n";
+     [[mllp.senders]]\nfacility = \"RX1-ICE\"\napplication = \"ICE\"\nsender_ods = \"RX1\"\n\
+     recipient = \"A81002\"\n";
 
 pub fn mllp_config(extra: &str) -> String {
     format!("{FAST}\n[mllp]\nlisten = \"127.0.0.1:0\"\n{extra}\n{SENDERS}")
@@ -346,6 +347,15 @@ async fn batches_broken_frames_oversize_and_accept_acknowledgements() {
         "{answer:?}"
     );
 
+    // Two messages in one frame with no batch header: each answered in its own frame.
+    c.send_raw(&framed(&format!(
+        "{}{}",
+        oru("RX1", "P-1", "9434765919", ""),
+        oru("RX1", "P-2", "9434765919", "")
+    )));
+    assert_eq!(c.ack().acknowledges(), "P-1");
+    assert_eq!(c.ack().acknowledges(), "P-2");
+
     // Noise between frames is skipped; a frame cut short by a new start block is refused and
     // the next one read.
     let mut bytes = b"\r\nnoise".to_vec();
@@ -400,6 +410,11 @@ async fn batches_broken_frames_oversize_and_accept_acknowledgements() {
     // The ICE application is allowed at RX1-ICE; another application there is not.
     let ice = oru("RX1-ICE", "I-1", "9434765919", "").replace("|WINPATH|", "|ICE|");
     assert_eq!(c.exchange(&ice).code(), "AA");
+    // ICE's results that name no practice go where mllp.senders says.
+    let unaddressed = oru("RX1-ICE", "I-2", "9434765919", "")
+        .replace("|WINPATH|", "|ICE|")
+        .replace("PD1|||THE DENSHAM SURGERY^^^^^^^^^A81001\r", "");
+    assert_eq!(c.exchange(&unaddressed).code(), "AA");
 
     let list = stored(&hub);
     let mut locals: Vec<String> = list
@@ -411,16 +426,24 @@ async fn batches_broken_frames_oversize_and_accept_acknowledgements() {
         locals,
         [
             "RX1-ICE/I-1",
+            "RX1-ICE/I-2",
             "RX1/AFTER-BIG",
             "RX1/B-1",
             "RX1/B-2",
             "RX1/E-1",
             "RX1/E-4",
             "RX1/E-5",
-            "RX1/F-1"
+            "RX1/F-1",
+            "RX1/P-1",
+            "RX1/P-2"
         ],
         "{list:#?}"
     );
+    let i2 = list
+        .iter()
+        .find(|m| m["local_id"] == "RX1-ICE/I-2")
+        .unwrap();
+    assert_eq!(i2["recipients"], serde_json::json!(["A81002"]));
 }
 
 #[tokio::test]

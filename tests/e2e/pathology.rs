@@ -1,7 +1,8 @@
 //! The `fhir-pathology` route format: every ORU^R01 sample (the corpus samples and the full
 //! blood count, urea and electrolytes and microbiology fixtures) rendered as a FHIR R4 test
-//! report bundle, validated by `tests/peers/validate.py fhir-pathology` (fhir.resources'
-//! models and the Pathology FHIR IG's bundle rules, not the hub's reader), and read back with
+//! report bundle, validated by `tests/peers/validate.py fhir-pathology` (FHIR.js against the
+//! R4 core definitions, fhir.resources' models and the Pathology FHIR IG's bundle rules, not
+//! the hub's reader), and read back with
 //! plain JSON to check that what the ORU said is there and nothing else.
 
 use crate::formats::{assert_valid, fixture};

@@ -6,11 +6,12 @@
     python validate.py hl7v2 FILE...   HL7 v2 with hl7apy at STRICT validation (structure of
                                        the message type, required fields, datatypes)
     python validate.py fhir-pathology FILE...
-                                       FHIR R4 JSON: fhir.resources' R4B models (every resource,
-                                       element, cardinality and datatype; the resources used
-                                       here are the same in R4 and R4B), the R4 datetime and
-                                       document Bundle rules, and the test report bundle rules
-                                       of NHS England's Pathology FHIR Implementation Guide
+                                       FHIR R4 JSON: FHIR.js (npm `fhir`, fhir_r4_check.js) against
+                                       the R4 core definitions, fhir.resources' R4B models (the
+                                       resources used here are the same in R4 and R4B), the R4
+                                       datetime and document Bundle rules, and the test report
+                                       bundle rules of NHS England's Pathology FHIR
+                                       Implementation Guide
 
 Prints one JSON object per file ({"file", "ok", "errors", ...}) and exits 1 if any file fails.
 The ITK3 rules are written from the published specifications (ITK3 Messaging Distribution,
@@ -305,6 +306,32 @@ DATE_ELEMENTS = {
 }
 
 
+def fhir_r4_core(data):
+    """FHIR.js's verdict on one resource (errors only); fails loudly when it is missing."""
+    import os
+    import subprocess
+    import tempfile
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    if not os.path.isdir(os.path.join(here, "node_modules", "fhir")):
+        return ["FHIR.js is not installed: run tests/run-all (npm install in tests/peers)"]
+    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
+        f.write(data)
+        name = f.name
+    try:
+        out = subprocess.run(
+            ["node", os.path.join(here, "fhir_r4_check.js"), name],
+            capture_output=True,
+            check=False,
+        )
+    finally:
+        os.unlink(name)
+    if out.returncode != 0 or not out.stdout.strip():
+        return [f"FHIR.js failed: {out.stderr.decode(errors='replace')[:500]}"]
+    verdict = json.loads(out.stdout.decode().splitlines()[0])
+    return [f"FHIR R4 (FHIR.js) {e['location']}: {e['message']}" for e in verdict["errors"]]
+
+
 def validate_fhir_pathology(data):
     from fhir.resources.R4B import get_fhir_model_class
 
@@ -314,6 +341,7 @@ def validate_fhir_pathology(data):
         doc = json.loads(data)
     except ValueError as e:
         return [f"not JSON: {e}"], info
+    errors += fhir_r4_core(data)
     try:
         get_fhir_model_class("Bundle").model_validate(doc)
     except Exception as e:

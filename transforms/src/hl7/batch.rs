@@ -22,9 +22,9 @@ impl Batch {
     }
 }
 
-/// Splits `text` into its messages. Text that does not start with FHS or BHS is one message,
-/// returned as it is (apart from segment ends made CR). Segments before the first MSH that are
-/// not batch headers are kept with the first message, so the message reader reports them.
+/// Splits `text` into its messages. Text that does not start with FHS or BHS is one message
+/// (segment ends made CR), or several when more than one MSH follows another; segments
+/// before the first MSH are kept with the first message, so the message reader reports them.
 pub fn split(text: &str) -> Batch {
     let segments: Vec<&str> = text
         .split(['\r', '\n'])
@@ -34,15 +34,24 @@ pub fn split(text: &str) -> Batch {
     let name = |s: &str| s.get(..3).unwrap_or("").to_string();
     let first = segments.first().map(|s| name(s)).unwrap_or_default();
     if first != "FHS" && first != "BHS" {
-        let mut one = String::with_capacity(text.len() + 1);
+        // Messages one after another with no batch header: each from its MSH.
+        let mut messages: Vec<String> = Vec::new();
         for s in &segments {
-            one.push_str(s);
-            one.push('\r');
+            match messages.last_mut() {
+                Some(m) if name(s) != "MSH" => {
+                    m.push_str(s);
+                    m.push('\r');
+                }
+                _ => messages.push(format!("{s}\r")),
+            }
+        }
+        if messages.is_empty() {
+            messages.push(String::new());
         }
         return Batch {
             file_header: None,
             batch_header: None,
-            messages: vec![one],
+            messages,
             declared_count: None,
         };
     }
@@ -164,6 +173,15 @@ mod tests {
     }
 
     #[test]
+    fn messages_one_after_another_are_each_a_message() {
+        let b = split("MSH|^~\\&|A\rPID|1\rMSH|^~\\&|B\rPID|2\r");
+        assert!(!b.is_batch());
+        assert_eq!(b.messages.len(), 2);
+        assert_eq!(b.messages[1], "MSH|^~\\&|B\rPID|2\r");
+        assert_eq!(split("").messages, vec![String::new()]);
+    }
+
+    #[test]
     fn a_batch_is_split_at_each_msh() {
         let b = split(
             "FHS|^~\\&|LAB|RX1||||||F1\rBHS|^~\\&|LAB|RX1||||||B1\r\
@@ -179,6 +197,14 @@ mod tests {
             acks.contains("||||B1\rMSH|A\rMSA|AA|1\rBTS|1\rFTS|1\r"),
             "{acks}"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn splitting_never_panics(text in "(FHS|BHS|MSH|BTS|FTS|PID|\\PC){0,40}") {
+            let b = split(&text);
+            let _ = wrap_acks(&b, &b.messages, "A", "F", "T");
+        }
     }
 
     #[test]

@@ -234,7 +234,7 @@ async fn decide(
     if let Err(e @ (OruError::MessageType { .. } | OruError::Version { .. })) = &summary {
         return Err((e.ack_code(), e.error_detail()));
     }
-    let Some(sender_ods) = cfg.sender_for(application, facility) else {
+    let Some(sender) = cfg.sender(application, facility) else {
         return Err((
             AckCode::ApplicationReject,
             error(
@@ -247,15 +247,28 @@ async fn decide(
             ),
         ));
     };
+    let sender_ods = sender.sender_ods.trim().to_ascii_uppercase();
     let summary = summary.map_err(|e| (e.ack_code(), e.error_detail()))?;
-    let Some(recipient) = &summary.recipient else {
+    // The practice the result names, else where the facility's results go.
+    let recipient = summary
+        .recipient
+        .as_ref()
+        .map(|r| r.ods_code.to_string())
+        .or_else(|| {
+            sender
+                .recipient
+                .as_ref()
+                .map(|r| r.trim().to_ascii_uppercase())
+        });
+    let Some(recipient) = recipient else {
         return Err((
             AckCode::ApplicationError,
             error(
                 "101",
                 Some(location("PD1", Some(3))),
                 "PD1-3: no recipient practice: give the patient's GP practice ODS code in \
-                 PD1-3 (XON-10 or XON-3) or PV1-3"
+                 PD1-3 (XON-10 or XON-3) or PV1-3 (or set the facility's recipient in \
+                 mllp.senders)"
                     .into(),
             ),
         ));
@@ -274,8 +287,8 @@ async fn decide(
         .collect::<Vec<_>>()
         .join(", ");
     let sub = Submission {
-        sender_ods: sender_ods.to_string(),
-        recipients: vec![recipient.ods_code.to_string()],
+        sender_ods,
+        recipients: vec![recipient],
         document_type: DocumentType::OrderResult,
         content_type: CONTENT_TYPE.into(),
         payload: text.as_bytes().to_vec(),

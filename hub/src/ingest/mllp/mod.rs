@@ -306,8 +306,15 @@ async fn respond(hub: &Hub, text: &str) -> Vec<u8> {
     let cfg = &hub.config.mllp;
     let unit = batch::split(text);
     if !unit.is_batch() {
-        let a = answer::answer(hub, &unit.messages[0]).await;
-        return a.ack.map(|a| frame(a.as_bytes())).unwrap_or_default();
+        // One message a frame; several sent in one frame without a batch header are each
+        // answered in a frame of their own.
+        let mut out = Vec::new();
+        for m in &unit.messages {
+            if let Some(a) = answer::answer(hub, m).await.ack {
+                out.extend(frame(a.as_bytes()));
+            }
+        }
+        return out;
     }
     let mut acks = Vec::with_capacity(unit.messages.len());
     for m in &unit.messages {

@@ -1099,6 +1099,32 @@ OBX|1|NM|INR^I.N.R.||2.5||2.0-3.0|N|||F\r";
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_result_fields_give_a_bundle_or_an_error_never_a_panic(
+            ts in "[0-9+.-]{0,22}",
+            value in "\\PC{0,20}",
+            kind in "(NM|SN|ST|TX|FT|CE|CWE|ED|DT|)",
+            range in "\\PC{0,12}",
+            flags in "[A-Z<>~]{0,6}",
+            sex in "\\PC{0,2}",
+            spm in "\\PC{0,30}",
+        ) {
+            let oru = format!(
+                "MSH|^~\\&|LAB|RX1|GP|A81001|20261125093000||ORU^R01|C|P|2.5\r\
+                 PID|||9434765919^^^NHS^NH||SMITH^JOHN||{ts}|{sex}\r\
+                 ORC|RE|||CM||||{ts}\r\
+                 OBR|1|P|F|X^Y|||{ts}||||||||{spm}|G1234567^DOC||||||{ts}||HM|F\r\
+                 OBX|1|{kind}|A^B^LN^C^D^SCT||{value}|u^u^UCUM|{range}|{flags}|||F|||{ts}\r\
+                 SPM|1|{spm}||{spm}|||||||||||||{ts}|{ts}\r"
+            );
+            if let Ok(b) = bundle(oru.as_bytes(), &ctx()) {
+                let json = to_json(&b);
+                proptest::prop_assert!(read_bundle(json.as_bytes(), &Default::default()).is_ok());
+            }
+        }
+    }
+
     #[test]
     fn a_message_that_is_not_a_result_is_refused() {
         let adt = ORU.replace("ORU^R01", "ADT^A01");
