@@ -168,52 +168,7 @@ pub fn exit_code_for(e: &anyhow::Error) -> u8 {
     }
 }
 
-/// Parses `90s`, `30m`, `2h`, `7d` (meaning "that long ago"), a day (`2026-02-28`, from its
-/// midnight UTC) or an RFC 3339 time, to ms since the epoch. A day the calendar does not have
-/// (`2026-02-31`) is refused, never rolled over.
-pub fn parse_since(s: &str, now_ms: u64) -> anyhow::Result<u64> {
-    use time::format_description::well_known::Rfc3339;
-    let s = s.trim();
-    let ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
-    // A calendar day (midnight UTC), or a time on one: 31 February is no day at all.
-    let looks_dated = s.len() >= 10
-        && s.as_bytes()[4] == b'-'
-        && s.as_bytes()[7] == b'-'
-        && s[..4].bytes().all(|b| b.is_ascii_digit());
-    if looks_dated {
-        let day = s.get(..10).and_then(|d| {
-            let n = |r: std::ops::Range<usize>| d.get(r)?.parse::<u16>().ok();
-            Some((n(0..4)?, n(5..7)?, n(8..10)?))
-        });
-        let Some((y, m, d)) = day else {
-            anyhow::bail!("{s:?}: expected a date as YYYY-MM-DD or an RFC 3339 time");
-        };
-        let month = u8::try_from(m)
-            .ok()
-            .and_then(|m| time::Month::try_from(m).ok())
-            .ok_or_else(|| anyhow::anyhow!("{s:?}: there is no month {m}"))?;
-        let date = time::Date::from_calendar_date(i32::from(y), month, d as u8)
-            .map_err(|_| anyhow::anyhow!("{s:?}: {month} {y} has no day {d}"))?;
-        if s.len() == 10 {
-            return Ok(ms(date.midnight().assume_utc()));
-        }
-        return time::OffsetDateTime::parse(s, &Rfc3339)
-            .map(ms)
-            .map_err(|e| anyhow::anyhow!("{s:?}: not an RFC 3339 time ({e})"));
-    }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| {
-        anyhow::anyhow!("{s:?}: expected e.g. 90s, 30m, 2h, 7d, a date or an RFC 3339 time")
-    })?;
-    let unit_ms = match unit {
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => anyhow::bail!("{s:?}: unit must be s, m, h or d"),
-    };
-    Ok(now_ms.saturating_sub(n.saturating_mul(unit_ms)))
-}
+pub use crate::track::parse_since;
 
 #[cfg(test)]
 mod tests {

@@ -413,7 +413,7 @@ impl Filter {
         let time = |s: &str, what: &str| -> Result<Option<prost_types::Timestamp>, String> {
             match s.trim() {
                 "" => Ok(None),
-                t => crate::cli::client::parse_since(t, now)
+                t => crate::track::parse_since(t, now)
                     .map(|ms| Some(crate::wire::ts(ms)))
                     .map_err(|e| format!("{what}: {e}")),
             }
