@@ -1,8 +1,9 @@
 //! Batched file durability: writers put their bytes in files (no fsync of their own), then ask
 //! for them to be made durable and wait. One task serves everyone who asked while the previous
-//! round ran, so concurrent writers share one round of syncs: on a local file system, one
-//! `syncfs(2)` covers every file and folder entry written on it; elsewhere (a network share,
-//! where `syncfs` may not reach the server) each file and folder named is fsynced.
+//! round ran, so concurrent writers share one round of syncs: on a busy local file system, one
+//! `syncfs(2)` covers every file and folder entry written on it; in a quiet round, or on a
+//! network share (where `syncfs` may not reach the server), each file named is fsynced and
+//! each folder once.
 //!
 //! A request is answered only by a round that started after the request was made, so it covers
 //! every write made before it. The file system is synced through a descriptor kept open from
@@ -17,6 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 static SYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// Files and folders named on one file system in a round from which it is synced whole.
+const WHOLE_FS_FROM: usize = 16;
 
 /// Counts one fsync, fdatasync, syncfs or database flush made by this process.
 pub fn count_sync() {
@@ -121,26 +125,38 @@ struct Syncer {
 }
 
 impl Syncer {
-    /// Makes every job's files durable; one result per job.
+    /// Makes every job's files durable; one result per job. A file system with
+    /// [`WHOLE_FS_FROM`] or more files and folders named in the round is synced whole; a
+    /// quieter round fsyncs what it names (each folder once), which is quicker where the file
+    /// system also holds other programs' unwritten data.
     fn round(&mut self, jobs: &[Job]) -> Vec<io::Result<()>> {
         let syncs = self.syncs.clone();
-        let mut by_fs: HashMap<u64, io::Result<()>> = HashMap::new();
+        let devices: Vec<io::Result<u64>> = jobs.iter().map(|j| device_of(&j.what)).collect();
+        let mut named: HashMap<u64, usize> = HashMap::new();
+        for (job, dev) in jobs.iter().zip(&devices) {
+            if let Ok(dev) = dev {
+                *named.entry(*dev).or_default() += job.what.files.len() + job.what.dirs.len();
+            }
+        }
+        let mut whole: HashMap<u64, io::Result<()>> = HashMap::new();
+        let mut dirs_done: HashMap<PathBuf, io::Result<()>> = HashMap::new();
         let mut results = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let dev = match device_of(&job.what) {
+        for (job, dev) in jobs.iter().zip(devices) {
+            let dev = match dev {
                 Ok(dev) => dev,
                 Err(e) => {
                     results.push(Err(e));
                     continue;
                 }
             };
-            let result = match self.whole_fs(dev, &job.what) {
-                Some(fs) => clone_result(by_fs.entry(dev).or_insert_with(|| {
+            let busy = named.get(&dev).copied().unwrap_or(0) >= WHOLE_FS_FROM;
+            let result = match self.whole_fs(dev, &job.what).filter(|_| busy) {
+                Some(fs) => clone_result(whole.entry(dev).or_insert_with(|| {
                     syncs.fetch_add(1, Ordering::Relaxed);
                     count_sync();
                     syncfs(fs)
                 })),
-                None => sync_each(&job.what, &syncs),
+                None => sync_each(&job.what, &syncs, &mut dirs_done),
             };
             results.push(result);
         }
@@ -177,12 +193,22 @@ fn device_of(what: &Durable) -> io::Result<u64> {
     Ok(std::fs::metadata(path)?.dev())
 }
 
-/// fsyncs each file, then each folder.
-fn sync_each(what: &Durable, syncs: &AtomicU64) -> io::Result<()> {
-    for p in what.files.iter().chain(&what.dirs) {
+/// fsyncs each file, then each folder not already synced in this round.
+fn sync_each(
+    what: &Durable,
+    syncs: &AtomicU64,
+    dirs_done: &mut HashMap<PathBuf, io::Result<()>>,
+) -> io::Result<()> {
+    let fsync = |p: &PathBuf| {
         syncs.fetch_add(1, Ordering::Relaxed);
         count_sync();
-        File::open(p)?.sync_all()?;
+        File::open(p)?.sync_all()
+    };
+    for p in &what.files {
+        fsync(p)?;
+    }
+    for d in &what.dirs {
+        clone_result(dirs_done.entry(d.clone()).or_insert_with(|| fsync(d)))?;
     }
     Ok(())
 }
@@ -250,7 +276,21 @@ mod tests {
         // round for all of them.
         let used = sync.syncs();
         let whole = local_fs(&File::open(dir.path()).unwrap());
-        assert_eq!(used, if whole { 1 } else { 128 }, "syncs for 64 writers");
+        assert_eq!(
+            used,
+            if whole { 1 } else { 65 },
+            "64 files and their folder: one syncfs, or each file and the folder once"
+        );
+        // A round with little in it syncs what it names: one file and its folder.
+        let lone = dir.path().join("lone");
+        std::fs::write(&lone, b"x").unwrap();
+        sync.sync(Durable {
+            files: vec![lone],
+            dirs: vec![dir.path().to_path_buf()],
+        })
+        .await
+        .unwrap();
+        assert_eq!(sync.syncs() - used, 2);
         let missing = sync
             .sync(Durable::dir(dir.path().join("no-such-folder")))
             .await;
