@@ -3,16 +3,9 @@
 //! delivered; screenshots of the overview and a practice page at 1280×800 are written under
 //! `target/console-screenshots/` for review.
 
-use crate::console::{break_folder, identities};
+use crate::console::{bearer, break_folder, identities, wait_state};
 use edt_proto::v1;
-use edt_tests::{eventually, letter, state, Hub, FAST};
-
-fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
-}
+use edt_tests::{letter, state, Hub, FAST};
 
 #[tokio::test]
 async fn a_person_replays_a_failed_message_in_the_browser() {
@@ -30,7 +23,6 @@ async fn a_person_replays_a_failed_message_in_the_browser() {
     let hub = Hub::start(dir.path(), &format!("{FAST}\n{}", identities()));
     let broken = break_folder(&hub, "A81002");
     let mut sub = hub.submission().await;
-    let mut t = hub.tracking().await;
     let mut ids = Vec::new();
     // A day's traffic for the charts: most to A81001 (some filed), one that fails.
     for i in 0..12 {
@@ -46,19 +38,7 @@ async fn a_person_replays_a_failed_message_in_the_browser() {
     }
     for (id, to) in &ids {
         let want = if *to == "A81002" { "failed" } else { "sent" };
-        eventually(30, &format!("{id} {want}"), || {
-            let mut t = t.clone();
-            let id = id.clone();
-            async move {
-                let s = t
-                    .get_message(bearer(v1::GetMessageRequest { message_id: id }, "tok-ops"))
-                    .await
-                    .unwrap()
-                    .into_inner();
-                (state(s.state) == want).then_some(())
-            }
-        })
-        .await;
+        wait_state(&hub, id, want).await;
     }
     // A81001 files most of them.
     let folder = hub.drop_folder("A81001");
@@ -86,14 +66,6 @@ async fn a_person_replays_a_failed_message_in_the_browser() {
     // The share is back; the person at the console takes it from here.
     std::fs::remove_file(&broken).unwrap();
     std::fs::create_dir_all(broken.join("acks")).unwrap();
-    let _ = t
-        .get_message(bearer(
-            v1::GetMessageRequest {
-                message_id: ids[0].0.clone(),
-            },
-            "tok-ops",
-        ))
-        .await;
 
     let shots = edt_tests::workspace().join("target/console-screenshots");
     let out = std::process::Command::new(edt_tests::peers_python())

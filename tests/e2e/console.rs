@@ -195,7 +195,7 @@ impl Browser {
     }
 }
 
-fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
+pub fn bearer<T>(msg: T, token: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
@@ -211,7 +211,7 @@ async fn submit(hub: &Hub, token: &str, req: v1::SubmitDocumentRequest) -> Strin
         .message_id
 }
 
-async fn wait_state(hub: &Hub, id: &str, want: &str) {
+pub async fn wait_state(hub: &Hub, id: &str, want: &str) {
     let t = hub.tracking().await;
     eventually(30, &format!("message {id} to be {want}"), || {
         let mut t = t.clone();
