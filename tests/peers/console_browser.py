@@ -20,6 +20,7 @@ os.environ.setdefault("SE_OFFLINE", "true")  # never fetch a driver: Debian's is
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.support.ui import Select
 
 
@@ -30,6 +31,21 @@ def find_binary(*names):
             if p.is_file() and os.access(p, os.X_OK):
                 return str(p)
     sys.exit(f"none of {names} is installed: tests/run-all installs chromium and chromium-driver")
+
+
+def navigate(driver, element):
+    """Clicks `element` and waits until the page it leads to has replaced this one."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+
+    def gone():
+        try:
+            old.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+
+    wait_for("the next page", gone)
 
 
 def wait_for(what, check, secs=40, reload_page=None):
@@ -71,29 +87,29 @@ def main():
         driver.save_screenshot(str(shots / "overview.png"))
 
         # Find the failed message.
-        driver.find_element(By.LINK_TEXT, "Messages").click()
+        navigate(driver, driver.find_element(By.LINK_TEXT, "Messages"))
         Select(driver.find_element(By.NAME, "state")).select_by_value("failed")
-        driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+        navigate(driver, driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]"))
         rows = wait_for("failed messages listed",
                         lambda: driver.find_elements(By.CSS_SELECTOR, "table.messages tbody a.mono"))
         assert len(rows) == 1, f"{len(rows)} failed messages listed"
         message_id = rows[0].text
-        rows[0].click()
+        navigate(driver, rows[0])
         wait_for("the message page", lambda: message_id in driver.page_source)
         assert driver.find_element(By.CSS_SELECTOR, "main > p .state").text == "failed"
 
         # Replay it, with a reason: a dry run first, then the replay.
         driver.find_element(By.NAME, "reason").send_keys("drop share remounted")
-        driver.find_element(By.CSS_SELECTOR, "button[name=dry_run][value='1']").click()
+        navigate(driver, driver.find_element(By.CSS_SELECTOR, "button[name=dry_run][value='1']"))
         wait_for("the dry run", lambda: "would be replayed" in driver.page_source)
         driver.back()
         wait_for("the message page again", lambda: driver.find_elements(By.NAME, "reason"))
         reason = driver.find_element(By.NAME, "reason")
         reason.clear()
         reason.send_keys("drop share remounted")
-        driver.find_element(By.CSS_SELECTOR, "button[name=dry_run][value='0']").click()
+        navigate(driver, driver.find_element(By.CSS_SELECTOR, "button[name=dry_run][value='0']"))
         wait_for("the replay", lambda: "1 message(s) replayed" in driver.page_source)
-        driver.find_element(By.LINK_TEXT, message_id).click()
+        navigate(driver, driver.find_element(By.LINK_TEXT, message_id))
 
         # The practice's system files it: an ack for each index file in the drop folder.
         folder = pathlib.Path(drop)
@@ -116,7 +132,7 @@ def main():
 
         # The practice page.
         driver.get(base + "/console/practices")
-        driver.find_element(By.LINK_TEXT, practice).click()
+        navigate(driver, driver.find_element(By.LINK_TEXT, practice))
         wait_for("the practice page", lambda: driver.title.startswith("Practice " + practice))
         driver.save_screenshot(str(shots / "practice.png"))
 
