@@ -4,7 +4,7 @@
 //! result over gRPC until it is sent to its receiver. One line: results acknowledged per
 //! second, acknowledgement (receipt) p50/p99, end-to-end results per second and p50/p99.
 
-use super::bench::{wait_sent, BenchArgs};
+use super::bench::{percentile, wait_sent, wall_ms, BenchArgs};
 use super::client;
 use edt_transforms::hl7::mllp::{frame, next_frame};
 use std::process::ExitCode;
@@ -34,21 +34,6 @@ pub fn oru(facility: &str, control: &str, to: &str, n: usize) -> String {
         m.push_str(&format!("NTE|{k}||Comment line {k} on the result\r"));
     }
     m
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn wall_ms() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
 }
 
 /// (message id from the acknowledgement's MSH-10, acknowledgement ms, wall ms sent).
