@@ -7,6 +7,7 @@ pub mod accept;
 pub mod grpc;
 pub mod mllp;
 pub mod smtp;
+pub mod tls;
 
 pub use accept::{submit, Receipt, Submission, SubmitError};
 

@@ -26,38 +26,10 @@ use tokio::time::Instant;
 /// A rustls server configuration from the gRPC certificate settings (`[tls]`): certificate
 /// chain and key, and, with `client_ca`, client certificates required.
 fn server_tls(tls: &crate::config::TlsConfig) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let (Some(cert), Some(key)) = (&tls.cert, &tls.key) else {
         anyhow::bail!("mllp.tls needs tls.cert and tls.key");
     };
-    let Some(ca) = &tls.client_ca else {
-        return crate::ingest::smtp::server_tls(cert, key);
-    };
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("TLS certificate {}: {e}", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| anyhow::anyhow!("TLS key {}: {e}", key.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca)
-        .map_err(|e| anyhow::anyhow!("tls.client_ca {}: {e}", ca.display()))?
-    {
-        let c = c.map_err(|e| anyhow::anyhow!("tls.client_ca {}: {e}", ca.display()))?;
-        roots.add(c)?;
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()?;
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| anyhow::anyhow!("TLS certificate and key do not make a pair: {e}"))?;
-    Ok(Arc::new(config))
+    crate::ingest::tls::server_config(cert, key, tls.client_ca.as_deref())
 }
 
 /// Accepts MLLP connections on `listener` until `shutdown` fires.

@@ -9,7 +9,6 @@ mod session;
 
 use crate::hub::Hub;
 use crate::shutdown::Shutdown;
-use std::path::Path;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -20,29 +19,6 @@ pub(crate) struct Shared {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// A rustls server configuration from PEM files (certificate chain, private key).
-pub fn server_tls(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("TLS certificate {}: {e}", cert.display()))?;
-    anyhow::ensure!(
-        !certs.is_empty(),
-        "TLS certificate {} holds no certificate",
-        cert.display()
-    );
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| anyhow::anyhow!("TLS key {}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| anyhow::anyhow!("TLS certificate and key do not make a pair: {e}"))?;
-    Ok(Arc::new(config))
-}
-
 /// Accepts SMTP connections on `listener` until `shutdown` fires.
 pub fn spawn(
     hub: Arc<Hub>,
@@ -51,7 +27,9 @@ pub fn spawn(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let cfg = &hub.config.smtp;
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(c), Some(k)) => Some(tokio_rustls::TlsAcceptor::from(server_tls(c, k)?)),
+        (Some(c), Some(k)) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::ingest::tls::server_config(c, k, None)?,
+        )),
         _ => None,
     };
     for u in &cfg.users {
