@@ -27,6 +27,43 @@ pub struct MessageView {
     pub complete: bool,
 }
 
+/// What the node's health checks found: whether its store can take work, and whether the
+/// node has asked to reopen its database (the storage engine failed and cannot recover in
+/// place).
+#[derive(Default)]
+pub struct Health {
+    storage: Mutex<Option<String>>,
+    reopen: Mutex<Option<crate::shutdown::Watchdog>>,
+}
+
+impl Health {
+    /// Records the outcome of a storage probe; `true` if it changed.
+    pub fn note_storage(&self, outcome: Result<(), String>) -> bool {
+        let mut s = self.storage.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = s.is_some() != outcome.is_err();
+        *s = outcome.err();
+        changed
+    }
+
+    /// Why the store cannot take work, if it cannot.
+    pub fn storage_problem(&self) -> Option<String> {
+        self.storage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Asks for the database to be reopened; `guard` ends the process if that takes too long.
+    pub fn ask_reopen(&self, guard: crate::shutdown::Watchdog) {
+        *self.reopen.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
+    }
+
+    /// The reopen asked for, if any (its watchdog still armed).
+    pub fn take_reopen(&self) -> Option<crate::shutdown::Watchdog> {
+        self.reopen.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// A running node's shared state.
 pub struct Hub {
     pub config: Config,
@@ -49,6 +86,7 @@ pub struct Hub {
     pub mesh: Option<crate::clients::mesh::MeshClient>,
     /// Makes written files durable in shared rounds of syncs (payloads, drop files).
     pub files: crate::durable::FileSync,
+    pub health: Health,
 }
 
 impl Hub {
@@ -111,6 +149,7 @@ impl Hub {
             in_progress: Mutex::new(HashSet::new()),
             relay,
             mesh,
+            health: Health::default(),
         });
         Ok(hub)
     }
@@ -123,19 +162,24 @@ impl Hub {
         self.ready.store(ready, Ordering::Relaxed)
     }
 
+    /// Bytes free to the hub on the data directory's disk, if the system says.
+    pub fn disk_free(&self) -> Option<u64> {
+        rustix::fs::statvfs(&self.config.data_dir)
+            .ok()
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+    }
+
     /// Whether the data directory's disk can take `bytes` more and keep its reserve
     /// (`limits.min_free_disk_mb`); if not, why not.
     pub fn disk_headroom(&self, bytes: u64) -> Result<(), String> {
         let reserve = self.config.limits.min_free_disk_mb.saturating_mul(1 << 20);
-        let free = match rustix::fs::statvfs(&self.config.data_dir) {
-            Ok(s) => s.f_bavail.saturating_mul(s.f_frsize),
-            // Not knowing is not a reason to refuse: the writes themselves will say.
-            Err(_) => return Ok(()),
+        // Not knowing is not a reason to refuse: the writes themselves will say.
+        let Some(free) = self.disk_free() else {
+            return Ok(());
         };
-        if free.saturating_sub(bytes) >= reserve {
+        if free >= reserve.saturating_add(bytes) {
             return Ok(());
         }
-        metrics::counter!("edthub_ingest_refused_total", "reason" => "disk-reserve").increment(1);
         Err(format!(
             "the data disk has {} MiB free, below the {} MiB kept in reserve \
              (limits.min_free_disk_mb): new documents are refused until space is freed",

@@ -31,6 +31,9 @@ pub struct Bound {
 
 /// Opens the hub, binds its listeners and serves until `shutdown` fires. `on_bound` is told
 /// the real addresses (port 0 in the config picks free ports).
+///
+/// When the storage engine fails for good (see `admin::health`), the node is drained, its
+/// database closed and the node opened again on the same addresses, without a restart.
 pub async fn run(
     config: Config,
     shutdown: Shutdown,
@@ -39,30 +42,152 @@ pub async fn run(
     // One TLS provider for every listener and client (lapin, lettre, tonic and reqwest all
     // use aws-lc-rs; installing it keeps any crate from having to guess).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let grpc = bind(&config.grpc_addr, "gRPC").await?;
-    let http = bind(&config.http_addr, "HTTP").await?;
-    let smtp = match &config.smtp.listen {
-        Some(addr) => Some(bind(addr, "SMTP").await?),
-        None => None,
+    let mut on_bound = Some(on_bound);
+    let mut previous: Option<Bound> = None;
+    let mut attempt = 0u32;
+    loop {
+        let opened = async {
+            let (listeners, bound) = bind_all(&config, previous).await?;
+            let hub = Hub::open(config.clone()).await?;
+            anyhow::Ok((listeners, bound, hub))
+        }
+        .await;
+        let (listeners, bound, hub) = match opened {
+            Ok(o) => o,
+            // The first open reports its error; a reopen keeps trying.
+            Err(e) if previous.is_none() => return Err(e),
+            Err(e) => {
+                attempt += 1;
+                let wait = reopen_backoff(attempt);
+                tracing::error!(error = %e, retry_in_secs = wait.as_secs(), "could not reopen the node");
+                if !pause(wait, &shutdown).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        previous = Some(bound);
+        let weak = Arc::downgrade(&hub);
+        let limit = std::time::Duration::from_secs(config.shutdown_timeout_secs);
+        let ended = serve(hub, listeners, shutdown.clone(), |h| {
+            match on_bound.take() {
+                Some(f) => f(h, bound),
+                None => tracing::info!("the node is open again and takes work"),
+            }
+        })
+        .await;
+        let guard = match ended {
+            Ok(Ended::Shutdown) => return Ok(()),
+            Ok(Ended::Reopen(guard)) => guard,
+            Err(e) => return Err(e),
+        };
+        // Every task holding the node has ended; the database closes with the last of them.
+        crate::shutdown::waiting_for("the failed database to close");
+        let closing = std::time::Instant::now();
+        while weak.strong_count() > 0 && closing.elapsed() < limit {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        if weak.strong_count() > 0 {
+            // Something still holds the old database (and its lock): only a new process can
+            // open it again.
+            tracing::error!(
+                "the failed database did not close within {} s; exiting for the service \
+                 manager to start the node again",
+                limit.as_secs()
+            );
+            std::process::exit(1);
+        }
+        guard.cancel();
+        attempt = if closing.elapsed() > RESET_AFTER {
+            0
+        } else {
+            attempt + 1
+        };
+        let wait = reopen_backoff(attempt);
+        if !pause(wait, &shutdown).await {
+            return Ok(());
+        }
+    }
+}
+
+/// How a round of serving ended.
+pub enum Ended {
+    /// The shutdown fired.
+    Shutdown,
+    /// The node asked to reopen its database; the watchdog ends the process if the old one
+    /// does not close in time.
+    Reopen(crate::shutdown::Watchdog),
+}
+
+/// Reopens that follow each other more closely than this back off.
+const RESET_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long to wait before the `attempt`th reopen in a row: none at first, then 1, 2, 4… s,
+/// at most 30 s.
+fn reopen_backoff(attempt: u32) -> std::time::Duration {
+    if attempt == 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::from_secs((1u64 << (attempt - 1).min(5)).min(30))
+}
+
+/// Sleeps for `wait`; `false` if the shutdown fired first.
+async fn pause(wait: std::time::Duration, shutdown: &Shutdown) -> bool {
+    let mut s = shutdown.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => !shutdown.fired(),
+        _ = s.wait() => false,
+    }
+}
+
+/// Binds every listener the config asks for; on a reopen, on the addresses bound before.
+async fn bind_all(config: &Config, previous: Option<Bound>) -> anyhow::Result<(Listeners, Bound)> {
+    async fn again(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for {what} on {addr} again: {e}"))
+    }
+    let (grpc, http, smtp, mllp) = match previous {
+        Some(b) => (
+            again(b.grpc, "gRPC").await?,
+            again(b.http, "HTTP").await?,
+            match b.smtp {
+                Some(a) => Some(again(a, "SMTP").await?),
+                None => None,
+            },
+            match b.mllp {
+                Some(a) => Some(again(a, "MLLP").await?),
+                None => None,
+            },
+        ),
+        None => (
+            bind(&config.grpc_addr, "gRPC").await?,
+            bind(&config.http_addr, "HTTP").await?,
+            match &config.smtp.listen {
+                Some(addr) => Some(bind(addr, "SMTP").await?),
+                None => None,
+            },
+            match &config.mllp.listen {
+                Some(addr) => Some(bind(addr, "MLLP").await?),
+                None => None,
+            },
+        ),
     };
-    let mllp = match &config.mllp.listen {
-        Some(addr) => Some(bind(addr, "MLLP").await?),
-        None => None,
-    };
-    let hub = Hub::open(config).await?;
     let bound = Bound {
         grpc: grpc.local_addr()?,
         http: http.local_addr()?,
         smtp: smtp.as_ref().map(|l| l.local_addr()).transpose()?,
         mllp: mllp.as_ref().map(|l| l.local_addr()).transpose()?,
     };
-    let listeners = Listeners {
-        grpc,
-        http,
-        smtp,
-        mllp,
-    };
-    serve(hub, listeners, shutdown, |h| on_bound(h, bound)).await
+    Ok((
+        Listeners {
+            grpc,
+            http,
+            smtp,
+            mllp,
+        },
+        bound,
+    ))
 }
 
 /// Binds a listener on the first address `addr` stands for that can be bound (a host name is
@@ -81,13 +206,25 @@ pub struct Listeners {
     pub mllp: Option<TcpListener>,
 }
 
-/// Serves an opened hub on bound listeners until `shutdown` fires.
+/// Serves an opened hub on bound listeners until `outer` fires, or until the node asks to
+/// reopen its database.
 pub async fn serve(
     hub: Arc<Hub>,
     listeners: Listeners,
-    shutdown: Shutdown,
+    outer: Shutdown,
     on_ready: impl FnOnce(&Hub),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ended> {
+    // This round's own shutdown: fired by the outer one, or by the health probe to reopen.
+    let (stop, shutdown) = crate::shutdown::channel();
+    let stop = Arc::new(stop);
+    let forward = {
+        let stop = stop.clone();
+        let mut outer = outer.clone();
+        tokio::spawn(async move {
+            outer.wait().await;
+            stop.fire();
+        })
+    };
     let Listeners {
         grpc,
         http,
@@ -229,6 +366,7 @@ pub async fn serve(
         .relay
         .is_some()
         .then(|| crate::notices::spawn(hub.clone(), shutdown.clone()));
+    let health = crate::admin::health::spawn(hub.clone(), shutdown.clone(), stop.clone());
     let directory_watch = hub.directory.clone().spawn_watcher(
         std::time::Duration::from_millis(hub.config.directory_check_ms.max(100)),
         shutdown.clone(),
@@ -320,14 +458,23 @@ pub async fn serve(
         let _ = r.await;
     }
     let _ = directory_watch.await;
+    let _ = health.await;
+    forward.abort();
     let _ = trimmer.await;
     if let Some(u) = metrics_upkeep {
         let _ = u.await;
+    }
+    if let Some(guard) = hub.health.take_reopen() {
+        // The database has failed; what it still holds was flushed before it failed.
+        if let Err(e) = hub.store.flush().await {
+            tracing::warn!(error = %e, "the failed database could not flush; it is reopened from what is on disk");
+        }
+        return Ok(Ended::Reopen(guard));
     }
     waiting_for("the database's last flush");
     hub.store.flush().await?;
     waiting_for("the database to close");
     g?;
     h?;
-    Ok(())
+    Ok(Ended::Shutdown)
 }

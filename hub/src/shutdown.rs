@@ -1,7 +1,8 @@
 //! Graceful shutdown: one trigger, any number of listeners (`run(listener, shutdown)` style).
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -13,31 +14,50 @@ pub fn waiting_for(what: &'static str) {
     *WAITING_FOR.lock().unwrap_or_else(|e| e.into_inner()) = what;
 }
 
-/// Starts the watchdog of a shutdown that has begun: if the process is still alive after
-/// `limit`, it logs what the shutdown was waiting for and exits with status 1. A thread of
-/// its own, so that nothing stuck in the runtime or the database can hold it up.
-pub fn watchdog(limit: Duration) {
+/// An armed watchdog (see [`watchdog`]). Dropping it leaves it armed; [`Watchdog::cancel`]
+/// disarms it once what it guards has finished.
+#[must_use = "dropping the guard leaves the watchdog armed; keep it to cancel it"]
+pub struct Watchdog(Arc<AtomicBool>);
+
+impl Watchdog {
+    /// Disarms the watchdog: what it guarded has finished.
+    pub fn cancel(self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Starts a watchdog for `doing` (a shutdown, or the node reopening its database): if it is
+/// not cancelled within `limit`, it logs what the node was waiting for and exits the process
+/// with status 1, for the service manager to start it again. A thread of its own, so that
+/// nothing stuck in the runtime or the database can hold it up.
+pub fn watchdog(limit: Duration, doing: &'static str) -> Watchdog {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let seen = cancelled.clone();
     let started = std::thread::Builder::new()
         .name("shutdown-watchdog".into())
         .spawn(move || {
             std::thread::sleep(limit);
+            if seen.load(Ordering::Acquire) {
+                return;
+            }
             let what = *WAITING_FOR.lock().unwrap_or_else(|e| e.into_inner());
             tracing::error!(
                 limit_secs = limit.as_secs(),
                 abandoned = what,
-                "shutdown did not finish in time; exiting without waiting for {what}"
+                "{doing} did not finish in time; exiting without waiting for {what}"
             );
             // Not eprintln!, which panics where stderr cannot be written.
             let _ = writeln!(
                 std::io::stderr(),
-                "edthub: shutdown did not finish within {} s; exiting without waiting for {what}",
+                "edthub: {doing} did not finish within {} s; exiting without waiting for {what}",
                 limit.as_secs()
             );
             std::process::exit(1);
         });
     if let Err(e) = started {
-        tracing::warn!(error = %e, "could not start the shutdown watchdog");
+        tracing::warn!(error = %e, "could not start the {doing} watchdog");
     }
+    Watchdog(cancelled)
 }
 
 /// Fires the shutdown.

@@ -445,6 +445,11 @@ impl Directory {
         &self.files
     }
 
+    /// How many senders are registered.
+    pub fn sender_count(&self) -> usize {
+        self.senders.len()
+    }
+
     pub fn sender(&self, ods: &str) -> Option<&Sender> {
         self.senders.get(ods)
     }

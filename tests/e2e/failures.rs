@@ -2,6 +2,7 @@
 
 use edt_proto::v1;
 use edt_tests::{drop_indexes, eventually, letter, state, Hub, FAST};
+use tonic::Code;
 
 async fn wait_state(hub: &Hub, id: &str, want: &str) -> v1::MessageStatus {
     let t = hub.tracking().await;
@@ -386,5 +387,159 @@ async fn a_backlog_at_its_limit_pushes_back_on_senders() {
     assert!(
         metrics.contains("edthub_backlog 1"),
         "the backlog is published"
+    );
+}
+
+/// A tmpfs of `mb` MiB mounted on a fresh folder, unmounted on drop. Mounting needs root
+/// (`.ci/run` runs as root); without it the test fails and says so.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(mb: u64) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs to fill, which needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    fn free_kib(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["-k", "--output=avail"])
+            .arg(self.path())
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df's free space")
+    }
+
+    /// Fills the disk until `leave_kib` KiB are free.
+    fn fill(&self, leave_kib: u64) -> std::path::PathBuf {
+        let ballast = self.path().join("ballast");
+        let kib = self.free_kib().saturating_sub(leave_kib);
+        std::fs::write(&ballast, vec![0u8; (kib * 1024) as usize]).expect("write the ballast");
+        ballast
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_stops_intake_and_the_hub_takes_work_again_once_space_returns() {
+    let logs = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(24);
+    let data = disk.path().join("data");
+    let config = logs.path().join("edthub.toml");
+    // No reserve: the database itself meets the full disk, as when another program fills it.
+    // Retries long enough to outlast the outage.
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n\
+             [delivery]\nmax_attempts = 200\ninitial_backoff_ms = 100\nmax_backoff_ms = 500\n\
+             workers = 4\n[limits]\nmin_free_disk_mb = 0\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let hub = Hub::start_with(logs.path(), &config);
+    let mut sub = hub.submission().await;
+    let mut receipted = Vec::new();
+    for i in 0..3 {
+        let r = sub
+            .submit_document(letter(&format!("EPR-DISK-{i}"), &["A81001"]))
+            .await
+            .expect("room on the disk")
+            .into_inner();
+        receipted.push(r.message_id);
+    }
+    let ballast = disk.fill(100);
+    // Documents until the disk refuses them: each either receipted or refused UNAVAILABLE.
+    let mut refused = 0;
+    for i in 0..40 {
+        match sub
+            .submit_document(letter(&format!("EPR-FULL-{i}"), &["A81001"]))
+            .await
+        {
+            Ok(r) => receipted.push(r.into_inner().message_id),
+            Err(e) => {
+                assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "a full disk refuses documents");
+    // The deliveries retrying into the full drop folder make the database write: it meets
+    // the full disk, and readiness says so.
+    let report = eventually(60, "/readyz to report the failing store", || async {
+        let (code, body) = hub.http_get("/readyz");
+        (code == 503 && body.contains("storage: failing")).then_some(body)
+    })
+    .await;
+    assert!(report.contains("No space left on device"), "{report}");
+    let err = sub
+        .submit_document(letter("EPR-WHILE-FAILING", &["A81001"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    std::fs::remove_file(&ballast).unwrap();
+    // Space is back: the hub reopens its database and takes work, without a restart.
+    eventually(60, "/readyz to recover", || async {
+        (hub.try_http_get("/readyz").ok()?.0 == 200).then_some(())
+    })
+    .await;
+    let mut sub = hub.submission().await;
+    let after = sub
+        .submit_document(letter("EPR-AFTER", &["A81001"]))
+        .await
+        .expect("the hub takes work again")
+        .into_inner();
+    receipted.push(after.message_id);
+    let log = hub.log();
+    assert!(
+        log.contains("reopening the database") && log.contains("the node is open again"),
+        "the failed engine was reopened: {log}"
+    );
+    // Nothing receipted was lost: every document reaches the practice's folder.
+    hub.wait_all_sent(receipted.clone(), 120).await;
+    let indexes = drop_indexes(&data.join("drop").join("A81001"));
+    let mut ids: Vec<String> = indexes
+        .iter()
+        .map(|v| v["message_id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let files = ids.len();
+    ids.sort();
+    ids.dedup();
+    for id in &receipted {
+        assert!(ids.contains(id), "receipted {id} is in the drop folder");
+    }
+    eprintln!(
+        "full disk: receipted {}, refused {refused}, delivered {}, lost 0, duplicates {}",
+        receipted.len(),
+        ids.len(),
+        files - ids.len()
     );
 }

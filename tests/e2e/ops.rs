@@ -9,7 +9,12 @@ async fn health_readiness_and_metrics_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let hub = Hub::start(dir.path(), FAST);
     assert_eq!(hub.http_get("/healthz"), (200, "ok\n".to_string()));
-    assert_eq!(hub.http_get("/readyz"), (200, "ready\n".to_string()));
+    let (code, body) = hub.http_get("/readyz");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.starts_with("ready\nstorage: ok\nbus: ok\ndisk: "),
+        "{body}"
+    );
     let mut sub = hub.submission().await;
     sub.submit_document(letter("EPR-M", &["A81001"]))
         .await

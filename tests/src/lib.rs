@@ -252,16 +252,22 @@ impl Hub {
 
     /// A plain HTTP/1.1 GET on the HTTP port: (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
+        self.try_http_get(path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}; hub log:\n{}", self.log()))
+    }
+
+    /// [`Hub::http_get`], with an error where the listener cannot be reached (while the
+    /// node reopens, say).
+    pub fn try_http_get(&self, path: &str) -> std::io::Result<(u16, String)> {
         use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&self.http).expect("connect http");
+        let mut s = std::net::TcpStream::connect(&self.http)?;
         write!(
             s,
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.http
-        )
-        .unwrap();
+        )?;
         let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
+        s.read_to_string(&mut resp)?;
         let status = resp
             .split_whitespace()
             .nth(1)
@@ -271,7 +277,7 @@ impl Hub {
             .split_once("\r\n\r\n")
             .map(|x| x.1.to_string())
             .unwrap_or_default();
-        (status, body)
+        Ok((status, body))
     }
 
     /// Waits until every delivery of every message in `ids` has been handed to its transport;

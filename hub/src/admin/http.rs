@@ -1,5 +1,6 @@
-//! HTTP: `/healthz` (the process is up), `/readyz` (the hub is accepting and delivering: it
-//! has started, its broker is reachable and its data disk is above the free-space reserve)
+//! HTTP: `/healthz` (the process is up), `/readyz` (the hub can take work: it has started, its
+//! store passes its probe, its broker is reachable, its data disk is above the free-space
+//! reserve and its directory registers senders; a line per check follows the verdict)
 //! and `/metrics` (Prometheus text format).
 
 use crate::hub::Hub;
@@ -34,21 +35,13 @@ pub fn router(hub: Arc<Hub>) -> Router {
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    if !s.hub.is_ready() {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string())
-    } else if !s.hub.bus.healthy() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the message broker is unavailable\n".to_string(),
-        )
-    } else if let Err(why) = s.hub.disk_headroom(0) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {why}\n"),
-        )
+    let (ready, report) = crate::admin::health::readiness(&s.hub);
+    let code = if ready {
+        StatusCode::OK
     } else {
-        (StatusCode::OK, "ready\n".to_string())
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, report)
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {

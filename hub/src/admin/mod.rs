@@ -3,4 +3,5 @@
 
 pub mod actions;
 pub mod grpc;
+pub mod health;
 pub mod http;

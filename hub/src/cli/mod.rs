@@ -694,7 +694,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
-        crate::shutdown::watchdog(limit);
+        // Armed until the process ends.
+        let _armed = crate::shutdown::watchdog(limit, "shutdown");
         trigger.fire();
     });
     crate::server::run(config, shutdown, |hub, bound| {

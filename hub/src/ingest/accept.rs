@@ -130,8 +130,17 @@ pub async fn submit(hub: &Hub, sub: Submission, actor: &str) -> Result<Receipt, 
     if let Some(orig) = hub.store.find_by_local_id(&sub.sender_ods, &sub.local_id)? {
         return duplicate_receipt(hub, orig, &sub.local_id, &sub.recipients, &payload_sha256).await;
     }
-    hub.disk_headroom(sub.payload.len() as u64)
-        .map_err(SubmitError::DiskFull)?;
+    if let Some(problem) = hub.health.storage_problem() {
+        metrics::counter!("edthub_ingest_refused_total", "reason" => "storage").increment(1);
+        return Err(SubmitError::Unavailable(format!(
+            "the hub's store cannot take work now ({problem}); nothing was stored, try again \
+             shortly"
+        )));
+    }
+    hub.disk_headroom(sub.payload.len() as u64).map_err(|why| {
+        metrics::counter!("edthub_ingest_refused_total", "reason" => "disk-reserve").increment(1);
+        SubmitError::DiskFull(why)
+    })?;
     hub.backlog().map_err(SubmitError::Backlog)?;
     if hub.config.bus == BusKind::Amqp {
         let held = hub.outbox_depth.load(Ordering::Relaxed);

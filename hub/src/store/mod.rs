@@ -318,6 +318,9 @@ pub trait Store: Send + Sync + 'static {
     /// Resolves once every write committed before the call is on disk. Concurrent callers
     /// share flushes.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Writes a small record and waits until it is on disk: whether the store can take work
+    /// now. An error here means submissions would fail too.
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Message ids whose tracking changed, as they change (a hint: re-read the store).
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Uuid>;
 }

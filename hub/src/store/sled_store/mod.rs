@@ -247,6 +247,14 @@ impl Store for SledStore {
         Box::pin(async move { self.commit.flush().await.map_err(StoreError::Engine) })
     }
 
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.db
+                .insert(b"health-probe", &crate::track::now_ms().to_be_bytes())?;
+            self.commit.flush().await.map_err(StoreError::Engine)
+        })
+    }
+
     fn changes(&self) -> broadcast::Receiver<Uuid> {
         self.changes.subscribe()
     }
