@@ -34,6 +34,7 @@ pub struct MessageView {
 pub struct Health {
     storage: Mutex<Option<String>>,
     reopen: Mutex<Option<crate::shutdown::Watchdog>>,
+    warnings: Mutex<Vec<String>>,
 }
 
 impl Health {
@@ -48,6 +49,22 @@ impl Health {
     /// Why the store cannot take work, if it cannot.
     pub fn storage_problem(&self) -> Option<String> {
         self.storage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Keeps a warning for ops: shown by `/readyz` and `edthub stats` until the node restarts.
+    pub fn warn(&self, warning: String) {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(warning);
+    }
+
+    /// The warnings kept so far.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

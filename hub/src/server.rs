@@ -294,6 +294,7 @@ pub async fn serve(
         crate::deliver::spawn_workers(hub.clone(), hub.config.delivery.workers, shutdown.clone());
     let relays = match hub.config.bus {
         crate::config::BusKind::Amqp => {
+            crate::cluster::check_history(&hub).await;
             let mut tasks =
                 crate::cluster::relay::spawn(hub.clone(), hub.config.amqp.relays, shutdown.clone());
             tasks.extend(crate::cluster::spawn_home(hub.clone(), 2, shutdown.clone()));

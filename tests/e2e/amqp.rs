@@ -462,3 +462,112 @@ async fn a_full_outbox_refuses_with_unavailable_and_stores_nothing() {
     drop(hub);
     delete_queues(&prefix);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_lost_its_database_says_so_and_keeps_what_arrives_for_it() {
+    let _serial = BROKER.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("edthub-e2e-lost-{}.", std::process::id());
+    let common =
+        format!("bus = \"amqp\"\n\n[amqp]\nqueue_prefix = \"{prefix}\"\nrelays = 2\n\n{FAST}");
+    let a_dir = dir.path().join("a");
+    let a_extra = format!("node = \"lost\"\n{common}");
+    let mut a = Hub::start(&a_dir, &a_extra);
+    let mut sub = a.submission().await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let r = sub
+            .submit_document(letter(&format!("LOST-{i}"), &["A81001"]))
+            .await
+            .unwrap()
+            .into_inner();
+        ids.push(r.message_id);
+    }
+    a.wait_all_sent(ids.clone(), 60).await;
+    let deliveries: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            a.cli_json(&["messages", "show", id])["deliveries"][0]["delivery_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // A normal restart says nothing.
+    a.stop();
+    let mut a = Hub::start(&a_dir, &a_extra);
+    assert!(
+        !a.log().contains("never used its home queue"),
+        "a restart with its database is not a lost history:\n{}",
+        a.log()
+    );
+    // The node dies and its database goes with it; it comes back empty under the same name,
+    // with its ack polling off, so that another node picks the acks up and sends them home.
+    a.kill();
+    std::fs::rename(a_dir.join("db"), dir.path().join("db.lost")).unwrap();
+    std::fs::rename(a_dir.join("payloads"), dir.path().join("payloads.lost")).unwrap();
+    let a = Hub::start(
+        &a_dir,
+        &format!("{a_extra}\n[acks]\npoll_ms = 600000\n").replace("[acks]\npoll_ms = 100\n", ""),
+    );
+    let log = a.log();
+    assert!(
+        log.contains("never used its home queue") && log.contains("data folder was lost"),
+        "the empty node says it lost its history:\n{log}"
+    );
+    let (code, ready) = a.http_get("/readyz");
+    assert_eq!(code, 200, "it still takes work: {ready}");
+    assert!(
+        ready.contains("warning: node lost starts with a database"),
+        "{ready}"
+    );
+    let stats = a.cli_json(&["stats"]);
+    assert_eq!(
+        stats["warnings"].as_array().map(Vec::len),
+        Some(1),
+        "{stats}"
+    );
+
+    // Another node on the same drop folders picks up the practice's acks for the lost
+    // deliveries and sends them to the lost node's home queue.
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let b_config = b_dir.join("edthub-test.toml");
+    std::fs::write(
+        &b_config,
+        edt_tests::test_config(
+            &b_dir,
+            &format!(
+                "node = \"other\"\ndirectory = {:?}\n{common}",
+                a_dir.join("directory.toml").display().to_string()
+            ),
+        ),
+    )
+    .unwrap();
+    let b = Hub::start_with(&b_dir, &b_config);
+    let acks = a.drop_folder("A81001").join("acks");
+    std::fs::create_dir_all(&acks).unwrap();
+    for d in &deliveries {
+        std::fs::write(acks.join(format!("{d}.ack")), r#"{"status":"accepted"}"#).unwrap();
+    }
+    let stats = eventually(60, "the lost node to set the acks aside", || async {
+        let s = a.cli_json(&["stats"]);
+        (s["unmatched_acks"] == 4).then_some(s)
+    })
+    .await;
+    assert_eq!(stats["home_dead_letters"], 4, "{stats}");
+    let listed = a.cli_json(&["acks", "unmatched"]);
+    for d in &deliveries {
+        assert!(
+            listed["acks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["source"].as_str().unwrap_or("").contains(d.as_str())),
+            "the set-aside ack of {d} is listed: {listed}"
+        );
+    }
+    drop(b);
+    drop(a);
+    delete_queues(&prefix);
+}

@@ -807,6 +807,16 @@ impl Admin for AdminService {
             resident_bytes: resident_bytes().unwrap_or(0),
             disk_syncs: crate::durable::disk_syncs(),
             broker_messages: crate::bus::amqp::broker_messages(),
+            home_dead_letters: match hub.config.bus {
+                crate::config::BusKind::Amqp => hub
+                    .bus
+                    .dead_letters(&crate::bus::messages::own_home_queue())
+                    .await
+                    .map_err(bus_err)?
+                    .len() as u64,
+                crate::config::BusKind::Embedded => 0,
+            },
+            warnings: hub.health.warnings(),
         }))
     }
 }

@@ -118,6 +118,10 @@ pub fn readiness(hub: &Hub) -> (bool, String) {
         problems.push("the directory registers no senders: every document would be refused".into());
     }
     lines.push(directory);
+    // Warnings do not stop the node taking work; they say what ops must look at.
+    for w in hub.health.warnings() {
+        lines.push(format!("warning: {w}"));
+    }
     let head = match problems.first() {
         None => "ready".to_string(),
         Some(p) => format!("not ready: {p}"),

@@ -829,6 +829,42 @@ impl Bus for AmqpBus {
         Box::pin(async { Ok(None) })
     }
 
+    fn history<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<Option<u64>, BusError>> {
+        Box::pin(async move {
+            let (_, generation) = self.channel().await?;
+            bounded("a queue check", async {
+                // A channel of its own: a passive declare of a missing queue closes it.
+                let ch = {
+                    let link = self.link.lock().await;
+                    let Some(l) = link.as_ref().filter(|l| l.generation == generation) else {
+                        return Err(BusError::Unavailable("connection replaced".into()));
+                    };
+                    l.conn.create_channel().await.map_err(err)?
+                };
+                let mut passive = QueueDeclareOptions::durable();
+                passive.passive = true;
+                match ch
+                    .queue_declare(
+                        self.main_queue(queue).into(),
+                        passive,
+                        FieldTable::default(),
+                    )
+                    .await
+                {
+                    Ok(q) => {
+                        let _ = ch.close(200, "done".into()).await;
+                        Ok(Some(u64::from(q.message_count())))
+                    }
+                    Err(e) => match e.kind() {
+                        lapin::ErrorKind::ProtocolError(p) if p.get_id() == 404 => Ok(None),
+                        _ => Err(err(e)),
+                    },
+                }
+            })
+            .await
+        })
+    }
+
     fn depth<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64, BusError>> {
         Box::pin(async move {
             let (ch, generation) = self.channel().await?;

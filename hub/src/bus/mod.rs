@@ -144,4 +144,10 @@ pub trait Bus: Send + Sync + 'static {
     }
     /// Items waiting or handed out and not settled.
     fn depth<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64, BusError>>;
+    /// Whether `queue` was already there before this process used it (on a broker, someone
+    /// declared it earlier), with the items waiting in it; `None` where it was not, or where
+    /// the bus keeps no queues of its own beyond the node's database.
+    fn history<'a>(&'a self, _queue: &'a str) -> BoxFuture<'a, Result<Option<u64>, BusError>> {
+        Box::pin(async { Ok(None) })
+    }
 }

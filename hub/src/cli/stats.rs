@@ -23,6 +23,8 @@ fn stats_json(s: &v1::Stats) -> Value {
         "queue_depth": s.queue_depth,
         "dead_letters": s.dead_letters,
         "unmatched_acks": s.unmatched_acks,
+        "home_dead_letters": s.home_dead_letters,
+        "warnings": s.warnings,
         "received_last_hour": s.received_last_hour,
         "received_last_day": s.received_last_day,
         "resident_bytes": s.resident_bytes,
@@ -82,6 +84,10 @@ fn print_stats(s: &v1::Stats) {
         s.unmatched_acks.to_string(),
     ]);
     t.add_row(vec![
+        "home events set aside".to_string(),
+        s.home_dead_letters.to_string(),
+    ]);
+    t.add_row(vec![
         "received, last hour / day".to_string(),
         format!("{} / {}", s.received_last_hour, s.received_last_day),
     ]);
@@ -92,6 +98,9 @@ fn print_stats(s: &v1::Stats) {
         ]);
     }
     println!("{t}");
+    for w in &s.warnings {
+        println!("WARNING: {w}");
+    }
     for (what, list) in [("SENDER", &s.senders), ("RECIPIENT", &s.recipients)] {
         if list.is_empty() {
             continue;

@@ -159,6 +159,13 @@ async fn settle_item(hub: &Hub, item: &BusItem, id: Uuid, settle: Settle) {
         Settle::Dead(problem) => {
             tracing::error!(delivery = %id, problem = %problem, "ack from another node is unusable; kept as a dead letter of the home queue");
             metrics::counter!("edthub_acks_total", "outcome" => "set-aside").increment(1);
+            let queue = own_home_queue();
+            set_aside(
+                hub,
+                format!("{queue}: acknowledgement of delivery {id}"),
+                problem.clone(),
+                format!("the dead letters of {queue} on the broker"),
+            );
             let _ = hub.bus.dead_letter(item, &problem).await;
         }
     }
@@ -170,6 +177,66 @@ enum Settle {
     Done,
     Later(Duration),
     Dead(String),
+}
+
+/// Keeps a home event this node could not apply where ops will see it: among the unmatched
+/// acknowledgements (`edthub acks unmatched`, counted by `edthub stats`).
+fn set_aside(hub: &Hub, source: String, problem: String, kept_at: String) {
+    let r = hub.store.record_unmatched_ack(crate::store::UnmatchedAck {
+        at_ms: crate::track::now_ms(),
+        source,
+        problem,
+        kept_at,
+    });
+    if let Err(e) = r {
+        tracing::error!(error = %e, "could not record a home event set aside");
+    }
+}
+
+/// Key in the node's database saying this database has used its home queue on the broker.
+const HOME_QUEUE_MARK: &[u8] = b"home-queue-used";
+
+/// Before this node consumes its home queue: if the broker already has that queue but this
+/// database never used it, the node ran before under this name and its data folder was lost
+/// or replaced. Says so loudly (log, `edthub_node_history_lost`, `/readyz`, `edthub stats`);
+/// what arrives for the lost deliveries is set aside as unmatched acknowledgements.
+pub async fn check_history(hub: &Hub) {
+    let queue = own_home_queue();
+    let marked = match hub.store.marker(HOME_QUEUE_MARK) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the home queue mark");
+            return;
+        }
+    };
+    if !marked {
+        match hub.bus.history(&queue).await {
+            Ok(Some(waiting)) => {
+                let dead = hub.bus.dead_letters(&queue).await.map_or(0, |d| d.len());
+                let warning = format!(
+                    "node {} starts with a database that never used its home queue {queue}, \
+                     which the broker already holds ({waiting} events waiting, {dead} set \
+                     aside): the node ran before under this name and its data folder was lost \
+                     or replaced. Its unfinished deliveries are not known here and will not \
+                     be retried; what arrives for them is set aside as unmatched \
+                     acknowledgements. Restore the data folder, or replay from the senders' \
+                     receipts (deploy/OPERATIONS.md)",
+                    hub.node
+                );
+                tracing::error!(node = %hub.node, queue = %queue, waiting, dead, "{warning}");
+                metrics::gauge!("edthub_node_history_lost").set(1.0);
+                hub.health.warn(warning);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check the broker for this node's history");
+                return;
+            }
+        }
+    }
+    if let Err(e) = hub.store.set_marker(HOME_QUEUE_MARK) {
+        tracing::warn!(error = %e, "could not record the home queue mark");
+    }
 }
 
 /// Where a queued delivery's work goes (see [`work_for`]).
@@ -193,6 +260,21 @@ pub async fn apply_remote_outcome(
         return Ok(crate::deliver::Attempt::Busy);
     };
     let Some(d) = hub.store.delivery(delivery_id)? else {
+        // Minted here (its tag says so) but unknown: this node's database lost it.
+        let what = match &result {
+            Ok(_) => "sent",
+            Err(_) => "failed",
+        };
+        tracing::error!(delivery = %delivery_id, node, what, "another node attempted a delivery this node does not know; its data folder may have been lost");
+        set_aside(
+            hub,
+            format!(
+                "{}: attempt {attempt} by node {node} of delivery {delivery_id}",
+                own_home_queue()
+            ),
+            format!("the attempt {what}, but this node has no record of delivery {delivery_id}"),
+            "nowhere else: this record is all that is left".into(),
+        );
         return Ok(crate::deliver::Attempt::Skipped);
     };
     if !d.state.awaits_transport() || !d.is_current() || d.attempts + 1 != attempt {

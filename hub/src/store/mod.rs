@@ -321,6 +321,10 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a small record and waits until it is on disk: whether the store can take work
     /// now. An error here means submissions would fail too.
     fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Whether the node has set the marker `key` in this database (see [`Store::set_marker`]).
+    fn marker(&self, key: &[u8]) -> Result<bool, StoreError>;
+    /// Sets a marker: a fact about this database's own history, durable at the next flush.
+    fn set_marker(&self, key: &[u8]) -> Result<(), StoreError>;
     /// Message ids whose tracking changed, as they change (a hint: re-read the store).
     fn changes(&self) -> tokio::sync::broadcast::Receiver<Uuid>;
 }

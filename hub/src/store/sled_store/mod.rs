@@ -255,6 +255,16 @@ impl Store for SledStore {
         })
     }
 
+    fn marker(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.db.contains_key([b"marker:", key].concat())?)
+    }
+
+    fn set_marker(&self, key: &[u8]) -> Result<(), StoreError> {
+        self.db.insert([b"marker:", key].concat(), &[1u8])?;
+        self.commit.request();
+        Ok(())
+    }
+
     fn changes(&self) -> broadcast::Receiver<Uuid> {
         self.changes.subscribe()
     }
