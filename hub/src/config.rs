@@ -595,6 +595,10 @@ pub struct AmqpConfig {
     /// deliver it). Larger documents are delivered by the node that received them. Default
     /// 8 MiB (RabbitMQ's own limit is higher; large messages slow every consumer).
     pub max_shared_payload: u64,
+    /// Days every node remembers the other nodes' claims on senders' local ids, so that a
+    /// sender who fails over to another node with the same local id gets the original receipt
+    /// rather than a second message. Default 14.
+    pub claim_days: u64,
 }
 
 impl Default for AmqpConfig {
@@ -606,6 +610,7 @@ impl Default for AmqpConfig {
             max_outbox: 100_000,
             relays: 4,
             max_shared_payload: 8 * 1024 * 1024,
+            claim_days: 14,
         }
     }
 }

@@ -298,6 +298,7 @@ pub async fn serve(
             let mut tasks =
                 crate::cluster::relay::spawn(hub.clone(), hub.config.amqp.relays, shutdown.clone());
             tasks.extend(crate::cluster::spawn_home(hub.clone(), 2, shutdown.clone()));
+            tasks.extend(crate::cluster::claims::spawn(hub.clone(), shutdown.clone()));
             tasks
         }
         crate::config::BusKind::Embedded => Vec::new(),

@@ -571,3 +571,107 @@ async fn a_node_that_lost_its_database_says_so_and_keeps_what_arrives_for_it() {
     drop(a);
     delete_queues(&prefix);
 }
+
+/// A counter's value in a hub's `/metrics` (0 when absent).
+fn counter(hub: &Hub, name: &str) -> f64 {
+    hub.http_get("/metrics")
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sender_failing_over_with_the_same_local_id_gets_the_first_nodes_receipt() {
+    let _serial = BROKER.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("edthub-e2e-idem-{}.", std::process::id());
+    let (a, b_config) = two_nodes(dir.path(), &prefix);
+    let b = Hub::start_with(&dir.path().join("b"), &b_config);
+    // Claims made before a node first subscribes are not kept for it; once subscribed, the
+    // broker keeps them for it even while it is down.
+    eventually(30, "node b to subscribe to the claims", || async {
+        b.log()
+            .contains("receiving the cluster's local-id claims")
+            .then_some(())
+    })
+    .await;
+    let first = a
+        .submission()
+        .await
+        .submit_document(letter("FAILOVER-1", &["A81001"]))
+        .await
+        .unwrap()
+        .into_inner();
+    a.wait_all_sent([first.message_id.clone()], 60).await;
+    // Node b hears of node a's claim on the local id.
+    eventually(30, "node b to record node a's claim", || async {
+        (counter(&b, "edthub_claims_recorded_total") >= 1.0).then_some(())
+    })
+    .await;
+    // The sender times out on node a and sends the same letter to node b.
+    let mut sub_b = b.submission().await;
+    let again = sub_b
+        .submit_document(letter("FAILOVER-1", &["A81001"]))
+        .await
+        .expect("the same letter again is receipted")
+        .into_inner();
+    assert!(again.duplicate, "{again:?}");
+    assert_eq!(
+        again.message_id, first.message_id,
+        "node a's message, not a second"
+    );
+    assert_eq!(again.deliveries.len(), first.deliveries.len());
+    assert_eq!(
+        again.deliveries[0].delivery_id,
+        first.deliveries[0].delivery_id
+    );
+    // The same local id with other content is refused, naming the original.
+    let mut changed = letter("FAILOVER-1", &["A81001"]);
+    changed.payload = b"%PDF-1.4\n% a corrected discharge summary\n".to_vec();
+    let err = sub_b.submit_document(changed).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::AlreadyExists, "{err:?}");
+    assert!(err.message().contains(&first.message_id), "{err:?}");
+    // Node b stored nothing, and the practice has the letter once.
+    assert_eq!(b.cli_json(&["stats"])["messages"], 0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let copies = drop_indexes(&a.drop_folder("A81001"))
+        .iter()
+        .filter(|i| i["message_id"] == first.message_id.as_str())
+        .count();
+    assert_eq!(copies, 1, "the practice got the letter once");
+    // Claims travel in batches: a burst of letters costs fewer broker messages than letters.
+    let sub_a = a.submission().await;
+    let burst: Vec<_> = (0..60)
+        .map(|i| {
+            let mut s = sub_a.clone();
+            tokio::spawn(async move {
+                s.submit_document(letter(&format!("BURST-{i}"), &["A81002"]))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .message_id
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in burst {
+        ids.push(t.await.unwrap());
+    }
+    a.wait_all_sent(ids, 60).await;
+    eventually(30, "node b to record the burst's claims", || async {
+        (counter(&b, "edthub_claims_recorded_total") >= 61.0).then_some(())
+    })
+    .await;
+    let broadcasts = counter(&a, "edthub_claims_broadcasts_total");
+    let sent = counter(&a, "edthub_claims_sent_total");
+    eprintln!("claims: {sent} in {broadcasts} broker messages");
+    assert_eq!(sent, 61.0);
+    assert!(
+        broadcasts < sent,
+        "{sent} claims in {broadcasts} broker messages"
+    );
+    drop(b);
+    drop(a);
+    delete_queues(&prefix);
+}

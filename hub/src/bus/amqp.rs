@@ -140,6 +140,11 @@ pub fn queue_specs(prefix: &str, q: &str, max_deliveries: u32) -> [QueueSpec; 2]
     ]
 }
 
+/// The fanout exchange of broadcast topic `topic`.
+pub fn exchange_name(prefix: &str, topic: &str) -> String {
+    format!("{prefix}{topic}")
+}
+
 /// The delay queue of `q` for one bucket: messages wait `ms`, then return to `q`.
 pub fn delay_spec(prefix: &str, q: &str, ms: u64) -> QueueSpec {
     QueueSpec {
@@ -155,25 +160,47 @@ pub fn delay_spec(prefix: &str, q: &str, ms: u64) -> QueueSpec {
     }
 }
 
-/// RabbitMQ definitions (for `rabbitmqctl import_definitions` or `load_definitions`) of every
-/// queue the hub declares for the logical queues `queues`: each with its dead-letter queue
-/// and all its delay queues.
+/// RabbitMQ definitions (for `rabbitmqctl import_definitions` or `load_definitions`) of
+/// everything the hub declares for a cluster of the nodes named `nodes`: the shared deliver
+/// queue, each node's home and claims queues, each with its dead-letter queue and all its
+/// delay queues, and the fanout exchange of local-id claims with each claims queue bound.
 pub fn definitions(
     prefix: &str,
     vhost: &str,
-    queues: &[String],
+    nodes: &[String],
     max_deliveries: u32,
 ) -> serde_json::Value {
+    use crate::bus::messages::{claims_queue, home_queue, CLAIMS};
+    let tags: Vec<u16> = nodes.iter().map(|n| crate::track::node_tag(n)).collect();
+    let mut queues = vec![crate::bus::DELIVER_QUEUE.to_string()];
+    queues.extend(tags.iter().map(|t| home_queue(*t)));
+    queues.extend(tags.iter().map(|t| claims_queue(*t)));
     let mut specs = Vec::new();
-    for q in queues {
+    for q in &queues {
         specs.extend(queue_specs(prefix, q, max_deliveries));
         specs.extend(DELAYS_MS.iter().map(|ms| delay_spec(prefix, q, *ms)));
     }
+    let exchange = exchange_name(prefix, CLAIMS);
     serde_json::json!({
         "vhosts": [{ "name": vhost }],
         "queues": specs.iter().map(|s| s.definition(vhost)).collect::<Vec<_>>(),
-        "exchanges": [],
-        "bindings": [],
+        "exchanges": [{
+            "name": exchange,
+            "vhost": vhost,
+            "type": "fanout",
+            "durable": true,
+            "auto_delete": false,
+            "internal": false,
+            "arguments": {},
+        }],
+        "bindings": tags.iter().map(|t| serde_json::json!({
+            "source": exchange,
+            "vhost": vhost,
+            "destination": format!("{prefix}{}", claims_queue(*t)),
+            "destination_type": "queue",
+            "routing_key": "",
+            "arguments": {},
+        })).collect::<Vec<_>>(),
         "policies": [],
     })
 }
@@ -395,6 +422,33 @@ impl AmqpBus {
         Ok(())
     }
 
+    /// Declares the fanout exchange of a broadcast topic; its name.
+    async fn declare_exchange(
+        &self,
+        ch: &Channel,
+        generation: u64,
+        topic: &str,
+    ) -> Result<String, BusError> {
+        let name = exchange_name(&self.settings.prefix, topic);
+        let key = format!("exchange {name}");
+        if self.is_declared(generation, &key) {
+            return Ok(name);
+        }
+        ch.exchange_declare(
+            name.as_str().into(),
+            lapin::ExchangeKind::Fanout,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(err)?;
+        self.mark_declared(generation, std::slice::from_ref(&key));
+        Ok(name)
+    }
+
     async fn declare_delay(
         &self,
         ch: &Channel,
@@ -419,13 +473,26 @@ impl AmqpBus {
         body: &[u8],
         headers: FieldTable,
     ) -> Result<(), BusError> {
+        self.publish_via(ch, "", routing_key, body, headers).await
+    }
+
+    /// [`AmqpBus::publish_to`] through `exchange`: a fanout exchange (routing key empty)
+    /// need not have a queue bound to it.
+    async fn publish_via(
+        &self,
+        ch: &Channel,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        headers: FieldTable,
+    ) -> Result<(), BusError> {
         BROKER_MESSAGES.fetch_add(1, Ordering::Relaxed);
         let confirm = ch
             .basic_publish(
-                "".into(),
+                exchange.into(),
                 routing_key.into(),
                 BasicPublishOptions {
-                    mandatory: true,
+                    mandatory: exchange.is_empty(),
                     ..Default::default()
                 },
                 body,
@@ -829,6 +896,54 @@ impl Bus for AmqpBus {
         Box::pin(async { Ok(None) })
     }
 
+    fn broadcast<'a>(
+        &'a self,
+        topic: &'a str,
+        body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            let (ch, generation) = self.channel().await?;
+            let r = bounded("a broadcast", async {
+                let exchange = self.declare_exchange(&ch, generation, topic).await?;
+                self.publish_via(&ch, &exchange, "", &body, FieldTable::default())
+                    .await
+            })
+            .await;
+            if let Err(e) = &r {
+                self.broken(generation, e).await;
+            }
+            r
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        queue: &'a str,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async move {
+            let (ch, generation) = self.channel().await?;
+            let r = bounded("a subscription", async {
+                self.declare(&ch, generation, queue).await?;
+                let exchange = self.declare_exchange(&ch, generation, topic).await?;
+                ch.queue_bind(
+                    self.main_queue(queue).into(),
+                    exchange.into(),
+                    "".into(),
+                    lapin::options::QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(err)
+            })
+            .await;
+            if let Err(e) = &r {
+                self.broken(generation, e).await;
+            }
+            r
+        })
+    }
+
     fn history<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<Option<u64>, BusError>> {
         Box::pin(async move {
             let (_, generation) = self.channel().await?;
@@ -916,15 +1031,10 @@ mod tests {
         let shipped: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let defaults = crate::config::Config::default();
-        let queues = [
-            crate::bus::DELIVER_QUEUE.to_string(),
-            crate::bus::messages::home_queue(crate::track::node_tag("hub-a")),
-            crate::bus::messages::home_queue(crate::track::node_tag("hub-b")),
-        ];
         let expected = definitions(
             &defaults.amqp.queue_prefix,
             "/",
-            &queues,
+            &["hub-a".to_string(), "hub-b".to_string()],
             defaults.delivery.max_bus_deliveries,
         );
         assert_eq!(
@@ -941,7 +1051,9 @@ mod tests {
         assert!(names.contains(&"edthub.deliver"));
         assert!(names.contains(&"edthub.deliver.dead"));
         assert!(names.contains(&"edthub.deliver.delay.1000"));
-        assert_eq!(names.len(), 3 * (2 + DELAYS_MS.len()));
+        assert_eq!(names.len(), 5 * (2 + DELAYS_MS.len()));
+        assert_eq!(shipped["exchanges"][0]["name"], "edthub.claims");
+        assert_eq!(shipped["bindings"].as_array().map(Vec::len), Some(2));
     }
 
     /// The broker the tests use: `EDTHUB_TEST_AMQP_URL`, else the local RabbitMQ.

@@ -157,3 +157,48 @@ impl HomeEvent {
         }
     }
 }
+
+/// The broadcast topic (and outbox queue) of local-id claims.
+pub const CLAIMS: &str = "claims";
+
+/// The queue on which a node receives the claims broadcast by every node.
+pub fn claims_queue(tag: u16) -> String {
+    format!("claims.{tag:04x}")
+}
+
+/// A node's claim on a sender's local id: told to every node of a cluster, so that a sender
+/// who fails over to another node with the same local id gets the original receipt, not a
+/// second message. Carries what a receipt needs and nothing about the patient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalIdClaim {
+    /// The node that holds the message, and its tag.
+    pub node: String,
+    pub tag: u16,
+    pub message_id: Uuid,
+    pub sender_ods: String,
+    pub local_id: String,
+    pub payload_sha256: String,
+    pub recipients: Vec<String>,
+    pub received_ms: u64,
+    /// The deliveries as receipted.
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+impl LocalIdClaim {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("claim serialises")
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(body).map_err(|e| format!("unreadable local-id claim: {e}"))
+    }
+
+    /// Several claims in one broker message.
+    pub fn encode_batch(claims: &[LocalIdClaim]) -> Vec<u8> {
+        serde_json::to_vec(claims).expect("claims serialise")
+    }
+
+    pub fn decode_batch(body: &[u8]) -> Result<Vec<Self>, String> {
+        serde_json::from_slice(body).map_err(|e| format!("unreadable local-id claims: {e}"))
+    }
+}

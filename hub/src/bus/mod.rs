@@ -144,6 +144,24 @@ pub trait Bus: Send + Sync + 'static {
     }
     /// Items waiting or handed out and not settled.
     fn depth<'a>(&'a self, queue: &'a str) -> BoxFuture<'a, Result<u64, BusError>>;
+    /// Publishes `body` to every queue subscribed to `topic` (on a broker, every node of the
+    /// cluster, this one included). Durable when it returns. A bus without other nodes has
+    /// no one to tell, and does nothing.
+    fn broadcast<'a>(
+        &'a self,
+        _topic: &'a str,
+        _body: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Subscribes `queue` to `topic`: from now on it receives what is broadcast there.
+    fn subscribe<'a>(
+        &'a self,
+        _topic: &'a str,
+        _queue: &'a str,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Whether `queue` was already there before this process used it (on a broker, someone
     /// declared it earlier), with the items waiting in it; `None` where it was not, or where
     /// the bus keeps no queues of its own beyond the node's database.

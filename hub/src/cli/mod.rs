@@ -176,8 +176,8 @@ struct UnmatchedArgs {
 #[derive(Subcommand, Debug)]
 enum AmqpCmd {
     /// Print RabbitMQ definitions (JSON, for `rabbitmqctl import_definitions`) of every queue
-    /// the hub nodes named declare: the shared deliver queue and each node's home queue, with
-    /// their dead-letter and delay queues. Uses the queue prefix and delivery limit of the
+    /// the hub nodes named declare: the shared deliver queue, each node's home and claims
+    /// queues, with their dead-letter and delay queues, and the claims exchange. Uses the queue prefix and delivery limit of the
     /// config given (defaults otherwise).
     Definitions(DefinitionsArgs),
 }
@@ -200,16 +200,10 @@ fn definitions(a: &DefinitionsArgs) -> anyhow::Result<ExitCode> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    let mut queues = vec![crate::bus::DELIVER_QUEUE.to_string()];
-    queues.extend(
-        a.nodes
-            .iter()
-            .map(|n| crate::bus::messages::home_queue(crate::track::node_tag(n))),
-    );
     let defs = crate::bus::amqp::definitions(
         &config.amqp.queue_prefix,
         &a.vhost,
-        &queues,
+        &a.nodes,
         config.delivery.max_bus_deliveries,
     );
     println!("{}", serde_json::to_string_pretty(&defs)?);

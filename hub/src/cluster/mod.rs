@@ -15,6 +15,7 @@
 //! Events are idempotent: an outcome names the attempt it is for, and is applied only while
 //! that attempt is still the one the home node is waiting on.
 
+pub mod claims;
 pub mod relay;
 
 use crate::acks::{Ack, Outcome};
@@ -210,6 +211,7 @@ pub async fn check_history(hub: &Hub) {
         }
     };
     if !marked {
+        tracing::info!(queue = %queue, "first start of this database on the broker: checking the broker for this node's history (the client may log NOT_FOUND for the queue: that is the answer hoped for)");
         match hub.bus.history(&queue).await {
             Ok(Some(waiting)) => {
                 let dead = hub.bus.dead_letters(&queue).await.map_or(0, |d| d.len());

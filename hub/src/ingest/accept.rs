@@ -6,10 +6,11 @@
 //! work and the timeline are stored in one transaction. The receipt comes only once that is on
 //! disk.
 
+use crate::bus::messages::{LocalIdClaim, CLAIMS};
 use crate::config::BusKind;
 use crate::hub::Hub;
 use crate::route;
-use crate::store::{NewMessage, StoreError, Submitted};
+use crate::store::{Enqueue, NewMessage, StoreError, Submitted};
 use crate::track::{
     new_id, now_ms, AuditEvent, Channel, DeliveryRecord, DeliveryState, MessageRecord,
 };
@@ -85,7 +86,8 @@ impl SubmitError {
 /// What differs between a stored message and a resubmission of its (sender, local id): its
 /// content (the payload's bytes) or its recipients (in any order). `None`: the same document.
 fn resubmission_differs(
-    stored: &MessageRecord,
+    stored_sha256: &str,
+    stored_recipients: &[String],
     recipients: &[String],
     payload_sha256: &str,
 ) -> Option<&'static str> {
@@ -94,9 +96,8 @@ fn resubmission_differs(
             .map(|s| s.trim().to_ascii_uppercase())
             .collect::<std::collections::BTreeSet<_>>()
     };
-    let content = !stored.payload_sha256.is_empty()
-        && !stored.payload_sha256.eq_ignore_ascii_case(payload_sha256);
-    let recipients = set(&stored.recipients) != set(recipients);
+    let content = !stored_sha256.is_empty() && !stored_sha256.eq_ignore_ascii_case(payload_sha256);
+    let recipients = set(stored_recipients) != set(recipients);
     match (content, recipients) {
         (true, true) => Some("content and recipients"),
         (true, false) => Some("content"),
@@ -129,6 +130,12 @@ pub async fn submit(hub: &Hub, sub: Submission, actor: &str) -> Result<Receipt, 
     let payload_sha256 = edt_transforms::sha256_hex(&sub.payload);
     if let Some(orig) = hub.store.find_by_local_id(&sub.sender_ods, &sub.local_id)? {
         return duplicate_receipt(hub, orig, &sub.local_id, &sub.recipients, &payload_sha256).await;
+    }
+    let cluster = hub.config.bus == BusKind::Amqp;
+    if cluster {
+        if let Some(claim) = hub.store.claim_of(&sub.sender_ods, &sub.local_id)? {
+            return claimed_receipt(claim, &sub.local_id, &sub.recipients, &payload_sha256);
+        }
     }
     if let Some(problem) = hub.health.storage_problem() {
         metrics::counter!("edthub_ingest_refused_total", "reason" => "storage").increment(1);
@@ -219,6 +226,26 @@ pub async fn submit(hub: &Hub, sub: Submission, actor: &str) -> Result<Receipt, 
     };
     new.audit.extend(plan.audit);
     check_renders(hub, &new)?;
+    if cluster {
+        // Every node hears of this (sender, local id) through the outbox, with the receipt.
+        let m = &new.message;
+        new.enqueue.push(Enqueue {
+            queue: CLAIMS.to_string(),
+            body: LocalIdClaim {
+                node: hub.node.clone(),
+                tag: crate::track::own_tag(),
+                message_id: m.id,
+                sender_ods: m.sender_ods.clone(),
+                local_id: m.local_id.clone(),
+                payload_sha256: m.payload_sha256.clone(),
+                recipients: m.recipients.clone(),
+                received_ms: m.received_ms,
+                deliveries: new.deliveries.clone(),
+            }
+            .encode(),
+            due_ms: 0,
+        });
+    }
     let deliveries = new.deliveries.clone();
     let t0 = std::time::Instant::now();
     let outcome = hub.store.submit(new).await?;
@@ -293,17 +320,14 @@ async fn duplicate_receipt(
     // running: make sure it is durable before saying so.
     hub.store.flush().await?;
     let view = hub.view(orig)?.ok_or(StoreError::NoSuchMessage(orig))?;
-    if let Some(what) = resubmission_differs(&view.message, recipients, payload_sha256) {
-        metrics::counter!("edthub_ingest_refused_total", "reason" => "local-id-reused")
-            .increment(1);
-        return Err(SubmitError::Invalid {
-            field: "local_id",
-            rule: format!(
-                "{:?} {LOCAL_ID_REUSED}{orig} with different {what}: a corrected or \
-                 changed document needs a new local id (by mail, a new Message-ID)",
-                local_id
-            ),
-        });
+    let stored = &view.message;
+    if let Some(what) = resubmission_differs(
+        &stored.payload_sha256,
+        &stored.recipients,
+        recipients,
+        payload_sha256,
+    ) {
+        return Err(local_id_reused(local_id, orig, what));
     }
     metrics::counter!("edthub_ingest_duplicates_total").increment(1);
     Ok(Receipt {
@@ -311,5 +335,43 @@ async fn duplicate_receipt(
         duplicate: true,
         received_ms: view.message.received_ms,
         deliveries: view.deliveries,
+    })
+}
+
+/// The refusal of a local id that already names another document.
+fn local_id_reused(local_id: &str, orig: Uuid, what: &str) -> SubmitError {
+    metrics::counter!("edthub_ingest_refused_total", "reason" => "local-id-reused").increment(1);
+    SubmitError::Invalid {
+        field: "local_id",
+        rule: format!(
+            "{local_id:?} {LOCAL_ID_REUSED}{orig} with different {what}: a corrected or \
+             changed document needs a new local id (by mail, a new Message-ID)"
+        ),
+    }
+}
+
+/// The receipt for a resubmission of (sender, local id) that another node of the cluster
+/// took first: that node's receipt, as it gave it.
+fn claimed_receipt(
+    claim: LocalIdClaim,
+    local_id: &str,
+    recipients: &[String],
+    payload_sha256: &str,
+) -> Result<Receipt, SubmitError> {
+    if let Some(what) = resubmission_differs(
+        &claim.payload_sha256,
+        &claim.recipients,
+        recipients,
+        payload_sha256,
+    ) {
+        return Err(local_id_reused(local_id, claim.message_id, what));
+    }
+    metrics::counter!("edthub_ingest_duplicates_total").increment(1);
+    tracing::info!(message = %claim.message_id, node = %claim.node, "a resubmission of a document another node took; its receipt is returned");
+    Ok(Receipt {
+        message_id: claim.message_id,
+        duplicate: true,
+        received_ms: claim.received_ms,
+        deliveries: claim.deliveries,
     })
 }

@@ -70,6 +70,18 @@ pub struct NewMessage {
     pub enqueue: Vec<Enqueue>,
 }
 
+/// What a node holds for another node's claim on a local id (see [`Store::record_claim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimSeen {
+    /// Recorded: a resubmission here gets that node's receipt.
+    New,
+    /// Already recorded.
+    Known,
+    /// This node holds another message under the same (sender, local id): a sender got two
+    /// receipts for one letter, from two nodes, before either heard of the other's.
+    Conflict(Uuid),
+}
+
 /// The outcome of [`Store::submit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Submitted {
@@ -321,6 +333,19 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a small record and waits until it is on disk: whether the store can take work
     /// now. An error here means submissions would fail too.
     fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Records another node's claim on (sender, local id).
+    fn record_claim(
+        &self,
+        claim: &crate::bus::messages::LocalIdClaim,
+    ) -> Result<ClaimSeen, StoreError>;
+    /// Another node's claim on (sender, local id), if one is recorded.
+    fn claim_of(
+        &self,
+        sender_ods: &str,
+        local_id: &str,
+    ) -> Result<Option<crate::bus::messages::LocalIdClaim>, StoreError>;
+    /// Forgets claims on local ids first receipted before `before_ms`; how many.
+    fn prune_claims(&self, before_ms: u64) -> Result<usize, StoreError>;
     /// Whether the node has set the marker `key` in this database (see [`Store::set_marker`]).
     fn marker(&self, key: &[u8]) -> Result<bool, StoreError>;
     /// Sets a marker: a fact about this database's own history, durable at the next flush.

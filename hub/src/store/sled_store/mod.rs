@@ -32,6 +32,9 @@ pub struct SledStore {
     payloads: Arc<PayloadFiles>,
     trees: Vec<sled::Tree>,
     unmatched: sled::Tree,
+    /// Other nodes' claims on local ids (by `keys::dedupe`), and the same by receipt time.
+    claims: sled::Tree,
+    claims_by_time: sled::Tree,
     commit: GroupCommit,
     files: FileSync,
     changes: broadcast::Sender<Uuid>,
@@ -67,6 +70,8 @@ impl SledStore {
             .map(|n| db.open_tree(n))
             .collect::<Result<Vec<_>, _>>()?;
         let unmatched = db.open_tree("unmatched_acks")?;
+        let claims = db.open_tree("claims")?;
+        let claims_by_time = db.open_tree("claims_by_time")?;
         let (changes, _) = broadcast::channel(4096);
         let signals = Arc::new(Signals::default());
         Ok(Self {
@@ -76,6 +81,8 @@ impl SledStore {
             db,
             trees,
             unmatched,
+            claims,
+            claims_by_time,
             changes,
             signals,
         })
@@ -253,6 +260,58 @@ impl Store for SledStore {
                 .insert(b"health-probe", &crate::track::now_ms().to_be_bytes())?;
             self.commit.flush().await.map_err(StoreError::Engine)
         })
+    }
+
+    fn record_claim(
+        &self,
+        claim: &crate::bus::messages::LocalIdClaim,
+    ) -> Result<super::ClaimSeen, StoreError> {
+        let key = super::keys::dedupe(&claim.sender_ods, &claim.local_id);
+        if let Some(own) = query::find_by_local_id(self, &claim.sender_ods, &claim.local_id)? {
+            if own != claim.message_id {
+                return Ok(super::ClaimSeen::Conflict(own));
+            }
+            return Ok(super::ClaimSeen::Known);
+        }
+        let previous = self.claims.insert(&key, claim.encode())?;
+        let when = [&claim.received_ms.to_be_bytes()[..], &key].concat();
+        self.claims_by_time.insert(when, &[])?;
+        self.commit.request();
+        Ok(match previous {
+            Some(_) => super::ClaimSeen::Known,
+            None => super::ClaimSeen::New,
+        })
+    }
+
+    fn claim_of(
+        &self,
+        sender_ods: &str,
+        local_id: &str,
+    ) -> Result<Option<crate::bus::messages::LocalIdClaim>, StoreError> {
+        let key = super::keys::dedupe(sender_ods, local_id);
+        match self.claims.get(key)? {
+            None => Ok(None),
+            Some(v) => crate::bus::messages::LocalIdClaim::decode(&v)
+                .map(Some)
+                .map_err(StoreError::Corrupt),
+        }
+    }
+
+    fn prune_claims(&self, before_ms: u64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for entry in self
+            .claims_by_time
+            .range(..before_ms.to_be_bytes().to_vec())
+        {
+            let (when, _) = entry?;
+            self.claims.remove(&when[8..])?;
+            self.claims_by_time.remove(&when)?;
+            n += 1;
+        }
+        if n > 0 {
+            self.commit.request();
+        }
+        Ok(n)
     }
 
     fn marker(&self, key: &[u8]) -> Result<bool, StoreError> {
