@@ -55,6 +55,14 @@ fn assert_each_delivered_once(hub: &Hub, receipted: &BTreeMap<String, String>) {
             seen.get(id)
         );
     }
+    let files: usize = seen.values().sum();
+    eprintln!(
+        "receipted {}, delivered {}, lost 0, duplicates 0, files {files} ({} for documents \
+         stored at a kill whose receipt never went out)",
+        receipted.len(),
+        receipted.len(),
+        seen.len() - receipted.len()
+    );
 }
 
 /// The tests here share one broker, and one of them stops it: one at a time.
@@ -671,6 +679,86 @@ async fn a_sender_failing_over_with_the_same_local_id_gets_the_first_nodes_recei
         broadcasts < sent,
         "{sent} claims in {broadcasts} broker messages"
     );
+    drop(b);
+    drop(a);
+    delete_queues(&prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_polling_one_drop_folder_apply_every_ack_once_and_set_none_aside() {
+    let _serial = BROKER.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("edthub-e2e-acks-{}.", std::process::id());
+    let (a, b_config) = two_nodes(dir.path(), &prefix);
+    // Both nodes poll the practices' ack folders, often.
+    std::fs::write(
+        &b_config,
+        std::fs::read_to_string(&b_config)
+            .unwrap()
+            .replace("poll_ms = 600000", "poll_ms = 50"),
+    )
+    .unwrap();
+    let b = Hub::start_with(&dir.path().join("b"), &b_config);
+    let mut ids = Vec::new();
+    for (n, hub) in [&a, &b].into_iter().enumerate() {
+        let mut sub = hub.submission().await;
+        for i in 0..60 {
+            let to = PRACTICES[i % PRACTICES.len()];
+            ids.push(
+                sub.submit_document(letter(&format!("ACKS-{n}-{i}"), &[to]))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .message_id,
+            );
+        }
+    }
+    a.wait_all_sent(ids[..60].to_vec(), 60).await;
+    b.wait_all_sent(ids[60..].to_vec(), 60).await;
+    // The practices acknowledge everything at once.
+    let mut acked = 0;
+    for ods in PRACTICES {
+        let folder = a.drop_folder(ods);
+        std::fs::create_dir_all(folder.join("acks")).unwrap();
+        for idx in drop_indexes(&folder) {
+            let d = idx["delivery_id"].as_str().unwrap();
+            std::fs::write(
+                folder.join("acks").join(format!("{d}.ack")),
+                r#"{"status":"accepted"}"#,
+            )
+            .unwrap();
+            acked += 1;
+        }
+    }
+    assert_eq!(acked, 120);
+    let all = [&a, &b];
+    eventually(60, "every delivery accepted", || async {
+        let listed = edt_tests::cli_json_across(&all, &["messages", "list", "--state", "accepted"]);
+        (listed["total"].as_u64() == Some(120)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (name, hub) in [("a", &a), ("b", &b)] {
+        let stats = hub.cli_json(&["stats"]);
+        assert_eq!(
+            stats["unmatched_acks"],
+            0,
+            "node {name} set aside acks the other node was applying: {}",
+            hub.cli_json(&["acks", "unmatched"])
+        );
+    }
+    for ods in PRACTICES {
+        let left: Vec<_> = std::fs::read_dir(a.drop_folder(ods).join("acks"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(
+            left.iter().all(|n| !n.ends_with(".ack")),
+            "acks left in {ods}: {left:?}"
+        );
+    }
+    eprintln!("shared ack folders: receipted 120, delivered 120, acks 120 applied, set aside 0");
     drop(b);
     drop(a);
     delete_queues(&prefix);
