@@ -5,15 +5,36 @@
 
 use crate::hub::Hub;
 use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
 
 static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the Prometheus recorder once per process.
+/// Buckets of the timing histograms, in seconds: half a millisecond to ten minutes.
+const SECONDS_BUCKETS: [f64; 19] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0, 600.0,
+];
+/// Buckets of the batch-size histograms (writers or files per round).
+const BATCH_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
+/// Installs the Prometheus recorder once per process. Histograms are Prometheus histograms
+/// with fixed buckets: their memory does not grow with what they record, and they add up
+/// across the nodes of a cluster (summaries' quantiles do not).
 pub fn metrics_handle() -> Option<PrometheusHandle> {
     METRICS
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_batch".into()), &BATCH_BUCKETS)
+                })
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
         .clone()
 }
 
