@@ -11,6 +11,7 @@
 //! is told when the claim arrives: the conflict is logged and counted
 //! (`edthub_local_id_conflicts_total`).
 
+use super::relay::{next_item, until_published};
 use crate::bus::messages::{claims_queue, LocalIdClaim, CLAIMS};
 use crate::bus::Bus;
 use crate::hub::Hub;
@@ -35,19 +36,7 @@ pub fn spawn(hub: Arc<Hub>, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
 
 /// Takes claims from the outbox as they come, and broadcasts those waiting together.
 async fn relay(hub: Arc<Hub>, mut shutdown: Shutdown) {
-    loop {
-        let first = tokio::select! {
-            _ = shutdown.wait() => return,
-            item = hub.outbox.receive(CLAIMS) => item,
-        };
-        let first = match first {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::error!(error = %e, "outbox read failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+    while let Some(first) = next_item(&hub, CLAIMS, &mut shutdown).await {
         let mut items = vec![first];
         // Whatever else is waiting now joins this message (a receive that finds nothing
         // ready takes nothing).
@@ -67,22 +56,12 @@ async fn relay(hub: Arc<Hub>, mut shutdown: Shutdown) {
             }
         }
         let body = LocalIdClaim::encode_batch(&claims);
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match hub.bus.broadcast(CLAIMS, body.clone()).await {
-                Ok(()) => break,
-                Err(e) => {
-                    if backoff == Duration::from_millis(100) {
-                        tracing::warn!(error = %e, "cannot tell the cluster of local ids taken; holding them in the outbox");
-                    }
-                    tokio::select! {
-                        // Left in flight: they go back to the outbox at restart.
-                        _ = shutdown.wait() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
+        let published = until_published(&mut shutdown, "the local ids taken", || {
+            hub.bus.broadcast(CLAIMS, body.clone())
+        })
+        .await;
+        if !published {
+            return;
         }
         for item in &items {
             if let Err(e) = hub.outbox.ack(item).await {

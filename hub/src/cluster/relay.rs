@@ -42,6 +42,58 @@ fn expand(hub: &Hub, body: &[u8]) -> Option<(String, Vec<u8>)> {
     }
 }
 
+/// The next item of an outbox queue; `None` once the shutdown fires.
+pub(super) async fn next_item(
+    hub: &Hub,
+    queue: &str,
+    shutdown: &mut Shutdown,
+) -> Option<crate::bus::BusItem> {
+    loop {
+        let item = tokio::select! {
+            _ = shutdown.wait() => return None,
+            item = hub.outbox.receive(queue) => item,
+        };
+        match item {
+            Ok(i) => return Some(i),
+            Err(e) => {
+                tracing::error!(error = %e, queue, "outbox read failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Runs `publish` until the broker takes what it sends, backing off while it is away;
+/// `false` if the shutdown fired first (what was taken from the outbox stays in flight and
+/// goes back to it at restart).
+pub(super) async fn until_published<F, Fut>(
+    shutdown: &mut Shutdown,
+    what: &str,
+    mut publish: F,
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), crate::bus::BusError>>,
+{
+    let first = Duration::from_millis(100);
+    let mut backoff = first;
+    loop {
+        match publish().await {
+            Ok(()) => return true,
+            Err(e) => {
+                if backoff == first {
+                    tracing::warn!(error = %e, "cannot hand {what} to RabbitMQ; holding it in the outbox");
+                }
+                tokio::select! {
+                    _ = shutdown.wait() => return false,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// Starts `n` relays for the deliver queue and the outbox depth gauge.
 pub fn spawn(hub: Arc<Hub>, n: usize, shutdown: Shutdown) -> Vec<JoinHandle<()>> {
     let mut tasks: Vec<JoinHandle<()>> = (0..n)
@@ -49,40 +101,18 @@ pub fn spawn(hub: Arc<Hub>, n: usize, shutdown: Shutdown) -> Vec<JoinHandle<()>>
             let hub = hub.clone();
             let mut shutdown = shutdown.clone();
             tokio::spawn(async move {
-                loop {
-                    let item = tokio::select! {
-                        _ = shutdown.wait() => return,
-                        item = hub.outbox.receive(DELIVER_QUEUE) => item,
-                    };
-                    let item = match item {
-                        Ok(i) => i,
-                        Err(e) => {
-                            tracing::error!(error = %e, "outbox read failed");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                    };
+                while let Some(item) = next_item(&hub, DELIVER_QUEUE, &mut shutdown).await {
                     let Some((queue, body)) = expand(&hub, &item.body) else {
                         // Nothing left to do for it (cancelled, or already handed over).
                         let _ = hub.outbox.ack(&item).await;
                         continue;
                     };
-                    let mut backoff = Duration::from_millis(100);
-                    loop {
-                        match hub.bus.publish(&queue, body.clone(), Duration::ZERO).await {
-                            Ok(()) => break,
-                            Err(e) => {
-                                if backoff == Duration::from_millis(100) {
-                                    tracing::warn!(error = %e, "cannot hand work to RabbitMQ; holding it in the outbox");
-                                }
-                                tokio::select! {
-                                    // Left in flight: it goes back to the outbox at restart.
-                                    _ = shutdown.wait() => return,
-                                    _ = tokio::time::sleep(backoff) => {}
-                                }
-                                backoff = (backoff * 2).min(Duration::from_secs(5));
-                            }
-                        }
+                    let published = until_published(&mut shutdown, "work", || {
+                        hub.bus.publish(&queue, body.clone(), Duration::ZERO)
+                    })
+                    .await;
+                    if !published {
+                        return;
                     }
                     if let Err(e) = hub.outbox.ack(&item).await {
                         tracing::warn!(error = %e, "outbox ack failed; the item may be published twice");
