@@ -203,7 +203,11 @@ const HOME_QUEUE_MARK: &[u8] = b"home-queue-used";
 /// what arrives for the lost deliveries is set aside as unmatched acknowledgements.
 pub async fn check_history(hub: &Hub) {
     let queue = own_home_queue();
-    let marked = match hub.store.marker(HOME_QUEUE_MARK) {
+    // A database that holds messages has its history (one from before the mark existed
+    // included): only an empty one without the mark can have lost it.
+    let marked = match hub.store.marker(HOME_QUEUE_MARK).and_then(|m| {
+        Ok(m || hub.store.message_count()? > 0)
+    }) {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the home queue mark");
