@@ -205,9 +205,11 @@ pub async fn check_history(hub: &Hub) {
     let queue = own_home_queue();
     // A database that holds messages has its history (one from before the mark existed
     // included): only an empty one without the mark can have lost it.
-    let marked = match hub.store.marker(HOME_QUEUE_MARK).and_then(|m| {
-        Ok(m || hub.store.message_count()? > 0)
-    }) {
+    let marked = match hub
+        .store
+        .marker(HOME_QUEUE_MARK)
+        .and_then(|m| Ok(m || hub.store.message_count()? > 0))
+    {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the home queue mark");
