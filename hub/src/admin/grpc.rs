@@ -199,7 +199,7 @@ fn recent_activity(hub: &Hub) -> Result<Recent, StoreError> {
         if !more {
             break;
         }
-        after = ids.last().copied();
+        after = ids.last().copied().map(crate::store::After::Message);
     }
     let top = |map: HashMap<String, v1::Activity>| {
         let mut v: Vec<v1::Activity> = map.into_values().collect();
@@ -298,7 +298,10 @@ pub(crate) fn query(f: &v1::ListMessagesRequest) -> Result<ListQuery, Status> {
     };
     let after = match f.after.trim() {
         "" => None,
-        a => Some(parse_id("after", a)?),
+        a => Some(
+            crate::store::After::parse(a)
+                .map_err(|e| Status::invalid_argument(format!("after: {e}")))?,
+        ),
     };
     Ok(ListQuery {
         state,
@@ -330,16 +333,24 @@ impl Admin for AdminService {
             .map_err(store_status)?;
         let truncated = page.total > page.ids.len() as u64;
         let mut messages = Vec::with_capacity(page.ids.len());
-        for id in page.ids {
-            if let Some(v) = self.hub.view(id).map_err(store_status)? {
+        let mut positions = Vec::with_capacity(page.ids.len());
+        for (id, at) in page.ids.iter().zip(&page.positions) {
+            if let Some(v) = self.hub.view(*id).map_err(store_status)? {
                 messages.push(convert::status(&v));
+                positions.push(at.to_string());
             }
         }
+        let next_after = match truncated {
+            true => page.positions.last().map(|p| p.to_string()),
+            false => None,
+        };
         Ok(Response::new(v1::ListMessagesResponse {
             messages,
             truncated,
             total: page.total,
             total_is_lower_bound: page.total_is_lower_bound,
+            next_after: next_after.unwrap_or_default(),
+            positions,
         }))
     }
 

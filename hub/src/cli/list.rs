@@ -6,6 +6,7 @@ use super::output::{
     deliveries_summary, doc_type_name, print_json, state_cell, status_json, table, time_of,
 };
 use super::{Filter, HubArgs};
+use crate::store::After;
 use crate::track::{now_ms, DeliveryState};
 use crate::wire as convert;
 use comfy_table::Cell;
@@ -58,6 +59,8 @@ pub(super) fn to_request(f: &Filter, limit: u32) -> anyhow::Result<v1::ListMessa
 pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::Result<ExitCode> {
     let req = to_request(f, limit)?;
     let mut resp = v1::ListMessagesResponse::default();
+    // Each message with its place in the listing's order, to merge the nodes' pages.
+    let mut placed: Vec<(Option<After>, v1::MessageStatus)> = Vec::new();
     each_node(
         hub,
         |mut a| {
@@ -68,32 +71,41 @@ pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::
             resp.truncated |= r.truncated;
             resp.total += r.total;
             resp.total_is_lower_bound |= r.total_is_lower_bound;
-            resp.messages.extend(r.messages);
+            resp.next_after = r.next_after;
+            let positions = r.positions.iter().map(|p| After::parse(p).ok());
+            placed.extend(positions.chain(std::iter::repeat(None)).zip(r.messages));
         },
     )
     .await?;
     if hub.hub.len() > 1 {
-        // Newest first across the nodes (ids are time-ordered), then the limit again.
-        resp.messages.sort_by(|a, b| {
-            let id = |s: &v1::MessageStatus| {
-                s.message
-                    .as_ref()
-                    .map(|m| m.message_id.clone())
-                    .unwrap_or_default()
-            };
-            id(b).cmp(&id(a))
-        });
-        if resp.messages.len() > limit as usize {
-            resp.messages.truncate(limit as usize);
+        // Newest first across the nodes, each where its node's listing put it, then the
+        // limit again.
+        placed.sort_by(|a, b| b.0.cmp(&a.0));
+        if placed.len() > limit as usize {
+            placed.truncate(limit as usize);
             resp.truncated = true;
         }
+        resp.next_after = match resp.truncated {
+            true => placed
+                .last()
+                .and_then(|(at, _)| at.as_ref())
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            false => String::new(),
+        };
     }
-    // The cursor for the next page: the oldest message shown.
-    let next_after = resp
-        .truncated
-        .then(|| resp.messages.last().and_then(|s| s.message.as_ref()))
-        .flatten()
-        .map(|m| m.message_id.clone());
+    resp.messages = placed.into_iter().map(|(_, m)| m).collect();
+    // The cursor for the next page: where this one ended (a hub that gives no places: the
+    // oldest message shown).
+    let next_after = match resp.next_after.is_empty() {
+        false => Some(resp.next_after.clone()),
+        true => resp
+            .messages
+            .last()
+            .and_then(|s| s.message.as_ref())
+            .map(|m| m.message_id.clone()),
+    }
+    .filter(|_| resp.truncated);
     if json {
         print_json(&json!({
             "messages": resp.messages.iter().map(status_json).collect::<Vec<_>>(),

@@ -314,7 +314,8 @@ pub struct Filter {
     /// sender, recipients, content type).
     #[arg(long)]
     pub search: Option<String>,
-    /// The next page: messages older than this message id (the last one shown).
+    /// The next page: where the last one ended (the `--after` it names). A bare message id
+    /// lists the messages received before it.
     #[arg(long)]
     pub after: Option<String>,
 }

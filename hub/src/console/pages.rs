@@ -644,7 +644,7 @@ fn filter_page(
                 }
             }
             @if rows.len() == PAGE && page.total > rows.len() as u64 {
-                @let after = rows.last().map(|v| v.message.id.to_string()).unwrap_or_default();
+                @let after = page.positions.last().map(ToString::to_string).unwrap_or_default();
                 @if f.nhs.trim().is_empty() {
                     p.pager { a rel="next" href=(format!("/console/messages?{}", f.query_string(Some(&after)))) { "Older →" } }
                 } @else {

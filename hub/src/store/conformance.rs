@@ -27,6 +27,7 @@ pub async fn run_all(f: &dyn StoreFactory) {
     invalid_transitions_change_nothing(f).await;
     replay_supersedes_without_editing_history(f).await;
     list_queries(f).await;
+    pages_follow_the_listing_order(f).await;
     unmatched_acks_are_kept(f).await;
     transport_ids_find_their_delivery(f).await;
     messages_since_reads_a_window(f).await;
@@ -358,6 +359,7 @@ pub async fn list_queries(f: &dyn StoreFactory) {
             ids: newest_first[..2].to_vec(),
             total: 5,
             total_is_lower_bound: false,
+            positions: counted.positions.clone(),
         },
         "the page and every match counted"
     );
@@ -412,6 +414,92 @@ pub async fn list_queries(f: &dyn StoreFactory) {
         .unwrap()
         .0;
     assert!(!recent.contains(&ids[0].0), "received before the cut");
+}
+
+/// Paging through a listing ordered by change (a state or recipient filter) gives every
+/// message once, in the order of the listing taken whole, however the changes reordered them.
+pub async fn pages_follow_the_listing_order(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let tag = new_id().simple().to_string()[24..].to_uppercase();
+    let (sender, ods, other) = (format!("S{tag}"), format!("R{tag}"), format!("Q{tag}"));
+    let mut ids = Vec::new();
+    for i in 0..14 {
+        // Some go to both practices: one message, two deliveries in the same state.
+        let to: Vec<&str> = match i % 3 {
+            0 => vec![&ods, &other],
+            _ => vec![&ods],
+        };
+        let new = sample(&sender, &format!("P{i}"), &to);
+        ids.push((new.message.id, new.deliveries.clone()));
+        s.submit(new).await.unwrap();
+    }
+    // Changes in another order than receipt: the oldest messages change last.
+    for (n, (_, deliveries)) in ids.iter().enumerate().rev() {
+        for d in deliveries {
+            let e = match n % 4 {
+                0 => continue,
+                1 => DeliveryEvent::TransportAccepted,
+                _ => DeliveryEvent::GaveUp,
+            };
+            step(s.as_ref(), d.id, e);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let queries = [
+        ListQuery {
+            recipient_ods: Some(ods.clone()),
+            ..Default::default()
+        },
+        ListQuery {
+            state: Some(DeliveryState::Failed),
+            ..Default::default()
+        },
+        ListQuery {
+            state: Some(DeliveryState::Failed),
+            recipient_ods: Some(ods.clone()),
+            ..Default::default()
+        },
+        ListQuery {
+            sender_ods: Some(sender.clone()),
+            ..Default::default()
+        },
+        ListQuery::default(),
+    ];
+    let ours: Vec<Uuid> = ids.iter().map(|(m, _)| *m).collect();
+    for q in queries {
+        let whole: Vec<Uuid> = s
+            .list(&ListQuery {
+                limit: 10_000,
+                ..q.clone()
+            })
+            .unwrap()
+            .0
+            .into_iter()
+            .filter(|id| ours.contains(id))
+            .collect();
+        assert!(whole.len() >= 5, "{q:?}: {whole:?}");
+        let mut paged: Vec<Uuid> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s
+                .list_page(
+                    &ListQuery {
+                        limit: 3,
+                        after,
+                        ..q.clone()
+                    },
+                    0,
+                )
+                .unwrap();
+            assert_eq!(page.ids.len(), page.positions.len());
+            paged.extend(page.ids.iter().filter(|id| ours.contains(id)).copied());
+            if page.total <= page.ids.len() as u64 {
+                break;
+            }
+            after = page.positions.last().copied();
+        }
+        assert_eq!(paged, whole, "pages of three, {q:?}");
+    }
 }
 
 pub async fn unmatched_acks_are_kept(f: &dyn StoreFactory) {

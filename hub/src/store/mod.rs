@@ -153,9 +153,57 @@ pub struct ListQuery {
     pub channel: Option<crate::track::Channel>,
     /// Case-insensitive text in the message's metadata.
     pub text: Option<String>,
-    /// Only messages older than this one (paging, newest first).
-    pub after: Option<Uuid>,
+    /// Where the previous page ended (paging, newest first).
+    pub after: Option<After>,
     pub limit: usize,
+}
+
+/// Where a page of a listing ended, for the next page to go on from.
+///
+/// A listing filtered by state or recipient is in order of each delivery's last change, not of
+/// receipt, so a message id alone cannot say where a page ended: a message received early but
+/// changed late would show again on the next page, and one received late but changed early
+/// would be skipped. [`ListPage::positions`] gives each message's place in the listing's own
+/// order instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum After {
+    /// Only messages received before this one (the form a message id gives).
+    Message(Uuid),
+    /// Only entries before this place in the listing's order: a time (of the change, or of
+    /// receipt) and the id of what the index entry points at, newest first.
+    At(u64, Uuid),
+}
+
+impl After {
+    /// `MS.ID` (a position) or a bare message id.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let id = |t: &str| {
+            Uuid::parse_str(t).map_err(|_| {
+                format!("{s:?} is not a paging cursor (a message id, or MS.ID as a listing gives)")
+            })
+        };
+        match s.split_once('.') {
+            Some((ms, rest)) => {
+                let ms = ms.parse::<u64>().map_err(|_| {
+                    format!(
+                        "{s:?} is not a paging cursor (a message id, or MS.ID as a listing gives)"
+                    )
+                })?;
+                Ok(Self::At(ms, id(rest)?))
+            }
+            None => Ok(Self::Message(id(s)?)),
+        }
+    }
+}
+
+impl std::fmt::Display for After {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Message(id) => write!(f, "{id}"),
+            Self::At(ms, id) => write!(f, "{ms}.{id}"),
+        }
+    }
 }
 
 impl ListQuery {
@@ -164,7 +212,7 @@ impl ListQuery {
         if self.sender_ods.as_ref().is_some_and(|s| &m.sender_ods != s)
             || self.document_type.is_some_and(|t| m.document_type != t)
             || self.channel.is_some_and(|c| m.channel != c)
-            || self.after.is_some_and(|a| m.id >= a)
+            || matches!(self.after, Some(After::Message(a)) if m.id >= a)
         {
             return false;
         }
@@ -209,7 +257,7 @@ impl ListQuery {
             || self.nhs_number.is_some()
             || self.channel.is_some()
             || self.text.is_some()
-            || self.after.is_some()
+            || matches!(self.after, Some(After::Message(_)))
             || (self.until_ms.is_some() && self.state.is_none() && self.recipient_ods.is_none())
     }
 }
@@ -223,6 +271,9 @@ pub struct ListPage {
     pub total: u64,
     /// Counting stopped at the limit asked for: there may be more.
     pub total_is_lower_bound: bool,
+    /// Each message's place in the listing's order (beside `ids`): the last one is where the
+    /// next page goes on from ([`ListQuery::after`]).
+    pub positions: Vec<After>,
 }
 
 /// An acknowledgement that matched no delivery, or could not be read, kept for ops.

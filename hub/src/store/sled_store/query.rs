@@ -5,7 +5,7 @@ use super::schema::*;
 use super::SledStore;
 use crate::store::entry::Entry;
 use crate::store::{keys, lists};
-use crate::store::{ListPage, ListQuery, StoreError, UnmatchedAck};
+use crate::store::{After, ListPage, ListQuery, StoreError, UnmatchedAck};
 use crate::track::{AuditEvent, DeliveryRecord, DeliveryState, MessageRecord};
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -146,7 +146,11 @@ pub(super) fn list_page(
     // the count has reached `cap` or its time is up.
     let mut examined = 0usize;
     // `None`: an index entry that did not match (it counts against the time budget too).
-    let mut take = |id: Option<Uuid>, out: &mut Vec<Uuid>| -> Result<bool, StoreError> {
+    let mut positions = Vec::new();
+    let mut take = |id: Option<Uuid>,
+                    at: (u64, Uuid),
+                    out: &mut Vec<Uuid>|
+     -> Result<bool, StoreError> {
         examined += 1;
         // Only once a match past the page is known, so `truncated` stays exact.
         if total > limit && examined.is_multiple_of(64) && std::time::Instant::now() > counting_ends
@@ -170,6 +174,7 @@ pub(super) fn list_page(
         total += 1;
         if out.len() < limit {
             out.push(id);
+            positions.push(After::At(at.0, at.1));
         }
         Ok(total < cap)
     };
@@ -178,6 +183,21 @@ pub(super) fn list_page(
         let message = v.get(..16).and_then(|b| Uuid::from_slice(b).ok());
         let message = message.ok_or_else(|| StoreError::Corrupt("state index entry".into()))?;
         Ok((message, String::from_utf8_lossy(&v[16..]).into_owned()))
+    };
+    // Where the previous page ended, in the listing's own order.
+    let before = match q.after {
+        Some(After::At(ms, id)) => Some((ms, id)),
+        _ => None,
+    };
+    // A message listed by one of its deliveries was listed on an earlier page if another of
+    // its deliveries that matches too comes before the page's start.
+    let listed_earlier = |message: Uuid, fits: &dyn Fn(&DeliveryRecord) -> bool| {
+        let Some(b) = before else {
+            return Ok::<bool, StoreError>(false);
+        };
+        Ok(deliveries_of(s, message)?
+            .iter()
+            .any(|d| d.is_current() && fits(d) && (d.updated_ms, d.id) >= b))
     };
     enum Scan<'a> {
         State(DeliveryState, Option<&'a str>),
@@ -212,11 +232,26 @@ pub(super) fn list_page(
                     .map(|b| b + 1)
                     .collect::<Vec<u8>>(),
             };
+            let end = match before {
+                Some((ms, id)) => {
+                    let at = [&keys::state_prefix_from(state, ms)[..], id.as_bytes()].concat();
+                    at.min(end)
+                }
+                None => end,
+            };
             for kv in s.tree(BY_STATE).range(from..end).rev() {
-                let (_, v) = kv?;
+                let (k, v) = kv?;
                 let (message, recipient) = state_entry(&v)?;
-                let matched = ods.is_none_or(|o| o == recipient).then_some(message);
-                if !take(matched, &mut out)? {
+                let at = state_key_place(&k)?;
+                let fits = |d: &DeliveryRecord| {
+                    d.state == state && ods.is_none_or(|o| o == d.recipient_ods)
+                };
+                let matched = match ods.is_none_or(|o| o == recipient) {
+                    true if listed_earlier(message, &fits)? => None,
+                    true => Some(message),
+                    false => None,
+                };
+                if !take(matched, at, &mut out)? {
                     break;
                 }
             }
@@ -229,13 +264,20 @@ pub(super) fn list_page(
                 if ms < since {
                     break;
                 }
-                if ms > until {
+                if ms > until || before.is_some_and(|b| (ms, id) >= b) {
                     continue;
                 }
+                let fits = |d: &DeliveryRecord| {
+                    d.recipient_ods == ods && state.is_none_or(|want| d.state == want)
+                };
                 let matched = delivery(s, id)?.filter(|d| {
                     d.is_current() && d.updated_ms == ms && state.is_none_or(|want| d.state == want)
                 });
-                if !take(matched.map(|d| d.message_id), &mut out)? {
+                let matched = match matched {
+                    Some(d) if listed_earlier(d.message_id, &fits)? => None,
+                    other => other.map(|d| d.message_id),
+                };
+                if !take(matched, (ms, id), &mut out)? {
                     break;
                 }
             }
@@ -246,7 +288,10 @@ pub(super) fn list_page(
                 if ms < since {
                     break;
                 }
-                if ms <= until && !take(Some(id), &mut out)? {
+                if ms <= until
+                    && before.is_none_or(|b| (ms, id) < b)
+                    && !take(Some(id), (ms, id), &mut out)?
+                {
                     break;
                 }
             }
@@ -258,7 +303,7 @@ pub(super) fn list_page(
             if let Some(u) = q.until_ms {
                 upper = keys::min_id_at(u.saturating_add(1)).as_bytes().to_vec();
             }
-            if let Some(a) = q.after {
+            if let Some(After::Message(a) | After::At(_, a)) = q.after {
                 if a.as_bytes().as_slice() < upper.as_slice() {
                     upper = a.as_bytes().to_vec();
                 }
@@ -270,7 +315,7 @@ pub(super) fn list_page(
             {
                 let (k, _) = kv?;
                 if let Ok(id) = Uuid::from_slice(&k) {
-                    if !take(Some(id), &mut out)? {
+                    if !take(Some(id), (keys::id_ms(&id), id), &mut out)? {
                         break;
                     }
                 }
@@ -281,7 +326,20 @@ pub(super) fn list_page(
         ids: out,
         total: total as u64,
         total_is_lower_bound: total >= cap || out_of_time,
+        positions,
     })
+}
+
+/// A state index key's time of change and delivery id.
+fn state_key_place(k: &[u8]) -> Result<(u64, Uuid), StoreError> {
+    let ms = k
+        .get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes);
+    match (ms, keys::trailing_id(k)) {
+        (Some(ms), Some(id)) => Ok((ms, id)),
+        _ => Err(StoreError::Corrupt("state index key".into())),
+    }
 }
 
 pub(super) fn deliveries_in_state(
