@@ -80,7 +80,7 @@ pub async fn list(hub: &HubArgs, f: &Filter, limit: u32, json: bool) -> anyhow::
     if hub.hub.len() > 1 {
         // Newest first across the nodes, each where its node's listing put it, then the
         // limit again.
-        placed.sort_by(|a, b| b.0.cmp(&a.0));
+        placed.sort_by_key(|p| std::cmp::Reverse(p.0));
         if placed.len() > limit as usize {
             placed.truncate(limit as usize);
             resp.truncated = true;
