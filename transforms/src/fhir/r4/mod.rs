@@ -10,6 +10,10 @@ pub mod pathology;
 
 use serde::{Deserialize, Serialize};
 
+/// Text in a resource: most of it is fixed (systems, profiles, codes), and borrowing that
+/// instead of copying it halves the allocations a bundle costs.
+pub type Text = std::borrow::Cow<'static, str>;
+
 /// Profiles and systems named in what the hub writes.
 pub mod systems {
     pub const NHS_NUMBER: &str = "https://fhir.nhs.uk/Id/nhs-number";
@@ -29,14 +33,14 @@ pub mod systems {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub profile: Vec<String>,
+    pub profile: Vec<Text>,
 }
 
 impl Meta {
     /// Meta naming one profile.
-    pub fn profile(url: &str) -> Self {
+    pub fn profile(url: impl Into<Text>) -> Self {
         Self {
-            profile: vec![url.to_string()],
+            profile: vec![url.into()],
         }
     }
 
@@ -48,11 +52,11 @@ impl Meta {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Coding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
+    pub system: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
+    pub code: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
+    pub display: Option<Text>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -60,7 +64,7 @@ pub struct CodeableConcept {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub coding: Vec<Coding>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    pub text: Option<Text>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -68,9 +72,9 @@ pub struct Identifier {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<CodeableConcept>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
+    pub system: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
+    pub value: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assigner: Option<Box<Reference>>,
 }
@@ -78,17 +82,17 @@ pub struct Identifier {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Reference {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
+    pub reference: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identifier: Option<Identifier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display: Option<String>,
+    pub display: Option<Text>,
 }
 
 impl Reference {
-    pub fn to(full_url: &str) -> Self {
+    pub fn to(full_url: impl Into<Text>) -> Self {
         Self {
-            reference: Some(full_url.to_string()),
+            reference: Some(full_url.into()),
             ..Default::default()
         }
     }
@@ -97,13 +101,13 @@ impl Reference {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HumanName {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub family: Option<String>,
+    pub family: Option<Text>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub given: Vec<String>,
+    pub given: Vec<Text>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub prefix: Vec<String>,
+    pub prefix: Vec<Text>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub suffix: Vec<String>,
+    pub suffix: Vec<Text>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -111,13 +115,13 @@ pub struct Quantity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<serde_json::Number>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comparator: Option<String>,
+    pub comparator: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
+    pub unit: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
+    pub system: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
+    pub code: Option<Text>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -127,29 +131,29 @@ pub struct ReferenceRange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub high: Option<Quantity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    pub text: Option<Text>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Annotation {
-    pub text: String,
+    pub text: Text,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attachment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
+    pub content_type: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<String>,
+    pub data: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
+    pub title: Option<Text>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Patient {
-    pub id: String,
+    pub id: Text,
     #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -157,28 +161,28 @@ pub struct Patient {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub name: Vec<HumanName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gender: Option<String>,
+    pub gender: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub birth_date: Option<String>,
+    pub birth_date: Option<Text>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub general_practitioner: Vec<Reference>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Organization {
-    pub id: String,
+    pub id: Text,
     #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identifier: Vec<Identifier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Text>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Practitioner {
-    pub id: String,
+    pub id: Text,
     #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -190,20 +194,20 @@ pub struct Practitioner {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceRequest {
-    pub id: String,
+    pub id: Text,
     #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identifier: Vec<Identifier>,
-    pub status: String,
-    pub intent: String,
+    pub status: Text,
+    pub intent: Text,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub category: Vec<CodeableConcept>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<CodeableConcept>,
     pub subject: Reference,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authored_on: Option<String>,
+    pub authored_on: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requester: Option<Reference>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -214,7 +218,7 @@ pub struct ServiceRequest {
 #[serde(rename_all = "camelCase")]
 pub struct SpecimenCollection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub collected_date_time: Option<String>,
+    pub collected_date_time: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_site: Option<CodeableConcept>,
 }
@@ -222,7 +226,7 @@ pub struct SpecimenCollection {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Specimen {
-    pub id: String,
+    pub id: Text,
     #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -233,7 +237,7 @@ pub struct Specimen {
     pub r#type: Option<CodeableConcept>,
     pub subject: Reference,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub received_time: Option<String>,
+    pub received_time: Option<Text>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request: Vec<Reference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,20 +247,20 @@ pub struct Specimen {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Observation {
-    pub id: String,
+    pub id: Text,
     #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identifier: Vec<Identifier>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub based_on: Vec<Reference>,
-    pub status: String,
+    pub status: Text,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub category: Vec<CodeableConcept>,
     pub code: CodeableConcept,
     pub subject: Reference,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effective_date_time: Option<String>,
+    pub effective_date_time: Option<Text>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub performer: Vec<Reference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -264,7 +268,7 @@ pub struct Observation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_codeable_concept: Option<CodeableConcept>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value_string: Option<String>,
+    pub value_string: Option<Text>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interpretation: Vec<CodeableConcept>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -280,22 +284,22 @@ pub struct Observation {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DiagnosticReport {
-    pub id: String,
+    pub id: Text,
     #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identifier: Vec<Identifier>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub based_on: Vec<Reference>,
-    pub status: String,
+    pub status: Text,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub category: Vec<CodeableConcept>,
     pub code: CodeableConcept,
     pub subject: Reference,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effective_date_time: Option<String>,
+    pub effective_date_time: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issued: Option<String>,
+    pub issued: Option<Text>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub performer: Vec<Reference>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -309,7 +313,7 @@ pub struct DiagnosticReport {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Section {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
+    pub title: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<CodeableConcept>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -318,17 +322,17 @@ pub struct Section {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Composition {
-    pub id: String,
+    pub id: Text,
     #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identifier: Option<Identifier>,
-    pub status: String,
+    pub status: Text,
     pub r#type: CodeableConcept,
     pub subject: Reference,
-    pub date: String,
+    pub date: Text,
     pub author: Vec<Reference>,
-    pub title: String,
+    pub title: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custodian: Option<Reference>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -352,7 +356,7 @@ pub enum Resource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
-    pub full_url: String,
+    pub full_url: Text,
     pub resource: Resource,
 }
 
@@ -360,12 +364,12 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Bundle {
-    pub id: String,
+    pub id: Text,
     #[serde(default, skip_serializing_if = "Meta::is_empty")]
     pub meta: Meta,
     pub identifier: Identifier,
-    pub r#type: String,
-    pub timestamp: String,
+    pub r#type: Text,
+    pub timestamp: Text,
     pub entry: Vec<Entry>,
 }
 
@@ -383,7 +387,10 @@ enum RootRef<'a> {
 
 /// The bundle as FHIR JSON.
 pub fn to_json(bundle: &Bundle) -> String {
-    serde_json::to_string(&RootRef::Bundle(bundle)).expect("a bundle serialises")
+    // About 2 KB a resource: one allocation for most bundles instead of a dozen regrowths.
+    let mut out = Vec::with_capacity(2048 * (bundle.entry.len() + 1));
+    serde_json::to_writer(&mut out, &RootRef::Bundle(bundle)).expect("a bundle serialises");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// Why R4 JSON could not be read.

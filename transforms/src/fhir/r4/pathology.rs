@@ -23,7 +23,15 @@
 use super::*;
 use crate::hl7::{Message, OruError, OruSummary, SegmentRef};
 
-const UK_CORE: &str = "https://fhir.hl7.org.uk/StructureDefinition/";
+/// Meta naming the UK Core profile `$name`.
+macro_rules! uk_core {
+    ($name:literal) => {
+        Meta::profile(Text::Borrowed(concat!(
+            "https://fhir.hl7.org.uk/StructureDefinition/",
+            $name
+        )))
+    };
+}
 const COMPOSITION_PROFILE: &str =
     "http://hl7.eu/fhir/laboratory/StructureDefinition/Composition-eu-lab";
 const GMP_NUMBER: &str = "https://fhir.hl7.org.uk/Id/gmp-number";
@@ -46,17 +54,17 @@ pub enum PathologyError {
     Oru(#[from] OruError),
 }
 
-fn uuid_for(seed: &str, label: &str) -> String {
-    crate::render::derived(seed, label)
+fn uuid_for(seed: &str, label: &str) -> Text {
+    Text::Owned(crate::render::derived(seed, label))
 }
 
-fn full_url(id: &str) -> String {
-    format!("urn:uuid:{id}")
+fn full_url(id: &str) -> Text {
+    Text::Owned(format!("urn:uuid:{id}"))
 }
 
-fn some(s: impl AsRef<str>) -> Option<String> {
+fn some(s: impl AsRef<str>) -> Option<Text> {
     let t = s.as_ref().trim();
-    (!t.is_empty() && t != "\"\"").then(|| t.to_string())
+    (!t.is_empty() && t != "\"\"").then(|| Text::Owned(t.to_string()))
 }
 
 /// The FHIR system of an HL7 v2 coding system name (table 0396), when it has one.
@@ -78,7 +86,7 @@ fn concept(seg: SegmentRef<'_>, n: usize) -> Option<CodeableConcept> {
     for (code, text, system) in [(t(1), t(2), t(3)), (t(4), t(5), t(6))] {
         if some(&code).is_some() {
             cc.coding.push(Coding {
-                system: system_of(&system).map(str::to_string),
+                system: system_of(&system).map(Text::Borrowed),
                 code: some(&code),
                 display: some(&text),
             });
@@ -188,6 +196,16 @@ pub fn date_time(ts: &str) -> Option<String> {
     ))
 }
 
+/// [`date_time`] as resource text.
+fn dt(ts: &str) -> Option<Text> {
+    date_time(ts).map(Text::Owned)
+}
+
+/// [`instant`] as resource text.
+fn instant_text(ts: &str) -> Option<Text> {
+    instant(ts).map(Text::Owned)
+}
+
 /// An HL7 v2 timestamp with at least seconds as a FHIR instant.
 fn instant(ts: &str) -> Option<String> {
     let digits = ts.trim().bytes().take_while(u8::is_ascii_digit).count();
@@ -265,9 +283,9 @@ fn interpretation(flag: &str) -> Option<CodeableConcept> {
     Some(match INTERPRETATIONS.iter().find(|(c, _)| *c == flag) {
         Some((code, display)) => CodeableConcept {
             coding: vec![Coding {
-                system: Some(systems::INTERPRETATION.into()),
-                code: Some(code.to_string()),
-                display: Some(display.to_string()),
+                system: Some(Text::Borrowed(systems::INTERPRETATION)),
+                code: Some(Text::Borrowed(code)),
+                display: Some(Text::Borrowed(display)),
             }],
             text: None,
         },
@@ -311,7 +329,7 @@ fn unit(seg: SegmentRef<'_>) -> Quantity {
     let ucum = system_of(&system) == Some(systems::UCUM);
     Quantity {
         unit: some(&text).or_else(|| some(&code)),
-        system: (ucum && some(&code).is_some()).then(|| systems::UCUM.to_string()),
+        system: (ucum && some(&code).is_some()).then_some(Text::Borrowed(systems::UCUM)),
         code: if ucum { some(&code) } else { None },
         ..Default::default()
     }
@@ -381,7 +399,7 @@ fn value(obs: &mut Observation, seg: SegmentRef<'_>) {
                     obs.value_quantity = Some(Quantity {
                         value: Some(v),
                         comparator: (!matches!(comparator, "" | "="))
-                            .then(|| comparator.to_string()),
+                            .then(|| Text::Owned(comparator.to_string())),
                         ..unit(seg)
                     });
                     return;
@@ -407,24 +425,24 @@ fn value(obs: &mut Observation, seg: SegmentRef<'_>) {
     } else {
         texts.join("\n")
     };
-    obs.value_string = some(&joined).map(|_| joined.trim_end().to_string());
+    obs.value_string = some(&joined).map(|_| Text::Owned(joined.trim_end().to_string()));
 }
 
 fn ods_identifier(code: &str) -> Identifier {
     Identifier {
-        system: Some(systems::ODS_ORGANIZATION.into()),
-        value: Some(code.to_string()),
+        system: Some(Text::Borrowed(systems::ODS_ORGANIZATION)),
+        value: Some(Text::Owned(code.to_string())),
         ..Default::default()
     }
 }
 
 /// An XCN field repetition (id^family^given^middle^suffix^prefix) as a Practitioner.
-fn practitioner(seg: SegmentRef<'_>, n: usize, id: String) -> Option<Practitioner> {
+fn practitioner(seg: SegmentRef<'_>, n: usize, id: Text) -> Option<Practitioner> {
     let rep = seg.field(n)?.repetition(1)?;
     let t = |c: usize| some(rep.text(c));
     let mut p = Practitioner {
         id,
-        meta: Meta::profile(&format!("{UK_CORE}UKCore-Practitioner")),
+        meta: uk_core!("UKCore-Practitioner"),
         ..Default::default()
     };
     if let Some(code) = t(1) {
@@ -432,7 +450,7 @@ fn practitioner(seg: SegmentRef<'_>, n: usize, id: String) -> Option<Practitione
             && code.starts_with('G')
             && code[1..].bytes().all(|b| b.is_ascii_digit());
         p.identifier.push(Identifier {
-            system: gmp.then(|| GMP_NUMBER.to_string()),
+            system: gmp.then_some(Text::Borrowed(GMP_NUMBER)),
             value: Some(code),
             ..Default::default()
         });
@@ -507,7 +525,7 @@ fn orders<'m>(message: &'m Message<'_>) -> Vec<Order<'m>> {
 fn laboratory() -> CodeableConcept {
     CodeableConcept {
         coding: vec![Coding {
-            system: Some(systems::OBSERVATION_CATEGORY.into()),
+            system: Some(Text::Borrowed(systems::OBSERVATION_CATEGORY)),
             code: Some("laboratory".into()),
             display: Some("Laboratory".into()),
         }],
@@ -515,13 +533,13 @@ fn laboratory() -> CodeableConcept {
     }
 }
 
-fn identifier_of_type(code: &str, display: &str, value: String) -> Identifier {
+fn identifier_of_type(code: &'static str, display: &'static str, value: Text) -> Identifier {
     Identifier {
         r#type: Some(CodeableConcept {
             coding: vec![Coding {
-                system: Some(systems::V2_IDENTIFIER_TYPE.into()),
-                code: Some(code.into()),
-                display: Some(display.into()),
+                system: Some(Text::Borrowed(systems::V2_IDENTIFIER_TYPE)),
+                code: Some(Text::Borrowed(code)),
+                display: Some(Text::Borrowed(display)),
             }],
             text: None,
         }),
@@ -535,17 +553,16 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     let message = Message::parse_bytes(payload).map_err(OruError::from)?;
     let summary = OruSummary::from_message(&message)?;
     let id = |label: &str| uuid_for(ctx.seed, label);
-    let profile = |name: &str| Meta::profile(&format!("{UK_CORE}{name}"));
     let mut entries: Vec<Entry> = Vec::new();
 
     // Organisations: the performing laboratory (the sender) and the registered practice.
     let performer_id = id("performer");
-    let performer_ref = Reference::to(&full_url(&performer_id));
+    let performer_ref = Reference::to(full_url(&performer_id));
     entries.push(Entry {
         full_url: full_url(&performer_id),
         resource: Resource::Organization(Organization {
             id: performer_id.clone(),
-            meta: profile("UKCore-Organization"),
+            meta: uk_core!("UKCore-Organization"),
             identifier: vec![ods_identifier(ctx.sender_ods)],
             name: None,
         }),
@@ -553,12 +570,12 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     let mut general_practitioner = vec![];
     if let Some(r) = &summary.recipient {
         let gp_id = id("practice");
-        general_practitioner.push(Reference::to(&full_url(&gp_id)));
+        general_practitioner.push(Reference::to(full_url(&gp_id)));
         entries.push(Entry {
             full_url: full_url(&gp_id),
             resource: Resource::Organization(Organization {
                 id: gp_id,
-                meta: profile("UKCore-Organization"),
+                meta: uk_core!("UKCore-Organization"),
                 identifier: vec![ods_identifier(r.ods_code.as_str())],
                 name: some(&r.name),
             }),
@@ -568,17 +585,17 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     // The patient.
     let p = &summary.patient;
     let patient_id = id("patient");
-    let subject = Reference::to(&full_url(&patient_id));
+    let subject = Reference::to(full_url(&patient_id));
     let mut patient = Patient {
         id: patient_id.clone(),
-        meta: profile("UKCore-Patient"),
+        meta: uk_core!("UKCore-Patient"),
         general_practitioner,
         ..Default::default()
     };
     if let Some(n) = &p.nhs_number {
         patient.identifier.push(Identifier {
-            system: Some(systems::NHS_NUMBER.into()),
-            value: Some(n.to_string()),
+            system: Some(Text::Borrowed(systems::NHS_NUMBER)),
+            value: Some(Text::Owned(n.to_string())),
             ..Default::default()
         });
     }
@@ -615,9 +632,9 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     if name != HumanName::default() {
         patient.name.push(name);
     }
-    patient.birth_date = date_time(&p.date_of_birth)
+    patient.birth_date = dt(&p.date_of_birth)
         .filter(|d| d.len() == 10)
-        .or_else(|| date_time(&p.date_of_birth).map(|d| d.chars().take(10).collect()))
+        .or_else(|| dt(&p.date_of_birth).map(|d| d.chars().take(10).collect()))
         .filter(|d| d.len() == 10);
     patient.gender = match p.sex.trim().to_ascii_uppercase().as_str() {
         "M" => Some("male".into()),
@@ -633,7 +650,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
 
     let mut report = DiagnosticReport {
         id: id("report"),
-        meta: profile("UKCore-DiagnosticReport-Lab"),
+        meta: uk_core!("UKCore-DiagnosticReport-Lab"),
         subject: subject.clone(),
         performer: vec![performer_ref.clone()],
         ..Default::default()
@@ -646,7 +663,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         let obr = order.obr;
         let label = |what: &str| id(&format!("obr{oi}/{what}"));
         let code = concept(obr, 4);
-        let effective = date_time(&obr.text(7));
+        let effective = dt(&obr.text(7));
         statuses.push(obr.text(25).trim().to_string());
         if let Some(c) = &code {
             codes.push(c.clone());
@@ -654,7 +671,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         if let Some(cat) = some(obr.text(24)) {
             let c = CodeableConcept {
                 coding: vec![Coding {
-                    system: Some(systems::V2_DIAGNOSTIC_SERVICE.into()),
+                    system: Some(Text::Borrowed(systems::V2_DIAGNOSTIC_SERVICE)),
                     code: Some(cat),
                     display: None,
                 }],
@@ -673,7 +690,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             report.effective_date_time = effective.clone();
         }
         if report.issued.is_none() {
-            report.issued = instant(&obr.text(22));
+            report.issued = instant_text(&obr.text(22));
         }
 
         // Who asked: a practitioner (OBR-16, else ORC-12), an organisation (ORC-21).
@@ -682,7 +699,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
                 .orc
                 .and_then(|orc| practitioner(orc, 12, label("requester")))
         });
-        let requester_ref = requester.as_ref().map(|r| Reference::to(&full_url(&r.id)));
+        let requester_ref = requester.as_ref().map(|r| Reference::to(full_url(&r.id)));
         if let Some(r) = requester {
             entries.push(Entry {
                 full_url: full_url(&r.id),
@@ -695,7 +712,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             let code = some(rep.text(10)).or_else(|| some(rep.text(3)));
             (name.is_some() || code.is_some()).then(|| Organization {
                 id: label("requesting-organization"),
-                meta: profile("UKCore-Organization"),
+                meta: uk_core!("UKCore-Organization"),
                 identifier: code
                     .filter(|c| crate::OdsCode::parse(c).is_ok())
                     .map(|c| ods_identifier(&c))
@@ -706,7 +723,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         });
         let requesting_ref = requesting_org
             .as_ref()
-            .map(|o| Reference::to(&full_url(&o.id)));
+            .map(|o| Reference::to(full_url(&o.id)));
         if let Some(o) = requesting_org {
             entries.push(Entry {
                 full_url: full_url(&o.id),
@@ -718,7 +735,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         let placer = some(obr.component(2, 1, 1).unwrap_or_default());
         let request = (placer.is_some() || order.orc.is_some()).then(|| ServiceRequest {
             id: label("request"),
-            meta: profile("UKCore-ServiceRequest-Lab"),
+            meta: uk_core!("UKCore-ServiceRequest-Lab"),
             identifier: placer
                 .clone()
                 .map(|p| identifier_of_type("PLAC", "Placer Identifier", p))
@@ -735,20 +752,20 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             category: vec![],
             code: code.clone(),
             subject: subject.clone(),
-            authored_on: order.orc.and_then(|o| date_time(&o.text(9))),
+            authored_on: order.orc.and_then(|o| dt(&o.text(9))),
             requester: requester_ref.clone().or(requesting_ref.clone()),
             specimen: vec![],
         });
-        let request_ref = request.as_ref().map(|r| Reference::to(&full_url(&r.id)));
+        let request_ref = request.as_ref().map(|r| Reference::to(full_url(&r.id)));
 
         // The specimens: SPM segments, else OBR-15.
         let mut specimens = Vec::new();
         for (si, spm) in order.specimens.iter().enumerate() {
             let sid = label(&format!("specimen{si}"));
-            let collected = spm.component(17, 1, 1).and_then(|t| date_time(&t));
+            let collected = spm.component(17, 1, 1).and_then(|t| dt(&t));
             specimens.push(Specimen {
                 id: sid,
-                meta: profile("UKCore-Specimen"),
+                meta: uk_core!("UKCore-Specimen"),
                 identifier: some(spm.component(2, 1, 1).unwrap_or_default())
                     .map(|v| Identifier {
                         value: Some(v),
@@ -759,7 +776,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
                 accession_identifier: None,
                 r#type: concept(*spm, 4),
                 subject: subject.clone(),
-                received_time: date_time(&spm.text(18)),
+                received_time: dt(&spm.text(18)),
                 request: request_ref.clone().into_iter().collect(),
                 collection: collected.map(|c| SpecimenCollection {
                     collected_date_time: Some(c),
@@ -779,7 +796,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
                 some(&code).or(some(&text)).map(|_| CodeableConcept {
                     coding: some(&code)
                         .map(|code| Coding {
-                            system: system_of(&system).map(str::to_string),
+                            system: system_of(&system).map(Text::Borrowed),
                             code: Some(code),
                             display: some(&text),
                         })
@@ -791,7 +808,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             if let Some(kind) = source {
                 specimens.push(Specimen {
                     id: label("specimen0"),
-                    meta: profile("UKCore-Specimen"),
+                    meta: uk_core!("UKCore-Specimen"),
                     r#type: Some(kind),
                     subject: subject.clone(),
                     request: request_ref.clone().into_iter().collect(),
@@ -805,11 +822,11 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         }
         let specimen_refs: Vec<Reference> = specimens
             .iter()
-            .map(|s| Reference::to(&full_url(&s.id)))
+            .map(|s| Reference::to(full_url(&s.id)))
             .collect();
         if let Some(mut r) = request {
             r.specimen = specimen_refs.clone();
-            report.based_on.push(Reference::to(&full_url(&r.id)));
+            report.based_on.push(Reference::to(full_url(&r.id)));
             entries.push(Entry {
                 full_url: full_url(&r.id),
                 resource: Resource::ServiceRequest(r),
@@ -836,15 +853,16 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
                         kind.to_ascii_uppercase().as_str(),
                         sub.to_ascii_uppercase().as_str(),
                     ) {
-                        (_, "PDF") => Some("application/pdf".to_string()),
-                        ("AP" | "APPLICATION", s) if !s.is_empty() => {
-                            Some(format!("application/{}", s.to_ascii_lowercase()))
-                        }
+                        (_, "PDF") => Some(Text::Borrowed("application/pdf")),
+                        ("AP" | "APPLICATION", s) if !s.is_empty() => Some(Text::Owned(format!(
+                            "application/{}",
+                            s.to_ascii_lowercase()
+                        ))),
                         ("IM" | "IMAGE", s) if !s.is_empty() => {
-                            Some(format!("image/{}", s.to_ascii_lowercase()))
+                            Some(Text::Owned(format!("image/{}", s.to_ascii_lowercase())))
                         }
                         ("TEXT", s) if !s.is_empty() => {
-                            Some(format!("text/{}", s.to_ascii_lowercase()))
+                            Some(Text::Owned(format!("text/{}", s.to_ascii_lowercase())))
                         }
                         _ => None,
                     };
@@ -860,13 +878,13 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             let u = unit(*obx);
             let mut obs = Observation {
                 id: oid.clone(),
-                meta: profile("UKCore-Observation-Lab"),
+                meta: uk_core!("UKCore-Observation-Lab"),
                 based_on: request_ref.clone().into_iter().collect(),
                 status: observation_status(&obx.text(11)).into(),
                 category: vec![laboratory()],
                 code: concept(*obx, 3).unwrap_or_default(),
                 subject: subject.clone(),
-                effective_date_time: date_time(&obx.text(14)).or_else(|| effective.clone()),
+                effective_date_time: dt(&obx.text(14)).or_else(|| effective.clone()),
                 performer: vec![performer_ref.clone()],
                 interpretation: obx
                     .repetitions(8)
@@ -874,14 +892,16 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
                     .collect(),
                 note: notes
                     .iter()
-                    .map(|t| Annotation { text: t.clone() })
+                    .map(|t| Annotation {
+                        text: t.clone().into(),
+                    })
                     .collect(),
                 specimen: specimen_refs.first().cloned(),
                 reference_range: reference_range(&obx.text(7), &u).into_iter().collect(),
                 ..Default::default()
             };
             value(&mut obs, *obx);
-            members.push(Reference::to(&full_url(&oid)));
+            members.push(Reference::to(full_url(&oid)));
             entries.push(Entry {
                 full_url: full_url(&oid),
                 resource: Resource::Observation(obs),
@@ -889,7 +909,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         }
         let group = Observation {
             id: group_id.clone(),
-            meta: profile("UKCore-Observation-Lab"),
+            meta: uk_core!("UKCore-Observation-Lab"),
             based_on: request_ref.into_iter().collect(),
             status: observation_status(&obr.text(25)).into(),
             category: vec![laboratory()],
@@ -900,17 +920,19 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             note: order
                 .notes
                 .iter()
-                .map(|t| Annotation { text: t.clone() })
+                .map(|t| Annotation {
+                    text: t.clone().into(),
+                })
                 .collect(),
             specimen: specimen_refs.first().cloned(),
             has_member: members,
             ..Default::default()
         };
-        report.result.push(Reference::to(&full_url(&group_id)));
+        report.result.push(Reference::to(full_url(&group_id)));
         sections.push(Section {
             title: code.as_ref().and_then(|c| c.text.clone()),
             code: code.clone(),
-            entry: vec![Reference::to(&full_url(&group_id))],
+            entry: vec![Reference::to(full_url(&group_id))],
         });
         entries.push(Entry {
             full_url: full_url(&group_id),
@@ -943,7 +965,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             ),
         },
     };
-    let report_ref = Reference::to(&full_url(&report.id));
+    let report_ref = Reference::to(full_url(&report.id));
     if let Some(first) = sections.first_mut() {
         first.entry.insert(0, report_ref);
     }
@@ -954,7 +976,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         id: composition_id.clone(),
         meta: Meta::profile(COMPOSITION_PROFILE),
         identifier: Some(Identifier {
-            system: Some(systems::RFC4122.into()),
+            system: Some(Text::Borrowed(systems::RFC4122)),
             value: Some(full_url(&id("composition-identifier"))),
             ..Default::default()
         }),
@@ -962,12 +984,12 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         r#type: CodeableConcept {
             coding: vec![
                 Coding {
-                    system: Some(systems::SNOMED.into()),
+                    system: Some(Text::Borrowed(systems::SNOMED)),
                     code: Some("4241000179101".into()),
                     display: Some("Laboratory report".into()),
                 },
                 Coding {
-                    system: Some(systems::LOINC.into()),
+                    system: Some(Text::Borrowed(systems::LOINC)),
                     code: Some("11502-2".into()),
                     display: Some("Laboratory report".into()),
                 },
@@ -975,7 +997,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             text: None,
         },
         subject,
-        date: date_time(&summary.message_datetime).unwrap_or_else(|| ctx.timestamp.to_string()),
+        date: dt(&summary.message_datetime).unwrap_or_else(|| ctx.timestamp.to_string().into()),
         author: vec![performer_ref.clone()],
         title: "Laboratory report".into(),
         custodian: Some(performer_ref),
@@ -999,12 +1021,12 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         id: id("bundle"),
         meta: Meta::default(),
         identifier: Identifier {
-            system: Some(systems::RFC4122.into()),
+            system: Some(Text::Borrowed(systems::RFC4122)),
             value: Some(full_url(&id("bundle-identifier"))),
             ..Default::default()
         },
         r#type: "document".into(),
-        timestamp: ctx.timestamp.to_string(),
+        timestamp: ctx.timestamp.to_string().into(),
         entry: entries,
     })
 }
@@ -1015,36 +1037,36 @@ mod tests {
 
     #[test]
     fn hl7_times_become_fhir_times_in_uk_local_time() {
-        assert_eq!(date_time("2026").as_deref(), Some("2026"));
-        assert_eq!(date_time("20261125").as_deref(), Some("2026-11-25"));
+        assert_eq!(dt("2026").as_deref(), Some("2026"));
+        assert_eq!(dt("20261125").as_deref(), Some("2026-11-25"));
         assert_eq!(
-            date_time("20261125093000").as_deref(),
+            dt("20261125093000").as_deref(),
             Some("2026-11-25T09:30:00+00:00")
         );
         assert_eq!(
-            date_time("20260701093000").as_deref(),
+            dt("20260701093000").as_deref(),
             Some("2026-07-01T09:30:00+01:00")
         );
         // 2026: BST from Sunday 29 March to Sunday 25 October.
         assert_eq!(
-            date_time("2026032900").as_deref(),
+            dt("2026032900").as_deref(),
             Some("2026-03-29T00:00:00+00:00")
         );
         assert_eq!(
-            date_time("2026032903").as_deref(),
+            dt("2026032903").as_deref(),
             Some("2026-03-29T03:00:00+01:00")
         );
         assert_eq!(
-            date_time("2026102503").as_deref(),
+            dt("2026102503").as_deref(),
             Some("2026-10-25T03:00:00+00:00")
         );
         assert_eq!(
-            date_time("20261125093000.25-0500").as_deref(),
+            dt("20261125093000.25-0500").as_deref(),
             Some("2026-11-25T09:30:00.25-05:00")
         );
-        assert_eq!(date_time("20261325"), None);
-        assert_eq!(date_time("196203520"), None);
-        assert_eq!(date_time(""), None);
+        assert_eq!(dt("20261325"), None);
+        assert_eq!(dt("196203520"), None);
+        assert_eq!(dt(""), None);
     }
 
     #[test]
