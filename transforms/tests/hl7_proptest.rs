@@ -156,6 +156,38 @@ proptest! {
     }
 
     #[test]
+    fn oru_checks_are_the_same_without_reading_results(
+        segments in prop::collection::vec(
+            prop::sample::select(vec![
+                "OBR|1|ORD-1|LAB-1|UE^Urea and electrolytes^L|||20261125080000",
+                "OBX|1|NM|NA^Sodium^L||140|mmol/L|133-146||||F",
+                "NTE|1||A comment",
+                "NTE|1||",
+                "SPM|1|S1||BLD^Blood",
+                "ZXX|1|local",
+            ]),
+            0..8,
+        ),
+    ) {
+        let mut text = String::from(
+            "MSH|^~\\&|LAB|RX1|HUB|A81001|20261125093000||ORU^R01^ORU_R01|C1|P|2.5\r\
+             PID|1||9434765919^^^NHS^NH||SAMPLE^ALEX\r",
+        );
+        for s in &segments {
+            text.push_str(s);
+            text.push('\r');
+        }
+        let m = Message::parse(&text).unwrap();
+        let full = OruSummary::from_message(&m);
+        let checked = OruSummary::without_results(&m);
+        prop_assert_eq!(full.as_ref().err(), checked.as_ref().err());
+        if let (Ok(f), Ok(c)) = (full, checked) {
+            prop_assert!(c.results.is_empty());
+            prop_assert_eq!(OruSummary { results: vec![], ..f }, c);
+        }
+    }
+
+    #[test]
     fn parse_never_panics_on_near_messages(
         header in prop::sample::select(vec!["MSH|^~\\&|", "MSH|^~\\&#|", "\u{b}MSH|^~\\&", "MSH^|~\\&|", "MSH|", "MSH"]),
         body in prop::collection::vec(
@@ -268,7 +300,10 @@ fn check_no_panic(bytes: &[u8]) -> Result<(), TestCaseError> {
             }
         }
     }
-    let _ = OruSummary::from_message(&m);
+    // The checks without the results are the checks with them.
+    let full = OruSummary::from_message(&m);
+    let checked = OruSummary::without_results(&m);
+    prop_assert_eq!(full.as_ref().err(), checked.as_ref().err());
     let _ = parse_ack(&m);
     let _ = build_ack(&m, &AckRequest::accept("1", "2024"));
     Ok(())

@@ -498,6 +498,16 @@ fn is_hl7_timestamp(s: &str) -> bool {
 impl OruSummary {
     /// Reads and checks an ORU^R01 (see [`OruError`] for the checks).
     pub fn from_message(message: &Message<'_>) -> Result<Self, OruError> {
+        Self::read(message, true)
+    }
+
+    /// The same checks, with `results` left empty: for a writer that reads the results from
+    /// the message itself.
+    pub fn without_results(message: &Message<'_>) -> Result<Self, OruError> {
+        Self::read(message, false)
+    }
+
+    fn read(message: &Message<'_>, with_results: bool) -> Result<Self, OruError> {
         let msh = message.msh();
         let message_type = msh.field(9).and_then(|f| f.repetition(1));
         let (kind, event) = message_type.map_or((Default::default(), Default::default()), |r| {
@@ -545,7 +555,13 @@ impl OruSummary {
             .segment("PD1")
             .map(|pd1| pd1.text(4).into_owned())
             .unwrap_or_default();
-        let results = read_results(message)?;
+        let results = match with_results {
+            true => read_results(message)?,
+            false => {
+                check_results(message)?;
+                Vec::new()
+            }
+        };
 
         Ok(Self {
             control_id,
@@ -686,6 +702,31 @@ enum NoteTarget {
     None,
     Order,
     Observation,
+}
+
+/// What [`read_results`] checks, without reading anything out.
+fn check_results(message: &Message<'_>) -> Result<(), OruError> {
+    let mut orders = 0;
+    let mut obx_count = 0;
+    for segment in message.iter().skip(1) {
+        match segment.name() {
+            "OBR" => orders += 1,
+            "OBX" => {
+                obx_count += 1;
+                if orders == 0 {
+                    return Err(OruError::OrphanObservation {
+                        index: segment.index(),
+                        sequence: obx_count,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    match orders {
+        0 => Err(OruError::NoResults),
+        _ => Ok(()),
+    }
 }
 
 fn read_results(message: &Message<'_>) -> Result<Vec<OrderResult>, OruError> {

@@ -551,7 +551,7 @@ fn identifier_of_type(code: &'static str, display: &'static str, value: Text) ->
 /// Builds the report bundle for `payload` (an ORU^R01).
 pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyError> {
     let message = Message::parse_bytes(payload).map_err(OruError::from)?;
-    let summary = OruSummary::from_message(&message)?;
+    let summary = OruSummary::without_results(&message)?;
     let id = |label: &str| uuid_for(ctx.seed, label);
     let mut entries: Vec<Entry> = Vec::new();
 
