@@ -42,12 +42,19 @@ pub struct RenderError {
 /// SHA-256 of `seed/label` in hex, its first 32 digits grouped 8-4-4-4-12, with the version
 /// digit set to 4 and the variant digit to 8.
 pub(crate) fn derived(seed: &str, label: &str) -> String {
+    derived_parts(seed, &[label])
+}
+
+/// [`derived`] with the label given in parts (joined with nothing).
+pub(crate) fn derived_parts(seed: &str, label: &[&str]) -> String {
     use sha2::Digest;
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut h = sha2::Sha256::new();
     h.update(seed.as_bytes());
     h.update(b"/");
-    h.update(label.as_bytes());
+    for part in label {
+        h.update(part.as_bytes());
+    }
     let digest = h.finalize();
     let mut out = [0u8; 36];
     let mut at = 0;

@@ -59,7 +59,10 @@ fn uuid_for(seed: &str, label: &str) -> Text {
 }
 
 fn full_url(id: &str) -> Text {
-    Text::Owned(format!("urn:uuid:{id}"))
+    let mut u = String::with_capacity(9 + id.len());
+    u.push_str("urn:uuid:");
+    u.push_str(id);
+    Text::Owned(u)
 }
 
 fn some(s: impl AsRef<str>) -> Option<Text> {
@@ -153,30 +156,40 @@ pub fn date_time(ts: &str) -> Option<String> {
         return None;
     }
     let mut rest = &ts[digits..];
-    let mut fraction = String::new();
+    let mut fraction = "";
     if digits == 14 {
         if let Some(f) = rest.strip_prefix('.') {
             let k = f.bytes().take_while(u8::is_ascii_digit).count();
             if k == 0 {
                 return None;
             }
-            fraction = format!(".{}", &f[..k]);
+            fraction = &rest[..k + 1];
             rest = &f[k..];
         }
     }
     let zone = match rest.as_bytes() {
         [] => None,
-        [b'+' | b'-', z @ ..] if z.len() == 4 && z.iter().all(u8::is_ascii_digit) => {
-            Some(format!("{}{}:{}", &rest[..1], &rest[1..3], &rest[3..5]))
-        }
+        [b'+' | b'-', z @ ..] if z.len() == 4 && z.iter().all(u8::is_ascii_digit) => Some(rest),
         _ => return None,
     };
+    // Two digits of a number under 100; four of one under 10,000.
+    let two = |out: &mut String, v: i64| {
+        out.push(char::from(b'0' + (v / 10 % 10) as u8));
+        out.push(char::from(b'0' + (v % 10) as u8));
+    };
+    let mut out = String::with_capacity(32);
+    two(&mut out, y / 100);
+    two(&mut out, y % 100);
+    if digits >= 6 {
+        out.push('-');
+        two(&mut out, mo);
+    }
+    if digits >= 8 {
+        out.push('-');
+        two(&mut out, d);
+    }
     if digits <= 8 {
-        return Some(match digits {
-            4 => format!("{y:04}"),
-            6 => format!("{y:04}-{mo:02}"),
-            _ => format!("{y:04}-{mo:02}-{d:02}"),
-        });
+        return Some(out);
     }
     let h = n(8, 10)?;
     let mi = if digits >= 12 { n(10, 12)? } else { 0 };
@@ -184,16 +197,23 @@ pub fn date_time(ts: &str) -> Option<String> {
     if h > 23 || mi > 59 || s > 59 {
         return None;
     }
-    let zone = zone.unwrap_or_else(|| {
-        if is_bst(y, mo, d, h) {
-            "+01:00".into()
-        } else {
-            "+00:00".into()
+    out.push('T');
+    two(&mut out, h);
+    out.push(':');
+    two(&mut out, mi);
+    out.push(':');
+    two(&mut out, s);
+    out.push_str(fraction);
+    match zone {
+        Some(z) => {
+            out.push_str(&z[..3]);
+            out.push(':');
+            out.push_str(&z[3..5]);
         }
-    });
-    Some(format!(
-        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{fraction}{zone}"
-    ))
+        None if is_bst(y, mo, d, h) => out.push_str("+01:00"),
+        None => out.push_str("+00:00"),
+    }
+    Some(out)
 }
 
 /// [`date_time`] as resource text.
@@ -312,12 +332,15 @@ fn decimal(text: &str) -> Option<serde_json::Number> {
     // Leading zeros are not FHIR decimals: "007.5" is 7.5.
     let int = int.trim_start_matches('0');
     let int = if int.is_empty() { "0" } else { int };
-    let sign = if t.starts_with('-') { "-" } else { "" };
-    let canonical = if frac.is_empty() {
-        format!("{sign}{int}")
-    } else {
-        format!("{sign}{int}.{frac}")
-    };
+    let mut canonical = String::with_capacity(2 + int.len() + frac.len());
+    if t.starts_with('-') {
+        canonical.push('-');
+    }
+    canonical.push_str(int);
+    if !frac.is_empty() {
+        canonical.push('.');
+        canonical.push_str(frac);
+    }
     serde_json::from_str(&canonical).ok()
 }
 
@@ -661,7 +684,14 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
 
     for (oi, order) in orders(&message).into_iter().enumerate() {
         let obr = order.obr;
-        let label = |what: &str| id(&format!("obr{oi}/{what}"));
+        let oi_text = oi.to_string();
+        let label_n = |what: &str, n: &str| {
+            Text::Owned(crate::render::derived_parts(
+                ctx.seed,
+                &["obr", &oi_text, "/", what, n],
+            ))
+        };
+        let label = |what: &str| label_n(what, "");
         let code = concept(obr, 4);
         let effective = dt(&obr.text(7));
         statuses.push(obr.text(25).trim().to_string());
@@ -761,7 +791,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         // The specimens: SPM segments, else OBR-15.
         let mut specimens = Vec::new();
         for (si, spm) in order.specimens.iter().enumerate() {
-            let sid = label(&format!("specimen{si}"));
+            let sid = label_n("specimen", &si.to_string());
             let collected = spm.component(17, 1, 1).and_then(|t| dt(&t));
             specimens.push(Specimen {
                 id: sid,
@@ -874,7 +904,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
                 }
                 continue;
             }
-            let oid = label(&format!("result{ri}"));
+            let oid = label_n("result", &ri.to_string());
             let u = unit(*obx);
             let mut obs = Observation {
                 id: oid.clone(),
@@ -1034,6 +1064,98 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The times as they were written before the writer avoided formatting machinery.
+    fn formatted(ts: &str) -> Option<String> {
+        let ts = ts.trim();
+        let digits = ts.bytes().take_while(u8::is_ascii_digit).count();
+        if ![4, 6, 8, 10, 12, 14].contains(&digits) {
+            return None;
+        }
+        let n = |a: usize, b: usize| ts[a..b].parse::<i64>().ok();
+        let y = n(0, 4)?;
+        let mo = if digits >= 6 { n(4, 6)? } else { 1 };
+        let d = if digits >= 8 { n(6, 8)? } else { 1 };
+        if !(1..=12).contains(&mo) || d < 1 || d > days_in(y, mo) || y < 1 {
+            return None;
+        }
+        let mut rest = &ts[digits..];
+        let mut fraction = String::new();
+        if digits == 14 {
+            if let Some(f) = rest.strip_prefix('.') {
+                let k = f.bytes().take_while(u8::is_ascii_digit).count();
+                if k == 0 {
+                    return None;
+                }
+                fraction = format!(".{}", &f[..k]);
+                rest = &f[k..];
+            }
+        }
+        let zone = match rest.as_bytes() {
+            [] => None,
+            [b'+' | b'-', z @ ..] if z.len() == 4 && z.iter().all(u8::is_ascii_digit) => {
+                Some(format!("{}{}:{}", &rest[..1], &rest[1..3], &rest[3..5]))
+            }
+            _ => return None,
+        };
+        if digits <= 8 {
+            return Some(match digits {
+                4 => format!("{y:04}"),
+                6 => format!("{y:04}-{mo:02}"),
+                _ => format!("{y:04}-{mo:02}-{d:02}"),
+            });
+        }
+        let h = n(8, 10)?;
+        let mi = if digits >= 12 { n(10, 12)? } else { 0 };
+        let s = if digits >= 14 { n(12, 14)? } else { 0 };
+        if h > 23 || mi > 59 || s > 59 {
+            return None;
+        }
+        let zone = zone.unwrap_or_else(|| {
+            if is_bst(y, mo, d, h) {
+                "+01:00".into()
+            } else {
+                "+00:00".into()
+            }
+        });
+        Some(format!(
+            "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{fraction}{zone}"
+        ))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn times_are_written_as_before(
+            digits in "[0-9]{0,15}",
+            fraction in proptest::option::of("\\.[0-9]{0,5}"),
+            zone in proptest::option::of("[+-][0-9]{3,5}"),
+            pad in "[ ]{0,2}",
+        ) {
+            let ts = format!(
+                "{pad}{digits}{}{}{pad}",
+                fraction.unwrap_or_default(),
+                zone.unwrap_or_default()
+            );
+            proptest::prop_assert_eq!(date_time(&ts), formatted(&ts), "{:?}", ts);
+        }
+
+        #[test]
+        fn plausible_times_are_written_as_before(
+            y in 1i64..=9999, mo in 0i64..=13, d in 0i64..=32, h in 0i64..=24, mi in 0i64..=60,
+            s in 0i64..=60, len in proptest::sample::select(vec![4usize, 6, 8, 10, 12, 14]),
+            fraction in proptest::option::of("\\.[0-9]{1,4}"),
+            zone in proptest::option::of("[+-][0-9]{4}"),
+        ) {
+            let full = format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}");
+            let ts = format!(
+                "{}{}{}",
+                &full[..len],
+                fraction.unwrap_or_default(),
+                zone.unwrap_or_default()
+            );
+            proptest::prop_assert_eq!(date_time(&ts), formatted(&ts), "{:?}", ts);
+        }
+    }
 
     #[test]
     fn hl7_times_become_fhir_times_in_uk_local_time() {
