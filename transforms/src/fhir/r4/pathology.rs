@@ -500,12 +500,19 @@ struct Order<'m> {
 }
 
 fn note_text(seg: SegmentRef<'_>) -> Option<String> {
-    let text = seg
-        .repetitions(3)
-        .map(|r| seg.encoding().unescape(r.raw()).into_owned())
-        .collect::<Vec<_>>()
-        .join("\n");
-    some(&text).map(|_| text.trim_end().to_string())
+    let mut text = String::new();
+    for (i, r) in seg.repetitions(3).enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        text.push_str(&seg.encoding().unescape(r.raw()));
+    }
+    let t = text.trim();
+    if t.is_empty() || t == "\"\"" {
+        return None;
+    }
+    text.truncate(text.trim_end().len());
+    Some(text)
 }
 
 fn orders<'m>(message: &'m Message<'_>) -> Vec<Order<'m>> {
@@ -873,7 +880,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         // The results, then their test group.
         let group_id = label("group");
         let mut members = Vec::new();
-        for (ri, (obx, notes)) in order.results.iter().enumerate() {
+        for (ri, (obx, notes)) in order.results.into_iter().enumerate() {
             if obx.text(2).trim().eq_ignore_ascii_case("ED") {
                 let rep = obx.field(5).and_then(|f| f.repetition(1));
                 let c = |n: usize| rep.map(|r| r.text(n).into_owned()).unwrap_or_default();
@@ -899,20 +906,20 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
                     report.presented_form.push(Attachment {
                         content_type,
                         data: Some(data.chars().filter(|c| !c.is_whitespace()).collect()),
-                        title: concept(*obx, 3).and_then(|c| c.text),
+                        title: concept(obx, 3).and_then(|c| c.text),
                     });
                 }
                 continue;
             }
             let oid = label_n("result", &ri.to_string());
-            let u = unit(*obx);
+            let u = unit(obx);
             let mut obs = Observation {
                 id: oid.clone(),
                 meta: uk_core!("UKCore-Observation-Lab"),
                 based_on: request_ref.clone().into_iter().collect(),
                 status: observation_status(&obx.text(11)).into(),
                 category: vec![laboratory()],
-                code: concept(*obx, 3).unwrap_or_default(),
+                code: concept(obx, 3).unwrap_or_default(),
                 subject: subject.clone(),
                 effective_date_time: dt(&obx.text(14)).or_else(|| effective.clone()),
                 performer: vec![performer_ref.clone()],
@@ -921,16 +928,14 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
                     .filter_map(|r| interpretation(&r.text(1)))
                     .collect(),
                 note: notes
-                    .iter()
-                    .map(|t| Annotation {
-                        text: t.clone().into(),
-                    })
+                    .into_iter()
+                    .map(|t| Annotation { text: t.into() })
                     .collect(),
                 specimen: specimen_refs.first().cloned(),
                 reference_range: reference_range(&obx.text(7), &u).into_iter().collect(),
                 ..Default::default()
             };
-            value(&mut obs, *obx);
+            value(&mut obs, obx);
             members.push(Reference::to(full_url(&oid)));
             entries.push(Entry {
                 full_url: full_url(&oid),
@@ -949,10 +954,8 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             performer: vec![performer_ref.clone()],
             note: order
                 .notes
-                .iter()
-                .map(|t| Annotation {
-                    text: t.clone().into(),
-                })
+                .into_iter()
+                .map(|t| Annotation { text: t.into() })
                 .collect(),
             specimen: specimen_refs.first().cloned(),
             has_member: members,
@@ -1124,6 +1127,23 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn notes_read_as_before(parts in proptest::collection::vec("[ a-z\\\\\"E.~]{0,6}", 1..4)) {
+            let field = parts.join("~");
+            let text = format!("MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5\rNTE|1||{field}\r");
+            let m = Message::parse(&text).unwrap();
+            let seg = m.segment("NTE").unwrap();
+            let before = {
+                let text = seg
+                    .repetitions(3)
+                    .map(|r| seg.encoding().unescape(r.raw()).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                some(&text).map(|_| text.trim_end().to_string())
+            };
+            proptest::prop_assert_eq!(note_text(seg), before, "{:?}", field);
+        }
+
         #[test]
         fn times_are_written_as_before(
             digits in "[0-9]{0,15}",
