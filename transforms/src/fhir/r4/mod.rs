@@ -10,8 +10,8 @@ pub mod pathology;
 
 use serde::{Deserialize, Serialize};
 
-/// Text in a resource: most of it is fixed (systems, profiles, codes), and borrowing that
-/// instead of copying it halves the allocations a bundle costs.
+/// Text in a resource: most of it is fixed (systems, profiles, codes), and is borrowed
+/// rather than copied into every resource that names it.
 pub type Text = std::borrow::Cow<'static, str>;
 
 /// Profiles and systems named in what the hub writes.

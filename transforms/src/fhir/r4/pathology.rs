@@ -140,10 +140,9 @@ fn is_bst(y: i64, m: i64, d: i64, h: i64) -> bool {
     }
 }
 
-/// An HL7 v2 timestamp (`YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]`) as a FHIR dateTime; with a
-/// time and no offset, UK local time. `None` when it is not a timestamp.
-pub fn date_time(ts: &str) -> Option<String> {
-    let ts = ts.trim();
+/// How many digits a (trimmed) HL7 v2 timestamp starts with, and its year, month and day
+/// (1 when not given); `None` when that is not a date.
+fn date_of(ts: &str) -> Option<(usize, i64, i64, i64)> {
     let digits = ts.bytes().take_while(u8::is_ascii_digit).count();
     if ![4, 6, 8, 10, 12, 14].contains(&digits) {
         return None;
@@ -155,6 +154,15 @@ pub fn date_time(ts: &str) -> Option<String> {
     if !(1..=12).contains(&mo) || d < 1 || d > days_in(y, mo) || y < 1 {
         return None;
     }
+    Some((digits, y, mo, d))
+}
+
+/// An HL7 v2 timestamp (`YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]`) as a FHIR dateTime; with a
+/// time and no offset, UK local time. `None` when it is not a timestamp.
+pub fn date_time(ts: &str) -> Option<String> {
+    let ts = ts.trim();
+    let (digits, y, mo, d) = date_of(ts)?;
+    let n = |a: usize, b: usize| ts[a..b].parse::<i64>().ok();
     let mut rest = &ts[digits..];
     let mut fraction = "";
     if digits == 14 {
@@ -1068,20 +1076,11 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
 mod tests {
     use super::*;
 
-    /// The times as they were written before the writer avoided formatting machinery.
+    /// The times as they were written with `format!` (the date read as the writer reads it).
     fn formatted(ts: &str) -> Option<String> {
         let ts = ts.trim();
-        let digits = ts.bytes().take_while(u8::is_ascii_digit).count();
-        if ![4, 6, 8, 10, 12, 14].contains(&digits) {
-            return None;
-        }
+        let (digits, y, mo, d) = date_of(ts)?;
         let n = |a: usize, b: usize| ts[a..b].parse::<i64>().ok();
-        let y = n(0, 4)?;
-        let mo = if digits >= 6 { n(4, 6)? } else { 1 };
-        let d = if digits >= 8 { n(6, 8)? } else { 1 };
-        if !(1..=12).contains(&mo) || d < 1 || d > days_in(y, mo) || y < 1 {
-            return None;
-        }
         let mut rest = &ts[digits..];
         let mut fraction = String::new();
         if digits == 14 {
