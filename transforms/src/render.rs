@@ -48,29 +48,30 @@ pub(crate) fn derived(seed: &str, label: &str) -> String {
 /// [`derived`] with the label given in parts (joined with nothing).
 pub(crate) fn derived_parts(seed: &str, label: &[&str]) -> String {
     use sha2::Digest;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut h = sha2::Sha256::new();
     h.update(seed.as_bytes());
     h.update(b"/");
     for part in label {
         h.update(part.as_bytes());
     }
-    let digest = h.finalize();
-    let mut out = [0u8; 36];
-    let mut at = 0;
-    for (i, b) in digest[..16].iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out[at] = b'-';
-            at += 1;
-        }
-        out[at] = HEX[usize::from(b >> 4)];
-        out[at + 1] = HEX[usize::from(b & 0xf)];
-        at += 2;
+    let mut hex = [0u8; 32];
+    hex::encode_to_slice(&h.finalize()[..16], &mut hex).expect("32 hex digits for 16 bytes");
+    let h = std::str::from_utf8(&hex).expect("hex digits are ASCII");
+    let mut out = String::with_capacity(36);
+    for part in [
+        &h[0..8],
+        "-",
+        &h[8..12],
+        "-4",
+        &h[13..16],
+        "-8",
+        &h[17..20],
+        "-",
+        &h[20..32],
+    ] {
+        out.push_str(part);
     }
-    // Version and variant, in place of the hex digits 12 and 16.
-    out[14] = b'4';
-    out[19] = b'8';
-    String::from_utf8(out.to_vec()).expect("ASCII")
+    out
 }
 
 fn rendered(original: &DocumentMeta, content_type: &str, bytes: Vec<u8>) -> Rendered {

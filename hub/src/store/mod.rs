@@ -178,22 +178,17 @@ impl After {
     /// `MS.ID` (a position) or a bare message id.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let id = |t: &str| {
-            Uuid::parse_str(t).map_err(|_| {
-                format!("{s:?} is not a paging cursor (a message id, or MS.ID as a listing gives)")
-            })
+        let parsed = match s.split_once('.') {
+            Some((ms, id)) => ms
+                .parse::<u64>()
+                .ok()
+                .zip(Uuid::parse_str(id).ok())
+                .map(|(ms, id)| Self::At(ms, id)),
+            None => Uuid::parse_str(s).ok().map(Self::Message),
         };
-        match s.split_once('.') {
-            Some((ms, rest)) => {
-                let ms = ms.parse::<u64>().map_err(|_| {
-                    format!(
-                        "{s:?} is not a paging cursor (a message id, or MS.ID as a listing gives)"
-                    )
-                })?;
-                Ok(Self::At(ms, id(rest)?))
-            }
-            None => Ok(Self::Message(id(s)?)),
-        }
+        parsed.ok_or_else(|| {
+            format!("{s:?} is not a paging cursor (a message id, or MS.ID as a listing gives)")
+        })
     }
 }
 

@@ -273,9 +273,8 @@ pub(super) fn list_page(
                 let fits = |d: &DeliveryRecord| {
                     d.recipient_ods == ods && state.is_none_or(|want| d.state == want)
                 };
-                let matched = delivery(s, id)?.filter(|d| {
-                    d.is_current() && d.updated_ms == ms && state.is_none_or(|want| d.state == want)
-                });
+                let matched =
+                    delivery(s, id)?.filter(|d| d.is_current() && d.updated_ms == ms && fits(d));
                 let matched = match matched {
                     Some(d) if listed_earlier(d.message_id, &fits)? => None,
                     other => other.map(|d| d.message_id),

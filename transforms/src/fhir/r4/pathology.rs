@@ -180,7 +180,7 @@ pub fn date_time(ts: &str) -> Option<String> {
         [b'+' | b'-', z @ ..] if z.len() == 4 && z.iter().all(u8::is_ascii_digit) => Some(rest),
         _ => return None,
     };
-    // Two digits of a number under 100; four of one under 10,000.
+    // The last two digits of a number (the year is written as two pairs).
     let two = |out: &mut String, v: i64| {
         out.push(char::from(b'0' + (v / 10 % 10) as u8));
         out.push(char::from(b'0' + (v % 10) as u8));
@@ -671,9 +671,8 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         patient.name.push(name);
     }
     patient.birth_date = dt(&p.date_of_birth)
-        .filter(|d| d.len() == 10)
-        .or_else(|| dt(&p.date_of_birth).map(|d| d.chars().take(10).collect()))
-        .filter(|d| d.len() == 10);
+        .map(|d| d.chars().take(10).collect())
+        .filter(|d: &Text| d.len() == 10);
     patient.gender = match p.sex.trim().to_ascii_uppercase().as_str() {
         "M" => Some("male".into()),
         "F" => Some("female".into()),
