@@ -6,17 +6,12 @@
 //! write that is on disk. The embedded bus hands out only work items below the watermark, so
 //! nothing is delivered before the hub could have acknowledged it; each flush wakes the bus.
 
-use super::Signals;
+use super::{Signals, LINGER, LINGER_UNDER_LOAD};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 type Reply = Option<oneshot::Sender<Result<(), String>>>;
-
-/// How long a round waits for more writers when the previous one ended within
-/// [`LINGER_UNDER_LOAD`].
-const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
-const LINGER_UNDER_LOAD: std::time::Duration = std::time::Duration::from_millis(2);
 
 #[derive(Clone)]
 pub struct GroupCommit {

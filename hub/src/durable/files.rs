@@ -1,6 +1,7 @@
 //! Batched file durability: writers put their bytes in files (no fsync of their own), then ask
 //! for them to be made durable and wait. One task serves everyone who asked while the previous
-//! round ran, so concurrent writers share one round of syncs: on a busy local file system, one
+//! round ran (and, after a full round, a millisecond more), so concurrent writers share one
+//! round of syncs: on a busy local file system, one
 //! `syncfs(2)` covers every file and folder entry written on it; in a quiet round, or on a
 //! network share (where `syncfs` may not reach the server), each file named is fsynced and
 //! each folder once.
@@ -10,6 +11,7 @@
 //! one round to the next, so a write-back error that happened in between is reported to the
 //! next round (the kernel reports such errors to descriptors opened before them).
 
+use super::{LINGER, LINGER_UNDER_LOAD};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
@@ -20,7 +22,10 @@ use tokio::sync::{mpsc, oneshot};
 static SYNCS: AtomicU64 = AtomicU64::new(0);
 
 /// Files and folders named on one file system in a round from which it is synced whole.
-const WHOLE_FS_FROM: usize = 16;
+const WHOLE_FS_FROM: usize = 4;
+
+/// Writers in a round that show the hub is busy.
+const BUSY_ROUND: usize = 8;
 
 /// Counts one fsync, fdatasync, syncfs or database flush made by this process.
 pub fn count_sync() {
@@ -74,12 +79,21 @@ impl FileSync {
                 syncs: counter.clone(),
                 ..Syncer::default()
             };
+            let mut last_round = tokio::time::Instant::now();
+            let mut last_jobs = 0;
             while let Some(first) = rx.recv().await {
+                // Under load (the last round was full and ended a moment ago), let a
+                // millisecond's writers join this round: fewer, fuller rounds. A quiet hub
+                // syncs at once.
+                if last_jobs >= BUSY_ROUND && last_round.elapsed() < LINGER_UNDER_LOAD {
+                    tokio::time::sleep(LINGER).await;
+                }
                 let mut jobs = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     jobs.push(more);
                 }
                 metrics::histogram!("edthub_file_sync_batch").record(jobs.len() as f64);
+                last_jobs = jobs.len();
                 let done = tokio::task::spawn_blocking(move || {
                     let results = syncer.round(&jobs);
                     (syncer, jobs, results)
@@ -97,6 +111,7 @@ impl FileSync {
                 for (job, result) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }
+                last_round = tokio::time::Instant::now();
             }
         });
         Self { tx, syncs }
@@ -291,6 +306,24 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(sync.syncs() - used, 2);
+        // Two writers in a round, each with a file and its folder: one sync of the whole
+        // file system rather than four.
+        let used = sync.syncs();
+        let pair: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|n| {
+                let p = dir.path().join(n);
+                std::fs::write(&p, b"x").unwrap();
+                sync.sync(Durable {
+                    files: vec![p],
+                    dirs: vec![dir.path().to_path_buf()],
+                })
+            })
+            .collect();
+        for r in futures::future::join_all(pair).await {
+            r.unwrap();
+        }
+        assert_eq!(sync.syncs() - used, if whole { 1 } else { 3 });
         let missing = sync
             .sync(Durable::dir(dir.path().join("no-such-folder")))
             .await;

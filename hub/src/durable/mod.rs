@@ -14,3 +14,8 @@ mod signals;
 pub use commit::GroupCommit;
 pub use files::{count_sync, disk_syncs, Durable, FileSync};
 pub use signals::Signals;
+
+/// How long a round of syncs (database flush or file syncs) waits for more writers when the
+/// previous round ended within [`LINGER_UNDER_LOAD`]: under load, fewer and fuller rounds.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+const LINGER_UNDER_LOAD: std::time::Duration = std::time::Duration::from_millis(2);
