@@ -679,8 +679,13 @@ impl Bus for AmqpBus {
                 // it once the connection has been replaced or has failed.
                 let next = {
                     let mut c = consumer.lock().await;
-                    let mut check = tokio::time::interval(Duration::from_millis(500));
-                    check.tick().await;
+                    // The first check is half a second away. (An interval's first tick is
+                    // due at once, but the timer only fires on its next millisecond: waiting
+                    // for it here, under the lock, held every receiver up by a millisecond
+                    // per item, about a thousand items a second at most.)
+                    let every = Duration::from_millis(500);
+                    let mut check =
+                        tokio::time::interval_at(tokio::time::Instant::now() + every, every);
                     loop {
                         tokio::select! {
                             n = c.next() => break Some(n),
