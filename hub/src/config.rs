@@ -584,12 +584,14 @@ pub struct AmqpConfig {
     pub url: String,
     /// Prefix of every queue the hub declares. Default `edthub.`.
     pub queue_prefix: String,
-    /// Unacknowledged work items per consumer. Default 32.
+    /// Unacknowledged work items per consumer. Default 128: at least `delivery.workers`, or
+    /// some workers wait while the broker waits for acknowledgements.
     pub prefetch: u16,
     /// Work items the local outbox may hold while the broker is away; past that, submissions
     /// are refused with UNAVAILABLE (nothing is accepted that could not be kept). Default 100000.
     pub max_outbox: u64,
-    /// Outbox relay tasks publishing to the broker. Default 4.
+    /// Outbox relay tasks publishing to the broker, each waiting for its publisher confirm.
+    /// Default 32 (with 4, a busy node's outbox fell thousands of items behind).
     pub relays: usize,
     /// Largest payload, in bytes, sent inside a work item on the shared queue (any node may
     /// deliver it). Larger documents are delivered by the node that received them. Default
@@ -606,9 +608,9 @@ impl Default for AmqpConfig {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             queue_prefix: "edthub.".into(),
-            prefetch: 32,
+            prefetch: 128,
             max_outbox: 100_000,
-            relays: 4,
+            relays: 32,
             max_shared_payload: 8 * 1024 * 1024,
             claim_days: 14,
         }
