@@ -67,7 +67,14 @@ pub async fn run(a: &BenchArgs, addr: &str) -> anyhow::Result<ExitCode> {
                 let message = oru(&facility, &control, &recipients[n % recipients.len()], n);
                 let sent_wall = wall_ms();
                 let t = Instant::now();
-                tcp.write_all(&frame(message.as_bytes())).await?;
+                tcp.write_all(&frame(message.as_bytes()))
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot send to the hub's MLLP listener at {addr} ({e}); it answers \
+                             AR and closes connections beyond mllp.max_connections (default 50)"
+                        )
+                    })?;
                 let payload = loop {
                     if let Some((p, used)) = next_frame(&buf) {
                         let p = p.to_vec();
