@@ -72,7 +72,7 @@ pub async fn run(a: &BenchArgs, addr: &str) -> anyhow::Result<ExitCode> {
                     .map_err(|e| {
                         anyhow::anyhow!(
                             "cannot send to the hub's MLLP listener at {addr} ({e}); it answers \
-                             AR and closes connections beyond mllp.max_connections (default 50)"
+                             AR and closes connections beyond its mllp.max_connections"
                         )
                     })?;
                 let payload = loop {

@@ -6,7 +6,7 @@
 //! write that is on disk. The embedded bus hands out only work items below the watermark, so
 //! nothing is delivered before the hub could have acknowledged it; each flush wakes the bus.
 
-use super::{Signals, LINGER, LINGER_UNDER_LOAD};
+use super::{Pacing, Signals};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -28,14 +28,11 @@ impl GroupCommit {
         let durable = Arc::new(AtomicU64::new(db.generate_id().unwrap_or(0)));
         let mark = durable.clone();
         tokio::spawn(async move {
-            let mut last_round = tokio::time::Instant::now();
+            // Any flush that ended a moment ago shows load: fewer, fuller flushes, each one a
+            // job for the database's IO threads.
+            let mut pacing = Pacing::new(1);
             while let Some(first) = rx.recv().await {
-                // Under load (the last round ended a moment ago), let a millisecond's writers
-                // join this round: fewer, fuller flushes, each one a job for the database's
-                // IO threads.
-                if last_round.elapsed() < LINGER_UNDER_LOAD {
-                    tokio::time::sleep(LINGER).await;
-                }
+                pacing.linger().await;
                 let mut waiting = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     waiting.push(more);
@@ -61,12 +58,13 @@ impl GroupCommit {
                 }
                 signals.notify_all();
                 metrics::counter!("edthub_store_flushes_total").increment(1);
+                let size = waiting.len();
                 let replies: Vec<_> = waiting.into_iter().flatten().collect();
                 metrics::histogram!("edthub_store_flush_batch").record(replies.len() as f64);
                 for w in replies {
                     let _ = w.send(result.clone());
                 }
-                last_round = tokio::time::Instant::now();
+                pacing.ended(size);
             }
         });
         Self { tx, durable }

@@ -11,7 +11,7 @@
 //! one round to the next, so a write-back error that happened in between is reported to the
 //! next round (the kernel reports such errors to descriptors opened before them).
 
-use super::{LINGER, LINGER_UNDER_LOAD};
+use super::Pacing;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
@@ -79,21 +79,15 @@ impl FileSync {
                 syncs: counter.clone(),
                 ..Syncer::default()
             };
-            let mut last_round = tokio::time::Instant::now();
-            let mut last_jobs = 0;
+            let mut pacing = Pacing::new(BUSY_ROUND);
             while let Some(first) = rx.recv().await {
-                // Under load (the last round was full and ended a moment ago), let a
-                // millisecond's writers join this round: fewer, fuller rounds. A quiet hub
-                // syncs at once.
-                if last_jobs >= BUSY_ROUND && last_round.elapsed() < LINGER_UNDER_LOAD {
-                    tokio::time::sleep(LINGER).await;
-                }
+                pacing.linger().await;
                 let mut jobs = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     jobs.push(more);
                 }
                 metrics::histogram!("edthub_file_sync_batch").record(jobs.len() as f64);
-                last_jobs = jobs.len();
+                let size = jobs.len();
                 let done = tokio::task::spawn_blocking(move || {
                     let results = syncer.round(&jobs);
                     (syncer, jobs, results)
@@ -111,7 +105,7 @@ impl FileSync {
                 for (job, result) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }
-                last_round = tokio::time::Instant::now();
+                pacing.ended(size);
             }
         });
         Self { tx, syncs }

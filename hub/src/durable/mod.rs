@@ -16,6 +16,39 @@ pub use files::{count_sync, disk_syncs, Durable, FileSync};
 pub use signals::Signals;
 
 /// How long a round of syncs (database flush or file syncs) waits for more writers when the
-/// previous round ended within [`LINGER_UNDER_LOAD`]: under load, fewer and fuller rounds.
+/// hub is busy (see [`Pacing`]).
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+/// A round that ended this recently, with enough writers, shows the hub is busy.
 const LINGER_UNDER_LOAD: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// When a round of syncs waits for more writers: after a round of at least `busy` writers
+/// that ended under [`LINGER_UNDER_LOAD`] ago, it waits [`LINGER`]; under load that makes
+/// fewer, fuller rounds, and a quiet hub syncs at once.
+struct Pacing {
+    busy: usize,
+    last_end: tokio::time::Instant,
+    last_size: usize,
+}
+
+impl Pacing {
+    fn new(busy: usize) -> Self {
+        Self {
+            busy,
+            last_end: tokio::time::Instant::now(),
+            last_size: 0,
+        }
+    }
+
+    /// Waits, if the hub is busy, before a round gathers its writers.
+    async fn linger(&self) {
+        if self.last_size >= self.busy && self.last_end.elapsed() < LINGER_UNDER_LOAD {
+            tokio::time::sleep(LINGER).await;
+        }
+    }
+
+    /// A round of `size` writers has ended.
+    fn ended(&mut self, size: usize) {
+        self.last_end = tokio::time::Instant::now();
+        self.last_size = size;
+    }
+}
