@@ -50,8 +50,8 @@ pub(crate) fn is_resource_name(s: &str) -> bool {
         && b[1..].iter().all(u8::is_ascii_alphanumeric)
 }
 
-/// The first index at or after `from` whose byte is flagged, or `b.len()`. Checks 32-byte
-/// chunks without branching first, so the common all-clear case vectorises.
+/// The first index at or after `from` whose byte is flagged, or `b.len()`. Checks 32-byte,
+/// then 8-byte chunks without branching first, so the common all-clear case vectorises.
 #[inline(always)]
 pub(crate) fn position(b: &[u8], from: usize, flag: impl Fn(u8) -> bool + Copy) -> usize {
     const CHUNK: usize = 32;
@@ -61,6 +61,20 @@ pub(crate) fn position(b: &[u8], from: usize, flag: impl Fn(u8) -> bool + Copy) 
             break;
         }
         i += CHUNK;
+    }
+    // Short text (most of it) and tails: 8 bytes at a time; then the last 8 bytes at once
+    // (overlapping what was checked), and one by one only when one of them is flagged.
+    while i + 8 <= b.len() {
+        if b[i..i + 8].iter().fold(false, |acc, &c| acc | flag(c)) {
+            break;
+        }
+        i += 8;
+    }
+    if i < b.len() && b.len() >= 8 && i + 8 > b.len() {
+        let last = &b[b.len() - 8..];
+        if !last.iter().fold(false, |acc, &c| acc | flag(c)) {
+            return b.len();
+        }
     }
     while i < b.len() && !flag(b[i]) {
         i += 1;

@@ -23,14 +23,15 @@
 use super::*;
 use crate::hl7::{Message, OruError, OruSummary, SegmentRef};
 
-/// Meta naming the UK Core profile `$name`.
+/// Meta naming the UK Core profile `$name` (borrowed: nothing is copied per resource).
 macro_rules! uk_core {
-    ($name:literal) => {
-        Meta::profile(Text::Borrowed(concat!(
+    ($name:literal) => {{
+        const PROFILE: &[Text] = &[Text::Borrowed(concat!(
             "https://fhir.hl7.org.uk/StructureDefinition/",
             $name
-        )))
-    };
+        ))];
+        Meta::profiles(PROFILE)
+    }};
 }
 const COMPOSITION_PROFILE: &str =
     "http://hl7.eu/fhir/laboratory/StructureDefinition/Composition-eu-lab";
@@ -72,11 +73,16 @@ fn some(s: impl AsRef<str>) -> Option<Text> {
 
 /// The FHIR system of an HL7 v2 coding system name (table 0396), when it has one.
 pub fn system_of(name: &str) -> Option<&'static str> {
-    match name.trim().to_ascii_uppercase().as_str() {
-        "LN" | "LOINC" => Some(systems::LOINC),
-        "SCT" | "SNM" | "SNOMED" | "SNOMEDCT" | "SNOMED-CT" | "SCTID" => Some(systems::SNOMED),
-        "UCUM" => Some(systems::UCUM),
-        _ => None,
+    let name = name.trim();
+    let is = |names: &[&str]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+    if is(&["LN", "LOINC"]) {
+        Some(systems::LOINC)
+    } else if is(&["SCT", "SNM", "SNOMED", "SNOMEDCT", "SNOMED-CT", "SCTID"]) {
+        Some(systems::SNOMED)
+    } else if is(&["UCUM"]) {
+        Some(systems::UCUM)
+    } else {
+        None
     }
 }
 
@@ -337,25 +343,30 @@ fn decimal(text: &str) -> Option<serde_json::Number> {
     if !ok {
         return None;
     }
-    // Leading zeros are not FHIR decimals: "007.5" is 7.5.
-    let int = int.trim_start_matches('0');
-    let int = if int.is_empty() { "0" } else { int };
-    let mut canonical = String::with_capacity(2 + int.len() + frac.len());
-    if t.starts_with('-') {
-        canonical.push('-');
+    // Leading zeros are not FHIR decimals: "007.5" is 7.5. Whole numbers that fit 64 bits
+    // stay integers; the rest are read (correctly rounded) as doubles, as JSON readers do.
+    let negative = t.starts_with('-');
+    if frac.is_empty() {
+        if let Ok(n) = int.parse::<u64>() {
+            if !negative {
+                return Some(n.into());
+            }
+            // As a JSON reader takes "-0" and what does not fit an i64: as a double.
+            let i = (n as i64).wrapping_neg();
+            return match i >= 0 {
+                true => serde_json::Number::from_f64(-(n as f64)),
+                false => Some(i.into()),
+            };
+        }
     }
-    canonical.push_str(int);
-    if !frac.is_empty() {
-        canonical.push('.');
-        canonical.push_str(frac);
-    }
-    serde_json::from_str(&canonical).ok()
+    let v: f64 = t.parse().ok()?;
+    serde_json::Number::from_f64(v)
 }
 
 /// The unit of OBX-6: text (or code), with UCUM's system and code when OBX-6.3 says UCUM.
 fn unit(seg: SegmentRef<'_>) -> Quantity {
     let rep = seg.field(6).and_then(|f| f.repetition(1));
-    let t = |c: usize| rep.map(|r| r.text(c).into_owned()).unwrap_or_default();
+    let t = |c: usize| rep.map(|r| r.text(c)).unwrap_or_default();
     let (code, text, system) = (t(1), t(2), t(3));
     let ucum = system_of(&system) == Some(systems::UCUM);
     Quantity {
@@ -395,21 +406,39 @@ fn reference_range(text: &str, unit: &Quantity) -> Option<ReferenceRange> {
 
 /// OBX-5 as an Observation value, by OBX-2.
 fn value(obs: &mut Observation, seg: SegmentRef<'_>) {
-    let kind = seg.text(2).trim().to_ascii_uppercase();
+    let kind = seg.text(2);
+    let kind = kind.trim();
+    let is = |k: &str| kind.eq_ignore_ascii_case(k);
+    let sep = if is("SN") { "" } else { "^" };
     let texts: Vec<String> = seg
         .repetitions(5)
         .map(|r| {
-            r.components()
-                .map(|c| c.text().into_owned())
-                .collect::<Vec<_>>()
-                .join(if kind == "SN" { "" } else { "^" })
+            let mut text = String::new();
+            for (i, c) in r.components().enumerate() {
+                if i > 0 {
+                    text.push_str(sep);
+                }
+                text.push_str(&c.text());
+            }
+            text
         })
         .filter(|t| !t.trim().is_empty())
         .collect();
     if texts.is_empty() {
         return;
     }
-    match kind.as_str() {
+    let kind = if is("NM") {
+        "NM"
+    } else if is("SN") {
+        "SN"
+    } else if is("CE") || is("CWE") || is("CNE") {
+        "CE"
+    } else if is("ST") || is("TX") || is("FT") {
+        "ST"
+    } else {
+        ""
+    };
+    match kind {
         "NM" => {
             if let Some(v) = decimal(&texts[0]) {
                 obs.value_quantity = Some(Quantity {
@@ -437,7 +466,7 @@ fn value(obs: &mut Observation, seg: SegmentRef<'_>) {
                 }
             }
         }
-        "CE" | "CWE" | "CNE" => {
+        "CE" => {
             if let Some(cc) = concept(seg, 5) {
                 obs.value_codeable_concept = Some(cc);
                 return;
@@ -447,7 +476,7 @@ fn value(obs: &mut Observation, seg: SegmentRef<'_>) {
     }
     let joined = if kind == "SN" {
         texts.join(" ")
-    } else if matches!(kind.as_str(), "ST" | "TX" | "FT") {
+    } else if kind == "ST" {
         seg.repetitions(5)
             .map(|r| r.raw().to_string())
             .map(|raw| seg.encoding().unescape(&raw).into_owned())
@@ -508,7 +537,7 @@ struct Order<'m> {
 }
 
 fn note_text(seg: SegmentRef<'_>) -> Option<String> {
-    let mut text = String::new();
+    let mut text = String::with_capacity(seg.raw(3).map_or(0, str::len));
     for (i, r) in seg.repetitions(3).enumerate() {
         if i > 0 {
             text.push('\n');
@@ -591,19 +620,21 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     let message = Message::parse_bytes(payload).map_err(OruError::from)?;
     let summary = OruSummary::without_results(&message)?;
     let id = |label: &str| uuid_for(ctx.seed, label);
-    let mut entries: Vec<Entry> = Vec::new();
+    // Resources are large (an Observation is most of a kilobyte): room for one per segment
+    // up front, so the list is not copied as it grows.
+    let mut entries: Vec<Entry> = Vec::with_capacity(4 + message.iter().count());
 
     // Organisations: the performing laboratory (the sender) and the registered practice.
     let performer_id = id("performer");
     let performer_ref = Reference::to(full_url(&performer_id));
     entries.push(Entry {
         full_url: full_url(&performer_id),
-        resource: Resource::Organization(Organization {
+        resource: Resource::Organization(Box::new(Organization {
             id: performer_id.clone(),
             meta: uk_core!("UKCore-Organization"),
             identifier: vec![ods_identifier(ctx.sender_ods)],
             name: None,
-        }),
+        })),
     });
     let mut general_practitioner = vec![];
     if let Some(r) = &summary.recipient {
@@ -611,12 +642,12 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         general_practitioner.push(Reference::to(full_url(&gp_id)));
         entries.push(Entry {
             full_url: full_url(&gp_id),
-            resource: Resource::Organization(Organization {
+            resource: Resource::Organization(Box::new(Organization {
                 id: gp_id,
                 meta: uk_core!("UKCore-Organization"),
                 identifier: vec![ods_identifier(r.ods_code.as_str())],
                 name: some(&r.name),
-            }),
+            })),
         });
     }
 
@@ -682,7 +713,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     };
     entries.push(Entry {
         full_url: full_url(&patient_id),
-        resource: Resource::Patient(patient),
+        resource: Resource::Patient(Box::new(patient)),
     });
 
     let mut report = DiagnosticReport {
@@ -747,7 +778,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         if let Some(r) = requester {
             entries.push(Entry {
                 full_url: full_url(&r.id),
-                resource: Resource::Practitioner(r),
+                resource: Resource::Practitioner(Box::new(r)),
             });
         }
         let requesting_org = order.orc.and_then(|orc| {
@@ -771,7 +802,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         if let Some(o) = requesting_org {
             entries.push(Entry {
                 full_url: full_url(&o.id),
-                resource: Resource::Organization(o),
+                resource: Resource::Organization(Box::new(o)),
             });
         }
 
@@ -873,14 +904,14 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             report.based_on.push(Reference::to(full_url(&r.id)));
             entries.push(Entry {
                 full_url: full_url(&r.id),
-                resource: Resource::ServiceRequest(r),
+                resource: Resource::ServiceRequest(Box::new(r)),
             });
         }
         report.specimen.extend(specimen_refs.iter().cloned());
         for s in specimens {
             entries.push(Entry {
                 full_url: full_url(&s.id),
-                resource: Resource::Specimen(s),
+                resource: Resource::Specimen(Box::new(s)),
             });
         }
 
@@ -946,7 +977,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             members.push(Reference::to(full_url(&oid)));
             entries.push(Entry {
                 full_url: full_url(&oid),
-                resource: Resource::Observation(obs),
+                resource: Resource::Observation(Box::new(obs)),
             });
         }
         let group = Observation {
@@ -976,7 +1007,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         });
         entries.push(Entry {
             full_url: full_url(&group_id),
-            resource: Resource::Observation(group),
+            resource: Resource::Observation(Box::new(group)),
         });
     }
 
@@ -1014,7 +1045,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     let composition_id = id("composition");
     let composition = Composition {
         id: composition_id.clone(),
-        meta: Meta::profile(COMPOSITION_PROFILE),
+        meta: Meta::profiles(&[Text::Borrowed(COMPOSITION_PROFILE)]),
         identifier: Some(Identifier {
             system: Some(Text::Borrowed(systems::RFC4122)),
             value: Some(full_url(&id("composition-identifier"))),
@@ -1043,20 +1074,20 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         custodian: Some(performer_ref),
         section: sections,
     };
-    entries.insert(
-        1,
-        Entry {
-            full_url: full_url(&report.id),
-            resource: Resource::DiagnosticReport(report),
-        },
-    );
-    entries.insert(
-        0,
-        Entry {
-            full_url: full_url(&composition_id),
-            resource: Resource::Composition(composition),
-        },
-    );
+    // The Composition first, the report after the performing laboratory; each resource is
+    // moved once.
+    let mut ordered = Vec::with_capacity(entries.len() + 2);
+    ordered.push(Entry {
+        full_url: full_url(&composition_id),
+        resource: Resource::Composition(Box::new(composition)),
+    });
+    let mut rest = entries.into_iter();
+    ordered.extend(rest.next());
+    ordered.push(Entry {
+        full_url: full_url(&report.id),
+        resource: Resource::DiagnosticReport(Box::new(report)),
+    });
+    ordered.extend(rest);
     Ok(Bundle {
         id: id("bundle"),
         meta: Meta::default(),
@@ -1067,7 +1098,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         },
         r#type: "document".into(),
         timestamp: ctx.timestamp.to_string().into(),
-        entry: entries,
+        entry: ordered,
     })
 }
 
@@ -1209,11 +1240,44 @@ mod tests {
         assert_eq!(dt(""), None);
     }
 
+    /// Decimals as they were read before: through a canonical text and a JSON reader (the
+    /// same up to 15 significant digits; beyond, the JSON reader's quick path may round
+    /// differently).
+    fn read_as_json(text: &str) -> Option<serde_json::Number> {
+        let t = text.trim();
+        let t = t.strip_prefix('+').unwrap_or(t);
+        let body = t.strip_prefix('-').unwrap_or(t);
+        let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+        let int = int.trim_start_matches('0');
+        let mut canonical = String::from(if t.starts_with('-') { "-" } else { "" });
+        canonical.push_str(if int.is_empty() { "0" } else { int });
+        if !frac.is_empty() {
+            canonical.push('.');
+            canonical.push_str(frac);
+        }
+        serde_json::from_str(&canonical).ok()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decimals_read_as_a_json_reader_reads_them(
+            text in "[+-]?0{0,3}[0-9]{1,9}(\\.[0-9]{1,6})?|-?0|-?(9223372036854775808|18446744073709551615|18446744073709551616)",
+        ) {
+            proptest::prop_assert_eq!(decimal(&text), read_as_json(&text));
+        }
+    }
+
     #[test]
     fn decimals_and_ranges() {
         assert_eq!(decimal("10.0 ").unwrap().to_string(), "10.0");
         assert_eq!(decimal("007").unwrap().to_string(), "7");
         assert!(decimal("1.").is_none() && decimal("abc").is_none());
+        // Beyond 15 significant digits, the nearest double (the JSON reader's quick path was
+        // a digit out here).
+        assert_eq!(
+            decimal("70400000022022.4141").unwrap().as_f64(),
+            "70400000022022.4141".parse::<f64>().ok()
+        );
         let r = reference_range("133-146", &Quantity::default()).unwrap();
         assert_eq!(r.low.unwrap().value.unwrap().to_string(), "133");
         let r = reference_range("70_105", &Quantity::default()).unwrap();
@@ -1282,6 +1346,11 @@ OBX|1|NM|INR^I.N.R.||2.5||2.0-3.0|N|||F\r";
             );
             if let Ok(b) = bundle(oru.as_bytes(), &ctx()) {
                 let json = to_json(&b);
+                // The same bytes serde_json writes for the resources.
+                proptest::prop_assert_eq!(
+                    &json,
+                    &serde_json::to_string(&RootRef::Bundle(&b)).unwrap()
+                );
                 proptest::prop_assert!(read_bundle(json.as_bytes(), &Default::default()).is_ok());
             }
         }
