@@ -47,6 +47,11 @@ pub(crate) fn derived(seed: &str, label: &str) -> String {
 
 /// [`derived`] with the label given in parts (joined with nothing).
 pub(crate) fn derived_parts(seed: &str, label: &[&str]) -> String {
+    derived_into(seed, label, &mut [0; 36]).to_string()
+}
+
+/// [`derived_parts`] written into `out`, without allocating.
+pub(crate) fn derived_into<'o>(seed: &str, label: &[&str], out: &'o mut [u8; 36]) -> &'o str {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(seed.as_bytes());
@@ -56,22 +61,19 @@ pub(crate) fn derived_parts(seed: &str, label: &[&str]) -> String {
     }
     let mut hex = [0u8; 32];
     hex::encode_to_slice(&h.finalize()[..16], &mut hex).expect("32 hex digits for 16 bytes");
-    let h = std::str::from_utf8(&hex).expect("hex digits are ASCII");
-    let mut out = String::with_capacity(36);
-    for part in [
-        &h[0..8],
-        "-",
-        &h[8..12],
-        "-4",
-        &h[13..16],
-        "-8",
-        &h[17..20],
-        "-",
-        &h[20..32],
-    ] {
-        out.push_str(part);
-    }
-    out
+    // 8-4-4-4-12, the version digit 4 and the variant digit 8.
+    out[0..8].copy_from_slice(&hex[0..8]);
+    out[8] = b'-';
+    out[9..13].copy_from_slice(&hex[8..12]);
+    out[13] = b'-';
+    out[14] = b'4';
+    out[15..18].copy_from_slice(&hex[13..16]);
+    out[18] = b'-';
+    out[19] = b'8';
+    out[20..23].copy_from_slice(&hex[17..20]);
+    out[23] = b'-';
+    out[24..36].copy_from_slice(&hex[20..32]);
+    std::str::from_utf8(out).expect("hex digits and dashes are ASCII")
 }
 
 fn rendered(original: &DocumentMeta, content_type: &str, bytes: Vec<u8>) -> Rendered {

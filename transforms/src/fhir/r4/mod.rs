@@ -11,9 +11,117 @@ mod ser;
 
 use serde::{Deserialize, Serialize};
 
-/// Text in a resource: most of it is fixed (systems, profiles, codes), and is borrowed
-/// rather than copied into every resource that names it.
-pub type Text = std::borrow::Cow<'static, str>;
+/// Text in a resource. Most of it is fixed (systems, profiles, codes) and is borrowed rather
+/// than copied into every resource that names it; the rest (read from the message, or made
+/// for it, like the resources' URLs) is shared, so naming one resource from many others
+/// (the patient, the laboratory) costs no copies.
+#[derive(Clone)]
+pub enum Text {
+    Borrowed(&'static str),
+    Owned(std::sync::Arc<str>),
+}
+
+impl Text {
+    /// A copy of `s`, shared from here on.
+    pub fn copy(s: &str) -> Self {
+        Text::Owned(s.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Text::Borrowed(s) => s,
+            Text::Owned(s) => s,
+        }
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::Borrowed("")
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&'static str> for Text {
+    fn from(s: &'static str) -> Self {
+        Text::Borrowed(s)
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Text::Owned(s.into())
+    }
+}
+
+impl FromIterator<char> for Text {
+    fn from_iter<I: IntoIterator<Item = char>>(iter: I) -> Self {
+        Text::from(iter.into_iter().collect::<String>())
+    }
+}
+
+/// Text is equal by what it says, borrowed or shared.
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for Text {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Text::from)
+    }
+}
 
 /// Profiles and systems named in what the hub writes.
 pub mod systems {

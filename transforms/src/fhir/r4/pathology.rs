@@ -56,19 +56,27 @@ pub enum PathologyError {
 }
 
 fn uuid_for(seed: &str, label: &str) -> Text {
-    Text::Owned(crate::render::derived(seed, label))
+    let mut id = [0u8; 36];
+    Text::copy(crate::render::derived_into(seed, &[label], &mut id))
 }
 
 fn full_url(id: &str) -> Text {
-    let mut u = String::with_capacity(9 + id.len());
-    u.push_str("urn:uuid:");
-    u.push_str(id);
-    Text::Owned(u)
+    const PREFIX: &str = "urn:uuid:";
+    let mut buf = [0u8; 64];
+    match buf.get_mut(PREFIX.len()..PREFIX.len() + id.len()) {
+        Some(rest) => {
+            rest.copy_from_slice(id.as_bytes());
+            buf[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+            let url = std::str::from_utf8(&buf[..PREFIX.len() + id.len()]);
+            Text::copy(url.expect("a prefix and a str are UTF-8"))
+        }
+        None => Text::from(format!("{PREFIX}{id}")),
+    }
 }
 
 fn some(s: impl AsRef<str>) -> Option<Text> {
     let t = s.as_ref().trim();
-    (!t.is_empty() && t != "\"\"").then(|| Text::Owned(t.to_string()))
+    (!t.is_empty() && t != "\"\"").then(|| Text::copy(t))
 }
 
 /// The FHIR system of an HL7 v2 coding system name (table 0396), when it has one.
@@ -232,12 +240,12 @@ pub fn date_time(ts: &str) -> Option<String> {
 
 /// [`date_time`] as resource text.
 fn dt(ts: &str) -> Option<Text> {
-    date_time(ts).map(Text::Owned)
+    date_time(ts).map(Text::from)
 }
 
 /// [`instant`] as resource text.
 fn instant_text(ts: &str) -> Option<Text> {
-    instant(ts).map(Text::Owned)
+    instant(ts).map(Text::from)
 }
 
 /// An HL7 v2 timestamp with at least seconds as a FHIR instant.
@@ -314,7 +322,7 @@ const INTERPRETATIONS: &[(&str, &str)] = &[
 
 fn interpretation(flag: &str) -> Option<CodeableConcept> {
     let flag = some(flag)?;
-    Some(match INTERPRETATIONS.iter().find(|(c, _)| *c == flag) {
+    Some(match INTERPRETATIONS.iter().find(|(c, _)| flag == *c) {
         Some((code, display)) => CodeableConcept {
             coding: vec![Coding {
                 system: Some(Text::Borrowed(systems::INTERPRETATION)),
@@ -459,7 +467,7 @@ fn value(obs: &mut Observation, seg: SegmentRef<'_>) {
                     obs.value_quantity = Some(Quantity {
                         value: Some(v),
                         comparator: (!matches!(comparator, "" | "="))
-                            .then(|| Text::Owned(comparator.to_string())),
+                            .then(|| Text::copy(comparator)),
                         ..unit(seg)
                     });
                     return;
@@ -485,13 +493,13 @@ fn value(obs: &mut Observation, seg: SegmentRef<'_>) {
     } else {
         texts.join("\n")
     };
-    obs.value_string = some(&joined).map(|_| Text::Owned(joined.trim_end().to_string()));
+    obs.value_string = some(&joined).map(|_| Text::copy(joined.trim_end()));
 }
 
 fn ods_identifier(code: &str) -> Identifier {
     Identifier {
         system: Some(Text::Borrowed(systems::ODS_ORGANIZATION)),
-        value: Some(Text::Owned(code.to_string())),
+        value: Some(Text::copy(code)),
         ..Default::default()
     }
 }
@@ -626,9 +634,10 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
 
     // Organisations: the performing laboratory (the sender) and the registered practice.
     let performer_id = id("performer");
-    let performer_ref = Reference::to(full_url(&performer_id));
+    let performer_url = full_url(&performer_id);
+    let performer_ref = Reference::to(performer_url.clone());
     entries.push(Entry {
-        full_url: full_url(&performer_id),
+        full_url: performer_url,
         resource: Resource::Organization(Box::new(Organization {
             id: performer_id.clone(),
             meta: uk_core!("UKCore-Organization"),
@@ -654,7 +663,8 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     // The patient.
     let p = &summary.patient;
     let patient_id = id("patient");
-    let subject = Reference::to(full_url(&patient_id));
+    let patient_url = full_url(&patient_id);
+    let subject = Reference::to(patient_url.clone());
     let mut patient = Patient {
         id: patient_id.clone(),
         meta: uk_core!("UKCore-Patient"),
@@ -664,7 +674,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     if let Some(n) = &p.nhs_number {
         patient.identifier.push(Identifier {
             system: Some(Text::Borrowed(systems::NHS_NUMBER)),
-            value: Some(Text::Owned(n.to_string())),
+            value: Some(Text::from(n.to_string())),
             ..Default::default()
         });
     }
@@ -712,7 +722,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         _ => None,
     };
     entries.push(Entry {
-        full_url: full_url(&patient_id),
+        full_url: patient_url,
         resource: Resource::Patient(Box::new(patient)),
     });
 
@@ -731,9 +741,11 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
         let obr = order.obr;
         let oi_text = oi.to_string();
         let label_n = |what: &str, n: &str| {
-            Text::Owned(crate::render::derived_parts(
+            let mut id = [0u8; 36];
+            Text::copy(crate::render::derived_into(
                 ctx.seed,
                 &["obr", &oi_text, "/", what, n],
+                &mut id,
             ))
         };
         let label = |what: &str| label_n(what, "");
@@ -929,15 +941,15 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
                         sub.to_ascii_uppercase().as_str(),
                     ) {
                         (_, "PDF") => Some(Text::Borrowed("application/pdf")),
-                        ("AP" | "APPLICATION", s) if !s.is_empty() => Some(Text::Owned(format!(
+                        ("AP" | "APPLICATION", s) if !s.is_empty() => Some(Text::from(format!(
                             "application/{}",
                             s.to_ascii_lowercase()
                         ))),
                         ("IM" | "IMAGE", s) if !s.is_empty() => {
-                            Some(Text::Owned(format!("image/{}", s.to_ascii_lowercase())))
+                            Some(Text::from(format!("image/{}", s.to_ascii_lowercase())))
                         }
                         ("TEXT", s) if !s.is_empty() => {
-                            Some(Text::Owned(format!("text/{}", s.to_ascii_lowercase())))
+                            Some(Text::from(format!("text/{}", s.to_ascii_lowercase())))
                         }
                         _ => None,
                     };
@@ -974,9 +986,10 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
                 ..Default::default()
             };
             value(&mut obs, obx);
-            members.push(Reference::to(full_url(&oid)));
+            let url = full_url(&oid);
+            members.push(Reference::to(url.clone()));
             entries.push(Entry {
-                full_url: full_url(&oid),
+                full_url: url,
                 resource: Resource::Observation(Box::new(obs)),
             });
         }
@@ -999,14 +1012,15 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             has_member: members,
             ..Default::default()
         };
-        report.result.push(Reference::to(full_url(&group_id)));
+        let group_url = full_url(&group_id);
+        report.result.push(Reference::to(group_url.clone()));
         sections.push(Section {
             title: code.as_ref().and_then(|c| c.text.clone()),
             code: code.clone(),
-            entry: vec![Reference::to(full_url(&group_id))],
+            entry: vec![Reference::to(group_url.clone())],
         });
         entries.push(Entry {
-            full_url: full_url(&group_id),
+            full_url: group_url,
             resource: Resource::Observation(Box::new(group)),
         });
     }
@@ -1030,13 +1044,14 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
             coding: vec![],
             text: some(
                 many.iter()
-                    .filter_map(|c| c.text.clone().or_else(|| c.coding.first()?.code.clone()))
+                    .filter_map(|c| c.text.as_deref().or(c.coding.first()?.code.as_deref()))
                     .collect::<Vec<_>>()
                     .join(", "),
             ),
         },
     };
-    let report_ref = Reference::to(full_url(&report.id));
+    let report_url = full_url(&report.id);
+    let report_ref = Reference::to(report_url.clone());
     if let Some(first) = sections.first_mut() {
         first.entry.insert(0, report_ref);
     }
@@ -1084,7 +1099,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     let mut rest = entries.into_iter();
     ordered.extend(rest.next());
     ordered.push(Entry {
-        full_url: full_url(&report.id),
+        full_url: report_url,
         resource: Resource::DiagnosticReport(Box::new(report)),
     });
     ordered.extend(rest);
