@@ -1,10 +1,9 @@
 //! Batched file durability: writers put their bytes in files (no fsync of their own), then ask
 //! for them to be made durable and wait. One task serves everyone who asked while the previous
 //! round ran (and, after a full round, a millisecond more), so concurrent writers share one
-//! round of syncs: on a busy local file system, one
-//! `syncfs(2)` covers every file and folder entry written on it; in a quiet round, or on a
-//! network share (where `syncfs` may not reach the server), each file named is fsynced and
-//! each folder once.
+//! round of syncs: on a busy local file system, one `syncfs(2)` covers every file and folder
+//! entry written on it; in a quiet round, or on a network share (where `syncfs` may not reach
+//! the server), each file named is fsynced and each folder once.
 //!
 //! A request is answered only by a round that started after the request was made, so it covers
 //! every write made before it. The file system is synced through a descriptor kept open from

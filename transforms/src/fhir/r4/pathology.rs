@@ -55,9 +55,10 @@ pub enum PathologyError {
     Oru(#[from] OruError),
 }
 
-fn uuid_for(seed: &str, label: &str) -> Text {
+/// The id derived from `seed` and a label given in parts (see [`crate::render::derived`]).
+fn derived_id(seed: &str, label: &[&str]) -> Text {
     let mut id = [0u8; 36];
-    Text::copy(crate::render::derived_into(seed, &[label], &mut id))
+    Text::copy(crate::render::derived_into(seed, label, &mut id))
 }
 
 fn full_url(id: &str) -> Text {
@@ -412,12 +413,45 @@ fn reference_range(text: &str, unit: &Quantity) -> Option<ReferenceRange> {
     Some(range)
 }
 
-/// OBX-5 as an Observation value, by OBX-2.
-fn value(obs: &mut Observation, seg: SegmentRef<'_>) {
-    let kind = seg.text(2);
-    let kind = kind.trim();
-    let is = |k: &str| kind.eq_ignore_ascii_case(k);
-    let sep = if is("SN") { "" } else { "^" };
+/// What OBX-2 says OBX-5 holds, as far as the value written depends on it.
+#[derive(Clone, Copy, PartialEq)]
+enum ValueKind {
+    /// NM: a number.
+    Numeric,
+    /// SN: a comparator and a number (or a ratio or range, written as text).
+    Structured,
+    /// CE, CWE, CNE: a code.
+    Coded,
+    /// ST, TX, FT: text, each repetition a line.
+    Text,
+    Other,
+}
+
+impl ValueKind {
+    fn of(obx2: &str) -> Self {
+        let is = |names: &[&str]| names.iter().any(|n| obx2.trim().eq_ignore_ascii_case(n));
+        if is(&["NM"]) {
+            ValueKind::Numeric
+        } else if is(&["SN"]) {
+            ValueKind::Structured
+        } else if is(&["CE", "CWE", "CNE"]) {
+            ValueKind::Coded
+        } else if is(&["ST", "TX", "FT"]) {
+            ValueKind::Text
+        } else {
+            ValueKind::Other
+        }
+    }
+}
+
+/// OBX-5 as an Observation value, by OBX-2; `unit` is OBX-6 (see [`unit`]).
+fn value(obs: &mut Observation, seg: SegmentRef<'_>, unit: &Quantity) {
+    let kind = ValueKind::of(&seg.text(2));
+    let sep = if kind == ValueKind::Structured {
+        ""
+    } else {
+        "^"
+    };
     let texts: Vec<String> = seg
         .repetitions(5)
         .map(|r| {
@@ -435,28 +469,17 @@ fn value(obs: &mut Observation, seg: SegmentRef<'_>) {
     if texts.is_empty() {
         return;
     }
-    let kind = if is("NM") {
-        "NM"
-    } else if is("SN") {
-        "SN"
-    } else if is("CE") || is("CWE") || is("CNE") {
-        "CE"
-    } else if is("ST") || is("TX") || is("FT") {
-        "ST"
-    } else {
-        ""
-    };
     match kind {
-        "NM" => {
+        ValueKind::Numeric => {
             if let Some(v) = decimal(&texts[0]) {
                 obs.value_quantity = Some(Quantity {
                     value: Some(v),
-                    ..unit(seg)
+                    ..unit.clone()
                 });
                 return;
             }
         }
-        "SN" => {
+        ValueKind::Structured => {
             let rep = seg.field(5).and_then(|f| f.repetition(1));
             let c = |n: usize| rep.map(|r| r.text(n).into_owned()).unwrap_or_default();
             let (comparator, num, sep, num2) = (c(1), c(2), c(3), c(4));
@@ -468,30 +491,28 @@ fn value(obs: &mut Observation, seg: SegmentRef<'_>) {
                         value: Some(v),
                         comparator: (!matches!(comparator, "" | "="))
                             .then(|| Text::copy(comparator)),
-                        ..unit(seg)
+                        ..unit.clone()
                     });
                     return;
                 }
             }
         }
-        "CE" => {
+        ValueKind::Coded => {
             if let Some(cc) = concept(seg, 5) {
                 obs.value_codeable_concept = Some(cc);
                 return;
             }
         }
-        _ => {}
+        ValueKind::Text | ValueKind::Other => {}
     }
-    let joined = if kind == "SN" {
-        texts.join(" ")
-    } else if kind == "ST" {
-        seg.repetitions(5)
-            .map(|r| r.raw().to_string())
-            .map(|raw| seg.encoding().unescape(&raw).into_owned())
+    let joined = match kind {
+        ValueKind::Structured => texts.join(" "),
+        ValueKind::Text => seg
+            .repetitions(5)
+            .map(|r| seg.encoding().unescape(r.raw()).into_owned())
             .collect::<Vec<_>>()
-            .join("\n")
-    } else {
-        texts.join("\n")
+            .join("\n"),
+        _ => texts.join("\n"),
     };
     obs.value_string = some(&joined).map(|_| Text::copy(joined.trim_end()));
 }
@@ -627,7 +648,7 @@ fn identifier_of_type(code: &'static str, display: &'static str, value: Text) ->
 pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyError> {
     let message = Message::parse_bytes(payload).map_err(OruError::from)?;
     let summary = OruSummary::without_results(&message)?;
-    let id = |label: &str| uuid_for(ctx.seed, label);
+    let id = |label: &str| derived_id(ctx.seed, &[label]);
     // Resources are large (an Observation is most of a kilobyte): room for one per segment
     // up front, so the list is not copied as it grows.
     let mut entries: Vec<Entry> = Vec::with_capacity(4 + message.iter().count());
@@ -740,14 +761,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     for (oi, order) in orders(&message).into_iter().enumerate() {
         let obr = order.obr;
         let oi_text = oi.to_string();
-        let label_n = |what: &str, n: &str| {
-            let mut id = [0u8; 36];
-            Text::copy(crate::render::derived_into(
-                ctx.seed,
-                &["obr", &oi_text, "/", what, n],
-                &mut id,
-            ))
-        };
+        let label_n = |what: &str, n: &str| derived_id(ctx.seed, &["obr", &oi_text, "/", what, n]);
         let label = |what: &str| label_n(what, "");
         let code = concept(obr, 4);
         let effective = dt(&obr.text(7));
@@ -985,7 +999,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
                 reference_range: reference_range(&obx.text(7), &u).into_iter().collect(),
                 ..Default::default()
             };
-            value(&mut obs, obx);
+            value(&mut obs, obx, &u);
             let url = full_url(&oid);
             members.push(Reference::to(url.clone()));
             entries.push(Entry {
