@@ -12,32 +12,71 @@ mod ser;
 use serde::{Deserialize, Serialize};
 
 /// Text in a resource. Most of it is fixed (systems, profiles, codes) and is borrowed rather
-/// than copied into every resource that names it; the rest (read from the message, or made
-/// for it, like the resources' URLs) is shared, so naming one resource from many others
-/// (the patient, the laboratory) costs no copies.
+/// than copied into every resource that names it; short text (codes, units, values, names)
+/// is held in place; the rest (read from the message, or made for it, like the resources'
+/// URLs) is shared, so naming one resource from many others (the patient, the laboratory)
+/// costs no copies.
 #[derive(Clone)]
-pub enum Text {
-    Borrowed(&'static str),
-    Owned(std::sync::Arc<str>),
+pub struct Text(Held);
+
+#[derive(Clone)]
+enum Held {
+    /// Fixed, in place, or shared.
+    Str(smol_str::SmolStr),
+    /// A resource's id, sharing its URL: the URL without [`URN_UUID`].
+    Urn(std::sync::Arc<str>),
 }
 
-impl Text {
-    /// A copy of `s`, shared from here on.
-    pub fn copy(s: &str) -> Self {
-        Text::Owned(s.into())
-    }
+/// The scheme of the URLs of resources in a bundle.
+pub const URN_UUID: &str = "urn:uuid:";
 
-    pub fn as_str(&self) -> &str {
-        match self {
-            Text::Borrowed(s) => s,
-            Text::Owned(s) => s,
-        }
-    }
-}
+// As small as a borrowed `str` and its tag: resources hold many.
+const _: () = assert!(std::mem::size_of::<Text>() == 24);
 
 impl Default for Text {
     fn default() -> Self {
-        Text::Borrowed("")
+        Text::fixed("")
+    }
+}
+
+impl Text {
+    /// Fixed text, borrowed.
+    pub const fn fixed(s: &'static str) -> Self {
+        Text(Held::Str(smol_str::SmolStr::new_static(s)))
+    }
+
+    /// A copy of `s`: in place when short, else shared from here on.
+    pub fn copy(s: &str) -> Self {
+        Text(Held::Str(smol_str::SmolStr::new(s)))
+    }
+
+    /// A resource's `urn:uuid:` URL and its id, held once.
+    pub fn urn_uuid(id: &str) -> (Text, Text) {
+        let mut buf = [0u8; 64];
+        let url: std::sync::Arc<str> = match buf.get_mut(..URN_UUID.len() + id.len()) {
+            Some(url) => {
+                url[..URN_UUID.len()].copy_from_slice(URN_UUID.as_bytes());
+                url[URN_UUID.len()..].copy_from_slice(id.as_bytes());
+                std::str::from_utf8(url).expect("two strs").into()
+            }
+            None => format!("{URN_UUID}{id}").into(),
+        };
+        (Text(Held::Str(url.clone().into())), Text(Held::Urn(url)))
+    }
+
+    /// The `urn:uuid:` URL of a resource with this id.
+    pub fn urn_uuid_of(id: &Text) -> Text {
+        match &id.0 {
+            Held::Urn(url) => Text(Held::Str(url.clone().into())),
+            Held::Str(id) => Text::urn_uuid(id).0,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Held::Str(s) => s.as_str(),
+            Held::Urn(url) => url.get(URN_UUID.len()..).unwrap_or_default(),
+        }
     }
 }
 
@@ -68,13 +107,13 @@ impl std::fmt::Display for Text {
 
 impl From<&'static str> for Text {
     fn from(s: &'static str) -> Self {
-        Text::Borrowed(s)
+        Text::fixed(s)
     }
 }
 
 impl From<String> for Text {
     fn from(s: String) -> Self {
-        Text::Owned(s.into())
+        Text(Held::Str(s.into()))
     }
 }
 
@@ -84,7 +123,7 @@ impl FromIterator<char> for Text {
     }
 }
 
-/// Text is equal by what it says, borrowed or shared.
+/// Text is equal by what it says, however it is held.
 impl PartialEq for Text {
     fn eq(&self, other: &Text) -> bool {
         self.as_str() == other.as_str()
@@ -152,6 +191,10 @@ impl Meta {
     }
 }
 
+/// A list that is often the same fixed list (a category, a code's codings): borrowed then,
+/// so it costs nothing per resource.
+pub type Fixed<T> = std::borrow::Cow<'static, [T]>;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Coding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,8 +207,8 @@ pub struct Coding {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CodeableConcept {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub coding: Vec<Coding>,
+    #[serde(default, skip_serializing_if = "<[Coding]>::is_empty")]
+    pub coding: Fixed<Coding>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<Text>,
 }
@@ -187,9 +230,20 @@ pub struct Reference {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<Text>,
+}
+
+impl Coding {
+    /// A fixed code of a fixed system.
+    pub const fn fixed(system: &'static str, code: &'static str, display: &'static str) -> Self {
+        Coding {
+            system: Some(Text::fixed(system)),
+            code: Some(Text::fixed(code)),
+            display: Some(Text::fixed(display)),
+        }
+    }
 }
 
 impl Reference {
@@ -358,8 +412,8 @@ pub struct Observation {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub based_on: Vec<Reference>,
     pub status: Text,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub category: Vec<CodeableConcept>,
+    #[serde(default, skip_serializing_if = "<[CodeableConcept]>::is_empty")]
+    pub category: Fixed<CodeableConcept>,
     pub code: CodeableConcept,
     pub subject: Reference,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -514,5 +568,39 @@ pub fn read_bundle(input: &[u8], limits: &super::Limits) -> Result<Bundle, ReadE
     match serde_json::from_slice::<Root>(input) {
         Ok(Root::Bundle(b)) => Ok(b),
         Err(e) => Err(ReadError::Shape(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_what_it_says_however_held() {
+        let id = "0195d1a4-0000-7000-8000-000000000001";
+        let (url, shared) = Text::urn_uuid(id);
+        assert_eq!(url.as_str(), format!("urn:uuid:{id}"));
+        assert_eq!(shared.as_str(), id);
+        assert_eq!(shared, Text::copy(id));
+        assert_eq!(Text::urn_uuid_of(&shared), url);
+        assert_eq!(Text::urn_uuid_of(&Text::copy(id)), url);
+        let state = std::hash::RandomState::new();
+        use std::hash::BuildHasher;
+        assert_eq!(state.hash_one(&shared), state.hash_one(Text::copy(id)));
+        for s in [
+            "",
+            "F",
+            "mmol/L",
+            "exactly twenty-three ch",
+            "a longer text than fits in place",
+        ] {
+            assert_eq!(Text::copy(s).as_str(), s);
+            assert_eq!(Text::from(s.to_string()), Text::copy(s));
+        }
+        assert_eq!(Text::default().as_str(), "");
+        assert_eq!(
+            serde_json::to_string(&shared).unwrap(),
+            serde_json::to_string(id).unwrap()
+        );
     }
 }
