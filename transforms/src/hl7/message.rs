@@ -387,30 +387,27 @@ impl<'a> Message<'a> {
 
 /// Length of the run before the first field separator, CR or LF.
 ///
-/// Most fields are short, so the first bytes are checked one by one; long runs (such as
-/// Base64 documents in OBX-5) are then scanned eight bytes at a time.
+/// Eight bytes at a time: in each word, a byte equal to one of the three is flagged (the
+/// lowest flag is always a true match), and the first flagged byte ends the run.
 fn find_delimiter(bytes: &[u8], sep: u8) -> usize {
     const LOW: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let stop = |b: u8| b == sep || b == b'\r' || b == b'\n';
-    let head = bytes.len().min(16);
-    if let Some(p) = bytes[..head].iter().position(|&b| stop(b)) {
-        return p;
-    }
     let has = |word: u64, b: u8| {
         let x = word ^ (LOW * u64::from(b));
         x.wrapping_sub(LOW) & !x & HIGH
     };
-    let mut offset = head;
-    for chunk in bytes[head..].chunks_exact(8) {
+    let mut offset = 0;
+    for chunk in bytes.chunks_exact(8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let word = u64::from_le_bytes(word);
-        if has(word, sep) | has(word, b'\r') | has(word, b'\n') != 0 {
-            break;
+        let found = has(word, sep) | has(word, b'\r') | has(word, b'\n');
+        if found != 0 {
+            return offset + (found.trailing_zeros() / 8) as usize;
         }
         offset += 8;
     }
+    let stop = |b: u8| b == sep || b == b'\r' || b == b'\n';
     offset
         + bytes[offset..]
             .iter()
@@ -770,6 +767,29 @@ mod tests {
     const INRSTAR: &str =
         include_str!("../../tests/data/hl7v2/hl7v2-oru-r01-uk-inrstar-testscript.hl7");
     const PYHL7: &str = include_str!("../../tests/data/hl7v2/hl7v2-oru-r01-python-hl7-sample.hl7");
+
+    proptest::proptest! {
+        #[test]
+        fn delimiters_are_found_where_they_are(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b'|'),
+                    proptest::strategy::Just(b'#'),
+                    proptest::strategy::Just(b'\r'),
+                    proptest::strategy::Just(b'\n'),
+                    0u8..=255,
+                ],
+                0..40,
+            ),
+            sep in proptest::prop_oneof![proptest::strategy::Just(b'|'), proptest::strategy::Just(b'#')],
+        ) {
+            let expected = bytes
+                .iter()
+                .position(|&b| b == sep || b == b'\r' || b == b'\n')
+                .unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(find_delimiter(&bytes, sep), expected);
+        }
+    }
 
     #[test]
     fn samples_render_byte_for_byte() {

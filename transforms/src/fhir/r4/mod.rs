@@ -21,7 +21,9 @@ pub struct Text(Held);
 
 #[derive(Clone)]
 enum Held {
-    /// Fixed, in place, or shared.
+    /// Fixed text that JSON takes as it stands (see [`Text::fixed`]).
+    Fixed(&'static str),
+    /// In place, or shared.
     Str(smol_str::SmolStr),
     /// A resource's id, sharing its URL: the URL without [`URN_UUID`].
     Urn(std::sync::Arc<str>),
@@ -40,9 +42,12 @@ impl Default for Text {
 }
 
 impl Text {
-    /// Fixed text, borrowed.
+    /// Fixed text, borrowed. It is written to JSON as it stands, so it must hold nothing
+    /// JSON escapes (no control characters, quotes or backslashes): fixed text is the
+    /// hub's own systems, profiles and codes.
     pub const fn fixed(s: &'static str) -> Self {
-        Text(Held::Str(smol_str::SmolStr::new_static(s)))
+        debug_assert!(ser::plain(s), "fixed text needs escaping");
+        Text(Held::Fixed(s))
     }
 
     /// A copy of `s`: in place when short, else shared from here on.
@@ -68,12 +73,13 @@ impl Text {
     pub fn urn_uuid_of(id: &Text) -> Text {
         match &id.0 {
             Held::Urn(url) => Text(Held::Str(url.clone().into())),
-            Held::Str(id) => Text::urn_uuid(id).0,
+            Held::Str(_) | Held::Fixed(_) => Text::urn_uuid(id).0,
         }
     }
 
     pub fn as_str(&self) -> &str {
         match &self.0 {
+            Held::Fixed(s) => s,
             Held::Str(s) => s.as_str(),
             Held::Urn(url) => url.get(URN_UUID.len()..).unwrap_or_default(),
         }
@@ -146,7 +152,10 @@ impl PartialEq<&str> for Text {
 
 impl Serialize for Text {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+        match &self.0 {
+            Held::Fixed(text) => s.serialize_newtype_struct(ser::PLAIN, text),
+            _ => s.serialize_str(self.as_str()),
+        }
     }
 }
 
@@ -575,6 +584,12 @@ pub fn read_bundle(input: &[u8], limits: &super::Limits) -> Result<Bundle, ReadE
 mod tests {
     use super::*;
 
+    fn ser_json(t: &Text) -> String {
+        let mut out = String::new();
+        ser::write(&mut out, t).unwrap();
+        out
+    }
+
     #[test]
     fn text_is_what_it_says_however_held() {
         let id = "0195d1a4-0000-7000-8000-000000000001";
@@ -598,6 +613,19 @@ mod tests {
             assert_eq!(Text::from(s.to_string()), Text::copy(s));
         }
         assert_eq!(Text::default().as_str(), "");
+        // Fixed text is written as it stands, the same as any serializer writes it.
+        let fixed = Text::fixed(systems::SNOMED);
+        assert_eq!(ser_json(&fixed), serde_json::to_string(&fixed).unwrap());
+        assert_eq!(ser_json(&fixed), "\"http://snomed.info/sct\"");
+        assert!(ser::plain("urn:uuid:0195 Laboratory é"));
+        for needs_escaping in ["a\"b", "a\\b", "line\nbreak", "\u{1}"] {
+            assert!(!ser::plain(needs_escaping), "{needs_escaping:?}");
+            let copied = Text::copy(needs_escaping);
+            assert_eq!(
+                ser_json(&copied),
+                serde_json::to_string(needs_escaping).unwrap()
+            );
+        }
         assert_eq!(
             serde_json::to_string(&shared).unwrap(),
             serde_json::to_string(id).unwrap()

@@ -34,11 +34,30 @@ fn unsupported(what: &str) -> Error {
 
 /// Appends `value` as compact JSON to `out`.
 pub fn write<T: Serialize + ?Sized>(out: &mut String, value: &T) -> Result<(), Error> {
-    value.serialize(Writer { out })
+    value.serialize(Writer { out, plain: false })
+}
+
+/// The name of a newtype holding a string that needs no escaping (see [`plain`]): written
+/// as it stands here, and as the string it holds by any other serializer.
+pub(super) const PLAIN: &str = "$edthub::plain";
+
+/// True when JSON takes `s` as it stands: no control characters, quotes or backslashes.
+pub(super) const fn plain(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] < 0x20 || b[i] == b'"' || b[i] == b'\\' {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 struct Writer<'o> {
     out: &'o mut String,
+    /// The string written next needs no escaping.
+    plain: bool,
 }
 
 /// An open object or array: whether a member has been written yet.
@@ -134,7 +153,14 @@ impl<'o> ser::Serializer for Writer<'o> {
     }
 
     fn serialize_str(self, v: &str) -> Result<(), Error> {
-        escape_json(self.out, v);
+        if self.plain {
+            debug_assert!(plain(v));
+            self.out.push('"');
+            self.out.push_str(v);
+            self.out.push('"');
+        } else {
+            escape_json(self.out, v);
+        }
         Ok(())
     }
 
@@ -165,10 +191,13 @@ impl<'o> ser::Serializer for Writer<'o> {
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _: &'static str,
+        name: &'static str,
         value: &T,
     ) -> Result<(), Error> {
-        value.serialize(self)
+        value.serialize(Writer {
+            out: self.out,
+            plain: name == PLAIN,
+        })
     }
 
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -242,6 +271,7 @@ impl ser::SerializeSeq for Compound<'_> {
         self.comma();
         value.serialize(Writer {
             out: &mut *self.out,
+            plain: false,
         })
     }
 
@@ -268,6 +298,7 @@ impl ser::SerializeStruct for Compound<'_> {
         self.out.push_str("\":");
         value.serialize(Writer {
             out: &mut *self.out,
+            plain: false,
         })
     }
 
