@@ -100,18 +100,28 @@ pub fn system_of(name: &str) -> Option<&'static str> {
 /// empty.
 fn concept(seg: SegmentRef<'_>, n: usize) -> Option<CodeableConcept> {
     let rep = seg.field(n)?.repetition(1)?;
-    let t = |c: usize| rep.text(c);
-    let mut cc = CodeableConcept::default();
-    for (code, text, system) in [(t(1), t(2), t(3)), (t(4), t(5), t(6))] {
-        if some(&code).is_some() {
-            cc.coding.to_mut().push(Coding {
-                system: system_of(&system).map(Text::fixed),
-                code: some(&code),
-                display: some(&text),
+    // Code, text and system, then the alternate three: read in one pass.
+    let mut c: [std::borrow::Cow<'_, str>; 6] = Default::default();
+    for (slot, component) in c.iter_mut().zip(rep.components()) {
+        *slot = component.text();
+    }
+    let texts = [some(&c[1]), some(&c[4])];
+    let codes = [some(&c[0]), some(&c[3])];
+    let mut coding = Vec::with_capacity(codes.iter().flatten().count());
+    for (k, (code, display)) in codes.into_iter().zip(&texts).enumerate() {
+        if let Some(code) = code {
+            coding.push(Coding {
+                system: system_of(&c[3 * k + 2]).map(Text::fixed),
+                code: Some(code),
+                display: display.clone(),
             });
         }
     }
-    cc.text = some(t(2)).or_else(|| some(t(5)));
+    let [text, alternate_text] = texts;
+    let cc = CodeableConcept {
+        coding: Fixed::Owned(coding),
+        text: text.or(alternate_text),
+    };
     (!cc.coding.is_empty() || cc.text.is_some()).then_some(cc)
 }
 
@@ -1240,6 +1250,37 @@ mod tests {
             value(&mut quick, seg, &u);
             value_assembled(&mut assembled, seg, &u, ValueKind::Numeric);
             proptest::prop_assert_eq!(quick, assembled, "{:?}", field);
+        }
+
+        #[test]
+        fn concepts_read_as_before(
+            parts in proptest::collection::vec("(|LN|SCT|ucum|L|x| a b |\\\\T\\\\|q&r|\"\"|~)", 0..8)
+        ) {
+            let field = parts.join("^");
+            let text = format!("MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5\rOBX|1|CE|{field}\r");
+            let m = Message::parse(&text).unwrap();
+            let seg = m.segment("OBX").unwrap();
+            // As it was read before: component by component.
+            let before = (|| {
+                let rep = seg.field(3)?.repetition(1)?;
+                let t = |c: usize| rep.text(c);
+                let mut coding = vec![];
+                for (code, text, system) in [(t(1), t(2), t(3)), (t(4), t(5), t(6))] {
+                    if some(&code).is_some() {
+                        coding.push(Coding {
+                            system: system_of(&system).map(Text::fixed),
+                            code: some(&code),
+                            display: some(&text),
+                        });
+                    }
+                }
+                let text = some(t(2)).or_else(|| some(t(5)));
+                (!coding.is_empty() || text.is_some()).then_some(CodeableConcept {
+                    coding: Fixed::Owned(coding),
+                    text,
+                })
+            })();
+            proptest::prop_assert_eq!(concept(seg, 3), before, "{:?}", field);
         }
 
         #[test]
