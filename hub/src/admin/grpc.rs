@@ -782,6 +782,8 @@ impl Admin for AdminService {
     ) -> Result<Response<v1::Stats>, Status> {
         self.authorize(&request, false, "read stats")?;
         let hub = &self.hub;
+        // Read first: counting the last day's messages below reads through the database.
+        let resident = resident_bytes().unwrap_or(0);
         let counts = hub.store.count_by_state().map_err(store_status)?;
         let activity = {
             let hub = hub.clone();
@@ -815,7 +817,7 @@ impl Admin for AdminService {
             received_last_day: activity.day,
             senders: activity.senders,
             recipients: activity.recipients,
-            resident_bytes: resident_bytes().unwrap_or(0),
+            resident_bytes: resident,
             disk_syncs: crate::durable::disk_syncs(),
             broker_messages: crate::bus::amqp::broker_messages(),
             home_dead_letters: match hub.config.bus {
