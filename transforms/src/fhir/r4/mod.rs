@@ -184,14 +184,14 @@ pub mod systems {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
     #[serde(default, skip_serializing_if = "<[Text]>::is_empty")]
-    pub profile: std::borrow::Cow<'static, [Text]>,
+    pub profile: Fixed<Text>,
 }
 
 impl Meta {
     /// Meta naming fixed profiles, borrowed rather than copied into every resource.
     pub const fn profiles(urls: &'static [Text]) -> Self {
         Self {
-            profile: std::borrow::Cow::Borrowed(urls),
+            profile: Fixed::Borrowed(urls),
         }
     }
 

@@ -55,8 +55,8 @@ pub enum PathologyError {
     Oru(#[from] OruError),
 }
 
-/// The id derived from `seed` and a label given in parts (see [`crate::render::derived`]).
-/// The id sharing its `urn:uuid:` URL (see [`Text::urn_uuid_of`]).
+/// The id derived from `seed` and a label given in parts (see [`crate::render::derived`]),
+/// sharing its `urn:uuid:` URL (see [`Text::urn_uuid_of`]).
 fn derived_id(seed: &str, label: &[&str]) -> Text {
     let mut id = [0u8; 36];
     Text::urn_uuid(crate::render::derived_into(seed, label, &mut id)).1
@@ -405,15 +405,17 @@ fn unit(seg: SegmentRef<'_>) -> Quantity {
     }
 }
 
+/// `value` in `unit` (see [`unit`]).
+fn amount(value: serde_json::Number, unit: &Quantity) -> Quantity {
+    Quantity {
+        value: Some(value),
+        ..unit.clone()
+    }
+}
+
 fn reference_range(text: &str, unit: &Quantity) -> Option<ReferenceRange> {
     let text = some(text)?;
-    let bound = |v: &str| {
-        decimal(v).map(|value| Quantity {
-            value: Some(value),
-            comparator: None,
-            ..unit.clone()
-        })
-    };
+    let bound = |v: &str| decimal(v).map(|value| amount(value, unit));
     let mut range = ReferenceRange {
         text: Some(text.clone()),
         ..Default::default()
@@ -479,10 +481,7 @@ fn value(obs: &mut Observation, seg: SegmentRef<'_>, unit: &Quantity) {
                 return;
             }
             if let Some(v) = decimal(&text) {
-                obs.value_quantity = Some(Quantity {
-                    value: Some(v),
-                    ..unit.clone()
-                });
+                obs.value_quantity = Some(amount(v, unit));
                 return;
             }
         }
@@ -517,10 +516,7 @@ fn value_assembled(obs: &mut Observation, seg: SegmentRef<'_>, unit: &Quantity, 
     match kind {
         ValueKind::Numeric => {
             if let Some(v) = decimal(&texts[0]) {
-                obs.value_quantity = Some(Quantity {
-                    value: Some(v),
-                    ..unit.clone()
-                });
+                obs.value_quantity = Some(amount(v, unit));
                 return;
             }
         }
@@ -533,10 +529,9 @@ fn value_assembled(obs: &mut Observation, seg: SegmentRef<'_>, unit: &Quantity, 
             if comparator_ok && some(&sep).is_none() && some(&num2).is_none() {
                 if let Some(v) = decimal(&num) {
                     obs.value_quantity = Some(Quantity {
-                        value: Some(v),
                         comparator: (!matches!(comparator, "" | "="))
                             .then(|| Text::copy(comparator)),
-                        ..unit.clone()
+                        ..amount(v, unit)
                     });
                     return;
                 }
@@ -715,8 +710,7 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     let message = Message::parse_bytes(payload).map_err(OruError::from)?;
     let summary = OruSummary::without_results(&message)?;
     let id = |label: &str| derived_id(ctx.seed, &[label]);
-    // Resources are large (an Observation is most of a kilobyte): room for one per segment
-    // up front, so the list is not copied as it grows.
+    // At most a resource per segment, and a few more: the list is allocated once.
     let mut entries: Vec<Entry> = Vec::with_capacity(4 + message.iter().count());
 
     // Organisations: the performing laboratory (the sender) and the registered practice.
@@ -735,9 +729,10 @@ pub fn bundle(payload: &[u8], ctx: &Context<'_>) -> Result<Bundle, PathologyErro
     let mut general_practitioner = vec![];
     if let Some(r) = &summary.recipient {
         let gp_id = id("practice");
-        general_practitioner.push(Reference::to(Text::urn_uuid_of(&gp_id)));
+        let gp_url = Text::urn_uuid_of(&gp_id);
+        general_practitioner.push(Reference::to(gp_url.clone()));
         entries.push(Entry {
-            full_url: Text::urn_uuid_of(&gp_id),
+            full_url: gp_url,
             resource: Resource::Organization(Box::new(Organization {
                 id: gp_id,
                 meta: uk_core!("UKCore-Organization"),
