@@ -4,12 +4,13 @@
 //! - `bus_ready`: `[queue len][queue][due ms][seq] → [deliveries][body]`, so the first key of a
 //!   queue's prefix is the next item due. The store writes here inside its transactions.
 //! - `bus_inflight`: `[queue len][queue][seq] → [deliveries][body]`: handed out, not settled.
-//!   On open every in-flight item goes back to `bus_ready`: that is the redelivery after a
-//!   crash or restart.
+//!   On open every in-flight item goes back to the head of its queue in `bus_ready`: that is
+//!   the redelivery after a crash or restart.
 //! - `bus_dead`: `[queue len][queue][seq] → [deliveries][reason len][reason][body]`.
 //!
 //! Moves between trees are sled transactions, so an item is always in exactly one of them.
-//! Consumers wait on an in-process [`Signals`] wake-up, or until the next delayed item is due.
+//! Consumers wait on an in-process [`Signals`] wake-up, or until the next delayed item is due;
+//! a wake-up goes to one waiting consumer, which passes it on when it finds an item.
 
 use super::{
     count_dead_letter, dead_letter_at_limit, Bus, BusError, BusItem, DeadLetter, Requeued,
@@ -20,6 +21,7 @@ use crate::track::now_ms;
 use futures::future::BoxFuture;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Transactional;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -94,9 +96,13 @@ pub struct EmbeddedBus {
     dead: sled::Tree,
     signals: Arc<Signals>,
     commit: GroupCommit,
-    claim_lock: Mutex<()>,
+    /// Items claimed and not yet handed out, by queue (see `try_claim`).
+    claimed: Mutex<HashMap<String, VecDeque<BusItem>>>,
     max_deliveries: u32,
 }
+
+/// Most items claimed in one transaction.
+const CLAIM_MOST: usize = 32;
 
 impl EmbeddedBus {
     /// Opens the bus in `db`, returning every in-flight item to its queue (they were handed out
@@ -116,15 +122,16 @@ impl EmbeddedBus {
             dead: db.open_tree(DEAD_TREE)?,
             commit,
             signals,
-            claim_lock: Mutex::new(()),
+            claimed: Mutex::new(HashMap::new()),
             max_deliveries: max_deliveries.max(1),
         };
         bus.requeue_inflight()?;
         Ok(bus)
     }
 
+    /// Returns every in-flight item to the head of its queue, in the order they were queued:
+    /// they were due before anything still waiting.
     fn requeue_inflight(&self) -> Result<(), BusError> {
-        let now = now_ms();
         for kv in self.inflight.iter() {
             let (k, v) = kv?;
             let queue_len = usize::from(
@@ -136,54 +143,92 @@ impl EmbeddedBus {
                 .map(|q| String::from_utf8_lossy(q).to_string())
                 .ok_or_else(|| BusError::Corrupt("in-flight key".into()))?;
             let seq = tail_u64(&k)?;
-            let rk = ready_key(&queue, now, seq);
+            let rk = ready_key(&queue, 0, seq);
             move_item((&self.inflight, &k), (&self.ready, &rk), &v)?;
         }
         Ok(())
     }
 
+    /// The next item of `queue` for a consumer. Items are claimed in groups: every item due
+    /// and durable at the head of the queue, up to [`CLAIM_MOST`], moves to `bus_inflight` in one
+    /// transaction, and those not handed out at once wait in memory for the next consumer (a
+    /// restart finds them in flight and hands them out again).
     fn try_claim(&self, queue: &str) -> Result<Claim, BusError> {
         // Nothing is left half-done while the lock is held: a panic elsewhere does not matter.
-        let _guard = self
-            .claim_lock
+        let mut claimed = self
+            .claimed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(item) = claimed.get_mut(queue).and_then(|q| q.pop_front()) {
+            return Ok(Claim::Item(item));
+        }
         let prefix = queue_prefix(queue);
         loop {
-            let Some(kv) = self.ready.scan_prefix(&prefix).next() else {
-                return Ok(Claim::Empty);
-            };
-            let (k, v) = kv?;
-            let due = k
-                .get(prefix.len()..prefix.len() + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .ok_or_else(|| BusError::Corrupt("ready key".into()))?;
-            if due > now_ms() {
-                return Ok(Claim::WaitUntil(due));
+            let mut moves = Vec::new();
+            let mut otherwise = Claim::Empty;
+            let now = now_ms();
+            for kv in self.ready.scan_prefix(&prefix) {
+                if moves.len() >= CLAIM_MOST {
+                    break;
+                }
+                let (k, v) = kv?;
+                let due = k
+                    .get(prefix.len()..prefix.len() + 8)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| BusError::Corrupt("ready key".into()))?;
+                if due > now {
+                    otherwise = Claim::WaitUntil(due);
+                    break;
+                }
+                let seq = tail_u64(&k)?;
+                if !self.commit.is_durable(seq) {
+                    self.commit.request();
+                    otherwise = Claim::NotDurable;
+                    break;
+                }
+                let (deliveries, body) = decode(&v)?;
+                let deliveries = deliveries + 1;
+                let tk = tag_key(queue, seq);
+                if deliveries > self.max_deliveries {
+                    let dv = dead_value(deliveries - 1, LIMIT_REACHED, &body);
+                    moves.push((k, tk, dv, None));
+                } else {
+                    let iv = encode(deliveries, &body);
+                    let item = BusItem {
+                        queue: queue.to_string(),
+                        tag: seq,
+                        body,
+                        deliveries,
+                    };
+                    moves.push((k, tk, iv, Some(item)));
+                }
             }
-            let seq = tail_u64(&k)?;
-            if !self.commit.is_durable(seq) {
-                self.commit.request();
-                return Ok(Claim::NotDurable);
+            if moves.is_empty() {
+                return Ok(otherwise);
             }
-            let (deliveries, body) = decode(&v)?;
-            let deliveries = deliveries + 1;
-            let tk = tag_key(queue, seq);
-            if deliveries > self.max_deliveries {
-                let dv = dead_value(deliveries - 1, LIMIT_REACHED, &body);
-                move_item((&self.ready, &k), (&self.dead, &tk), &dv)?;
-                count_dead_letter(queue);
-                continue;
+            (&self.ready, &self.inflight, &self.dead)
+                .transaction(|(ready, inflight, dead)| {
+                    for (k, tk, value, item) in &moves {
+                        ready.remove(k)?;
+                        match item {
+                            Some(_) => inflight.insert(tk.as_slice(), value.as_slice())?,
+                            None => dead.insert(tk.as_slice(), value.as_slice())?,
+                        };
+                    }
+                    Ok::<_, TxErr>(())
+                })
+                .map_err(tx_err)?;
+            let mut items = moves.into_iter().filter_map(|(.., item)| {
+                if item.is_none() {
+                    count_dead_letter(queue);
+                }
+                item
+            });
+            if let Some(first) = items.next() {
+                claimed.entry(queue.to_string()).or_default().extend(items);
+                return Ok(Claim::Item(first));
             }
-            let iv = encode(deliveries, &body);
-            move_item((&self.ready, &k), (&self.inflight, &tk), &iv)?;
-            return Ok(Claim::Item(BusItem {
-                queue: queue.to_string(),
-                tag: seq,
-                body,
-                deliveries,
-            }));
         }
     }
 
@@ -257,7 +302,11 @@ impl Bus for EmbeddedBus {
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 match self.try_claim(queue)? {
-                    Claim::Item(item) => return Ok(item),
+                    Claim::Item(item) => {
+                        // The next waiting consumer looks for the next item.
+                        signal.notify_one();
+                        return Ok(item);
+                    }
                     Claim::WaitUntil(due) => {
                         let wait = Duration::from_millis(due.saturating_sub(now_ms()));
                         tokio::select! {

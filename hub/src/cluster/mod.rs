@@ -291,7 +291,7 @@ pub async fn apply_remote_outcome(
         }
         return Ok(crate::deliver::Attempt::Skipped);
     }
-    let r = crate::deliver::worker::record(hub, &d, result, Some(node))?;
+    let r = crate::deliver::worker::record(hub, &d, result, Some(node)).await?;
     hub.store.flush().await?;
     Ok(r)
 }

@@ -103,7 +103,7 @@ async fn attempt_inner(hub: &Hub, delivery_id: Uuid) -> Result<Attempt, StoreErr
             Some(payload) => execute(hub, &d, &m, payload).await,
         },
     };
-    record(hub, &d, outcome, None)
+    record(hub, &d, outcome, None).await
 }
 
 /// Hands a document to its endpoint's transport. Needs nothing from the store, so any
@@ -176,7 +176,7 @@ pub async fn execute(
 
 /// Records how an attempt at `d` ended: sent, a retry scheduled (with its work item), or
 /// failed. `node` names the node that made the attempt when it was not this one.
-pub(crate) fn record(
+pub(crate) async fn record(
     hub: &Hub,
     d: &DeliveryRecord,
     outcome: Result<super::Sent, SendError>,
@@ -240,7 +240,7 @@ pub(crate) fn record(
             (c, Attempt::Failed)
         }
     };
-    match hub.store.apply(delivery_id, change) {
+    match hub.store.apply_batched(delivery_id, change).await {
         Ok(_) => {}
         Err(StoreError::InvalidTransition(_)) => return Ok(Attempt::Skipped),
         Err(e) => return Err(e),
@@ -256,7 +256,7 @@ pub(crate) fn record(
         );
         c.error = Some(format!("{code} {text}").trim().to_string());
         c.ack = Some((code, text));
-        match hub.store.apply(delivery_id, c) {
+        match hub.store.apply_batched(delivery_id, c).await {
             Ok(_) | Err(StoreError::InvalidTransition(_)) => {}
             Err(e) => return Err(e),
         }

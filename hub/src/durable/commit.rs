@@ -7,11 +7,16 @@
 //! nothing is delivered before the hub could have acknowledged it; each flush wakes the bus.
 
 use super::{Pacing, Signals};
+use futures::future::BoxFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 type Reply = Option<oneshot::Sender<Result<(), String>>>;
+
+/// Draws a sled id inside a transaction: every transaction that drew a smaller id has
+/// committed by the time it returns (see [`GroupCommit::start_with`]).
+pub type Watermark = Arc<dyn Fn() -> BoxFuture<'static, Result<u64, String>> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct GroupCommit {
@@ -23,6 +28,30 @@ impl GroupCommit {
     /// Starts the flusher task for `db` on the current runtime; `signals` are woken after each
     /// flush.
     pub fn start(db: sled::Db, signals: Arc<Signals>) -> Self {
+        let own = db.clone();
+        let watermark: Watermark = Arc::new(move || {
+            let db = own.clone();
+            Box::pin(async move {
+                tokio::task::spawn_blocking(move || {
+                    // sled runs transactions one at a time, so every transaction that drew a
+                    // smaller id has committed before this one.
+                    db.transaction(|t| {
+                        Ok::<_, sled::transaction::ConflictableTransactionError<()>>(
+                            t.generate_id()?,
+                        )
+                    })
+                    .map_err(|_| "drawing the durability watermark".to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            })
+        });
+        Self::start_with(db, signals, watermark)
+    }
+
+    /// [`GroupCommit::start`], drawing the watermark with `watermark` (the store's writer
+    /// draws it in the transaction it is about to commit anyway).
+    pub fn start_with(db: sled::Db, signals: Arc<Signals>, watermark: Watermark) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
         // Everything already in the database at open was read back from disk.
         let durable = Arc::new(AtomicU64::new(db.generate_id().unwrap_or(0)));
@@ -37,22 +66,17 @@ impl GroupCommit {
                 while let Ok(more) = rx.try_recv() {
                     waiting.push(more);
                 }
-                // Taken inside a transaction: sled runs transactions one at a time, so every
-                // transaction that drew a smaller id has committed before this one, and the
-                // flush below covers it.
-                let watermark = db
-                    .transaction(|t| {
-                        Ok::<_, sled::transaction::ConflictableTransactionError<()>>(
-                            t.generate_id()?,
-                        )
-                    })
-                    .map_err(|_| ());
+                // Every transaction below the watermark has committed, so the flush below
+                // covers it.
+                let watermark = watermark().await;
                 super::count_sync();
-                let result = db
-                    .flush_async()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
+                // On a blocking thread of our own: `flush_async` would hand the flush to
+                // sled's IO pool, which wakes every one of its threads for each job.
+                let flushing = db.clone();
+                let result = match tokio::task::spawn_blocking(move || flushing.flush()).await {
+                    Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
                 if let (Ok(()), Ok(w)) = (&result, watermark) {
                     mark.fetch_max(w, Ordering::AcqRel);
                 }

@@ -11,7 +11,7 @@ mod commit;
 mod files;
 mod signals;
 
-pub use commit::GroupCommit;
+pub use commit::{GroupCommit, Watermark};
 pub use files::{count_sync, disk_syncs, Durable, FileSync};
 pub use signals::Signals;
 

@@ -17,16 +17,18 @@ impl Signals {
         q.entry(queue.to_string()).or_default().clone()
     }
 
-    /// Wakes every consumer waiting on `queue`.
+    /// Wakes a consumer of `queue` (the next one to wait, if none is waiting). A consumer that
+    /// finds work passes the wake-up on, so consumers wake one after another while there is
+    /// work, not all at once for every write.
     pub fn notify(&self, queue: &str) {
-        self.get(queue).notify_waiters();
+        self.get(queue).notify_one();
     }
 
-    /// Wakes every waiting consumer (new writes became durable).
+    /// Wakes a consumer of every queue (new writes became durable).
     pub fn notify_all(&self) {
         let q = self.queues.lock().expect("signals lock");
         for n in q.values() {
-            n.notify_waiters();
+            n.notify_one();
         }
     }
 }

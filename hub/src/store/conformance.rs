@@ -25,6 +25,7 @@ pub async fn run_all(f: &dyn StoreFactory) {
     resubmission_is_a_duplicate(f).await;
     transitions_update_state_indexes_and_audit(f).await;
     invalid_transitions_change_nothing(f).await;
+    concurrent_changes_keep_their_own_outcomes(f).await;
     replay_supersedes_without_editing_history(f).await;
     list_queries(f).await;
     pages_follow_the_listing_order(f).await;
@@ -236,6 +237,86 @@ pub async fn invalid_transitions_change_nothing(f: &dyn StoreFactory) {
         s.apply(new_id(), Change::new(DeliveryEvent::Cancel, "x", "")),
         Err(StoreError::NoSuchDelivery(_))
     ));
+}
+
+/// Submissions and changes made at the same moment (which an engine may commit together)
+/// each get the outcome they would have had alone: a duplicate is a duplicate, a refused
+/// change changes nothing, and the refusal of one leaves the others in place.
+pub async fn concurrent_changes_keep_their_own_outcomes(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let ods = format!("C{}", &new_id().simple().to_string()[24..]).to_uppercase();
+    let local_ids: Vec<String> = (0..12).map(|_| new_id().to_string()).collect();
+    // Each local id twice, at once: one is created, the other is its duplicate.
+    let subs: Vec<_> = local_ids
+        .iter()
+        .chain(&local_ids)
+        .map(|l| sample("RX1", l, &[&ods]))
+        .collect();
+    let outcomes = futures::future::join_all(subs.into_iter().map(|n| s.submit(n))).await;
+    let mut created = std::collections::HashMap::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        if let Ok(Submitted::Created(id)) = o {
+            assert!(
+                created.insert(&local_ids[i % 12], *id).is_none(),
+                "a local id created twice"
+            );
+        }
+    }
+    assert_eq!(created.len(), 12, "{outcomes:?}");
+    for (i, o) in outcomes.iter().enumerate() {
+        let original = created[&local_ids[i % 12]];
+        match o {
+            Ok(Submitted::Created(id)) | Ok(Submitted::Duplicate(id)) => assert_eq!(*id, original),
+            Err(e) => panic!("submission failed: {e}"),
+        }
+    }
+    let sent_before = sent_count(s.as_ref());
+    let deliveries: Vec<Uuid> = created
+        .values()
+        .map(|m| s.deliveries_of(*m).unwrap()[0].id)
+        .collect();
+    // Each delivery sent twice at once (the second is refused), and a delivery that does not
+    // exist between them.
+    let changes = deliveries.iter().flat_map(|d| [*d, new_id(), *d]).map(|d| {
+        let mut c = Change::new(DeliveryEvent::TransportAccepted, "hub", "dropped");
+        c.count_attempt = true;
+        s.apply_batched(d, c)
+    });
+    let results = futures::future::join_all(changes).await;
+    for (d, r) in deliveries.iter().zip(results.chunks(3)) {
+        let sent: Vec<_> = r
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|rec| (rec.id, rec.state, rec.attempts))
+            .collect();
+        assert_eq!(sent, vec![(*d, DeliveryState::Sent, 1)], "{r:?}");
+        assert!(matches!(r[1], Err(StoreError::NoSuchDelivery(_))), "{r:?}");
+        assert_eq!(
+            r.iter()
+                .filter(|r| matches!(r, Err(StoreError::InvalidTransition(t)) if t.from == DeliveryState::Sent))
+                .count(),
+            1,
+            "{r:?}"
+        );
+        let now = s.delivery(*d).unwrap().unwrap();
+        assert_eq!((now.state, now.attempts), (DeliveryState::Sent, 1));
+        let sent_events = s
+            .audit_of(now.message_id)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.to == Some(DeliveryState::Sent))
+            .count();
+        assert_eq!(sent_events, 1, "one audit event per change made");
+    }
+    assert_eq!(sent_count(s.as_ref()), sent_before + 12);
+}
+
+fn sent_count(s: &dyn Store) -> u64 {
+    s.count_by_state()
+        .unwrap()
+        .into_iter()
+        .find(|(st, _)| *st == DeliveryState::Sent)
+        .map_or(0, |(_, n)| n)
 }
 
 pub async fn replay_supersedes_without_editing_history(f: &dyn StoreFactory) {

@@ -292,6 +292,13 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a state-machine event to a delivery (with its audit event, index updates and
     /// any work) and returns the updated delivery.
     fn apply(&self, delivery: Uuid, change: Change) -> Result<DeliveryRecord, StoreError>;
+    /// [`Store::apply`], committed together with other changes made at the same moment: the
+    /// same outcome, at a fraction of the disk writes under load.
+    fn apply_batched(
+        &self,
+        delivery: Uuid,
+        change: Change,
+    ) -> BoxFuture<'_, Result<DeliveryRecord, StoreError>>;
     /// Supersedes a delivery with a new one (a replay); history is kept.
     fn replay(&self, replay: Replay) -> Result<DeliveryRecord, StoreError>;
     /// Appends a message-level audit event.

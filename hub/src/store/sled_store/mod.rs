@@ -1,10 +1,12 @@
 //! [`Store`] on sled 0.34: one database per node, one tree per record kind and index, every
-//! change one multi-tree transaction, durability by explicit group-committed flushes (sled's
+//! change one multi-tree transaction (changes made at the same moment share one, see
+//! [`batch`]), durability by explicit group-committed flushes (sled's
 //! background flush is not relied on).
 //!
 //! The layout is in [`schema`], the transactions in [`write`], the reads in [`query`]; this
 //! module opens the database and answers the [`Store`] trait from them.
 
+mod batch;
 mod query;
 mod schema;
 #[cfg(test)]
@@ -15,10 +17,10 @@ use super::payloads::PayloadFiles;
 use super::{
     Change, ListPage, ListQuery, NewMessage, Replay, Store, StoreError, Submitted, UnmatchedAck,
 };
-use crate::durable::{FileSync, GroupCommit, Signals};
+use crate::durable::{FileSync, GroupCommit, Signals, Watermark};
 use crate::track::{AuditEvent, DeliveryRecord, DeliveryState, MessageRecord};
 use futures::future::BoxFuture;
-use schema::{unwrap_tx, Tx, TxResult, TREE_NAMES};
+use schema::{unwrap_tx, Tx, TxResult, QUEUE, TREE_NAMES};
 use sled::transaction::TransactionalTree;
 use sled::Transactional;
 use std::path::Path;
@@ -36,6 +38,8 @@ pub struct SledStore {
     claims: sled::Tree,
     claims_by_time: sled::Tree,
     commit: GroupCommit,
+    /// The writer that commits concurrent changes together.
+    batch: Arc<batch::Batcher>,
     files: FileSync,
     changes: broadcast::Sender<Uuid>,
     signals: Arc<Signals>,
@@ -74,8 +78,20 @@ impl SledStore {
         let claims_by_time = db.open_tree("claims_by_time")?;
         let (changes, _) = broadcast::channel(4096);
         let signals = Arc::new(Signals::default());
+        let batch = Arc::new(batch::Batcher::start(trees.clone())?);
+        let writer = batch.clone();
+        let watermark: Watermark = Arc::new(move || {
+            let writer = writer.clone();
+            Box::pin(async move {
+                writer
+                    .run(|t| Ok(t[QUEUE].generate_id()?))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        });
         Ok(Self {
-            commit: GroupCommit::start(db.clone(), signals.clone()),
+            commit: GroupCommit::start_with(db.clone(), signals.clone(), watermark),
+            batch,
             files: FileSync::start(),
             payloads,
             db,
@@ -136,6 +152,14 @@ impl Store for SledStore {
 
     fn apply(&self, delivery: Uuid, change: Change) -> Result<DeliveryRecord, StoreError> {
         write::apply(self, delivery, change)
+    }
+
+    fn apply_batched(
+        &self,
+        delivery: Uuid,
+        change: Change,
+    ) -> BoxFuture<'_, Result<DeliveryRecord, StoreError>> {
+        Box::pin(write::apply_batched(self, delivery, change))
     }
 
     fn replay(&self, r: Replay) -> Result<DeliveryRecord, StoreError> {

@@ -87,9 +87,39 @@ fn put_enqueue(t: &Tx, e: &Enqueue) -> TxResult<()> {
     Ok(())
 }
 
+/// A submission made ready outside the transaction: its dedupe key and encoded record.
+struct Prepared {
+    new: NewMessage,
+    dedupe: Vec<u8>,
+    entry: Vec<u8>,
+}
+
+fn submit_tx(t: &Tx, p: &Prepared) -> TxResult<Submitted> {
+    let (new, m) = (&p.new, &p.new.message);
+    if let Some(id) = lists::tx_get(&t[BUCKETS], DEDUPE_MAP, &p.dedupe)? {
+        return Ok(Submitted::Duplicate(id));
+    }
+    lists::put(&t[BUCKETS], DEDUPE_MAP, &p.dedupe, m.id)?;
+    t[MESSAGES].insert(m.id.as_bytes().as_slice(), p.entry.as_slice())?;
+    let messages = read_count(t[COUNTS].get(MESSAGE_COUNT)?) + 1;
+    t[COUNTS].insert(MESSAGE_COUNT, &messages.to_be_bytes())?;
+    lists::append(&t[LISTS], &sender_list(&m.sender_ods), m.received_ms, m.id)?;
+    for d in &new.deliveries {
+        lists::put(&t[BUCKETS], HOME_MAP, d.id.as_bytes(), m.id)?;
+        index_delivery(t, d)?;
+    }
+    for e in new.audit.iter().filter(|e| e.message_id != m.id) {
+        put_audit(t, e)?;
+    }
+    for e in &new.enqueue {
+        put_enqueue(t, e)?;
+    }
+    Ok(Submitted::Created(m.id))
+}
+
 pub(super) async fn submit(s: &SledStore, new: NewMessage) -> Result<Submitted, StoreError> {
     let m = &new.message;
-    let dedupe = keys::dedupe(&m.sender_ods, &m.local_id);
+    let (id, queues) = (m.id, queue_names(&new.enqueue));
     // The payload is on disk before its message is recorded (see `payloads`).
     let written = s
         .payloads
@@ -110,38 +140,80 @@ pub(super) async fn submit(s: &SledStore, new: NewMessage) -> Result<Submitted, 
     for e in new.audit.iter().filter(|e| e.message_id == m.id) {
         push_event(&mut entry.timeline, e);
     }
-    let entry = entry.encode();
-    let outcome = s.run(|t| {
-        if let Some(id) = lists::tx_get(&t[BUCKETS], DEDUPE_MAP, &dedupe)? {
-            return Ok(Submitted::Duplicate(id));
-        }
-        lists::put(&t[BUCKETS], DEDUPE_MAP, &dedupe, m.id)?;
-        t[MESSAGES].insert(m.id.as_bytes().as_slice(), entry.as_slice())?;
-        let messages = read_count(t[COUNTS].get(MESSAGE_COUNT)?) + 1;
-        t[COUNTS].insert(MESSAGE_COUNT, &messages.to_be_bytes())?;
-        lists::append(&t[LISTS], &sender_list(&m.sender_ods), m.received_ms, m.id)?;
-        for d in &new.deliveries {
-            lists::put(&t[BUCKETS], HOME_MAP, d.id.as_bytes(), m.id)?;
-            index_delivery(t, d)?;
-        }
-        for e in new.audit.iter().filter(|e| e.message_id != m.id) {
-            put_audit(t, e)?;
-        }
-        for e in &new.enqueue {
-            put_enqueue(t, e)?;
-        }
-        Ok(Submitted::Created(m.id))
-    });
+    let p = Prepared {
+        dedupe: keys::dedupe(&m.sender_ods, &m.local_id),
+        entry: entry.encode(),
+        new: NewMessage {
+            payload: Vec::new(),
+            ..new
+        },
+    };
+    let outcome = s.batch.run(move |t| submit_tx(t, &p)).await;
     match &outcome {
-        Ok(Submitted::Created(id)) => {
-            s.after_commit(*id, new.enqueue.iter().map(|e| e.queue.clone()))
-        }
+        Ok(Submitted::Created(id)) => s.after_commit(*id, queues),
         // Nothing recorded: the payload written for it goes too.
         Ok(Submitted::Duplicate(_)) | Err(_) => {
-            let _ = s.payloads.remove(&m.id);
+            let _ = s.payloads.remove(&id);
         }
     }
     outcome
+}
+
+fn queue_names<'a>(e: impl IntoIterator<Item = &'a Enqueue>) -> Vec<String> {
+    e.into_iter().map(|e| e.queue.clone()).collect()
+}
+
+fn apply_tx(t: &Tx, delivery: Uuid, change: &Change) -> TxResult<DeliveryRecord> {
+    let Some(old) = tx_delivery(t, delivery)? else {
+        return abort(StoreError::NoSuchDelivery(delivery));
+    };
+    let to = match transition(old.state, change.event) {
+        Ok(to) => to,
+        Err(e) => return abort(e.into()),
+    };
+    let now = now_ms().max(old.updated_ms);
+    let mut d = old.clone();
+    d.state = to;
+    d.updated_ms = now;
+    if change.count_attempt {
+        d.attempts += 1;
+    }
+    if let Some(err) = &change.error {
+        d.last_error = Some(err.clone());
+    }
+    if let Some((code, reason)) = &change.ack {
+        d.ack_code = Some(code.clone());
+        d.ack_reason = Some(reason.clone());
+    }
+    d.next_attempt_ms = change.next_attempt_ms;
+    if to == DeliveryState::Sent {
+        d.sent_ms = Some(now);
+    }
+    if let Some(tid) = &change.transport_id {
+        d.transport_id = Some(tid.clone());
+        lists::put(&t[BUCKETS], TRANSPORT_MAP, tid.as_bytes(), d.id)?;
+    }
+    if old.is_current() {
+        unindex_delivery(t, &old)?;
+    }
+    put_delivery(t, &d)?;
+    put_audit(
+        t,
+        &AuditEvent {
+            at_ms: now,
+            message_id: d.message_id,
+            delivery_id: Some(d.id),
+            event: change.event.as_str().to_string(),
+            from: Some(old.state),
+            to: Some(to),
+            actor: change.actor.clone(),
+            reason: change.reason.clone(),
+        },
+    )?;
+    if let Some(e) = &change.enqueue {
+        put_enqueue(t, e)?;
+    }
+    Ok(d)
 }
 
 pub(super) fn apply(
@@ -149,62 +221,19 @@ pub(super) fn apply(
     delivery: Uuid,
     change: Change,
 ) -> Result<DeliveryRecord, StoreError> {
-    let updated = s.run(|t| {
-        let Some(old) = tx_delivery(t, delivery)? else {
-            return abort(StoreError::NoSuchDelivery(delivery));
-        };
-        let to = match transition(old.state, change.event) {
-            Ok(to) => to,
-            Err(e) => return abort(e.into()),
-        };
-        let now = now_ms().max(old.updated_ms);
-        let mut d = old.clone();
-        d.state = to;
-        d.updated_ms = now;
-        if change.count_attempt {
-            d.attempts += 1;
-        }
-        if let Some(err) = &change.error {
-            d.last_error = Some(err.clone());
-        }
-        if let Some((code, reason)) = &change.ack {
-            d.ack_code = Some(code.clone());
-            d.ack_reason = Some(reason.clone());
-        }
-        d.next_attempt_ms = change.next_attempt_ms;
-        if to == DeliveryState::Sent {
-            d.sent_ms = Some(now);
-        }
-        if let Some(tid) = &change.transport_id {
-            d.transport_id = Some(tid.clone());
-            lists::put(&t[BUCKETS], TRANSPORT_MAP, tid.as_bytes(), d.id)?;
-        }
-        if old.is_current() {
-            unindex_delivery(t, &old)?;
-        }
-        put_delivery(t, &d)?;
-        put_audit(
-            t,
-            &AuditEvent {
-                at_ms: now,
-                message_id: d.message_id,
-                delivery_id: Some(d.id),
-                event: change.event.as_str().to_string(),
-                from: Some(old.state),
-                to: Some(to),
-                actor: change.actor.clone(),
-                reason: change.reason.clone(),
-            },
-        )?;
-        if let Some(e) = &change.enqueue {
-            put_enqueue(t, e)?;
-        }
-        Ok(d)
-    })?;
-    s.after_commit(
-        updated.message_id,
-        change.enqueue.iter().map(|e| e.queue.clone()),
-    );
+    let updated = s.run(|t| apply_tx(t, delivery, &change))?;
+    s.after_commit(updated.message_id, queue_names(&change.enqueue));
+    Ok(updated)
+}
+
+pub(super) async fn apply_batched(
+    s: &SledStore,
+    delivery: Uuid,
+    change: Change,
+) -> Result<DeliveryRecord, StoreError> {
+    let queues = queue_names(&change.enqueue);
+    let updated = s.batch.run(move |t| apply_tx(t, delivery, &change)).await?;
+    s.after_commit(updated.message_id, queues);
     Ok(updated)
 }
 
