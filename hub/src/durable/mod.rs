@@ -24,14 +24,14 @@ const LINGER_UNDER_LOAD: std::time::Duration = std::time::Duration::from_millis(
 /// When a round of syncs waits for more writers: after a round of at least `busy` writers
 /// that ended under [`LINGER_UNDER_LOAD`] ago, it waits [`LINGER`]; under load that makes
 /// fewer, fuller rounds, and a quiet hub syncs at once.
-struct Pacing {
+pub(crate) struct Pacing {
     busy: usize,
     last_end: tokio::time::Instant,
     last_size: usize,
 }
 
 impl Pacing {
-    fn new(busy: usize) -> Self {
+    pub(crate) fn new(busy: usize) -> Self {
         Self {
             busy,
             last_end: tokio::time::Instant::now(),
@@ -41,13 +41,24 @@ impl Pacing {
 
     /// Waits, if the hub is busy, before a round gathers its writers.
     async fn linger(&self) {
-        if self.last_size >= self.busy && self.last_end.elapsed() < LINGER_UNDER_LOAD {
+        if self.busy_now() {
             tokio::time::sleep(LINGER).await;
         }
     }
 
+    /// [`Pacing::linger`] for a thread of its own.
+    pub(crate) fn linger_blocking(&self) {
+        if self.busy_now() {
+            std::thread::sleep(LINGER);
+        }
+    }
+
+    fn busy_now(&self) -> bool {
+        self.last_size >= self.busy && self.last_end.elapsed() < LINGER_UNDER_LOAD
+    }
+
     /// A round of `size` writers has ended.
-    fn ended(&mut self, size: usize) {
+    pub(crate) fn ended(&mut self, size: usize) {
         self.last_end = tokio::time::Instant::now();
         self.last_size = size;
     }

@@ -4,13 +4,15 @@
 //! a job for its IO threads and a wait for the disk. With a transaction per change, every
 //! submission and every delivery outcome paid for two such writes. Here one writer thread takes
 //! every change waiting and commits them in one transaction, in the order they arrived: under
-//! load a commit carries dozens, when quiet it carries one and costs what it did before.
+//! load a commit carries dozens (the writer waits a moment for more), when quiet it carries one
+//! and costs what it did before.
 //!
 //! Each change keeps its own outcome. A change that refuses (an invalid transition, a missing
 //! delivery) is answered with its refusal and the rest are committed without it, so every
 //! change sees exactly the changes before it, as if each had run alone in that order.
 
 use super::schema::{Tx, TxResult};
+use crate::durable::Pacing;
 use crate::store::StoreError;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
@@ -20,6 +22,9 @@ use tokio::sync::oneshot;
 
 /// Most changes committed together.
 const MOST: usize = 256;
+
+/// Changes in one transaction that show the hub is busy.
+const BUSY: usize = 4;
 
 /// A change waiting for the writer: the body of a transaction (run again if sled must retry
 /// it), and where its outcome goes.
@@ -63,7 +68,10 @@ impl Batcher {
         std::thread::Builder::new()
             .name("edthub-store".into())
             .spawn(move || {
+                // Under load, a moment's wait makes fewer, fuller transactions.
+                let mut pacing = Pacing::new(BUSY);
                 while let Ok(first) = queue.recv() {
+                    pacing.linger_blocking();
                     let mut batch = vec![first];
                     while batch.len() < MOST {
                         match queue.try_recv() {
@@ -72,7 +80,9 @@ impl Batcher {
                         }
                     }
                     metrics::histogram!("edthub_store_batch").record(batch.len() as f64);
+                    let size = batch.len();
                     commit(&trees, batch);
+                    pacing.ended(size);
                 }
             })
             .map_err(|e| StoreError::Engine(format!("starting the store's writer: {e}")))?;
