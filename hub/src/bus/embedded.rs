@@ -219,12 +219,14 @@ impl EmbeddedBus {
                     Ok::<_, TxErr>(())
                 })
                 .map_err(tx_err)?;
-            let mut items = moves.into_iter().filter_map(|(.., item)| {
-                if item.is_none() {
-                    count_dead_letter(queue);
+            let mut items = Vec::with_capacity(moves.len());
+            for (.., item) in moves {
+                match item {
+                    Some(item) => items.push(item),
+                    None => count_dead_letter(queue),
                 }
-                item
-            });
+            }
+            let mut items = items.into_iter();
             if let Some(first) = items.next() {
                 claimed.entry(queue.to_string()).or_default().extend(items);
                 return Ok(Claim::Item(first));
