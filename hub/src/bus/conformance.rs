@@ -49,6 +49,7 @@ pub async fn run_all(f: &dyn BusFactory) {
     delivery_limit_dead_letters(f).await;
     explicit_dead_letter(f).await;
     concurrent_consumers_share_without_duplicates(f).await;
+    waiting_consumers_all_take_part_in_a_burst(f).await;
 }
 
 pub async fn fifo_and_ack(f: &dyn BusFactory) {
@@ -258,4 +259,66 @@ pub async fn concurrent_consumers_share_without_duplicates(f: &dyn BusFactory) {
     }
     assert_eq!(all.len() as u32, n);
     assert_eq!(bus.depth(&q).await.unwrap(), 0);
+}
+
+/// Consumers already waiting when a burst of work arrives all take part in it: a wake-up is
+/// passed on from one to the next, so the burst is not left to whichever woke first while the
+/// others sleep.
+pub async fn waiting_consumers_all_take_part_in_a_burst(f: &dyn BusFactory) {
+    let bus = f.open().await;
+    let q = queue("burst");
+    let (consumers, n) = (8usize, 64u32);
+    let taken = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let mut tasks = Vec::new();
+    for _ in 0..consumers {
+        let (bus, q, taken, done) = (bus.clone(), q.clone(), taken.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let finished = done.notified();
+                tokio::pin!(finished);
+                finished.as_mut().enable();
+                if taken.load(std::sync::atomic::Ordering::SeqCst) >= n {
+                    return got;
+                }
+                // Waits for work without polling again: only a wake-up brings it.
+                let item = tokio::select! {
+                    _ = finished => return got,
+                    item = bus.receive(&q) => item.expect("receive"),
+                };
+                if taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == n {
+                    done.notify_waiters();
+                }
+                got.push(u32::from_be_bytes(item.body[..4].try_into().unwrap()));
+                // Busy with it for a moment, as a delivery is.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                bus.ack(&item).await.unwrap();
+            }
+        }));
+    }
+    // Every consumer is waiting before the work arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    futures::future::join_all(
+        (0..n).map(|i| bus.publish(&q, i.to_be_bytes().to_vec(), Duration::ZERO)),
+    )
+    .await
+    .into_iter()
+    .for_each(|r| r.unwrap());
+    let mut all = BTreeSet::new();
+    let mut idle = 0;
+    for t in tasks {
+        let got = tokio::time::timeout(WAIT, t)
+            .await
+            .expect("the burst was handed out")
+            .unwrap();
+        if got.is_empty() {
+            idle += 1;
+        }
+        for v in got {
+            assert!(all.insert(v), "item {v} handed to two consumers");
+        }
+    }
+    assert_eq!(all.len() as u32, n);
+    assert_eq!(idle, 0, "consumers left asleep while work waited");
 }
