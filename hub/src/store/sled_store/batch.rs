@@ -79,8 +79,8 @@ impl Batcher {
                             Err(_) => break,
                         }
                     }
-                    metrics::histogram!("edthub_store_batch").record(batch.len() as f64);
                     let size = batch.len();
+                    metrics::histogram!("edthub_store_batch").record(size as f64);
                     commit(&trees, batch);
                     pacing.ended(size);
                 }
