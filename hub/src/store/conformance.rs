@@ -104,6 +104,25 @@ pub async fn transport_ids_find_their_delivery(f: &dyn StoreFactory) {
     );
     assert_eq!(s.delivery(b).unwrap().unwrap().transport_id, None);
     assert_eq!(s.delivery_by_transport("unknown").unwrap(), None);
+    // A delivery with no transport id is not found by its own id...
+    assert_eq!(s.delivery_by_transport(&b.to_string()).unwrap(), None);
+    // ...and one whose transport named it by its own id (a drop file) is.
+    let new = sample("RX1", &new_id().to_string(), &["A81001"]);
+    let own = new.deliveries[0].id;
+    s.submit(new).await.unwrap();
+    let mut c = Change::new(DeliveryEvent::TransportAccepted, "test", "sent");
+    c.transport_id = Some(own.to_string());
+    s.apply(own, c).unwrap();
+    assert_eq!(
+        s.delivery_by_transport(&own.to_string()).unwrap(),
+        Some(own)
+    );
+    assert_eq!(
+        s.delivery_by_transport(&own.to_string().to_uppercase())
+            .unwrap(),
+        None,
+        "transport ids match exactly"
+    );
 }
 
 pub async fn submit_and_read_back(f: &dyn StoreFactory) {

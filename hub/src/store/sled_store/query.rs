@@ -122,11 +122,16 @@ pub(super) fn delivery_by_transport(
     s: &SledStore,
     transport_id: &str,
 ) -> Result<Option<Uuid>, StoreError> {
-    Ok(lists::get(
-        s.tree(BUCKETS),
-        TRANSPORT_MAP,
-        transport_id.as_bytes(),
-    )?)
+    if let Some(id) = lists::get(s.tree(BUCKETS), TRANSPORT_MAP, transport_id.as_bytes())? {
+        return Ok(Some(id));
+    }
+    // A delivery's own id, as a drop file names it, is not kept in the map.
+    match Uuid::parse_str(transport_id) {
+        Ok(id) if names_itself(transport_id, id) => Ok(delivery(s, id)?
+            .filter(|d| d.transport_id.as_deref() == Some(transport_id))
+            .map(|d| d.id)),
+        _ => Ok(None),
+    }
 }
 
 pub(super) fn list_page(

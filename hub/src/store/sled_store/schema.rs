@@ -68,6 +68,13 @@ pub(super) fn sender_list(ods: &str) -> Vec<u8> {
     [b"S", ods.as_bytes()].concat()
 }
 
+/// True when `transport_id` is the delivery `id` itself, as written everywhere (hyphenated,
+/// lower case): such transport ids are not kept in the transport map.
+pub(super) fn names_itself(transport_id: &str, id: Uuid) -> bool {
+    let mut buf = Uuid::encode_buffer();
+    transport_id == id.hyphenated().encode_lower(&mut buf)
+}
+
 /// The delivery `id` if the message record `record` keeps it.
 pub(super) fn kept_in(
     record: Option<sled::IVec>,

@@ -191,7 +191,11 @@ fn apply_tx(t: &Tx, delivery: Uuid, change: &Change) -> TxResult<DeliveryRecord>
     }
     if let Some(tid) = &change.transport_id {
         d.transport_id = Some(tid.clone());
-        lists::put(&t[BUCKETS], TRANSPORT_MAP, tid.as_bytes(), d.id)?;
+        // A transport that names what it carries by the delivery's own id (a drop file)
+        // needs no map entry: the id finds the delivery (see `delivery_by_transport`).
+        if !names_itself(tid, d.id) {
+            lists::put(&t[BUCKETS], TRANSPORT_MAP, tid.as_bytes(), d.id)?;
+        }
     }
     if old.is_current() {
         unindex_delivery(t, &old)?;
