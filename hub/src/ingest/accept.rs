@@ -12,7 +12,7 @@ use crate::hub::Hub;
 use crate::route;
 use crate::store::{Enqueue, NewMessage, StoreError, Submitted};
 use crate::track::{
-    new_id, now_ms, AuditEvent, Channel, DeliveryRecord, DeliveryState, MessageRecord,
+    new_message_id, now_ms, AuditEvent, Channel, DeliveryRecord, DeliveryState, MessageRecord,
 };
 use edt_transforms::DocumentType;
 use std::sync::atomic::Ordering;
@@ -171,7 +171,7 @@ pub async fn submit(hub: &Hub, sub: Submission, actor: &str) -> Result<Receipt, 
         });
     }
     let now = now_ms();
-    let id = new_id();
+    let id = new_message_id();
     let plan = route::plan::plan(
         &loaded.directory,
         &route::plan::Request {

@@ -46,12 +46,15 @@ pub fn plan(directory: &Directory, req: &Request<'_>) -> Plan {
         today: super::today(),
     });
     let mut plan = Plan::default();
-    for route in &resolution.routes {
-        let why = directory.why_routed(&resolution, &route.recipient_ods);
-        plan.push(planned_delivery(req, Target::Route(route), &why));
-    }
-    for u in &resolution.unroutable {
-        plan.push(planned_delivery(req, Target::Unroutable(u), &u.reason));
+    let targets = (resolution.routes.iter().map(Target::Route))
+        .chain(resolution.unroutable.iter().map(Target::Unroutable));
+    for (i, target) in targets.enumerate() {
+        let why = match &target {
+            Target::Route(route) => directory.why_routed(&resolution, &route.recipient_ods),
+            Target::Unroutable(u) => u.reason.clone(),
+        };
+        let id = crate::track::delivery_id(req.message_id, i);
+        plan.push(planned_delivery(req, id, target, &why));
     }
     plan
 }
@@ -78,7 +81,7 @@ pub fn replan(
                 route.recipient_type = RecipientType::ForInformation;
             }
             let why = directory.why_routed(&res, &route.recipient_ods);
-            let mut planned = planned_delivery(req, Target::Route(&route), &why);
+            let mut planned = planned_delivery(req, new_id(), Target::Route(&route), &why);
             planned.0.replay_of = Some(original.id);
             Some(Ok(planned))
         }
@@ -104,8 +107,7 @@ pub fn deliver_item(delivery: Uuid, due_ms: u64) -> Enqueue {
     }
 }
 
-fn planned_delivery(req: &Request<'_>, target: Target<'_>, why: &str) -> Planned {
-    let id = new_id();
+fn planned_delivery(req: &Request<'_>, id: Uuid, target: Target<'_>, why: &str) -> Planned {
     let now = req.now_ms;
     let (recipient, endpoint, rtype, state, error, format) = match target {
         Target::Route(r) => (

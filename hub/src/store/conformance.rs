@@ -31,6 +31,7 @@ pub async fn run_all(f: &dyn StoreFactory) {
     pages_follow_the_listing_order(f).await;
     unmatched_acks_are_kept(f).await;
     transport_ids_find_their_delivery(f).await;
+    deliveries_with_ids_of_their_own_are_found(f).await;
     messages_since_reads_a_window(f).await;
     flushed_writes_survive_reopen(f).await;
 }
@@ -123,6 +124,28 @@ pub async fn transport_ids_find_their_delivery(f: &dyn StoreFactory) {
         None,
         "transport ids match exactly"
     );
+}
+
+/// Deliveries whose ids do not derive from their message's (ids minted elsewhere, or a
+/// message's 256th delivery) are found, changed and listed like the others.
+pub async fn deliveries_with_ids_of_their_own_are_found(f: &dyn StoreFactory) {
+    let s = f.open().await;
+    let mut new = sample("RX1", &new_id().to_string(), &["A81001", "A81002"]);
+    let derived = new.deliveries[0].id;
+    assert_eq!(crate::track::derived_message(derived), Some(new.message.id));
+    let own = new_id();
+    new.deliveries[1].id = own;
+    s.submit(new.clone()).await.unwrap();
+    for id in [derived, own] {
+        assert_eq!(s.delivery(id).unwrap().unwrap().message_id, new.message.id);
+        step(&*s, id, DeliveryEvent::TransportAccepted);
+        assert_eq!(s.delivery(id).unwrap().unwrap().state, DeliveryState::Sent);
+    }
+    assert_eq!(s.deliveries_of(new.message.id).unwrap().len(), 2);
+    // An id shaped like a derived one names no delivery its message does not keep.
+    let mut stranger = *derived.as_bytes();
+    stranger[13] = 200;
+    assert_eq!(s.delivery(Uuid::from_bytes(stranger)).unwrap(), None);
 }
 
 pub async fn submit_and_read_back(f: &dyn StoreFactory) {

@@ -1,19 +1,22 @@
 //! Sample messages for the store: the conformance suite's, tests' and `edthub bench --seed`'s.
 
 use super::NewMessage;
-use crate::track::{new_id, now_ms, AuditEvent, Channel, DeliveryRecord, MessageRecord};
+use crate::track::{
+    delivery_id, new_message_id, now_ms, AuditEvent, Channel, DeliveryRecord, MessageRecord,
+};
 use edt_transforms::DocumentType;
 
 /// A message for `sender` with one pending delivery per recipient.
 pub fn sample(sender: &str, local_id: &str, recipients: &[&str]) -> NewMessage {
-    let id = new_id();
+    let id = new_message_id();
     let now = now_ms();
     let payload = format!("document {local_id}").into_bytes();
     let deliveries: Vec<DeliveryRecord> = recipients
         .iter()
-        .map(|r| DeliveryRecord {
+        .enumerate()
+        .map(|(i, r)| DeliveryRecord {
             endpoint: Some(format!("{r}-drop")),
-            ..DeliveryRecord::new(new_id(), id, r.to_string(), now)
+            ..DeliveryRecord::new(delivery_id(id, i), id, r.to_string(), now)
         })
         .collect();
     NewMessage {

@@ -264,6 +264,40 @@ pub fn new_id() -> Uuid {
     Uuid::from_bytes(b)
 }
 
+/// A new message's id: a [`new_id`] with byte 13 (random) zero, so that its deliveries' ids
+/// can be derived from it (see [`delivery_id`]).
+pub fn new_message_id() -> Uuid {
+    let mut b = *new_id().as_bytes();
+    b[13] = 0;
+    Uuid::from_bytes(b)
+}
+
+/// The id of a message's `index`th planned delivery (from 0): the message's id with `index + 1`
+/// in byte 13, so the store finds a delivery's message from its id alone (see
+/// [`derived_message`]). A message with more than 255 deliveries, or whose id was not made by
+/// [`new_message_id`], gets new ids for them instead.
+pub fn delivery_id(message: Uuid, index: usize) -> Uuid {
+    match u8::try_from(index + 1) {
+        Ok(k) if message.as_bytes()[13] == 0 => {
+            let mut b = *message.as_bytes();
+            b[13] = k;
+            Uuid::from_bytes(b)
+        }
+        _ => new_id(),
+    }
+}
+
+/// The message whose id `delivery` would be derived from by [`delivery_id`]; whether it was is
+/// for the caller to check (a delivery with a new id names no message, or one without it).
+pub fn derived_message(delivery: Uuid) -> Option<Uuid> {
+    let mut b = *delivery.as_bytes();
+    if b[13] == 0 {
+        return None;
+    }
+    b[13] = 0;
+    Some(Uuid::from_bytes(b))
+}
+
 /// The tag of the node that minted `id` (its home node).
 pub fn home_tag(id: &Uuid) -> u16 {
     let b = id.as_bytes();
@@ -469,6 +503,24 @@ mod tests {
         DeliveryEvent::Cancel,
         DeliveryEvent::TransportFailed,
     ];
+
+    #[test]
+    fn delivery_ids_name_their_message() {
+        let m = new_message_id();
+        assert_eq!(m.as_bytes()[13], 0);
+        assert_eq!(derived_message(m), None, "a message id names no message");
+        let ids: Vec<Uuid> = (0..255).map(|i| delivery_id(m, i)).collect();
+        for d in &ids {
+            assert_eq!(derived_message(*d), Some(m));
+            assert_eq!(home_tag(d), home_tag(&m), "same home node");
+        }
+        let distinct: std::collections::HashSet<_> = ids.iter().chain([&m]).collect();
+        assert_eq!(distinct.len(), 256);
+        // The 256th, and deliveries of a message whose id was minted otherwise, get new ids.
+        assert_ne!(derived_message(delivery_id(m, 255)), Some(m));
+        let other = Uuid::from_bytes([0xff; 16]);
+        assert_ne!(derived_message(delivery_id(other, 0)), Some(other));
+    }
 
     #[test]
     fn ids_carry_the_node_tag_and_stay_time_ordered_and_unique() {

@@ -30,6 +30,11 @@ pub(super) fn payload(s: &SledStore, id: Uuid) -> Result<Option<Vec<u8>>, StoreE
 }
 
 pub(super) fn delivery(s: &SledStore, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError> {
+    if let Some(message) = crate::track::derived_message(id) {
+        if let Some(d) = kept_in(s.tree(MESSAGES).get(message.as_bytes())?, id)? {
+            return Ok(Some(d));
+        }
+    }
     match lists::get(s.tree(BUCKETS), HOME_MAP, id.as_bytes())? {
         Some(message) => kept_in(s.tree(MESSAGES).get(message.as_bytes())?, id),
         None => Ok(None),

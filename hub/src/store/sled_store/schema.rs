@@ -32,7 +32,8 @@ pub(super) const TREE_NAMES: [&str; 7] = [
 /// transport id, and the message whose record keeps a delivery.
 pub(super) const DEDUPE_MAP: u8 = b'D';
 pub(super) const TRANSPORT_MAP: u8 = b'T';
-/// Deliveries kept in their message's record, by id: the message.
+/// Deliveries kept in their message's record, by id: the message (for deliveries whose id does
+/// not name it, see `track::delivery_id`).
 pub(super) const HOME_MAP: u8 = b'H';
 
 /// Key in `state_counts` holding the number of messages.

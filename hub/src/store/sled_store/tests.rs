@@ -41,6 +41,27 @@ async fn sled_store_passes_the_conformance_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_whose_ids_name_their_message_cost_no_map_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_in(dir.path()).await;
+    let homed = |id: Uuid| lists::get(s.tree(BUCKETS), HOME_MAP, id.as_bytes()).unwrap();
+    let derived = conformance::sample("RX1", "HOME-1", &["A81001", "A81002"]);
+    let mut own = conformance::sample("RX1", "HOME-2", &["A81001", "A81002"]);
+    for d in &mut own.deliveries {
+        d.id = crate::track::new_id();
+    }
+    for new in [&derived, &own] {
+        s.submit(new.clone()).await.unwrap();
+    }
+    for d in &derived.deliveries {
+        assert_eq!(homed(d.id), None);
+    }
+    for d in &own.deliveries {
+        assert_eq!(homed(d.id), Some(own.message.id));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_counts_follow_every_change_and_survive_reopen() {
     use crate::track::DeliveryEvent;
     let dir = tempfile::tempdir().unwrap();

@@ -10,15 +10,31 @@ use crate::bus::embedded;
 use crate::store::entry::Entry;
 use crate::store::{keys, lists};
 use crate::store::{Change, Enqueue, NewMessage, Replay, StoreError, Submitted, UnmatchedAck};
-use crate::track::{now_ms, transition, AuditEvent, DeliveryRecord, DeliveryState};
+use crate::track::{
+    derived_message, now_ms, transition, AuditEvent, DeliveryRecord, DeliveryState,
+};
 use uuid::Uuid;
 
 /// A delivery, read from its message's record.
 fn tx_delivery(t: &Tx, id: Uuid) -> TxResult<Option<DeliveryRecord>> {
+    if let Some(message) = derived_message(id) {
+        if let Some(d) = kept_in(t[MESSAGES].get(message.as_bytes())?, id).or_else(abort)? {
+            return Ok(Some(d));
+        }
+    }
     let Some(message) = lists::tx_get(&t[BUCKETS], HOME_MAP, id.as_bytes())? else {
         return Ok(None);
     };
     kept_in(t[MESSAGES].get(message.as_bytes())?, id).or_else(abort)
+}
+
+/// Notes which message keeps the delivery `id`, unless its id says so (see
+/// `track::delivery_id`).
+fn put_home(t: &Tx, id: Uuid, message: Uuid) -> TxResult<()> {
+    if derived_message(id) != Some(message) {
+        lists::put(&t[BUCKETS], HOME_MAP, id.as_bytes(), message)?;
+    }
+    Ok(())
 }
 
 /// Records a delivery in its message's record, and indexes it.
@@ -105,7 +121,7 @@ fn submit_tx(t: &Tx, p: &Prepared) -> TxResult<Submitted> {
     t[COUNTS].insert(MESSAGE_COUNT, &messages.to_be_bytes())?;
     lists::append(&t[LISTS], &sender_list(&m.sender_ods), m.received_ms, m.id)?;
     for d in &new.deliveries {
-        lists::put(&t[BUCKETS], HOME_MAP, d.id.as_bytes(), m.id)?;
+        put_home(t, d.id, m.id)?;
         index_delivery(t, d)?;
     }
     for e in new.audit.iter().filter(|e| e.message_id != m.id) {
@@ -262,7 +278,7 @@ pub(super) fn replay(s: &SledStore, r: Replay) -> Result<DeliveryRecord, StoreEr
         new.replay_of = Some(orig.id);
         new.created_ms = now;
         new.updated_ms = now;
-        lists::put(&t[BUCKETS], HOME_MAP, new.id.as_bytes(), new.message_id)?;
+        put_home(t, new.id, new.message_id)?;
         put_delivery(t, &new)?;
         put_audit(
             t,
