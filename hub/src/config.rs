@@ -34,7 +34,7 @@ pub struct Config {
     pub directory_check_ms: u64,
     /// Memory for the database's cache of records, in MiB. Default 32. (The database also
     /// keeps a table of its pages in memory, which grows with the number of records stored:
-    /// about 150 MB per million messages, 125–160 bytes each as measured.)
+    /// about 125 MB per million messages, 123 bytes each as measured.)
     pub cache_mb: u64,
     /// Longest a shutdown (SIGTERM, Ctrl-C) may take, in seconds: past it the process logs
     /// what it was still waiting for and exits, so that a stuck delivery or database cannot
