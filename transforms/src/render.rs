@@ -228,7 +228,7 @@ pub fn render(
                     meta.content_type
                 )));
             }
-            let bundle = crate::fhir::r4::pathology::bundle(
+            let bytes = crate::fhir::r4::pathology::bundle_json(
                 payload,
                 &crate::fhir::r4::pathology::Context {
                     seed: d.id,
@@ -236,8 +236,8 @@ pub fn render(
                     sender_ods: &meta.sender_ods,
                 },
             )
-            .map_err(|e| fail(e.to_string()))?;
-            let bytes = crate::fhir::r4::to_json(&bundle).into_bytes();
+            .map_err(|e| fail(e.to_string()))?
+            .into_bytes();
             Ok(rendered(meta, "application/fhir+json", bytes))
         }
         ReceiverFormat::Itk3 => {

@@ -1,10 +1,13 @@
 //! FHIR R4 (4.0.1) in JSON: typed resources for what the hub writes for results systems (the
-//! pathology test report bundle, [`pathology`]), and a reader that puts R4 input through the
-//! same hostile-input checks as STU3 ([`super::Limits`]: size, depth, element count, string
-//! length; [`super::parse_json_with`]) before it is read into the types.
+//! pathology test report bundle, which [`pathology`] writes straight from the ORU), and a
+//! reader that puts R4 input through the same hostile-input checks as STU3
+//! ([`super::Limits`]: size, depth, element count, string length; [`super::parse_json_with`])
+//! before it is read into the types.
 //!
 //! Only the elements the hub writes are modelled; every optional element is left out of the
-//! JSON when empty, so what is written says only what the source said.
+//! JSON when empty, so what is written says only what the source said. A bundle the hub
+//! writes reads into these types and writes back ([`to_json`]) byte for byte: a property
+//! test holds the writer to that, so it writes nothing the model does not know.
 
 pub mod pathology;
 mod ser;

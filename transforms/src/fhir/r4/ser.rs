@@ -308,6 +308,109 @@ impl ser::SerializeStruct for Compound<'_> {
     }
 }
 
+/// A JSON object written member by member, straight into the output (for what is written
+/// without being built as a resource first). Keys are the hub's own (plain ASCII).
+pub(super) struct Obj<'o> {
+    out: &'o mut String,
+    first: bool,
+}
+
+impl<'o> Obj<'o> {
+    /// Opens an object.
+    pub(super) fn open(out: &'o mut String) -> Self {
+        out.push('{');
+        Obj { out, first: true }
+    }
+
+    /// Carries on an object whose first members are already written.
+    pub(super) fn resume(out: &'o mut String) -> Self {
+        Obj { out, first: false }
+    }
+
+    /// Writes `"key":` (after a comma when needed) and gives the output for its value.
+    pub(super) fn key(&mut self, key: &str) -> &mut String {
+        debug_assert!(key.bytes().all(|b| b.is_ascii_alphanumeric()));
+        if !std::mem::take(&mut self.first) {
+            self.out.push(',');
+        }
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.out
+    }
+
+    /// A string that JSON takes as it stands (the hub's ids, URLs and codes).
+    pub(super) fn plain(&mut self, key: &str, value: &str) {
+        debug_assert!(plain(value), "{value:?} needs escaping");
+        let out = self.key(key);
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+    }
+
+    /// Any value the resources hold.
+    pub(super) fn value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
+        let out = self.key(key);
+        write(out, value).expect("resource values are what JSON can hold");
+    }
+
+    /// A value when there is one.
+    pub(super) fn some<T: Serialize>(&mut self, key: &str, value: Option<&T>) {
+        if let Some(v) = value {
+            self.value(key, v);
+        }
+    }
+
+    /// A list, left out when empty.
+    pub(super) fn list<T: Serialize>(&mut self, key: &str, items: &[T]) {
+        if !items.is_empty() {
+            self.value(key, items);
+        }
+    }
+
+    /// A Reference to a resource of the bundle by its URL.
+    pub(super) fn reference(&mut self, key: &str, url: &str) {
+        let out = self.key(key);
+        reference(out, url);
+    }
+
+    /// A list of References by URL, left out when empty.
+    pub(super) fn references<'u>(&mut self, key: &str, urls: impl IntoIterator<Item = &'u str>) {
+        let mut urls = urls.into_iter().peekable();
+        if urls.peek().is_none() {
+            return;
+        }
+        let out = self.key(key);
+        out.push('[');
+        for (i, url) in urls.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            reference(out, url);
+        }
+        out.push(']');
+    }
+
+    /// The output, to write a member's value in place.
+    pub(super) fn out(&mut self) -> &mut String {
+        self.out
+    }
+
+    /// Ends the object, giving back the output.
+    pub(super) fn close(self) -> &'o mut String {
+        self.out.push('}');
+        self.out
+    }
+}
+
+/// `{"reference":"URL"}`.
+pub(super) fn reference(out: &mut String, url: &str) {
+    debug_assert!(plain(url), "{url:?} needs escaping");
+    out.push_str("{\"reference\":\"");
+    out.push_str(url);
+    out.push_str("\"}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
