@@ -856,6 +856,26 @@ fn organization(out: &mut String, id: &Id, ods: &[Identifier], name: Option<&Tex
     close_entry(o);
 }
 
+/// Opens a laboratory Observation entry, written up to its category: `request` is what it
+/// is based on, `status` OBX-11 (or OBR-25 for a test group).
+fn observation<'o>(
+    out: &'o mut String,
+    id: &Id,
+    request: Option<&Id>,
+    status: &str,
+) -> ser::Obj<'o> {
+    let mut o = entry(
+        out,
+        id,
+        "Observation",
+        uk_core_meta!("UKCore-Observation-Lab"),
+    );
+    o.references("basedOn", request.map(Id::url));
+    o.plain("status", observation_status(status));
+    o.value("category", LABORATORY);
+    o
+}
+
 /// A specimen, as the ORU gives it (an SPM, else OBR-15).
 struct SpecimenParts {
     id: Id,
@@ -1122,15 +1142,7 @@ pub fn bundle_json(payload: &[u8], ctx: &Context<'_>) -> Result<String, Patholog
             }
             let oid = label_n("result", digits(ri, &mut [0; 20]));
             let u = unit(obx);
-            let mut o = entry(
-                &mut rest,
-                &oid,
-                "Observation",
-                uk_core_meta!("UKCore-Observation-Lab"),
-            );
-            o.references("basedOn", request.as_ref().map(Id::url));
-            o.plain("status", observation_status(&obx.text(11)));
-            o.value("category", LABORATORY);
+            let mut o = observation(&mut rest, &oid, request.as_ref(), &obx.text(11));
             match Concept::read(obx, 3).filter(|c| !c.is_empty()) {
                 Some(c) => c.write(o.key("code")),
                 None => o.key("code").push_str("{}"),
@@ -1164,15 +1176,7 @@ pub fn bundle_json(payload: &[u8], ctx: &Context<'_>) -> Result<String, Patholog
             close_entry(o);
             members.push(oid);
         }
-        let mut o = entry(
-            &mut rest,
-            &group,
-            "Observation",
-            uk_core_meta!("UKCore-Observation-Lab"),
-        );
-        o.references("basedOn", request.as_ref().map(Id::url));
-        o.plain("status", observation_status(&obr.text(25)));
-        o.value("category", LABORATORY);
+        let mut o = observation(&mut rest, &group, request.as_ref(), &obr.text(25));
         o.value("code", code.as_ref().unwrap_or(&CodeableConcept::default()));
         o.reference("subject", subject);
         o.some("effectiveDateTime", effective.as_ref());
