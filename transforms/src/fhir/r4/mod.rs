@@ -14,11 +14,9 @@ mod ser;
 
 use serde::{Deserialize, Serialize};
 
-/// Text in a resource. Most of it is fixed (systems, profiles, codes) and is borrowed rather
-/// than copied into every resource that names it; short text (codes, units, values, names)
-/// is held in place; the rest (read from the message, or made for it, like the resources'
-/// URLs) is shared, so naming one resource from many others (the patient, the laboratory)
-/// costs no copies.
+/// Text in a resource. Fixed text (systems, profiles, codes) is borrowed rather than copied
+/// into every resource that names it; short text (codes, units, values, names) is held in
+/// place; the rest is shared.
 #[derive(Clone)]
 pub struct Text(Held);
 
@@ -28,8 +26,6 @@ enum Held {
     Fixed(&'static str),
     /// In place, or shared.
     Str(smol_str::SmolStr),
-    /// A resource's id, sharing its URL: the URL without [`URN_UUID`].
-    Urn(std::sync::Arc<str>),
 }
 
 /// The scheme of the URLs of resources in a bundle.
@@ -58,33 +54,10 @@ impl Text {
         Text(Held::Str(smol_str::SmolStr::new(s)))
     }
 
-    /// A resource's `urn:uuid:` URL and its id, held once.
-    pub fn urn_uuid(id: &str) -> (Text, Text) {
-        let mut buf = [0u8; 64];
-        let url: std::sync::Arc<str> = match buf.get_mut(..URN_UUID.len() + id.len()) {
-            Some(url) => {
-                url[..URN_UUID.len()].copy_from_slice(URN_UUID.as_bytes());
-                url[URN_UUID.len()..].copy_from_slice(id.as_bytes());
-                std::str::from_utf8(url).expect("two strs").into()
-            }
-            None => format!("{URN_UUID}{id}").into(),
-        };
-        (Text(Held::Str(url.clone().into())), Text(Held::Urn(url)))
-    }
-
-    /// The `urn:uuid:` URL of a resource with this id.
-    pub fn urn_uuid_of(id: &Text) -> Text {
-        match &id.0 {
-            Held::Urn(url) => Text(Held::Str(url.clone().into())),
-            Held::Str(_) | Held::Fixed(_) => Text::urn_uuid(id).0,
-        }
-    }
-
     pub fn as_str(&self) -> &str {
         match &self.0 {
             Held::Fixed(s) => s,
             Held::Str(s) => s.as_str(),
-            Held::Urn(url) => url.get(URN_UUID.len()..).unwrap_or_default(),
         }
     }
 }
@@ -191,13 +164,6 @@ pub struct Meta {
 }
 
 impl Meta {
-    /// Meta naming fixed profiles, borrowed rather than copied into every resource.
-    pub const fn profiles(urls: &'static [Text]) -> Self {
-        Self {
-            profile: Fixed::Borrowed(urls),
-        }
-    }
-
     pub fn is_empty(&self) -> bool {
         self.profile.is_empty()
     }
@@ -596,15 +562,11 @@ mod tests {
     #[test]
     fn text_is_what_it_says_however_held() {
         let id = "0195d1a4-0000-7000-8000-000000000001";
-        let (url, shared) = Text::urn_uuid(id);
-        assert_eq!(url.as_str(), format!("urn:uuid:{id}"));
-        assert_eq!(shared.as_str(), id);
-        assert_eq!(shared, Text::copy(id));
-        assert_eq!(Text::urn_uuid_of(&shared), url);
-        assert_eq!(Text::urn_uuid_of(&Text::copy(id)), url);
+        let fixed_id = Text::fixed(id);
+        assert_eq!(fixed_id, Text::copy(id));
         let state = std::hash::RandomState::new();
         use std::hash::BuildHasher;
-        assert_eq!(state.hash_one(&shared), state.hash_one(Text::copy(id)));
+        assert_eq!(state.hash_one(&fixed_id), state.hash_one(Text::copy(id)));
         for s in [
             "",
             "F",
@@ -630,7 +592,7 @@ mod tests {
             );
         }
         assert_eq!(
-            serde_json::to_string(&shared).unwrap(),
+            serde_json::to_string(&fixed_id).unwrap(),
             serde_json::to_string(id).unwrap()
         );
     }
