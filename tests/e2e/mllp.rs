@@ -640,3 +640,48 @@ async fn kill_9_mid_load_loses_no_acknowledged_result() {
         );
     }
 }
+
+/// `bench --mllp` follows each result over gRPC: with no hub to follow, it says so before it
+/// sends anything, rather than after the whole run.
+#[test]
+fn the_mllp_bench_with_no_hub_to_follow_sends_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let mllp = listener.local_addr().unwrap().to_string();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hub = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut bench = Command::new(edt_tests::binary())
+        .args(["bench", "--mllp", &mllp, "--hub", &hub, "--docs", "10"])
+        .args(["--connections", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = bench.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            bench.kill().unwrap();
+            panic!("bench --mllp waited on the MLLP listener with no hub to follow");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    bench
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("--hub") && stderr.contains(&hub),
+        "{stderr}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the bench connected to the MLLP listener"
+    );
+}

@@ -40,6 +40,11 @@ pub fn oru(facility: &str, control: &str, to: &str, n: usize) -> String {
 type Acked = (String, f64, f64);
 
 pub async fn run(a: &BenchArgs, addr: &str) -> anyhow::Result<ExitCode> {
+    // Each result is followed over gRPC until it is sent on: a hub that cannot be reached is
+    // reported before anything is sent, not after the run.
+    let channels = vec![client::channel(a.hub.first()).await.map_err(|e| {
+        anyhow::anyhow!("{e:#} (bench --mllp follows each result over gRPC: give the hub's gRPC address with --hub)")
+    })?];
     let run_id = crate::track::new_id().simple().to_string();
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -105,7 +110,6 @@ pub async fn run(a: &BenchArgs, addr: &str) -> anyhow::Result<ExitCode> {
         refused.extend(r);
     }
     let ack_secs = start.elapsed().as_secs_f64();
-    let channels = vec![client::channel(a.hub.first()).await?];
     let waiting = acked.iter().map(|(id, _, w)| (id.clone(), *w, 0)).collect();
     let (mut e2e, last_sent_ms, undelivered) =
         wait_sent(&channels, waiting, a.connections.max(1), a.timeout_secs).await?;
