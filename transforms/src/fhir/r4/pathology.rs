@@ -135,24 +135,15 @@ impl<'m> Concept<'m> {
     /// Writes the CodeableConcept [`concept`] makes of it.
     fn write(&self, out: &mut String) {
         let mut cc = ser::Obj::open(out);
-        let mut codings = self.codings().peekable();
-        if codings.peek().is_some() {
-            let out = cc.key("coding");
-            out.push('[');
-            for (i, (system, code, display)) in codings.enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let mut coding = ser::Obj::open(&mut *out);
-                if let Some(system) = system {
-                    coding.plain("system", system);
-                }
-                coding.value("code", code);
-                coding.some("display", display.as_ref());
-                coding.close();
+        cc.array("coding", self.codings(), |out, (system, code, display)| {
+            let mut coding = ser::Obj::open(out);
+            if let Some(system) = system {
+                coding.plain("system", system);
             }
-            out.push(']');
-        }
+            coding.value("code", code);
+            coding.some("display", display.as_ref());
+            coding.close();
+        });
         cc.some("text", self.text().as_ref());
         cc.close();
     }
@@ -1240,22 +1231,18 @@ pub fn bundle_json(payload: &[u8], ctx: &Context<'_>) -> Result<String, Patholog
     o.references("author", [performer.url()]);
     o.plain("title", "Laboratory report");
     o.reference("custodian", performer.url());
-    if !sections.is_empty() {
-        let out = o.key("section");
-        out.push('[');
-        for (i, (code, group)) in sections.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let mut s = ser::Obj::open(&mut *out);
+    o.array(
+        "section",
+        sections.iter().enumerate(),
+        |out, (i, (code, group))| {
+            let mut s = ser::Obj::open(out);
             s.some("title", code.as_ref().and_then(|c| c.text.as_ref()));
             s.some("code", code.as_ref());
             let first = (i == 0).then(|| report.url());
             s.references("entry", first.into_iter().chain([group.url()]));
             s.close();
-        }
-        out.push(']');
-    }
+        },
+    );
     close_entry(o);
 
     let ods = [ods_identifier(ctx.sender_ods)];
@@ -1313,20 +1300,11 @@ fn rfc4122_identifier(out: &mut String, id: &Id) {
 
 /// An Observation's notes, left out when there are none.
 fn notes_of(o: &mut ser::Obj<'_>, notes: &[Cow<'_, str>]) {
-    if notes.is_empty() {
-        return;
-    }
-    let out = o.key("note");
-    out.push('[');
-    for (i, text) in notes.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    o.array("note", notes, |out, text| {
         let mut note = ser::Obj::open(out);
         note.value("text", text.as_ref());
         note.close();
-    }
-    out.push(']');
+    });
 }
 
 #[cfg(test)]

@@ -376,17 +376,27 @@ impl<'o> Obj<'o> {
 
     /// A list of References by URL, left out when empty.
     pub(super) fn references<'u>(&mut self, key: &str, urls: impl IntoIterator<Item = &'u str>) {
-        let mut urls = urls.into_iter().peekable();
-        if urls.peek().is_none() {
+        self.array(key, urls, reference);
+    }
+
+    /// A list whose items `write` writes, left out when empty.
+    pub(super) fn array<I: IntoIterator>(
+        &mut self,
+        key: &str,
+        items: I,
+        mut write: impl FnMut(&mut String, I::Item),
+    ) {
+        let mut items = items.into_iter().peekable();
+        if items.peek().is_none() {
             return;
         }
         let out = self.key(key);
         out.push('[');
-        for (i, url) in urls.enumerate() {
+        for (i, item) in items.enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            reference(out, url);
+            write(out, item);
         }
         out.push(']');
     }
