@@ -508,23 +508,7 @@ async fn purge_removes_payloads_of_finished_messages_only() {
         20,
     )
     .await;
-    let did = &accepted.deliveries[0].delivery_id;
-    std::fs::write(
-        hub.drop_folder("A81001")
-            .join("acks")
-            .join(format!("{did}.ack")),
-        r#"{"status":"accepted"}"#,
-    )
-    .unwrap();
-    edt_tests::eventually(10, "the acceptance", || {
-        let hub = &hub;
-        let id = accepted.message_id.clone();
-        async move {
-            (hub.cli_json(&["messages", "show", &id])["deliveries"][0]["state"] == "accepted")
-                .then_some(())
-        }
-    })
-    .await;
+    accept_by_ack(&hub, "A81001", &accepted).await;
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
 
     let plan = hub.cli_json(&["purge", "--older-than", "1s", "--dry-run"]);
@@ -541,55 +525,21 @@ async fn purge_removes_payloads_of_finished_messages_only() {
     expected.sort();
     assert_eq!(planned, expected);
     let original = dir.path().join("original.pdf");
-    let keep = hub.cli(&[
-        "messages",
-        "show",
-        &accepted.message_id,
-        "--original",
-        original.to_str().unwrap(),
-    ]);
+    let keep = fetch_original(&hub, &accepted.message_id, &original);
     assert!(keep.status.success(), "a dry run removes nothing");
 
-    // Payloads are files under the data directory: the purge gives their space back.
-    let payload_files = || -> Vec<(String, u64)> {
-        let mut out = Vec::new();
-        for day in std::fs::read_dir(hub.data_dir.join("payloads")).unwrap() {
-            for f in std::fs::read_dir(day.unwrap().path()).unwrap() {
-                let f = f.unwrap();
-                out.push((
-                    f.file_name().to_string_lossy().into_owned(),
-                    f.metadata().unwrap().len(),
-                ));
-            }
-        }
-        out.sort();
-        out
-    };
-    let before = payload_files();
-    assert_eq!(before.len(), 3, "one file per message: {before:?}");
+    // Payloads are appended to segment files under the data directory.
+    let before = segments_in(&hub.data_dir);
+    assert_eq!(before.len(), 1, "one segment for all three: {before:?}");
     let done = hub.cli_json(&["purge", "--older-than", "1s", "--reason", "retention test"]);
     assert_eq!(done["messages"], 2, "{done}");
     assert_eq!(done["bytes"], plan["bytes"]);
-    let after = payload_files();
-    let simple = |id: &str| id.replace('-', "");
     assert_eq!(
-        after.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-        vec![simple(&waiting.message_id)],
-        "only the unfinished message's payload is left on disk"
+        segments_in(&hub.data_dir),
+        before,
+        "the segment still holds the unfinished message's payload"
     );
-    let freed: u64 = before.iter().map(|(_, n)| n).sum::<u64>() - after[0].1;
-    assert_eq!(
-        Some(freed),
-        done["bytes"].as_u64(),
-        "the bytes reported are the bytes freed"
-    );
-    let gone = hub.cli(&[
-        "messages",
-        "show",
-        &accepted.message_id,
-        "--original",
-        original.to_str().unwrap(),
-    ]);
+    let gone = fetch_original(&hub, &accepted.message_id, &original);
     assert!(!gone.status.success());
     assert!(
         String::from_utf8_lossy(&gone.stderr).contains("no longer held"),
@@ -608,18 +558,59 @@ async fn purge_removes_payloads_of_finished_messages_only() {
     assert_eq!(purged["reason"], "retention test");
     assert!(purged["actor"].as_str().unwrap().starts_with("ops"));
     // The unfinished one still has its bytes; a second purge finds nothing new.
-    let kept = hub.cli(&[
-        "messages",
-        "show",
-        &waiting.message_id,
-        "--original",
-        original.to_str().unwrap(),
-    ]);
+    let kept = fetch_original(&hub, &waiting.message_id, &original);
     assert!(kept.status.success());
     assert_eq!(
         hub.cli_json(&["purge", "--older-than", "1s"])["messages"],
         0
     );
+
+    // Once the last one is filed too, and the segment takes no more payloads (a hub that
+    // starts again writes to a new one), the purge removes the segment whole.
+    accept_by_ack(&hub, "A81002", &waiting).await;
+    let mut hub = hub;
+    hub.stop();
+    let hub = Hub::start(dir.path(), FAST);
+    let done = hub.cli_json(&["purge", "--older-than", "1s"]);
+    assert_eq!(done["messages"], 1, "{done}");
+    assert!(
+        segments_in(&hub.data_dir).is_empty(),
+        "{:?}",
+        segments_in(&hub.data_dir)
+    );
+    let kept = fetch_original(&hub, &waiting.message_id, &original);
+    assert!(!kept.status.success(), "purged with its segment");
+}
+
+/// The practice files an acceptance for the receipt's first delivery; waits until it is
+/// recorded.
+async fn accept_by_ack(hub: &Hub, ods: &str, receipt: &edt_proto::v1::SubmitDocumentResponse) {
+    let did = &receipt.deliveries[0].delivery_id;
+    std::fs::write(
+        hub.drop_folder(ods).join("acks").join(format!("{did}.ack")),
+        r#"{"status":"accepted"}"#,
+    )
+    .unwrap();
+    edt_tests::eventually(10, "the acceptance", || {
+        let id = receipt.message_id.clone();
+        async move {
+            (hub.cli_json(&["messages", "show", &id])["deliveries"][0]["state"] == "accepted")
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+/// `messages show ID --original PATH`.
+fn fetch_original(hub: &Hub, id: &str, path: &std::path::Path) -> std::process::Output {
+    hub.cli(&["messages", "show", id, "--original", path.to_str().unwrap()])
+}
+
+fn segments_in(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(data_dir.join("payloads").join("log"))
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect()
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 use crate::hub::Hub;
 use crate::route;
-use crate::store::{Change, Replay, StoreError};
+use crate::store::{id_ms, Change, Replay, StoreError, ORPHAN_AFTER_MS};
 use crate::track::{now_ms, AuditEvent, DeliveryEvent, DeliveryRecord};
 use uuid::Uuid;
 
@@ -29,20 +29,19 @@ pub async fn purge(
     reason: &str,
 ) -> Result<(u64, u64, u64, Vec<Uuid>), StoreError> {
     let before = now_ms().saturating_sub(older_than_ms);
-    let (mut messages, mut bytes, mut kept) = (0u64, 0u64, 0u64);
-    let mut ids = Vec::new();
-    let purged = |id, reason: &str| AuditEvent {
-        at_ms: now_ms(),
-        message_id: id,
-        delivery_id: None,
-        event: PAYLOAD_PURGED.into(),
-        from: None,
-        to: None,
-        actor: actor.to_string(),
-        reason: reason.to_string(),
+    let mut p = Purge {
+        hub,
+        before,
+        dry_run,
+        actor,
+        reason,
+        messages: 0,
+        bytes: 0,
+        kept: 0,
+        ids: Vec::new(),
     };
     // In batches, oldest first, so a store of millions is purged in one go without
-    // holding a runtime thread for long.
+    // holding a runtime thread for long. First the payloads earlier releases kept as files.
     const BATCH: usize = 1000;
     let mut after = None;
     loop {
@@ -50,74 +49,139 @@ pub async fn purge(
         let next = (batch.len() == BATCH)
             .then(|| batch.last().copied())
             .flatten();
-        let mut purged_ids = Vec::new();
-        for id in batch {
-            let all = hub.store.deliveries_of(id)?;
-            if all.is_empty() && hub.store.message(id)?.is_none() {
-                // A payload file whose submission was never recorded: not a message, so not
-                // reported; the store removes it once it is old enough.
-                if !dry_run {
-                    hub.store
-                        .purge_payload(id, &[], purged(id, "orphaned payload"))?;
-                }
-                continue;
-            }
-            let current: Vec<DeliveryRecord> =
-                all.into_iter().filter(DeliveryRecord::is_current).collect();
-            if current.iter().any(|d| !d.state.is_final()) {
-                kept += 1;
-                continue;
-            }
-            if hub
-                .store
-                .audit_of(id)?
-                .iter()
-                .any(|e| e.event == PAYLOAD_PURGED)
-            {
-                // Purged and recorded, but the bytes outlived a crash: they go now.
-                if !dry_run {
-                    hub.store.release_payload(id)?;
-                }
-                continue;
-            }
-            if dry_run {
-                let size = hub.store.payload_size(id)?.unwrap_or(0);
-                messages += 1;
-                bytes += size;
-                ids.push(id);
-                continue;
-            }
-            match hub.store.purge_payload(id, &current, purged(id, reason)) {
-                Ok(Some(n)) => {
-                    messages += 1;
-                    bytes += n;
-                    ids.push(id);
-                    purged_ids.push(id);
-                }
-                Ok(None) => {}
-                // A delivery changed meanwhile (a replay): keep it this time.
-                Err(StoreError::Busy(_)) => kept += 1,
-                Err(e) => return Err(e),
-            }
-        }
-        if !purged_ids.is_empty() {
-            // The records first, then the bytes.
-            hub.store.flush().await?;
-            for id in purged_ids {
-                hub.store.release_payload(id)?;
-            }
-        }
+        p.batch(&batch).await?;
         if next.is_none() {
             break;
         }
         after = next;
         tokio::task::yield_now().await;
     }
+    // Then the payload log, segment by segment: a segment goes once nothing in it is held
+    // and it takes no more payloads.
+    for segment in hub.store.payload_segments(before)? {
+        let mut held = false;
+        for batch in hub.store.segment_payloads(segment)?.chunks(BATCH) {
+            held |= p.batch(batch).await?;
+            tokio::task::yield_now().await;
+        }
+        if !held && !dry_run {
+            hub.store.remove_segment(segment)?;
+        }
+    }
+    let Purge {
+        messages,
+        bytes,
+        kept,
+        ids,
+        ..
+    } = p;
     if !dry_run && messages > 0 {
         metrics::counter!("edthub_payloads_purged_total").increment(messages);
         tracing::info!(target: "audit", actor, messages, bytes, "payloads purged");
     }
     Ok((messages, bytes, kept, ids))
+}
+
+/// One purge under way, and what it has done so far.
+struct Purge<'a> {
+    hub: &'a Hub,
+    before: u64,
+    dry_run: bool,
+    actor: &'a str,
+    reason: &'a str,
+    messages: u64,
+    bytes: u64,
+    kept: u64,
+    ids: Vec<Uuid>,
+}
+
+impl Purge<'_> {
+    fn event(&self, id: Uuid, reason: &str) -> AuditEvent {
+        AuditEvent {
+            at_ms: now_ms(),
+            message_id: id,
+            delivery_id: None,
+            event: PAYLOAD_PURGED.into(),
+            from: None,
+            to: None,
+            actor: self.actor.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Purges what it may of the payloads `batch` names; returns whether any of them is still
+    /// held (too young, not final, an orphan a submission may still be recording, or a dry
+    /// run).
+    async fn batch(&mut self, batch: &[Uuid]) -> Result<bool, StoreError> {
+        let store = &self.hub.store;
+        let mut held = false;
+        let mut purged_ids = Vec::new();
+        for &id in batch {
+            if id_ms(&id) >= self.before {
+                held = true;
+                continue;
+            }
+            let all = store.deliveries_of(id)?;
+            if all.is_empty() && store.message(id)?.is_none() {
+                // A payload whose submission was never recorded: not a message, so not
+                // reported; the store removes it once it is old enough.
+                if !self.dry_run {
+                    store.purge_payload(id, &[], self.event(id, "orphaned payload"))?;
+                }
+                held |= self.dry_run || id_ms(&id) + ORPHAN_AFTER_MS >= now_ms();
+                continue;
+            }
+            let current: Vec<DeliveryRecord> =
+                all.into_iter().filter(DeliveryRecord::is_current).collect();
+            if current.iter().any(|d| !d.state.is_final()) {
+                self.kept += 1;
+                held = true;
+                continue;
+            }
+            if store
+                .audit_of(id)?
+                .iter()
+                .any(|e| e.event == PAYLOAD_PURGED)
+            {
+                // Purged and recorded, but the bytes outlived a crash: they go now.
+                if !self.dry_run {
+                    store.release_payload(id)?;
+                }
+                continue;
+            }
+            if self.dry_run {
+                let size = store.payload_size(id)?.unwrap_or(0);
+                self.messages += 1;
+                self.bytes += size;
+                self.ids.push(id);
+                held = true;
+                continue;
+            }
+            match store.purge_payload(id, &current, self.event(id, self.reason)) {
+                Ok(Some(n)) => {
+                    self.messages += 1;
+                    self.bytes += n;
+                    self.ids.push(id);
+                    purged_ids.push(id);
+                }
+                Ok(None) => {}
+                // A delivery changed meanwhile (a replay): keep it this time.
+                Err(StoreError::Busy(_)) => {
+                    self.kept += 1;
+                    held = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !purged_ids.is_empty() {
+            // The records first, then the bytes.
+            store.flush().await?;
+            for id in purged_ids {
+                store.release_payload(id)?;
+            }
+        }
+        Ok(held)
+    }
 }
 
 /// Replays a message's failed, rejected, unroutable, cancelled or overdue deliveries as

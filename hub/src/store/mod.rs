@@ -14,10 +14,16 @@ mod entry;
 pub mod fixtures;
 mod keys;
 mod lists;
+pub mod payload_log;
 pub mod payloads;
 mod sled_store;
 
+pub use keys::id_ms;
 pub use sled_store::SledStore;
+
+/// A payload written for a submission that was never recorded is removed once it is this
+/// old (no submission can still be recording it).
+pub const ORPHAN_AFTER_MS: u64 = 600_000;
 
 use crate::track::MessageRecord;
 use crate::track::{AuditEvent, DeliveryEvent, DeliveryRecord, DeliveryState, InvalidTransition};
@@ -334,7 +340,7 @@ pub trait Store: Send + Sync + 'static {
     /// `count_to` (at least one more than the page).
     fn list_page(&self, query: &ListQuery, count_to: usize) -> Result<ListPage, StoreError>;
     /// Messages received before `before_ms` (and after `after`, for paging) whose payload is
-    /// still held, oldest first.
+    /// still held as a file of its own (as earlier releases kept them), oldest first.
     fn payload_candidates(
         &self,
         before_ms: u64,
@@ -357,6 +363,14 @@ pub trait Store: Send + Sync + 'static {
     fn release_payload(&self, message: Uuid) -> Result<(), StoreError>;
     /// The size of a message's payload, if it is held.
     fn payload_size(&self, id: Uuid) -> Result<Option<u64>, StoreError>;
+    /// Segments of the payload log started before `before_ms`, oldest first
+    /// ([`Store::payload_candidates`] lists payloads kept as files of their own).
+    fn payload_segments(&self, before_ms: u64) -> Result<Vec<u64>, StoreError>;
+    /// The ids of the payloads written to a segment (recorded messages' and orphans').
+    fn segment_payloads(&self, segment: u64) -> Result<Vec<Uuid>, StoreError>;
+    /// Removes a segment whose payloads are all purged or orphaned; returns the bytes freed,
+    /// or `None` if it is still being written (it stays).
+    fn remove_segment(&self, segment: u64) -> Result<Option<u64>, StoreError>;
     /// The delivery a transport id (e.g. a MESH message id) was recorded for.
     fn delivery_by_transport(&self, transport_id: &str) -> Result<Option<Uuid>, StoreError>;
     /// Current deliveries in `state` last changed before `before_ms` (oldest first).

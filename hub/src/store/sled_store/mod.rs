@@ -13,6 +13,7 @@ mod schema;
 mod tests;
 mod write;
 
+use super::payload_log::{PayloadAt, PayloadLog};
 use super::payloads::PayloadFiles;
 use super::{
     Change, ListPage, ListQuery, NewMessage, Replay, Store, StoreError, Submitted, UnmatchedAck,
@@ -31,7 +32,11 @@ use uuid::Uuid;
 /// The sled-backed store.
 pub struct SledStore {
     db: sled::Db,
+    /// Payloads kept as files of their own by earlier releases.
     payloads: Arc<PayloadFiles>,
+    log: Arc<PayloadLog>,
+    /// Payloads purged (their records say so) whose space is still to be given back.
+    purged: std::sync::Mutex<std::collections::HashMap<Uuid, PayloadAt>>,
     trees: Vec<sled::Tree>,
     unmatched: sled::Tree,
     /// Other nodes' claims on local ids (by `keys::dedupe`), and the same by receipt time.
@@ -65,10 +70,16 @@ impl SledStore {
         Self::from_db(sled::Config::new().temporary(true).open()?, payloads)
     }
 
-    fn from_db(db: sled::Db, payloads: &Path) -> Result<Self, StoreError> {
-        let payloads = Arc::new(PayloadFiles::open(payloads).map_err(|e| {
-            StoreError::Engine(format!("payload folder {}: {e}", payloads.display()))
-        })?);
+    fn from_db(db: sled::Db, dir: &Path) -> Result<Self, StoreError> {
+        let payloads =
+            Arc::new(PayloadFiles::open(dir).map_err(|e| {
+                StoreError::Engine(format!("payload folder {}: {e}", dir.display()))
+            })?);
+        let log_dir = dir.join("log");
+        let log =
+            Arc::new(PayloadLog::open(&log_dir).map_err(|e| {
+                StoreError::Engine(format!("payload log {}: {e}", log_dir.display()))
+            })?);
         let trees = TREE_NAMES
             .iter()
             .map(|n| db.open_tree(n))
@@ -94,6 +105,8 @@ impl SledStore {
             batch,
             files: FileSync::start(),
             payloads,
+            log,
+            purged: Default::default(),
             db,
             trees,
             unmatched,
@@ -231,6 +244,18 @@ impl Store for SledStore {
 
     fn payload_size(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
         query::payload_size(self, id)
+    }
+
+    fn payload_segments(&self, before_ms: u64) -> Result<Vec<u64>, StoreError> {
+        query::payload_segments(self, before_ms)
+    }
+
+    fn segment_payloads(&self, segment: u64) -> Result<Vec<Uuid>, StoreError> {
+        query::segment_payloads(self, segment)
+    }
+
+    fn remove_segment(&self, segment: u64) -> Result<Option<u64>, StoreError> {
+        write::remove_segment(self, segment)
     }
 
     fn delivery_by_transport(&self, transport_id: &str) -> Result<Option<Uuid>, StoreError> {

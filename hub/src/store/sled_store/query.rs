@@ -4,6 +4,7 @@
 use super::schema::*;
 use super::SledStore;
 use crate::store::entry::Entry;
+use crate::store::payload_log::PayloadAt;
 use crate::store::{keys, lists};
 use crate::store::{After, ListPage, ListQuery, StoreError, UnmatchedAck};
 use crate::track::{AuditEvent, DeliveryRecord, DeliveryState, MessageRecord};
@@ -23,10 +24,20 @@ pub(super) fn message(s: &SledStore, id: Uuid) -> Result<Option<MessageRecord>, 
         .transpose()
 }
 
+/// Where a message's payload is in the payload log, if it is there.
+pub(super) fn payload_at(s: &SledStore, id: Uuid) -> Result<Option<PayloadAt>, StoreError> {
+    match s.tree(MESSAGES).get(id.as_bytes())? {
+        Some(v) => Entry::payload_of(&v),
+        None => Ok(None),
+    }
+}
+
 pub(super) fn payload(s: &SledStore, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
-    s.payloads
-        .read(&id)
-        .map_err(|e| StoreError::Engine(format!("reading the payload of {id}: {e}")))
+    let err = |e| StoreError::Engine(format!("reading the payload of {id}: {e}"));
+    match payload_at(s, id)? {
+        Some(at) => s.log.read(at).map_err(err),
+        None => s.payloads.read(&id).map_err(err),
+    }
 }
 
 pub(super) fn delivery(s: &SledStore, id: Uuid) -> Result<Option<DeliveryRecord>, StoreError> {
@@ -118,9 +129,26 @@ pub(super) fn payload_candidates(
 }
 
 pub(super) fn payload_size(s: &SledStore, id: Uuid) -> Result<Option<u64>, StoreError> {
+    if let Some(at) = payload_at(s, id)? {
+        return Ok(Some(at.len));
+    }
     s.payloads
         .size(&id)
         .map_err(|e| StoreError::Engine(format!("reading the payload of {id}: {e}")))
+}
+
+pub(super) fn payload_segments(s: &SledStore, before_ms: u64) -> Result<Vec<u64>, StoreError> {
+    s.log
+        .segments(before_ms)
+        .map_err(|e| StoreError::Engine(format!("listing payload segments: {e}")))
+}
+
+pub(super) fn segment_payloads(s: &SledStore, segment: u64) -> Result<Vec<Uuid>, StoreError> {
+    let listed = s
+        .log
+        .payloads(segment)
+        .map_err(|e| StoreError::Engine(format!("reading payload segment {segment}: {e}")))?;
+    Ok(listed.into_iter().map(|(id, _)| id).collect())
 }
 
 pub(super) fn delivery_by_transport(

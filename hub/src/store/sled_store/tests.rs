@@ -155,6 +155,15 @@ async fn orphaned_and_duplicate_payload_files_do_not_stay() {
         Submitted::Duplicate(_)
     ));
     assert_eq!(s.payload(dup_id).unwrap(), None);
+    let first = s.find_by_local_id("RX1", "DUP").unwrap().unwrap();
+    let at = super::query::payload_at(&s, first).unwrap().unwrap();
+    let listed = s.log.payloads(at.segment).unwrap();
+    let (_, dup_at) = listed.iter().find(|(id, _)| *id == dup_id).unwrap();
+    assert_eq!(
+        s.log.read(*dup_at).unwrap(),
+        Some(vec![0; dup_at.len as usize]),
+        "the duplicate's bytes are given back"
+    );
     // A purge records itself first; the bytes go when released, after a flush.
     let new = conformance::sample("RX1", "PURGE", &["A81001"]);
     let (mid, deliveries) = (new.message.id, new.deliveries.clone());
@@ -165,18 +174,26 @@ async fn orphaned_and_duplicate_payload_files_do_not_stay() {
         s.purge_payload(mid, &deliveries, event(mid)).unwrap(),
         Some(size)
     );
-    assert!(
-        s.payload(mid).unwrap().is_some(),
-        "still there until released"
+    assert_eq!(
+        s.payload(mid).unwrap(),
+        None,
+        "the record no longer holds it"
     );
+    assert_eq!(s.payload_size(mid).unwrap(), None);
     assert!(s
         .audit_of(mid)
         .unwrap()
         .iter()
         .any(|e| e.event == "payload-purged"));
+    let at = s.purged.lock().unwrap()[&mid];
+    assert_eq!(
+        s.log.read(at).unwrap().as_deref(),
+        Some(&b"document PURGE"[..]),
+        "its bytes stay until released"
+    );
     s.release_payload(mid).unwrap();
-    assert_eq!(s.payload(mid).unwrap(), None);
-    assert_eq!(s.payload_size(mid).unwrap(), None);
+    assert!(s.purged.lock().unwrap().is_empty());
+    assert_eq!(s.log.read(at).unwrap(), Some(vec![0; size as usize]));
 }
 
 /// A message and its deliveries are one record: changes and replays rewrite it, and no
@@ -323,4 +340,39 @@ async fn submit_enqueues_work_in_the_same_transaction() {
         1,
         "only the in-flight original"
     );
+}
+
+/// Payloads go to the payload log; a segment a process wrote takes no more once the store is
+/// opened again, and can then be removed whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_segments_are_sealed_by_a_restart_and_removed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_in(dir.path()).await;
+    let new = conformance::sample("RX1", "SEG", &["A81001"]);
+    let (mid, payload) = (new.message.id, new.payload.clone());
+    s.submit(new).await.unwrap();
+    let orphan = keys::min_id_at(now_ms() - 3_600_000);
+    s.log.append(&orphan, b"never recorded").unwrap();
+    let writing = s.payload_segments(u64::MAX).unwrap();
+    assert_eq!(writing.len(), 1);
+    assert_eq!(s.segment_payloads(writing[0]).unwrap(), vec![mid, orphan]);
+    assert_eq!(
+        s.remove_segment(writing[0]).unwrap(),
+        None,
+        "the segment being written stays"
+    );
+    s.flush().await.unwrap();
+    drop(s);
+    let s = open_in(dir.path()).await;
+    let sealed = s.payload_segments(u64::MAX).unwrap();
+    assert_eq!(sealed, writing);
+    assert!(
+        s.payload_segments(sealed[0]).unwrap().is_empty(),
+        "started before"
+    );
+    assert_eq!(s.payload(mid).unwrap(), Some(payload.clone()));
+    assert_eq!(s.payload_size(mid).unwrap(), Some(payload.len() as u64));
+    assert!(s.remove_segment(sealed[0]).unwrap().unwrap() > 0);
+    assert!(s.payload_segments(u64::MAX).unwrap().is_empty());
+    assert_eq!(s.payload(mid).unwrap(), None);
 }

@@ -9,7 +9,9 @@ use super::SledStore;
 use crate::bus::embedded;
 use crate::store::entry::Entry;
 use crate::store::{keys, lists};
-use crate::store::{Change, Enqueue, NewMessage, Replay, StoreError, Submitted, UnmatchedAck};
+use crate::store::{
+    Change, Enqueue, NewMessage, Replay, StoreError, Submitted, UnmatchedAck, ORPHAN_AFTER_MS,
+};
 use crate::track::{
     derived_message, now_ms, transition, AuditEvent, DeliveryRecord, DeliveryState,
 };
@@ -135,14 +137,14 @@ fn submit_tx(t: &Tx, p: &Prepared) -> TxResult<Submitted> {
 
 pub(super) async fn submit(s: &SledStore, new: NewMessage) -> Result<Submitted, StoreError> {
     let m = &new.message;
-    let (id, queues) = (m.id, queue_names(&new.enqueue));
-    // The payload is on disk before its message is recorded (see `payloads`).
-    let written = s
-        .payloads
-        .write(&m.id, &new.payload)
+    let queues = queue_names(&new.enqueue);
+    // The payload is on disk before its message is recorded (see `payload_log`).
+    let (at, written) = s
+        .log
+        .append(&m.id, &new.payload)
         .map_err(|e| StoreError::Engine(format!("writing the payload of {}: {e}", m.id)))?;
     if let Err(e) = s.files.sync(written).await {
-        let _ = s.payloads.remove(&m.id);
+        let _ = s.log.release(at);
         return Err(StoreError::Engine(format!(
             "syncing the payload of {}: {e}",
             m.id
@@ -151,6 +153,7 @@ pub(super) async fn submit(s: &SledStore, new: NewMessage) -> Result<Submitted, 
     let mut entry = Entry {
         records: new.deliveries.iter().map(|d| (d.id, enc(d))).collect(),
         message: enc(m),
+        payload: Some(at),
         ..Entry::default()
     };
     for e in new.audit.iter().filter(|e| e.message_id == m.id) {
@@ -167,9 +170,9 @@ pub(super) async fn submit(s: &SledStore, new: NewMessage) -> Result<Submitted, 
     let outcome = s.batch.run(move |t| submit_tx(t, &p)).await;
     match &outcome {
         Ok(Submitted::Created(id)) => s.after_commit(*id, queues),
-        // Nothing recorded: the payload written for it goes too.
+        // Nothing recorded: the space of the payload written for it goes too.
         Ok(Submitted::Duplicate(_)) | Err(_) => {
-            let _ = s.payloads.remove(&id);
+            let _ = s.log.release(at);
         }
     }
     outcome
@@ -335,7 +338,7 @@ pub(super) fn purge_payload(
     if query::message(s, message)?.is_none() {
         // An orphan: written for a submission that was never recorded. Removed once it is
         // old enough that no submission can still be recording it.
-        let orphaned = keys::id_ms(&message) + 600_000 < crate::track::now_ms();
+        let orphaned = keys::id_ms(&message) + ORPHAN_AFTER_MS < crate::track::now_ms();
         return match orphaned {
             true => s.payloads.remove(&message).map_err(file).map(|_| None),
             false => Ok(None),
@@ -348,23 +351,50 @@ pub(super) fn purge_payload(
                 return abort(StoreError::Busy(d.id));
             }
         }
-        let Some(len) = on_file else {
+        // In the payload log: the record stops pointing at it, in the same change.
+        let logged = match t[MESSAGES].get(message.as_bytes())? {
+            Some(v) => {
+                let mut entry = Entry::decode(&v).or_else(abort)?;
+                let at = entry.payload.take();
+                if at.is_some() {
+                    t[MESSAGES].insert(message.as_bytes(), entry.encode())?;
+                }
+                at
+            }
+            None => None,
+        };
+        let Some(len) = logged.map(|at| at.len).or(on_file) else {
             return Ok(None);
         };
         put_audit(t, &event)?;
-        Ok(Some(len))
+        Ok(Some((len, logged)))
     })?;
-    if freed.is_some() {
-        let _ = s.changes.send(message);
+    let Some((len, logged)) = freed else {
+        return Ok(None);
+    };
+    if let Some(at) = logged {
+        s.purged
+            .lock()
+            .expect("purged payloads")
+            .insert(message, at);
     }
-    Ok(freed)
+    let _ = s.changes.send(message);
+    Ok(Some(len))
 }
 
 pub(super) fn release_payload(s: &SledStore, message: Uuid) -> Result<(), StoreError> {
-    s.payloads
-        .remove(&message)
-        .map(|_| ())
-        .map_err(|e| StoreError::Engine(format!("removing the payload of {message}: {e}")))
+    let err = |e| StoreError::Engine(format!("removing the payload of {message}: {e}"));
+    let logged = s.purged.lock().expect("purged payloads").remove(&message);
+    if let Some(at) = logged {
+        s.log.release(at).map_err(err)?;
+    }
+    s.payloads.remove(&message).map(|_| ()).map_err(err)
+}
+
+pub(super) fn remove_segment(s: &SledStore, segment: u64) -> Result<Option<u64>, StoreError> {
+    s.log
+        .remove(segment)
+        .map_err(|e| StoreError::Engine(format!("removing payload segment {segment}: {e}")))
 }
 
 pub(super) fn record_unmatched_ack(s: &SledStore, ack: UnmatchedAck) -> Result<(), StoreError> {
