@@ -147,7 +147,7 @@ impl Syncer {
             }
         }
         let mut whole: HashMap<u64, io::Result<()>> = HashMap::new();
-        let mut dirs_done: HashMap<PathBuf, io::Result<()>> = HashMap::new();
+        let mut done: HashMap<PathBuf, io::Result<()>> = HashMap::new();
         let mut results = Vec::with_capacity(jobs.len());
         for (job, dev) in jobs.iter().zip(devices) {
             let dev = match dev {
@@ -164,7 +164,7 @@ impl Syncer {
                     count_sync();
                     syncfs(fs)
                 })),
-                None => sync_each(&job.what, &syncs, &mut dirs_done),
+                None => sync_each(&job.what, &syncs, &mut done),
             };
             results.push(result);
         }
@@ -201,22 +201,20 @@ fn device_of(what: &Durable) -> io::Result<u64> {
     Ok(std::fs::metadata(path)?.dev())
 }
 
-/// fsyncs each file, then each folder not already synced in this round.
+/// fsyncs each file, then each folder, not already synced in this round (writers to one file,
+/// such as the payload log, share its sync).
 fn sync_each(
     what: &Durable,
     syncs: &AtomicU64,
-    dirs_done: &mut HashMap<PathBuf, io::Result<()>>,
+    done: &mut HashMap<PathBuf, io::Result<()>>,
 ) -> io::Result<()> {
     let fsync = |p: &PathBuf| {
         syncs.fetch_add(1, Ordering::Relaxed);
         count_sync();
         File::open(p)?.sync_all()
     };
-    for p in &what.files {
-        fsync(p)?;
-    }
-    for d in &what.dirs {
-        clone_result(dirs_done.entry(d.clone()).or_insert_with(|| fsync(d)))?;
+    for p in what.files.iter().chain(&what.dirs) {
+        clone_result(done.entry(p.clone()).or_insert_with(|| fsync(p)))?;
     }
     Ok(())
 }
@@ -299,6 +297,22 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(sync.syncs() - used, 2);
+        // Two writers naming one file (the payload log) in a quiet round: one fsync of it.
+        let used = sync.syncs();
+        let shared = dir.path().join("shared");
+        std::fs::write(&shared, b"x").unwrap();
+        let both: Vec<_> = (0..2)
+            .map(|_| {
+                sync.sync(Durable {
+                    files: vec![shared.clone()],
+                    dirs: Vec::new(),
+                })
+            })
+            .collect();
+        for r in futures::future::join_all(both).await {
+            r.unwrap();
+        }
+        assert_eq!(sync.syncs() - used, 1);
         // Two writers in a round, each with a file and its folder: one sync of the whole
         // file system rather than four.
         let used = sync.syncs();
