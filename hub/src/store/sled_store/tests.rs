@@ -376,3 +376,40 @@ async fn payload_segments_are_sealed_by_a_restart_and_removed_whole() {
     assert!(s.payload_segments(u64::MAX).unwrap().is_empty());
     assert_eq!(s.payload(mid).unwrap(), None);
 }
+
+/// A message recorded by an earlier release has its payload in a file of its own: it is read,
+/// sized and purged from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_kept_as_files_by_earlier_releases_are_read_and_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open_in(dir.path()).await;
+    let new = conformance::sample("RX1", "OLD", &["A81001"]);
+    let (mid, deliveries) = (new.message.id, new.deliveries.clone());
+    s.submit(new).await.unwrap();
+    // As an earlier release wrote it: no place in the payload log, a file instead.
+    let key = mid.as_bytes();
+    let mut entry = Entry::decode(&s.tree(MESSAGES).get(key).unwrap().unwrap()).unwrap();
+    entry.payload = None;
+    s.tree(MESSAGES).insert(key, entry.encode()).unwrap();
+    s.payloads.write(&mid, b"kept as a file").unwrap();
+    assert_eq!(
+        s.payload(mid).unwrap().as_deref(),
+        Some(&b"kept as a file"[..])
+    );
+    assert_eq!(s.payload_size(mid).unwrap(), Some(14));
+    assert_eq!(s.payload_candidates(u64::MAX, None, 10).unwrap(), vec![mid]);
+    let event = AuditEvent {
+        at_ms: now_ms(),
+        message_id: mid,
+        delivery_id: None,
+        event: "payload-purged".into(),
+        from: None,
+        to: None,
+        actor: "t".into(),
+        reason: "retention".into(),
+    };
+    assert_eq!(s.purge_payload(mid, &deliveries, event).unwrap(), Some(14));
+    s.release_payload(mid).unwrap();
+    assert_eq!(s.payload(mid).unwrap(), None);
+    assert!(s.payload_candidates(u64::MAX, None, 10).unwrap().is_empty());
+}
