@@ -35,7 +35,11 @@ pub(super) fn payload_at(s: &SledStore, id: Uuid) -> Result<Option<PayloadAt>, S
 pub(super) fn payload(s: &SledStore, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
     let err = |e| StoreError::Engine(format!("reading the payload of {id}: {e}"));
     match payload_at(s, id)? {
-        Some(at) => s.log.read(at).map_err(err),
+        Some(at) => {
+            let bytes = s.log.read(at).map_err(err)?;
+            // A purge may have given its space back meanwhile: then it is no longer held.
+            Ok(bytes.filter(|_| payload_at(s, id).ok().flatten() == Some(at)))
+        }
         None => s.payloads.read(&id).map_err(err),
     }
 }
