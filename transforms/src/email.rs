@@ -140,6 +140,7 @@ pub fn letter_of(content_type: &str, payload: &[u8]) -> Option<Letter> {
         itk3::ReadOptions {
             lenient_nhs_number: true,
             skip_attachments: true,
+            ..itk3::ReadOptions::default()
         },
     )
     .ok()?;

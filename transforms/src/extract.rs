@@ -73,7 +73,11 @@ pub fn is_hl7v2(content_type: &str) -> bool {
 /// Reads the routing metadata of a document of a structured type; `Ok(None)` for other types.
 pub fn extract(content_type: &str, payload: &[u8]) -> Result<Option<Extracted>, ExtractError> {
     if let Some(format) = fhir_format(content_type) {
-        let m = itk3::read_message(payload, format).map_err(|e| ExtractError {
+        let options = itk3::ReadOptions {
+            check_attachments_only: true,
+            ..itk3::ReadOptions::default()
+        };
+        let m = itk3::read_message_with(payload, format, options).map_err(|e| ExtractError {
             location: e.path.clone(),
             problem: e.problem.clone(),
             code: e.code.code(),

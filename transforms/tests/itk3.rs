@@ -23,6 +23,7 @@ fn corpus() -> Vec<u8> {
 const LENIENT: ReadOptions = ReadOptions {
     lenient_nhs_number: true,
     skip_attachments: false,
+    check_attachments_only: false,
 };
 
 /// Serialises in `format` and reads back.
@@ -773,6 +774,30 @@ fn payload_errors() {
         "Bundle.entry[2].resource.Bundle.entry[1].resource.Binary.content"
     );
     assert_eq!(err.code, ResponseCode::PayloadValidationFailure);
+
+    // Read only for what it says about itself (as at ingest), the attachment is still checked,
+    // padding too, and none is kept.
+    let only = ReadOptions {
+        check_attachments_only: true,
+        ..ReadOptions::default()
+    };
+    let good = String::from_utf8(corpus())
+        .unwrap()
+        .replace("9989453456", "9434765919");
+    let full = read_message(good.as_bytes(), Format::Xml).unwrap();
+    assert_eq!(full.attachments.len(), 1);
+    let checked = read_message_with(good.as_bytes(), Format::Xml, only).unwrap();
+    assert!(checked.attachments.is_empty());
+    assert_eq!(checked.receiver_ods, full.receiver_ods);
+    for broken in ["JVBERi0xLjcNCiW!", "JVB=Ri0xLjcNCiW1"] {
+        let xml = good.replace("JVBERi0xLjcNCiW1", broken);
+        let err = read_message_with(xml.as_bytes(), Format::Xml, only).unwrap_err();
+        assert_eq!(
+            err.path, "Bundle.entry[2].resource.Bundle.entry[1].resource.Binary.content",
+            "{broken}"
+        );
+        assert_eq!(err.code, ResponseCode::PayloadValidationFailure);
+    }
 }
 
 #[test]

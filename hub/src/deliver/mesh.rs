@@ -47,6 +47,7 @@ async fn send(
         let options = edt_transforms::itk3::ReadOptions {
             lenient_nhs_number: true,
             skip_attachments: true,
+            ..Default::default()
         };
         edt_transforms::itk3::read_message_with(&bytes, f, options)
             .ok()

@@ -71,11 +71,40 @@ const fn decode_table() -> [u8; 256] {
 
 const DECODE: [u8; 256] = decode_table();
 
+/// Where decoded bytes go: kept, or only counted.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Sink for usize {
+    fn put(&mut self, bytes: &[u8]) {
+        *self += bytes.len();
+    }
+}
+
 /// Decodes padded standard base64. ASCII whitespace is skipped, since XML values are often
 /// wrapped; anything else outside the alphabet is an error.
 pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    decode_into(text, &mut out)?;
+    Ok(out)
+}
+
+/// Checks what [`decode`] checks, keeping nothing; returns the decoded length.
+pub fn check(text: &str) -> Result<usize, Base64Error> {
+    let mut len = 0usize;
+    decode_into(text, &mut len)?;
+    Ok(len)
+}
+
+fn decode_into(text: &str, out: &mut impl Sink) -> Result<(), Base64Error> {
     let input = text.as_bytes();
-    let mut out = Vec::with_capacity(input.len() / 4 * 3);
     // Sextets gathered for the current group of four, and how many.
     let mut acc = 0u32;
     let mut held = 0usize;
@@ -101,7 +130,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
                     | (u32::from(s[1]) << 12)
                     | (u32::from(s[2]) << 6)
                     | u32::from(s[3]);
-                out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+                out.put(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
                 i += 4;
                 count += 4;
             }
@@ -126,7 +155,7 @@ pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
                     acc = (acc << 6) | u32::from(sextet);
                     held += 1;
                     if held == 4 {
-                        out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+                        out.put(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
                         acc = 0;
                         held = 0;
                     }
@@ -144,13 +173,13 @@ pub fn decode(text: &str) -> Result<Vec<u8>, Base64Error> {
     // With the length a multiple of four and padding only at the end, `held` is 4 - pads.
     match (held, pads) {
         (0, 0) => {}
-        (2, 2) if acc & 0xF == 0 => out.push((acc >> 4) as u8),
+        (2, 2) if acc & 0xF == 0 => out.put(&[(acc >> 4) as u8]),
         (3, 1) if acc & 0x3 == 0 => {
-            out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]);
+            out.put(&[(acc >> 10) as u8, (acc >> 2) as u8]);
         }
         _ => return Err(Base64Error::Padding),
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -226,6 +255,7 @@ mod tests {
 
         #[test]
         fn never_panics_and_only_decodes_base64(text in "[A-Za-z0-9+/= \n!]{0,40}") {
+            proptest::prop_assert_eq!(check(&text), decode(&text).map(|b| b.len()));
             if let Ok(bytes) = decode(&text) {
                 let plain: String = text.split_ascii_whitespace().collect();
                 proptest::prop_assert_eq!(encode(&bytes), plain);

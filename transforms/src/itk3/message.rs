@@ -142,6 +142,10 @@ pub struct ReadOptions {
     /// Leave the Binary contents undecoded and [`ItkMessage::attachments`] empty: for a
     /// message already read in full once (at ingest) and now only re-addressed.
     pub skip_attachments: bool,
+    /// Check the Binary contents (content type, base64) as a full read does, but keep none of
+    /// them: [`ItkMessage::attachments`] stays empty. For a read that needs only what the
+    /// message says about itself (ingest), without decoding and hashing large documents.
+    pub check_attachments_only: bool,
 }
 
 /// Reads an ITK3 message, rejecting any NHS number that fails Modulus 11.
@@ -601,14 +605,21 @@ fn read_document(
                 ResponseCode::PayloadValidationFailure,
             )
         })?;
+        let invalid = |e: base64::Base64Error| {
+            ItkError::new(
+                format!("{path}.content"),
+                format!("invalid base64: {e}"),
+                ResponseCode::PayloadValidationFailure,
+            )
+        };
+        if options.check_attachments_only {
+            if let Some(text) = binary.child_value("content") {
+                base64::check(text).map_err(invalid)?;
+            }
+            continue;
+        }
         let bytes = match binary.child_value("content") {
-            Some(text) => base64::decode(text).map_err(|e| {
-                ItkError::new(
-                    format!("{path}.content"),
-                    format!("invalid base64: {e}"),
-                    ResponseCode::PayloadValidationFailure,
-                )
-            })?,
+            Some(text) => base64::decode(text).map_err(invalid)?,
             None => Vec::new(),
         };
         msg.attachments.push(Attachment {
