@@ -46,13 +46,17 @@ struct Active {
     end: u64,
 }
 
+/// What appending changes: the segment being written, and the number the next must exceed.
+struct Writing {
+    active: Option<Active>,
+    last: u64,
+}
+
 /// The payload log of one node.
 pub struct PayloadLog {
     dir: PathBuf,
     segment_bytes: u64,
-    active: Mutex<Option<Active>>,
-    /// The number the next segment must exceed.
-    last: Mutex<u64>,
+    writing: Mutex<Writing>,
 }
 
 impl PayloadLog {
@@ -68,8 +72,7 @@ impl PayloadLog {
         Ok(Self {
             dir: dir.to_path_buf(),
             segment_bytes,
-            active: Mutex::new(None),
-            last: Mutex::new(last),
+            writing: Mutex::new(Writing { active: None, last }),
         })
     }
 
@@ -81,12 +84,14 @@ impl PayloadLog {
     /// recorded (the segment's data; a new segment's folder entry is synced here).
     pub fn append(&self, id: &Uuid, bytes: &[u8]) -> io::Result<(PayloadAt, Durable)> {
         let now = crate::track::now_ms();
-        let mut active = self.active.lock().expect("payload log lock");
+        let mut w = self.writing.lock().expect("payload log lock");
         let stale = |a: &Active| a.end >= self.segment_bytes || a.number / DAY_MS != now / DAY_MS;
-        if active.as_ref().is_none_or(stale) {
-            *active = Some(self.start(now)?);
+        if w.active.as_ref().is_none_or(stale) {
+            let started = self.start(now.max(w.last + 1))?;
+            w.last = started.number;
+            w.active = Some(started);
         }
-        let a = active.as_mut().expect("a segment");
+        let a = w.active.as_mut().expect("a segment");
         let len = bytes.len() as u64;
         let at = PayloadAt {
             segment: a.number,
@@ -99,7 +104,7 @@ impl PayloadLog {
             .and_then(|()| a.file.write_all_at(bytes, at.offset));
         if let Err(e) = written {
             // What follows a broken record could not be read through: start afresh.
-            *active = None;
+            w.active = None;
             return Err(e);
         }
         a.end = at.offset + len;
@@ -113,10 +118,8 @@ impl PayloadLog {
         ))
     }
 
-    /// Starts a segment, numbered after every other, with its folder entry on disk.
-    fn start(&self, now: u64) -> io::Result<Active> {
-        let mut last = self.last.lock().expect("payload log lock");
-        let number = now.max(*last + 1);
+    /// Starts segment `number`, with its folder entry on disk.
+    fn start(&self, number: u64) -> io::Result<Active> {
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -124,7 +127,6 @@ impl PayloadLog {
             .open(self.path(number))?;
         crate::durable::count_sync();
         File::open(&self.dir)?.sync_all()?;
-        *last = number;
         Ok(Active {
             number,
             file,
@@ -134,10 +136,8 @@ impl PayloadLog {
 
     /// A payload's bytes, or `None` if its segment is gone.
     pub fn read(&self, at: PayloadAt) -> io::Result<Option<Vec<u8>>> {
-        let file = match File::open(self.path(at.segment)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(file) = self.open_segment(at.segment, false)? else {
+            return Ok(None);
         };
         let len = usize::try_from(at.len).map_err(io::Error::other)?;
         let mut bytes = vec![0; len];
@@ -148,15 +148,23 @@ impl PayloadLog {
     /// Gives a payload's space back (where the file system can punch holes; elsewhere it
     /// comes back with its segment). Its bytes read as zeros afterwards.
     pub fn release(&self, at: PayloadAt) -> io::Result<()> {
-        let file = match fs::OpenOptions::new()
-            .write(true)
-            .open(self.path(at.segment))
+        match self.open_segment(at.segment, true)? {
+            Some(file) => punch(&file, at.offset, at.len),
+            None => Ok(()),
+        }
+    }
+
+    /// A segment opened to read (or write), or `None` if it is gone.
+    fn open_segment(&self, segment: u64, write: bool) -> io::Result<Option<File>> {
+        match fs::OpenOptions::new()
+            .read(!write)
+            .write(write)
+            .open(self.path(segment))
         {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        punch(&file, at.offset, at.len)
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Segments started before `before_ms`, oldest first.
@@ -170,10 +178,8 @@ impl PayloadLog {
     /// The payloads written to a segment, in order, as far as it reads through (a crash can
     /// leave the end of one cut short).
     pub fn payloads(&self, segment: u64) -> io::Result<Vec<(Uuid, PayloadAt)>> {
-        let file = match File::open(self.path(segment)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let Some(file) = self.open_segment(segment, false)? else {
+            return Ok(Vec::new());
         };
         let size = file.metadata()?.len();
         let mut out = Vec::new();
@@ -206,14 +212,14 @@ impl PayloadLog {
     /// next payload starts a segment anyway).
     pub fn remove(&self, segment: u64) -> io::Result<Option<u64>> {
         let today = crate::track::now_ms() / DAY_MS;
-        let mut active = self.active.lock().expect("payload log lock");
-        if active.as_ref().is_some_and(|a| a.number == segment) {
+        let mut w = self.writing.lock().expect("payload log lock");
+        if w.active.as_ref().is_some_and(|a| a.number == segment) {
             if segment / DAY_MS == today {
                 return Ok(None);
             }
-            *active = None;
+            w.active = None;
         }
-        drop(active);
+        drop(w);
         let path = self.path(segment);
         let held = match fs::metadata(&path) {
             Ok(m) => allocated(&m),
@@ -225,7 +231,8 @@ impl PayloadLog {
     }
 
     /// The bytes the segments hold on disk (holes left out).
-    pub fn disk_bytes(&self) -> io::Result<u64> {
+    #[cfg(test)]
+    fn disk_bytes(&self) -> io::Result<u64> {
         let mut total = 0;
         for n in segments_in(&self.dir)? {
             if let Ok(m) = fs::metadata(self.path(n)) {

@@ -344,7 +344,11 @@ pub(super) fn purge_payload(
             false => Ok(None),
         };
     }
-    let on_file = s.payloads.size(&message).map_err(file)?;
+    // A payload kept as a file of its own (by an earlier release) is sized from the file.
+    let on_file = match query::payload_at(s, message)? {
+        Some(_) => None,
+        None => s.payloads.size(&message).map_err(file)?,
+    };
     let freed = s.run(|t| {
         for d in final_deliveries {
             if tx_delivery(t, d.id)?.as_ref() != Some(d) {
@@ -385,10 +389,10 @@ pub(super) fn purge_payload(
 pub(super) fn release_payload(s: &SledStore, message: Uuid) -> Result<(), StoreError> {
     let err = |e| StoreError::Engine(format!("removing the payload of {message}: {e}"));
     let logged = s.purged.lock().expect("purged payloads").remove(&message);
-    if let Some(at) = logged {
-        s.log.release(at).map_err(err)?;
+    match logged {
+        Some(at) => s.log.release(at).map_err(err),
+        None => s.payloads.remove(&message).map(|_| ()).map_err(err),
     }
-    s.payloads.remove(&message).map(|_| ()).map_err(err)
 }
 
 pub(super) fn remove_segment(s: &SledStore, segment: u64) -> Result<Option<u64>, StoreError> {
