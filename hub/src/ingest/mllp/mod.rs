@@ -67,8 +67,8 @@ pub fn spawn(
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let peer = peer.to_string();
-                let refused = permit.is_err();
-                if refused {
+                let permit = permit.ok();
+                if permit.is_none() {
                     metrics::counter!("edthub_mllp_connections_refused_total").increment(1);
                 }
                 match tls {
@@ -79,16 +79,15 @@ pub fn spawn(
                         )
                         .await;
                         match handshake {
-                            Ok(Ok(s)) => serve(&hub, s, &peer, refused, shutdown).await,
+                            Ok(Ok(s)) => serve(&hub, s, &peer, permit, shutdown).await,
                             Ok(Err(e)) => {
                                 tracing::warn!(%peer, error = %e, "mllp TLS handshake failed")
                             }
                             Err(_) => tracing::warn!(%peer, "mllp TLS handshake timed out"),
                         }
                     }
-                    None => serve(&hub, tcp, &peer, refused, shutdown).await,
+                    None => serve(&hub, tcp, &peer, permit, shutdown).await,
                 }
-                drop(permit);
             });
         }
     }))
@@ -134,23 +133,38 @@ enum Reading {
     Discarding(Instant),
 }
 
+/// Serves one connection (`permit`: its place among `mllp.max_connections`, or `None` to refuse
+/// it), then gives its place back before closing it: a sender that sees the close may connect
+/// again at once.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     hub: &Hub,
     mut stream: S,
     peer: &str,
-    refused: bool,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    shutdown: Shutdown,
+) {
+    match permit {
+        Some(_) => converse(hub, &mut stream, peer, shutdown).await,
+        None => {
+            let text = format!(
+                "too many connections (mllp.max_connections = {}); try again later",
+                hub.config.mllp.max_connections
+            );
+            let _ = stream.write_all(&refusal(hub, "207", text)).await;
+        }
+    }
+    drop(permit);
+    let _ = stream.shutdown().await;
+}
+
+/// Reads frames and answers them until the sender closes, goes quiet, or is too slow.
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    hub: &Hub,
+    stream: &mut S,
+    peer: &str,
     mut shutdown: Shutdown,
 ) {
     let cfg = &hub.config.mllp;
-    if refused {
-        let text = format!(
-            "too many connections (mllp.max_connections = {}); try again later",
-            cfg.max_connections
-        );
-        let _ = stream.write_all(&refusal(hub, "207", text)).await;
-        let _ = stream.shutdown().await;
-        return;
-    }
     let max = cfg.max_message_bytes;
     let idle = Duration::from_secs(cfg.idle_timeout_secs);
     let read_timeout = Duration::from_secs(cfg.read_timeout_secs);
@@ -256,7 +270,6 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     );
                     let _ = stream.write_all(&refusal(hub, "207", text)).await;
                 }
-                let _ = stream.shutdown().await;
                 return;
             }
         }
