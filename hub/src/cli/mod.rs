@@ -491,7 +491,7 @@ fn quiet_on_closed_pipe() {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve(_)) {
-        crate::memory::limit_arenas();
+        crate::memory::configure();
     } else {
         quiet_on_closed_pipe();
     }
