@@ -497,6 +497,7 @@ pub fn main() -> ExitCode {
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(crate::memory::idle)
         .build()
     {
         Ok(rt) => rt,
