@@ -15,8 +15,9 @@
 //! What still comes from glibc (C code, and the tests, which run on the system allocator):
 //! every thread that allocates under contention can get an arena of its own (up to eight per
 //! core), and memory freed into an arena stays resident until the arena is trimmed. The server
-//! therefore caps the arenas at start-up and gives freed memory back after busy periods
-//! ([`trim`]). Elsewhere than Linux with glibc those two are no-ops.
+//! therefore caps the arenas at start-up and, after busy periods and during the console's long
+//! reads, [`trim`] gives back what glibc and the calling thread's mimalloc heap hold freed.
+//! Elsewhere than Linux with glibc the arena steps are no-ops.
 
 /// mimalloc's `mi_option_purge_delay`: how long freed pages are held before they are given
 /// back, in milliseconds (its position in mimalloc's option list, which the bindings do not
@@ -78,10 +79,19 @@ fn limit_arenas() {
     }
 }
 
-/// Returns memory freed into the allocator's arenas to the system.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// Returns memory this thread has freed (mimalloc) and memory freed into glibc's arenas to
+/// the system.
 #[allow(unsafe_code)]
 pub fn trim() {
+    // SAFETY: mi_collect only returns free memory to the system.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+    trim_arenas();
+}
+
+/// Returns memory freed into glibc's arenas to the system.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn trim_arenas() {
     // SAFETY: malloc_trim releases free pages only; it is safe to call from any thread.
     unsafe {
         libc::malloc_trim(0);
@@ -92,7 +102,7 @@ pub fn trim() {
 fn limit_arenas() {}
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn trim() {}
+fn trim_arenas() {}
 
 #[cfg(test)]
 #[allow(unsafe_code)]

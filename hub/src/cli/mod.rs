@@ -490,16 +490,15 @@ fn quiet_on_closed_pipe() {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
     if matches!(cli.command, Command::Serve(_)) {
         crate::memory::configure();
+        runtime.on_thread_park(crate::memory::idle);
     } else {
         quiet_on_closed_pipe();
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_park(crate::memory::idle)
-        .build()
-    {
+    let rt = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("edthub: cannot start the runtime: {e}");
