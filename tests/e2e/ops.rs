@@ -257,6 +257,35 @@ async fn logs_carry_ids_but_no_patient_identifiers() {
     }
 }
 
+/// `stats` gives the hub process's own CPU time and memory, which `bench` turns into
+/// `hub_cpu_ms_per_doc`: CPU time that grows with the work done.
+#[tokio::test]
+async fn stats_give_the_hubs_own_cpu_time_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), FAST);
+    let before = hub.cli_json(&["stats"]);
+    let cpu = |s: &serde_json::Value| s["cpu_ms"].as_u64().expect("cpu_ms");
+    // Starting up (loading the national practice file) alone takes CPU.
+    assert!(cpu(&before) > 0, "{before}");
+    assert!(
+        before["resident_bytes"].as_u64().unwrap() > 1_000_000,
+        "{before}"
+    );
+    let mut sub = hub.submission().await;
+    for n in 0..100 {
+        sub.submit_document(letter(&format!("CPU-{n}"), &["A81001"]))
+            .await
+            .unwrap();
+    }
+    let after = hub.cli_json(&["stats"]);
+    assert!(cpu(&after) > cpu(&before), "{before} then {after}");
+    let shown = hub.cli(&["stats"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("CPU time since start"),
+        "{shown:?}"
+    );
+}
+
 #[tokio::test]
 async fn list_filters_and_pages() {
     let dir = tempfile::tempdir().unwrap();

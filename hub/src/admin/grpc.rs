@@ -782,7 +782,9 @@ impl Admin for AdminService {
     ) -> Result<Response<v1::Stats>, Status> {
         self.authorize(&request, false, "read stats")?;
         let hub = &self.hub;
-        // Read first: counting the last day's messages below reads through the database.
+        // Read first: counting the last day's messages below reads through the database, and
+        // what this call costs is not the hub's work.
+        let cpu_ms = cpu_ms().unwrap_or(0);
         let resident = resident_bytes().unwrap_or(0);
         let counts = hub.store.count_by_state().map_err(store_status)?;
         let activity = {
@@ -830,11 +832,29 @@ impl Admin for AdminService {
                 crate::config::BusKind::Embedded => 0,
             },
             warnings: hub.health.warnings(),
+            cpu_ms,
         }))
     }
 }
 
 /// This process's resident memory, from `/proc/self/status` (Linux).
+/// CPU time this process has used (user and system), in milliseconds, from `/proc`.
+pub fn cpu_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let ticks = process_cpu_ticks(&stat)?;
+    Some(ticks.saturating_mul(1000) / rustix::param::clock_ticks_per_second().max(1))
+}
+
+/// utime plus stime, in clock ticks, from the text of a `/proc/<pid>/stat`.
+pub fn process_cpu_ticks(stat: &str) -> Option<u64> {
+    // Fields after the command name (which may hold spaces and brackets) start at the state,
+    // field 3; utime and stime are fields 14 and 15.
+    let mut times = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = times.next()?.parse().ok()?;
+    let stime: u64 = times.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 pub fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;

@@ -12,7 +12,9 @@
 //! submissions, not the status checks while waiting for deliveries);
 //! `machine_cpu_ms_per_doc` is the busy time of every core of the machine (hub, broker, this
 //! client and anything else) per document, with the machine's `cores`; time the hypervisor
-//! stole from this virtual machine is not in it, but in `machine_steal_ms_per_doc`. With
+//! stole from this virtual machine is not in it, but in `machine_steal_ms_per_doc`.
+//! `hub_cpu_ms_per_doc` is the hub processes' own CPU time per document (summed over the
+//! hubs, from their stats, wherever they run). With
 //! `--raw-amqp`, `raw_client_cpu_ms_per_msg` and `raw_machine_cpu_ms_per_msg` are the same for
 //! the raw broker run.
 //!
@@ -331,12 +333,13 @@ fn disk_write_mb_per_s(dir: &std::path::Path, total: usize) -> anyhow::Result<f6
     Ok(total.max(1 << 20) as f64 / 1e6 / start.elapsed().as_secs_f64())
 }
 
-/// Summed over the hubs: disk syncs and broker messages since each started, and resident
-/// memory now.
+/// Summed over the hubs: disk syncs, broker messages and CPU time since each started, and
+/// resident memory now.
 #[derive(Debug, Clone, Copy, Default)]
 struct HubCounters {
     syncs: u64,
     broker: u64,
+    cpu_ms: u64,
     resident_bytes: u64,
 }
 
@@ -351,6 +354,7 @@ async fn hub_counters(hub: &super::HubArgs) -> anyhow::Result<HubCounters> {
             .into_inner();
         sum.syncs += s.disk_syncs;
         sum.broker += s.broker_messages;
+        sum.cpu_ms += s.cpu_ms;
         sum.resident_bytes += s.resident_bytes;
     }
     Ok(sum)
@@ -377,15 +381,7 @@ impl CpuClock {
     /// From a process's `stat` and the machine's `/proc/stat`, counted in `ticks` per second.
     fn read(own: &str, stat: &str, ticks: u64) -> Option<Self> {
         let tick_ms = 1000.0 / ticks.max(1) as f64;
-        // Fields after the command name (which may hold spaces and brackets) start at the
-        // state, field 3; utime and stime are fields 14 and 15.
-        let after = own.rsplit_once(')')?.1;
-        let times: Vec<u64> = after
-            .split_whitespace()
-            .skip(11)
-            .take(2)
-            .map(|f| f.parse().ok())
-            .collect::<Option<_>>()?;
+        let own_ticks = crate::admin::grpc::process_cpu_ticks(own)?;
         let cpu: Vec<u64> = stat
             .lines()
             .next()?
@@ -393,14 +389,14 @@ impl CpuClock {
             .split_whitespace()
             .map(|f| f.parse().ok())
             .collect::<Option<_>>()?;
-        if times.len() < 2 || cpu.len() < 8 {
+        if cpu.len() < 8 {
             return None;
         }
         // user nice system idle iowait irq softirq steal: busy is user to softirq but idle
         // and iowait.
         let busy = cpu[..7].iter().sum::<u64>() - cpu[3] - cpu[4];
         Some(Self {
-            own_ms: (times[0] + times[1]) as f64 * tick_ms,
+            own_ms: own_ticks as f64 * tick_ms,
             machine_ms: busy as f64 * tick_ms,
             steal_ms: cpu[7] as f64 * tick_ms,
         })
@@ -1120,7 +1116,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_default()
     };
     let cpu_line = format!(
-        "{}{}{} cores={}",
+        "{}{}{} hub_cpu_ms_per_doc={:.3} cores={}",
         submit_cpu
             .map(|(o, _)| format!(" client_submit_cpu_ms_per_doc={o:.3}"))
             .unwrap_or_default(),
@@ -1132,6 +1128,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         with_steal
             .map(|(_, _, st)| format!(" machine_steal_ms_per_doc={st:.3}"))
             .unwrap_or_default(),
+        per_doc(counters_after.cpu_ms, counters_before.cpu_ms),
         cores()
     );
     let raw = raw

@@ -28,6 +28,7 @@ fn stats_json(s: &v1::Stats) -> Value {
         "received_last_hour": s.received_last_hour,
         "received_last_day": s.received_last_day,
         "resident_bytes": s.resident_bytes,
+        "cpu_ms": s.cpu_ms,
         "senders": s.senders.iter().map(activity_json).collect::<Vec<_>>(),
         "recipients": s.recipients.iter().map(activity_json).collect::<Vec<_>>(),
     })
@@ -95,6 +96,12 @@ fn print_stats(s: &v1::Stats) {
         t.add_row(vec![
             "memory (resident)".to_string(),
             format!("{:.1} MB", s.resident_bytes as f64 / 1e6),
+        ]);
+    }
+    if s.cpu_ms > 0 {
+        t.add_row(vec![
+            "CPU time since start".to_string(),
+            format!("{:.1} s", s.cpu_ms as f64 / 1e3),
         ]);
     }
     println!("{t}");
