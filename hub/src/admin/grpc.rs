@@ -837,7 +837,6 @@ impl Admin for AdminService {
     }
 }
 
-/// This process's resident memory, from `/proc/self/status` (Linux).
 /// CPU time this process has used (user and system), in milliseconds, from `/proc`.
 pub fn cpu_ms() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -855,6 +854,7 @@ pub fn process_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// This process's resident memory, from `/proc/self/status` (Linux).
 pub fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
